@@ -1,0 +1,98 @@
+"""The `llmtray` command line: global options, then one module per subcommand.
+
+The CLI is a thin layer over the core API (as sqlite-utils does it): each module in
+`llmtray.commands` adds its parser and runs against a `Context`; no business logic lives here.
+Without a subcommand, `llmtray` starts the tray app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from llmtray import __version__, paths
+from llmtray.config import Config, load
+from llmtray.core.errors import LLMTrayError
+
+# Subcommand modules, in the order `--help` lists them.
+COMMANDS = ("serve", "status", "report", "budgets", "import_", "export", "reprice")
+
+
+@dataclass
+class Context:
+    """What every subcommand needs: resolved folders and the config, loaded on first use."""
+
+    paths: paths.Paths
+
+    @cached_property
+    def config(self) -> Config:
+        return load(self.paths.config_file)
+
+    def store(self):  # noqa: ANN201 - imported lazily so `--help` stays fast
+        from llmtray.core.pricing import Pricer, load_overrides
+        from llmtray.core.store import Store
+
+        self.paths.ensure()
+        return Store.open(self.paths.db, Pricer(load_overrides(self.paths.pricing_file)))
+
+    def queries(self):  # noqa: ANN201
+        from llmtray.core.queries import Queries
+
+        return Queries(self.store().conn, self.config.tz)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmtray",
+        description="See what your LLM API calls cost, live, from the system tray. "
+        "Without a command, starts the tray app.",
+    )
+    parser.add_argument("--version", action="version", version=f"llmtray {__version__}")
+    parser.add_argument("--data-dir", metavar="DIR", help="keep everything in DIR (env: LLMTRAY_DATA_DIR)")
+    parser.add_argument("--demo", action="store_true", help="run on a separate demo database with live demo traffic")
+    parser.add_argument("--screenshot", metavar="PATH", help="render the dashboard offscreen to a PNG and exit")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = _command_module(name)
+        if module is not None:
+            module.add_parser(sub)
+    return parser
+
+
+def _command_module(name: str):  # noqa: ANN202
+    try:
+        return importlib.import_module(f"llmtray.commands.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"llmtray.commands.{name}":
+            return None  # that command has not landed yet
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx = Context(paths.resolve(args.data_dir))
+    try:
+        if args.command is None:
+            from llmtray.gui.app import run_app
+
+            return run_app(ctx, demo=args.demo, screenshot=args.screenshot)
+        return int(args.run(args, ctx) or 0)
+    except LLMTrayError as exc:
+        print(f"llmtray: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `llmtray export | head`
+        return 0
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,1 @@
+"""One module per `llmtray` subcommand: `add_parser(subparsers)` and a `run(args, ctx)` it sets."""

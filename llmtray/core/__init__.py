@@ -1,0 +1,1 @@
+"""Qt-free core: the event contract, pricing, storage and aggregations."""

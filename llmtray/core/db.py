@@ -1,0 +1,313 @@
+"""Opening the SQLite store: pragmas, named migrations, backups, and the Peewee models.
+
+There is no module-global database: `open_db(path)` returns a configured Peewee database and
+`models(db)` the model classes bound to it, so two data dirs can live in one process (tests,
+demo). Peewee keeps one connection per thread, which is what SQLite wants: the writer thread and
+every reader have their own.
+
+The schema is created by plain SQL migrations, numbered and named, each in its own transaction,
+recorded in `PRAGMA user_version`; a database from a newer llmtray is refused, and a backup is
+taken before any migration touches existing data.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import peewee as pw
+
+from llmtray.core.errors import SchemaTooNewError
+
+log = logging.getLogger(__name__)
+
+BUCKET_US = 900 * 1_000_000  # 15 minutes: every real UTC offset is a multiple, so local days are exact
+PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": "normal",  # durable against process crashes in WAL; fsync at checkpoints
+    "busy_timeout": 10_000,
+    "foreign_keys": 1,
+    "cache_size": -32_000,
+    "temp_store": "memory",
+}
+DIMENSIONS = ("provider", "model", "feature", "user", "project", "env", "source", "status")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[sqlite3.Connection], None]
+
+
+def _m1_initial(conn: sqlite3.Connection) -> None:
+    _execute_script(conn, 
+        """
+        CREATE TABLE dataset (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            format TEXT NOT NULL,
+            path TEXT,
+            created INTEGER NOT NULL,
+            rows_read INTEGER NOT NULL DEFAULT 0,
+            imported INTEGER NOT NULL DEFAULT 0,
+            duplicates INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'running'
+        );
+        CREATE TABLE event (
+            id INTEGER PRIMARY KEY,
+            event_id TEXT UNIQUE,
+            ts INTEGER NOT NULL,
+            received INTEGER NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            operation TEXT NOT NULL DEFAULT 'chat',
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0,
+            reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+            requests INTEGER NOT NULL DEFAULT 1,
+            cost_nanos INTEGER,
+            cost_source TEXT NOT NULL,
+            pricing_version TEXT,
+            priced_model TEXT,
+            service_tier TEXT,
+            latency_ms REAL,
+            ttft_ms REAL,
+            status TEXT NOT NULL DEFAULT 'ok',
+            error TEXT,
+            stream INTEGER,
+            feature TEXT NOT NULL DEFAULT '',
+            user TEXT NOT NULL DEFAULT '',
+            project TEXT NOT NULL DEFAULT '',
+            env TEXT NOT NULL DEFAULT '',
+            tags TEXT,
+            request_id TEXT,
+            source TEXT NOT NULL,
+            dataset_id INTEGER REFERENCES dataset(id)
+        );
+        CREATE INDEX event_ts ON event(ts);
+        CREATE INDEX event_dataset ON event(dataset_id) WHERE dataset_id IS NOT NULL;
+        CREATE TABLE event_tag (
+            event INTEGER NOT NULL REFERENCES event(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (event, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX event_tag_kv ON event_tag(key, value);
+        """
+    )
+
+
+_ROLLUP_SUMS = (
+    "events",
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+    "cost_nanos",
+    "unpriced",
+)
+
+
+def _rollup_values(row: str) -> dict[str, str]:
+    """SQL expressions of one event row's contribution to each rollup sum."""
+    return {
+        "events": "1",
+        "requests": f"{row}.requests",
+        "input_tokens": f"{row}.input_tokens",
+        "output_tokens": f"{row}.output_tokens",
+        "cache_read_tokens": f"{row}.cache_read_tokens",
+        "cache_write_tokens": f"{row}.cache_write_tokens",
+        "cache_write_1h_tokens": f"{row}.cache_write_1h_tokens",
+        "reasoning_tokens": f"{row}.reasoning_tokens",
+        "cost_nanos": f"coalesce({row}.cost_nanos, 0)",
+        "unpriced": f"({row}.cost_nanos IS NULL) * {row}.requests",
+    }
+
+
+def _m2_rollups(conn: sqlite3.Connection) -> None:
+    """15-minute rollups kept exact by triggers, so dashboard views read thousands of rows, not
+    millions. Triggers (not application code) keep them right for inserts, dataset removal and
+    repricing alike."""
+    dims = ", ".join(DIMENSIONS)
+    sums_cols = ", ".join(f"{s} INTEGER NOT NULL DEFAULT 0" for s in _ROLLUP_SUMS)
+    new, old = _rollup_values("NEW"), _rollup_values("OLD")
+    bucket_new, bucket_old = f"NEW.ts / {BUCKET_US}", f"OLD.ts / {BUCKET_US}"
+    upsert_set = ", ".join(f"{s} = {s} + excluded.{s}" for s in _ROLLUP_SUMS)
+    sub_set = ", ".join(f"{s} = {s} - {old[s]}" for s in _ROLLUP_SUMS)
+    dims_new = ", ".join(f"NEW.{d}" for d in DIMENSIONS)
+    dims_match_old = " AND ".join(f"{d} = OLD.{d}" for d in DIMENSIONS)
+    tag_sums = ("events", "requests", "cost_nanos", "unpriced")
+    tag_upsert = ", ".join(f"{s} = {s} + excluded.{s}" for s in tag_sums)
+    e = _rollup_values("e")
+    _execute_script(conn, 
+        f"""
+        CREATE TABLE rollup (
+            bucket INTEGER NOT NULL, {", ".join(f"{d} TEXT NOT NULL" for d in DIMENSIONS)}, {sums_cols},
+            PRIMARY KEY (bucket, {dims})
+        ) WITHOUT ROWID;
+        CREATE TABLE tag_rollup (
+            bucket INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, source TEXT NOT NULL,
+            {", ".join(f"{s} INTEGER NOT NULL DEFAULT 0" for s in tag_sums)},
+            PRIMARY KEY (bucket, key, value, source)
+        ) WITHOUT ROWID;
+
+        CREATE TRIGGER event_rollup_insert AFTER INSERT ON event BEGIN
+            INSERT INTO rollup (bucket, {dims}, {", ".join(_ROLLUP_SUMS)})
+            VALUES ({bucket_new}, {dims_new}, {", ".join(new[s] for s in _ROLLUP_SUMS)})
+            ON CONFLICT DO UPDATE SET {upsert_set};
+        END;
+        CREATE TRIGGER event_rollup_delete AFTER DELETE ON event BEGIN
+            UPDATE rollup SET {sub_set} WHERE bucket = {bucket_old} AND {dims_match_old};
+            DELETE FROM rollup WHERE bucket = {bucket_old} AND {dims_match_old} AND events = 0;
+        END;
+        -- BEFORE: the event's tags are still there to say which tag rollups to reduce.
+        CREATE TRIGGER event_tag_rollup_delete BEFORE DELETE ON event BEGIN
+            UPDATE tag_rollup SET {", ".join(f"{s} = {s} - {old[s]}" for s in tag_sums)}
+              WHERE bucket = {bucket_old} AND source = OLD.source
+                AND (key, value) IN (SELECT key, value FROM event_tag WHERE event = OLD.id);
+            DELETE FROM tag_rollup WHERE bucket = {bucket_old} AND source = OLD.source AND events = 0;
+            DELETE FROM event_tag WHERE event = OLD.id;
+        END;
+        CREATE TRIGGER event_rollup_reprice AFTER UPDATE OF cost_nanos ON event BEGIN
+            UPDATE rollup SET cost_nanos = cost_nanos - {old["cost_nanos"]} + {new["cost_nanos"]},
+                              unpriced = unpriced - {old["unpriced"]} + {new["unpriced"]}
+              WHERE bucket = {bucket_old} AND {dims_match_old};
+            UPDATE tag_rollup SET cost_nanos = cost_nanos - {old["cost_nanos"]} + {new["cost_nanos"]},
+                                  unpriced = unpriced - {old["unpriced"]} + {new["unpriced"]}
+              WHERE bucket = {bucket_old} AND source = OLD.source
+                AND (key, value) IN (SELECT key, value FROM event_tag WHERE event = OLD.id);
+        END;
+        CREATE TRIGGER event_tag_rollup_insert AFTER INSERT ON event_tag BEGIN
+            INSERT INTO tag_rollup (bucket, key, value, source, {", ".join(tag_sums)})
+            SELECT e.ts / {BUCKET_US}, NEW.key, NEW.value, e.source, {", ".join(e[s] for s in tag_sums)}
+              FROM event e WHERE e.id = NEW.event
+            ON CONFLICT DO UPDATE SET {tag_upsert};
+        END;
+
+        INSERT INTO rollup (bucket, {dims}, {", ".join(_ROLLUP_SUMS)})
+        SELECT e.ts / {BUCKET_US}, {", ".join(f"e.{d}" for d in DIMENSIONS)},
+               {", ".join(f"sum({e[s]})" for s in _ROLLUP_SUMS)}
+          FROM event e GROUP BY 1, {", ".join(f"e.{d}" for d in DIMENSIONS)};
+        INSERT INTO tag_rollup (bucket, key, value, source, {", ".join(tag_sums)})
+        SELECT e.ts / {BUCKET_US}, t.key, t.value, e.source, {", ".join(f"sum({e[s]})" for s in tag_sums)}
+          FROM event_tag t JOIN event e ON e.id = t.event GROUP BY 1, 2, 3, 4;
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "initial", _m1_initial),
+    Migration(2, "rollups", _m2_rollups),
+]
+
+
+def register_migration(migration: Migration) -> None:
+    """Later feature modules (budgets, alerts) append their migrations here, in version order."""
+    if any(m.version == migration.version for m in MIGRATIONS):
+        return
+    if migration.version != MIGRATIONS[-1].version + 1:
+        raise ValueError(f"migration {migration.version} out of order after {MIGRATIONS[-1].version}")
+    MIGRATIONS.append(migration)
+
+
+def _execute_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run a multi-statement script inside the caller's transaction (`executescript` would
+    commit first), splitting where SQLite itself says a statement is complete."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            conn.execute(pending)
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {pending[:80]!r}")
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(path: Path, upto: int | None = None) -> int:
+    """Bring the database at `path` to the newest (or `upto`) schema; returns the version."""
+    target = upto if upto is not None else MIGRATIONS[-1].version
+    conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+    try:
+        conn.execute("PRAGMA journal_mode=wal")
+        current = schema_version(conn)
+        if current > MIGRATIONS[-1].version:
+            raise SchemaTooNewError(
+                f"{path} has schema version {current}, newer than this llmtray understands "
+                f"({MIGRATIONS[-1].version}); upgrade llmtray or use another --data-dir"
+            )
+        pending = [m for m in MIGRATIONS if current < m.version <= target]
+        if pending and current > 0:
+            backup(conn, path.with_name(f"{path.name}.before-v{pending[0].version}.bak"))
+        for m in pending:
+            log.info("migrating %s to version %d (%s)", path, m.version, m.name)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if schema_version(conn) >= m.version:  # another process got there first
+                    conn.execute("ROLLBACK")
+                    continue
+                m.apply(conn)
+                conn.execute(f"PRAGMA user_version = {m.version}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return schema_version(conn)
+    finally:
+        conn.close()
+
+
+def backup(conn: sqlite3.Connection, dest: Path) -> None:
+    """A consistent copy through SQLite's backup API (safe while others read and write)."""
+    target = sqlite3.connect(dest)
+    try:
+        conn.backup(target)
+    finally:
+        target.close()
+
+
+def open_db(path: Path, *, migrate_schema: bool = True) -> pw.SqliteDatabase:
+    """A Peewee database on `path`, migrated, with one connection per thread."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if migrate_schema:
+        migrate(path)
+    db = pw.SqliteDatabase(str(path), pragmas=PRAGMAS, timeout=10, autoconnect=True)
+    db.connect(reuse_if_open=True)
+    return db
+
+
+def models(db: pw.Database) -> SimpleNamespace:
+    """Peewee models bound to `db` (one set per database, no globals)."""
+
+    class Base(pw.Model):
+        class Meta:
+            database = db
+            legacy_table_names = False
+
+    class Dataset(Base):
+        name = pw.TextField()
+        format = pw.TextField()
+        path = pw.TextField(null=True)
+        created = pw.IntegerField()
+        rows_read = pw.IntegerField(default=0)
+        imported = pw.IntegerField(default=0)
+        duplicates = pw.IntegerField(default=0)
+        errors = pw.IntegerField(default=0)
+        state = pw.TextField(default="running")
+
+    return SimpleNamespace(Dataset=Dataset)

@@ -1,0 +1,322 @@
+"""Every aggregation the views, budgets and CLI need, on a read connection of their own.
+
+Reads come from the exact 15-minute rollups whenever the filters allow (no tag filter, range on
+15-minute boundaries), and from the event table otherwise — through the *same* SQL, because the
+event-table source is a subquery with the rollup's columns. That keeps one code path and makes
+the brute-force tests meaningful for both.
+"""
+
+from __future__ import annotations
+
+import bisect
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+
+from llmtray.core.db import BUCKET_US, DIMENSIONS
+from llmtray.core import periods
+
+SUMS = ("events", "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+        "cache_write_1h_tokens", "reasoning_tokens", "cost_nanos", "unpriced")
+GROUPABLE = ("provider", "model", "feature", "user", "project", "env", "source", "status")
+_RAW_SOURCE = (
+    f"(SELECT e.ts / {BUCKET_US} AS bucket, "
+    + ", ".join(f"e.{d} AS {d}" for d in DIMENSIONS)
+    + ", 1 AS events, e.requests AS requests, e.input_tokens AS input_tokens, e.output_tokens AS output_tokens,"
+    " e.cache_read_tokens AS cache_read_tokens, e.cache_write_tokens AS cache_write_tokens,"
+    " e.cache_write_1h_tokens AS cache_write_1h_tokens, e.reasoning_tokens AS reasoning_tokens,"
+    " coalesce(e.cost_nanos, 0) AS cost_nanos, (e.cost_nanos IS NULL) * e.requests AS unpriced"
+    " FROM event e WHERE {where})"
+)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What every view can be narrowed by. Empty tuples mean "any"; times are UTC µs, end exclusive."""
+
+    start_us: int | None = None
+    end_us: int | None = None
+    provider: tuple[str, ...] = ()
+    model: tuple[str, ...] = ()
+    feature: tuple[str, ...] = ()
+    user: tuple[str, ...] = ()
+    project: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    source: tuple[str, ...] = ()
+    status: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def between(self, start_us: int | None, end_us: int | None) -> Filters:
+        return replace(self, start_us=start_us, end_us=end_us)
+
+    def _dims(self) -> dict[str, tuple[str, ...]]:
+        return {d: getattr(self, d) for d in DIMENSIONS if getattr(self, d)}
+
+    def aligned(self) -> bool:
+        return all(t is None or t % BUCKET_US == 0 for t in (self.start_us, self.end_us))
+
+
+@dataclass
+class Totals:
+    """Sums over a selection; `cost_nanos` covers priced requests only, `unpriced` counts the rest."""
+
+    events: int = 0
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_nanos: int = 0
+    unpriced: int = 0
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Totals:
+        return cls(*(int(v or 0) for v in row))
+
+    def add(self, other: Totals) -> None:
+        for name in SUMS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @property
+    def cost_per_request_nanos(self) -> int | None:
+        priced = self.requests - self.unpriced
+        return self.cost_nanos // priced if priced > 0 else None
+
+
+@dataclass
+class DailySeries:
+    """Spend per local day, split by one dimension (stacked chart)."""
+
+    days: list[date]
+    series: dict[str, list[int]] = field(default_factory=dict)  # key -> cost nanos per day
+    requests: list[int] = field(default_factory=list)
+    totals: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    model: str
+    count: int
+    p50: float
+    p95: float
+    p99: float
+
+
+def _raw_clauses(f: Filters, *, dims: bool = True) -> tuple[list[str], list[Any]]:
+    """WHERE clauses over the event table (alias `e`) for a filter set."""
+    clauses, args = ["1"], []
+    if f.start_us is not None:
+        clauses.append("e.ts >= ?")
+        args.append(f.start_us)
+    if f.end_us is not None:
+        clauses.append("e.ts < ?")
+        args.append(f.end_us)
+    if dims:
+        for dim, values in f._dims().items():
+            clauses.append(f"e.{dim} IN ({','.join('?' * len(values))})")
+            args.extend(values)
+    for key, value in f.tags:
+        clauses.append("EXISTS (SELECT 1 FROM event_tag t WHERE t.event = e.id AND t.key = ? AND t.value = ?)")
+        args.extend((key, value))
+    return clauses, args
+
+
+class Queries:
+    """Aggregations over one database connection (use one instance per thread)."""
+
+    def __init__(self, conn: sqlite3.Connection, tz: tzinfo | None = None):
+        self.conn = conn
+        self.tz = tz
+
+    # --- the shared SQL builder ------------------------------------------------------------
+
+    def _source_and_where(self, f: Filters) -> tuple[str, str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for dim, values in f._dims().items():
+            clauses.append(f"{dim} IN ({','.join('?' * len(values))})")
+            params.extend(values)
+        if not f.tags and f.aligned():
+            if f.start_us is not None:
+                clauses.append("bucket >= ?")
+                params.append(f.start_us // BUCKET_US)
+            if f.end_us is not None:
+                clauses.append("bucket < ?")
+                params.append(f.end_us // BUCKET_US)
+            return "rollup", " AND ".join(clauses) or "1", params
+        raw_where, raw_params = _raw_clauses(f, dims=False)
+        source = _RAW_SOURCE.format(where=" AND ".join(raw_where))
+        return source, " AND ".join(clauses) or "1", raw_params + params
+
+    def _grouped(self, f: Filters, group: tuple[str, ...]) -> list[tuple[Any, ...]]:
+        source, where, params = self._source_and_where(f)
+        cols = ", ".join(group)
+        sums = ", ".join(f"sum({s})" for s in SUMS)
+        sql = f"SELECT {cols + ', ' if cols else ''}{sums} FROM {source} WHERE {where}"
+        if group:
+            sql += f" GROUP BY {cols}"
+        return self.conn.execute(sql, params).fetchall()
+
+    # --- views ------------------------------------------------------------------------------
+
+    def totals(self, f: Filters = Filters()) -> Totals:
+        return Totals.from_row(self._grouped(f, ())[0])
+
+    def by(self, dimension: str, f: Filters = Filters()) -> list[tuple[str, Totals]]:
+        """Totals per value of a dimension (or `tag:KEY`), most expensive first."""
+        if dimension.startswith("tag:"):
+            return self._by_tag(dimension[4:], f)
+        if dimension not in GROUPABLE:
+            raise ValueError(f"cannot group by {dimension!r}; choose one of {', '.join(GROUPABLE)} or tag:KEY")
+        rows = [(r[0], Totals.from_row(r[1:])) for r in self._grouped(f, (dimension,))]
+        rows.sort(key=lambda kv: (-kv[1].cost_nanos, -kv[1].requests, kv[0]))
+        return rows
+
+    def _by_tag(self, key: str, f: Filters) -> list[tuple[str, Totals]]:
+        """Per tag value; untagged events are grouped under ''."""
+        clauses, args = _raw_clauses(f)
+        sql = (
+            "SELECT coalesce(t.value, ''), count(*), sum(e.requests), sum(e.input_tokens), sum(e.output_tokens),"
+            " sum(e.cache_read_tokens), sum(e.cache_write_tokens), sum(e.cache_write_1h_tokens),"
+            " sum(e.reasoning_tokens), sum(coalesce(e.cost_nanos, 0)), sum((e.cost_nanos IS NULL) * e.requests)"
+            " FROM event e LEFT JOIN event_tag t ON t.event = e.id AND t.key = ?"
+            f" WHERE {' AND '.join(clauses)} GROUP BY 1"
+        )
+        rows = self.conn.execute(sql, [key, *args]).fetchall()
+        out = [(r[0], Totals.from_row(r[1:])) for r in rows]
+        out.sort(key=lambda kv: (-kv[1].cost_nanos, -kv[1].requests, kv[0]))
+        return out
+
+    def tag_keys(self, f: Filters = Filters()) -> list[str]:
+        return [k for (k,) in self.conn.execute("SELECT DISTINCT key FROM tag_rollup ORDER BY key")]
+
+    def distinct(self, dimension: str) -> list[str]:
+        """Values seen for a dimension, for filter pickers and budget scopes."""
+        if dimension not in GROUPABLE:
+            raise ValueError(f"unknown dimension {dimension!r}")
+        return [v for (v,) in self.conn.execute(f"SELECT DISTINCT {dimension} FROM rollup ORDER BY 1") if v]
+
+    def daily(self, f: Filters, first: date, last: date, split: str = "model", top: int = 8) -> DailySeries:
+        """Cost per local day from `first` to `last` (inclusive), stacked by `split`; series
+        beyond the `top` most expensive are summed as "other" so the chart stays readable."""
+        edges = periods.day_edges_us(first, last, self.tz)
+        f = f.between(max(edges[0], f.start_us or edges[0]), min(edges[-1], f.end_us or edges[-1]))
+        ndays = len(edges) - 1
+        out = DailySeries([first + timedelta(days=i) for i in range(ndays)])
+        out.requests, out.totals = [0] * ndays, [0] * ndays
+        per_key: dict[str, list[int]] = defaultdict(lambda: [0] * ndays)
+        bucket_edges = [e // BUCKET_US for e in edges]
+        for row in self._grouped(f, ("bucket", split)):
+            bucket, key = row[0], row[1]
+            t = Totals.from_row(row[2:])
+            i = bisect.bisect_right(bucket_edges, bucket) - 1
+            if 0 <= i < ndays:
+                per_key[key][i] += t.cost_nanos
+                out.requests[i] += t.requests
+                out.totals[i] += t.cost_nanos
+        ranked = sorted(per_key, key=lambda k: -sum(per_key[k]))
+        for key in ranked[:top]:
+            out.series[key or "(none)"] = per_key[key]
+        if len(ranked) > top:
+            other = [0] * ndays
+            for key in ranked[top:]:
+                other = [a + b for a, b in zip(other, per_key[key])]
+            out.series["other"] = other
+        return out
+
+    def token_breakdown(self, f: Filters = Filters()) -> dict[str, int]:
+        t = self.totals(f)
+        return {
+            "uncached input": t.input_tokens - t.cache_read_tokens - t.cache_write_tokens,
+            "cache read": t.cache_read_tokens,
+            "cache write": t.cache_write_tokens,
+            "output": t.output_tokens - t.reasoning_tokens,
+            "reasoning": t.reasoning_tokens,
+        }
+
+    def per_bucket(self, f: Filters, bucket_us: int) -> list[tuple[int, Totals]]:
+        """Totals per fixed-width time bucket (a multiple of 15 min), for time-series charts."""
+        if bucket_us % BUCKET_US:
+            raise ValueError("bucket width must be a multiple of 15 minutes")
+        factor = bucket_us // BUCKET_US
+        merged: dict[int, Totals] = {}
+        for row in self._grouped(f, ("bucket",)):
+            start = (row[0] // factor) * bucket_us
+            merged.setdefault(start, Totals()).add(Totals.from_row(row[1:]))
+        return sorted(merged.items())
+
+    def per_minute(self, start_us: int, end_us: int, f: Filters = Filters()) -> list[tuple[int, int, int]]:
+        """(minute start µs, cost nanos, requests) from the event table, for the live view."""
+        clauses, args = _raw_clauses(f.between(start_us, end_us))
+        rows = self.conn.execute(
+            "SELECT e.ts / 60000000 * 60000000, sum(coalesce(e.cost_nanos, 0)), sum(e.requests)"
+            f" FROM event e WHERE {' AND '.join(clauses)} GROUP BY 1 ORDER BY 1",
+            args,
+        ).fetchall()
+        return [(int(a), int(b), int(c)) for a, b, c in rows]
+
+    def latency(self, f: Filters = Filters(), limit_models: int = 12) -> list[LatencyStats]:
+        """p50/p95/p99 of latency per model (nearest-rank), successful calls only."""
+        clauses, args = _raw_clauses(f)
+        clauses += ["e.latency_ms IS NOT NULL", "e.status = 'ok'"]
+        values: dict[str, list[float]] = defaultdict(list)
+        for model, ms in self.conn.execute(
+            f"SELECT e.model, e.latency_ms FROM event e WHERE {' AND '.join(clauses)}", args
+        ):
+            values[model].append(ms)
+        out = []
+        for model, xs in values.items():
+            xs.sort()
+            out.append(LatencyStats(model, len(xs), _rank(xs, 50), _rank(xs, 95), _rank(xs, 99)))
+        out.sort(key=lambda s: -s.count)
+        return out[:limit_models]
+
+    def unpriced_models(self, f: Filters = Filters()) -> list[tuple[str, str, int]]:
+        """(provider, model, requests) that have no price: shown as a warning, never as $0."""
+        rows = self._grouped(f, ("provider", "model"))
+        return sorted(((p, m, int(r[-1])) for p, m, *r in rows if r[-1]), key=lambda x: -x[2])
+
+    def recent(self, limit: int = 100, offset: int = 0, f: Filters = Filters()) -> list[dict[str, Any]]:
+        clauses, args = _raw_clauses(f)
+        cur = self.conn.execute(
+            f"SELECT * FROM event e WHERE {' AND '.join(clauses)} ORDER BY e.ts DESC, e.id DESC LIMIT ? OFFSET ?",
+            [*args, limit, offset],
+        )
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r)) for r in cur]
+
+    # --- periods ----------------------------------------------------------------------------
+
+    def spend_in_period(self, period: str, f: Filters = Filters(), now: datetime | None = None,
+                        week_start: int = 0) -> tuple[Totals, int, int]:
+        """Totals of the current local `period` (day/week/month) with its UTC bounds."""
+        start, end = periods.period_bounds_us(period, periods.today(self.tz, now), self.tz, week_start)
+        return self.totals(f.between(start, None)), start, end
+
+    def projection(self, period: str, f: Filters = Filters(), now: datetime | None = None,
+                   week_start: int = 0) -> int:
+        """Projected spend at the end of the current period, in nanos.
+
+        Pace is the spend rate over the last 7 days (or since the period began, if longer), so a
+        quiet first morning of the month doesn't project zero, and one burst doesn't project a
+        fortune from a few elapsed hours.
+        """
+        now = now or datetime.now(UTC)
+        spent, start, end = self.spend_in_period(period, f, now, week_start)
+        now_us = int(now.timestamp() * 1_000_000)
+        window_start = min(start, now_us - 7 * 86_400_000_000)
+        window_start -= window_start % BUCKET_US
+        rate_spend = self.totals(f.between(window_start, None)).cost_nanos
+        elapsed = max(now_us - window_start, 3_600_000_000)
+        remaining = max(end - now_us, 0)
+        return spent.cost_nanos + rate_spend * remaining // elapsed
+
+
+def _rank(sorted_values: list[float], pct: int) -> float:
+    """Nearest-rank percentile: an observed value, never an interpolation."""
+    k = max(0, min(len(sorted_values) - 1, -(-pct * len(sorted_values) // 100) - 1))
+    return sorted_values[k]

@@ -1,0 +1,292 @@
+"""Batched, idempotent, atomic writes of priced events, and the import datasets they belong to.
+
+One `Store` per thread that writes (normally only the ingest writer and an import). A batch is
+one `BEGIN IMMEDIATE` transaction: duplicates (an `id` already stored, or repeated in the batch)
+are counted and skipped, new rows get consecutive row ids assigned by us so their tags can be
+inserted with `executemany` — a per-row round trip would cost several times the throughput.
+Several client batches can share one transaction (group commit) with a savepoint each, so one
+bad batch never takes the others down.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import peewee as pw
+
+from llmtray.core import db as dbmod
+from llmtray.core.events import ATTRIBUTION_FIELDS, UsageEvent, format_ts, parse_event
+from llmtray.core.money import nanos_to_str
+from llmtray.core.pricing import Priced, Pricer
+
+_COLUMNS = (
+    "id", "event_id", "ts", "received", "provider", "model", "operation",
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+    "reasoning_tokens", "requests", "cost_nanos", "cost_source", "pricing_version", "priced_model",
+    "service_tier", "latency_ms", "ttft_ms", "status", "error", "stream",
+    "feature", "user", "project", "env", "tags", "request_id", "source", "dataset_id",
+)
+_INSERT_SQL = f"INSERT INTO event ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_FAR_FUTURE = datetime(9000, 1, 1, tzinfo=UTC)  # stored events were validated already
+_ID_CHUNK = 500  # stays under SQLite's host-parameter limit on old builds
+
+
+def to_us(ts: datetime) -> int:
+    """UTC microseconds since the epoch, exactly (no float rounding)."""
+    delta = ts.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What one batch did: rows stored and ids that were already there."""
+
+    accepted: int
+    duplicates: int
+    first_ts_us: int | None = None  # oldest stored event (lets the budget monitor skip backfill)
+    last_ts_us: int | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Validated events from one request or import chunk, all with the same source."""
+
+    events: Sequence[UsageEvent]
+    source: str
+    dataset_id: int | None = None
+    # Restoring llmtray's own export keeps each event's stored cost and source instead of
+    # re-pricing, so an export/import round trip is lossless.
+    priced: Sequence[Priced] | None = None
+    sources: Sequence[str] | None = None
+
+
+class Store:
+    """Writes to one database; not shared across threads (each thread opens its own `Store`)."""
+
+    def __init__(self, database: pw.SqliteDatabase, pricer: Pricer | None = None):
+        self.db = database
+        self.pricer = pricer or Pricer()
+        self.models = dbmod.models(database)
+
+    @classmethod
+    def open(cls, path: Path, pricer: Pricer | None = None) -> Store:
+        return cls(dbmod.open_db(path), pricer)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.db.connection()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- writes ------------------------------------------------------------------------
+
+    def add(self, events: Sequence[UsageEvent], source: str, dataset_id: int | None = None) -> AddResult:
+        """Store one batch atomically."""
+        return self.add_many([Batch(events, source, dataset_id)])[0]
+
+    def add_many(self, batches: Sequence[Batch]) -> list[AddResult | Exception]:
+        """Group commit: every batch in one transaction, each under its own savepoint. A batch
+        that fails (disk full, constraint) yields its exception; the others still commit."""
+        rows = [self._rows(b) for b in batches]  # pricing happens outside the write lock
+        conn = self.conn
+        results: list[AddResult | Exception] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM event").fetchone()[0]
+            for i, (batch_rows, batch_tags) in enumerate(rows):
+                conn.execute(f"SAVEPOINT b{i}")
+                try:
+                    result, next_id = self._insert(conn, batch_rows, batch_tags, next_id)
+                    conn.execute(f"RELEASE b{i}")
+                    results.append(result)
+                except sqlite3.Error as exc:
+                    conn.execute(f"ROLLBACK TO b{i}")
+                    conn.execute(f"RELEASE b{i}")
+                    next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM event").fetchone()[0]
+                    results.append(exc)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _rows(self, batch: Batch) -> tuple[list[list[Any]], list[dict[str, str]]]:
+        received = to_us(datetime.now(UTC))
+        rows: list[list[Any]] = []
+        tags: list[dict[str, str]] = []
+        price = self.pricer.price
+        for i, e in enumerate(batch.events):
+            p: Priced = batch.priced[i] if batch.priced is not None else price(e)
+            rows.append([
+                None, e.id, to_us(e.ts), received, e.provider, e.model, e.operation,
+                e.input_tokens, e.output_tokens, e.cache_read_tokens, e.cache_write_tokens,
+                e.cache_write_1h_tokens, e.reasoning_tokens, e.requests,
+                p.cost_nanos, p.cost_source, p.pricing_version, p.priced_model,
+                e.service_tier, e.latency_ms, e.ttft_ms, e.status, e.error,
+                None if e.stream is None else int(e.stream),
+                e.feature or "", e.user or "", e.project or "", e.env or "",
+                json.dumps(dict(e.tags), ensure_ascii=False, sort_keys=True) if e.tags else None,
+                e.request_id, batch.sources[i] if batch.sources is not None else batch.source,
+                batch.dataset_id,
+            ])
+            tags.append(dict(e.tags))
+        return rows, tags
+
+    def _insert(
+        self, conn: sqlite3.Connection, rows: list[list[Any]], tags: list[dict[str, str]], next_id: int
+    ) -> tuple[AddResult, int]:
+        ids = [r[1] for r in rows if r[1] is not None]
+        existing: set[str] = set()
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start:start + _ID_CHUNK]
+            existing.update(
+                x for (x,) in conn.execute(
+                    f"SELECT event_id FROM event WHERE event_id IN ({','.join('?' * len(chunk))})", chunk
+                )
+            )
+        fresh: list[list[Any]] = []
+        tag_rows: list[tuple[int, str, str]] = []
+        for row, row_tags in zip(rows, tags):
+            if row[1] is not None:
+                if row[1] in existing:
+                    continue
+                existing.add(row[1])  # a repeat inside the batch is a duplicate too
+            row[0] = next_id
+            fresh.append(row)
+            tag_rows.extend((next_id, k, v) for k, v in row_tags.items())
+            next_id += 1
+        conn.executemany(_INSERT_SQL, fresh)
+        if tag_rows:
+            conn.executemany("INSERT INTO event_tag (event, key, value) VALUES (?, ?, ?)", tag_rows)
+        ts = [r[2] for r in fresh]
+        result = AddResult(len(fresh), len(rows) - len(fresh), min(ts, default=None), max(ts, default=None))
+        return result, next_id
+
+    # --- datasets ------------------------------------------------------------------------
+
+    def create_dataset(self, name: str, fmt: str, path: str | None) -> int:
+        return self.models.Dataset.create(name=name, format=fmt, path=path, created=int(time.time())).id
+
+    def finish_dataset(self, dataset_id: int, *, rows_read: int, imported: int, duplicates: int,
+                       errors: int, state: str = "done") -> None:
+        self.models.Dataset.update(
+            rows_read=rows_read, imported=imported, duplicates=duplicates, errors=errors, state=state
+        ).where(self.models.Dataset.id == dataset_id).execute()
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        return list(self.models.Dataset.select().order_by(self.models.Dataset.id).dicts())
+
+    def remove_dataset(self, dataset_id: int) -> int:
+        """Delete a dataset and its events (rollups follow through triggers); returns rows removed."""
+        with self.db.atomic("IMMEDIATE"):
+            removed = self.conn.execute("DELETE FROM event WHERE dataset_id = ?", (dataset_id,)).rowcount
+            self.models.Dataset.delete_by_id(dataset_id)
+        return removed
+
+    # --- repricing ------------------------------------------------------------------------
+
+    def reprice(self, since_us: int | None = None, until_us: int | None = None) -> tuple[int, int]:
+        """Recompute computed/unpriced costs (reported costs stay); returns (examined, changed)."""
+        where, params = ["cost_source != 'reported'"], []
+        if since_us is not None:
+            where.append("ts >= ?")
+            params.append(since_us)
+        if until_us is not None:
+            where.append("ts < ?")
+            params.append(until_us)
+        conn = self.conn
+        rows = conn.execute(f"SELECT * FROM event WHERE {' AND '.join(where)}", params)
+        cols = [d[0] for d in rows.description]
+        updates, examined = [], 0
+        for raw in rows:
+            examined += 1
+            stored = dict(zip(cols, raw))
+            event = parse_event(event_json(stored, include_meta=False), now=_FAR_FUTURE)
+            p = self.pricer.price(event)
+            if (p.cost_nanos, p.cost_source, p.pricing_version, p.priced_model) != (
+                stored["cost_nanos"], stored["cost_source"], stored["pricing_version"], stored["priced_model"]
+            ):
+                updates.append((p.cost_nanos, p.cost_source, p.pricing_version, p.priced_model, stored["id"]))
+        with self.db.atomic("IMMEDIATE"):
+            conn.executemany(
+                "UPDATE event SET cost_nanos = ?, cost_source = ?, pricing_version = ?, priced_model = ? WHERE id = ?",
+                updates,
+            )
+        return examined, len(updates)
+
+
+# --- reading stored events back as JSON (export, reprice) -----------------------------------
+
+_EXPORT_DEFAULTS: dict[str, Any] = {"operation": "chat", "requests": 1, "status": "ok"}
+_TOKEN_COLS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+               "cache_write_1h_tokens", "reasoning_tokens")
+
+
+def event_json(row: dict[str, Any], *, include_meta: bool = True) -> dict[str, Any]:
+    """A stored row as the event JSON of DESIGN §3, plus (for export) source and cost provenance.
+
+    Reported costs are kept as `cost_usd` so that importing an export reproduces them; computed
+    costs are exported under `cost_usd` too but marked `cost_source: computed`.
+    """
+    out: dict[str, Any] = {}
+    if row["event_id"] is not None:
+        out["id"] = row["event_id"]
+    out["ts"] = format_ts(from_us(row["ts"]))
+    out["provider"] = row["provider"]
+    out["model"] = row["model"]
+    for key in ("operation", "requests", "status"):
+        if include_meta or row[key] != _EXPORT_DEFAULTS[key]:
+            out[key] = row[key]
+    for key in _TOKEN_COLS:
+        if row[key] or include_meta:
+            out[key] = row[key]
+    for key in ("service_tier", "latency_ms", "ttft_ms", "error", "request_id"):
+        if row[key] is not None:
+            out[key] = row[key]
+    if row["stream"] is not None:
+        out["stream"] = bool(row["stream"])
+    for key in ATTRIBUTION_FIELDS:
+        if row[key]:
+            out[key] = row[key]
+    if row["tags"]:
+        out["tags"] = json.loads(row["tags"])
+    if row["cost_source"] == "reported" and not include_meta:
+        out["cost_usd"] = nanos_to_str(row["cost_nanos"])
+    if include_meta:
+        out["source"] = row["source"]
+        out["cost_usd"] = nanos_to_str(row["cost_nanos"])
+        out["cost_source"] = row["cost_source"]
+        out["pricing_version"] = row["pricing_version"]
+        out["priced_model"] = row["priced_model"]
+    return out
+
+
+def iter_event_rows(conn: sqlite3.Connection, batch: int = 5000) -> Iterator[dict[str, Any]]:
+    """Every stored event in time order, streamed (constant memory for millions of rows)."""
+    last_ts, last_id = -(2**62), 0
+    while True:
+        cur = conn.execute(
+            "SELECT * FROM event WHERE (ts, id) > (?, ?) ORDER BY ts, id LIMIT ?", (last_ts, last_id, batch)
+        )
+        cols = [d[0] for d in cur.description]
+        rows = [dict(zip(cols, r)) for r in cur]
+        if not rows:
+            return
+        yield from rows
+        last_ts, last_id = rows[-1]["ts"], rows[-1]["id"]
+
+
+def count_events(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM event").fetchone()[0]
