@@ -213,15 +213,6 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
-def register_migration(migration: Migration) -> None:
-    """Later feature modules (budgets, alerts) append their migrations here, in version order."""
-    if any(m.version == migration.version for m in MIGRATIONS):
-        return
-    if migration.version != MIGRATIONS[-1].version + 1:
-        raise ValueError(f"migration {migration.version} out of order after {MIGRATIONS[-1].version}")
-    MIGRATIONS.append(migration)
-
-
 def _execute_script(conn: sqlite3.Connection, script: str) -> None:
     """Run a multi-statement script inside the caller's transaction (`executescript` would
     commit first), splitting where SQLite itself says a statement is complete."""

@@ -1,7 +1,7 @@
 """One glance at spend: the body of `GET /v1/summary` and `llmtray status --json`.
 
 Kept in one function so the API, the CLI and the tray tooltip can never disagree. Budgets add
-their entries through `budget_entries` (filled in by the budgets module when it is present).
+their entries through `budget_entries`.
 """
 
 from __future__ import annotations
