@@ -190,7 +190,7 @@ class Pricer:
         override = next((o for o in self._overrides if o.matches(event.provider, event.model)), None)
         if override is not None and override.prices is not None:
             price = gp_types.ModelPrice(**override.prices)
-            return Priced(self._cost(price, event), "computed", "user override", f"override:{event.model}")
+            return Priced(usd_to_nanos(self._cost(price, event)), "computed", "user override", f"override:{event.model}")
         found = self._lookup(event.provider, event.model)
         if found is None:
             if event.status == "error" and not any(getattr(event, f) for f in TOKEN_FIELDS):

@@ -1,0 +1,249 @@
+"""Every aggregation against a brute-force Python computation over the same random events,
+in time zones with DST changes and a quarter-hour offset."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from llmtray.core.events import UsageEvent, parse_event
+from llmtray.core.periods import midnight_us
+from llmtray.core.queries import Filters, Queries, Totals
+from llmtray.core.store import Store, to_us
+
+NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+MODELS = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-3-5-haiku-latest"),
+          ("google", "gemini-2.5-flash"), ("acme", "mystery-1")]  # the last one is unpriced
+
+
+def random_events(n: int, seed: int) -> list[UsageEvent]:
+    rng = random.Random(seed)
+    out = []
+    start = datetime(2026, 10, 15, tzinfo=UTC)  # spans the end of DST in Europe and the US
+    for i in range(n):
+        provider, model = rng.choice(MODELS)
+        inp = rng.randrange(0, 50_000)
+        cr = rng.randrange(0, inp + 1) if rng.random() < 0.5 else 0
+        out_t = rng.randrange(0, 5_000)
+        data = {
+            "provider": provider, "model": model,
+            "ts": (start + timedelta(seconds=rng.randrange(0, 36 * 86_400))).isoformat(),
+            "input_tokens": inp, "cache_read_tokens": cr, "output_tokens": out_t,
+            "reasoning_tokens": rng.randrange(0, out_t + 1) if rng.random() < 0.3 else 0,
+            "requests": rng.choice([1, 1, 1, 3]),
+            "feature": rng.choice(["chat", "search", "summarize", None]),
+            "user": rng.choice(["u1", "u2", None]),
+            "latency_ms": round(rng.uniform(50, 5000), 1) if rng.random() < 0.8 else None,
+            "status": "error" if rng.random() < 0.05 else "ok",
+            "tags": {k: v for k, v in (("team", rng.choice(["a", "b"])), ("exp", rng.choice(["x", "y"])))
+                     if rng.random() < 0.6},
+        }
+        if rng.random() < 0.1:
+            data["cost_usd"] = f"{rng.randrange(0, 10**7) / 10**9:.9f}"
+        out.append(parse_event(data, now=NOW))
+    # an event just after local midnight and one just before, in each test zone, land right
+    return out
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory) -> tuple[Path, list[dict]]:
+    path = tmp_path_factory.mktemp("q") / "llmtray.db"
+    store = Store.open(path)
+    events = random_events(4000, seed=3)
+    sources = ["hook", "proxy", "api", "import:openai-usage"]
+    for i in range(0, len(events), 500):
+        store.add(events[i:i + 500], sources[(i // 500) % 4])
+    rows = [dict(zip([d[0] for d in c.description], r)) for c in [store.conn.execute("SELECT * FROM event")] for r in c]
+    tags = defaultdict(dict)
+    for eid, k, v in store.conn.execute("SELECT event, key, value FROM event_tag"):
+        tags[eid][k] = v
+    for r in rows:
+        r["tagmap"] = tags[r["id"]]
+    store.close()
+    return path, rows
+
+
+def brute_totals(rows: list[dict]) -> Totals:
+    t = Totals()
+    for r in rows:
+        t.add(Totals(1, r["requests"], r["input_tokens"], r["output_tokens"], r["cache_read_tokens"],
+                     r["cache_write_tokens"], r["cache_write_1h_tokens"], r["reasoning_tokens"],
+                     r["cost_nanos"] or 0, r["requests"] if r["cost_nanos"] is None else 0))
+    return t
+
+
+def local_day(us: int, tz) -> date:
+    return datetime.fromtimestamp(us / 1e6, UTC).astimezone(tz).date()
+
+
+ZONES = ["America/Los_Angeles", "Europe/Berlin", "Asia/Kathmandu", "Asia/Tokyo"]
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_daily_by_model_matches_brute_force(loaded, zone):
+    path, rows = loaded
+    tz = ZoneInfo(zone)
+    q = Queries(Store.open(path).conn, tz)
+    first, last = date(2026, 10, 16), date(2026, 11, 18)
+    series = q.daily(Filters(), first, last, split="model", top=100)
+    expected: dict[str, dict[date, int]] = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        d = local_day(r["ts"], tz)
+        if first <= d <= last:
+            expected[r["model"]][d] += r["cost_nanos"] or 0
+    for model, per_day in expected.items():
+        assert series.series[model] == [per_day.get(d, 0) for d in series.days], model
+    assert series.totals == [sum(expected[m].get(d, 0) for m in expected) for d in series.days]
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_day_boundaries_in_zone(tmp_path, zone):
+    """Events one second either side of local midnight land on different local days."""
+    tz = ZoneInfo(zone)
+    store = Store.open(tmp_path / "llmtray.db")
+    for d in (date(2026, 3, 29), date(2026, 11, 1), date(2026, 11, 2)):  # EU and US DST ends, a normal day
+        midnight = datetime(d.year, d.month, d.day, tzinfo=tz)
+        for delta, cost in ((-1, "1"), (1, "2")):
+            store.add([parse_event({"provider": "openai", "model": "m", "cost_usd": cost,
+                                    "ts": (midnight + timedelta(seconds=delta)).isoformat()}, now=NOW)], "api")
+        series = Queries(store.conn, tz).daily(Filters(), d - timedelta(days=1), d)
+        assert series.totals == [10**9, 2 * 10**9]
+        store.conn.execute("DELETE FROM event")
+    store.close()
+
+
+@pytest.mark.parametrize("dimension", ["provider", "model", "feature", "user", "source", "status"])
+def test_by_dimension_matches(loaded, dimension):
+    path, rows = loaded
+    q = Queries(Store.open(path).conn, UTC)
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[r[dimension]].append(r)
+    got = dict(q.by(dimension))
+    assert {k: v for k, v in got.items()} == {k: brute_totals(v) for k, v in groups.items()}
+
+
+def test_by_tag_key_matches(loaded):
+    path, rows = loaded
+    q = Queries(Store.open(path).conn, UTC)
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[r["tagmap"].get("team", "")].append(r)
+    assert dict(q.by("tag:team")) == {k: brute_totals(v) for k, v in groups.items()}
+
+
+FILTERS = [
+    Filters(provider=("openai",)),
+    Filters(model=("gpt-4o", "mystery-1")),
+    Filters(feature=("search",), source=("hook", "proxy")),
+    Filters(tags=(("team", "a"),)),
+    Filters(tags=(("team", "a"), ("exp", "y")), provider=("anthropic",)),
+    Filters(start_us=to_us(datetime(2026, 11, 1, tzinfo=UTC)), end_us=to_us(datetime(2026, 11, 8, tzinfo=UTC))),
+    Filters(start_us=to_us(datetime(2026, 11, 1, 0, 7, tzinfo=UTC))),  # not on a 15-minute boundary
+]
+
+
+def brute_filter(rows: list[dict], f: Filters) -> list[dict]:
+    out = []
+    for r in rows:
+        if f.start_us is not None and r["ts"] < f.start_us:
+            continue
+        if f.end_us is not None and r["ts"] >= f.end_us:
+            continue
+        if any(getattr(f, d) and r[d] not in getattr(f, d) for d in ("provider", "model", "feature", "source")):
+            continue
+        if any(r["tagmap"].get(k) != v for k, v in f.tags):
+            continue
+        out.append(r)
+    return out
+
+
+@pytest.mark.parametrize("f", FILTERS, ids=[f"f{i}" for i in range(len(FILTERS))])
+def test_filtered_totals_breakdown_and_unpriced(loaded, f):
+    path, rows = loaded
+    q = Queries(Store.open(path).conn, UTC)
+    sel = brute_filter(rows, f)
+    t = brute_totals(sel)
+    assert q.totals(f) == t
+    assert q.token_breakdown(f) == {
+        "uncached input": t.input_tokens - t.cache_read_tokens - t.cache_write_tokens,
+        "cache read": t.cache_read_tokens, "cache write": t.cache_write_tokens,
+        "output": t.output_tokens - t.reasoning_tokens, "reasoning": t.reasoning_tokens,
+    }
+    unpriced: dict[tuple[str, str], int] = defaultdict(int)
+    for r in sel:
+        if r["cost_nanos"] is None:
+            unpriced[(r["provider"], r["model"])] += r["requests"]
+    assert {(p, m): n for p, m, n in q.unpriced_models(f)} == dict(unpriced)
+
+
+def test_latency_percentiles_nearest_rank(loaded):
+    path, rows = loaded
+    q = Queries(Store.open(path).conn, UTC)
+    for stat in q.latency(Filters(), limit_models=100):
+        xs = sorted(r["latency_ms"] for r in rows
+                    if r["model"] == stat.model and r["latency_ms"] is not None and r["status"] == "ok")
+        n = len(xs)
+        assert stat.count == n
+        assert (stat.p50, stat.p95, stat.p99) == tuple(xs[max(0, -(-p * n // 100) - 1)] for p in (50, 95, 99))
+
+
+def test_per_minute_and_per_bucket(loaded):
+    path, rows = loaded
+    q = Queries(Store.open(path).conn, UTC)
+    start, end = to_us(datetime(2026, 11, 3, 10, tzinfo=UTC)), to_us(datetime(2026, 11, 3, 16, tzinfo=UTC))
+    expected: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for r in rows:
+        if start <= r["ts"] < end:
+            m = r["ts"] // 60_000_000 * 60_000_000
+            expected[m][0] += r["cost_nanos"] or 0
+            expected[m][1] += r["requests"]
+    assert q.per_minute(start, end) == [(m, c, n) for m, (c, n) in sorted(expected.items())]
+    hourly = dict(q.per_bucket(Filters(start_us=start, end_us=end), 3_600_000_000))
+    for h, t in hourly.items():
+        assert t == brute_totals([r for r in rows if h <= r["ts"] < h + 3_600_000_000])
+
+
+def test_cost_per_request_excludes_unpriced(loaded):
+    path, rows = loaded
+    t = Queries(Store.open(path).conn, UTC).totals()
+    priced = [r for r in rows if r["cost_nanos"] is not None]
+    assert t.cost_per_request_nanos == sum(r["cost_nanos"] for r in priced) // sum(r["requests"] for r in priced)
+
+
+def test_projection_uses_recent_pace(tmp_path):
+    """$1/hour for 40 days → month-end projection = month so far + $1/h × hours left."""
+    store = Store.open(tmp_path / "llmtray.db")
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    store.add([parse_event({"provider": "openai", "model": "m", "cost_usd": "1",
+                            "ts": (now - timedelta(hours=h, minutes=30)).isoformat()}, now=now)
+               for h in range(40 * 24)], "api")
+    q = Queries(store.conn, UTC)
+    month_so_far = 19 * 24 + 12  # hours since 2026-11-01 00:00 UTC, one event each
+    left = 10 * 24 + 12  # hours to 2026-12-01
+    # pace window: since the month began (longer than 7 days here), exactly $1/h
+    assert q.projection("month", now=now) == (month_so_far + left) * 10**9
+    store.close()
+
+
+def test_projection_quiet_start_is_not_zero(tmp_path):
+    """On the 1st at 01:00 with nothing spent yet this month, last week's pace still projects."""
+    store = Store.open(tmp_path / "llmtray.db")
+    now = datetime(2026, 12, 1, 1, tzinfo=UTC)
+    store.add([parse_event({"provider": "openai", "model": "m", "cost_usd": "24",
+                            "ts": (now - timedelta(days=d, hours=12)).isoformat()}, now=now) for d in range(7)], "api")
+    assert Queries(store.conn, UTC).projection("month", now=now) > 0
+    store.close()
+
+
+def test_distinct_values_for_pickers(loaded):
+    path, rows = loaded
+    q = Queries(Store.open(path).conn, UTC)
+    assert q.distinct("feature") == sorted({r["feature"] for r in rows if r["feature"]})
+    assert q.tag_keys() == ["exp", "team"]
+    assert midnight_us(date(2026, 1, 1), UTC) == to_us(datetime(2026, 1, 1, tzinfo=UTC))

@@ -1,0 +1,164 @@
+"""The store on a real SQLite file: exact money, idempotence, migrations, concurrent readers."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from llmtray.core import db as dbmod
+from llmtray.core.errors import SchemaTooNewError
+from llmtray.core.events import UsageEvent, parse_event
+from llmtray.core.money import usd_to_nanos
+from llmtray.core.pricing import Pricer, load_overrides
+from llmtray.core.store import Store, from_us, to_us
+
+T0 = datetime(2026, 1, 10, 12, tzinfo=UTC)
+
+
+def ev(i: int, **kw) -> UsageEvent:
+    base = {"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 1000 + i, "output_tokens": 10,
+            "ts": (T0 + timedelta(minutes=i)).isoformat()}
+    base.update(kw)
+    return parse_event(base, now=T0 + timedelta(days=400))
+
+
+def sums(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    events = conn.execute("SELECT count(*), coalesce(sum(cost_nanos), 0) FROM event").fetchone()
+    rollup = conn.execute("SELECT coalesce(sum(cost_nanos), 0) FROM rollup").fetchone()
+    return events[0], events[1], rollup[0]
+
+
+def test_exact_sums_over_100k_random_costs(store: Store):
+    rng = random.Random(7)
+    expected = Decimal(0)
+    for chunk in range(20):
+        batch = []
+        for i in range(5000):
+            amount = Decimal(rng.randrange(0, 5 * 10**9)) / 10**9  # up to $5 with 9 decimals
+            expected += amount
+            batch.append(ev(chunk * 5000 + i, cost_usd=str(amount), feature=f"f{i % 7}"))
+        store.add(batch, "api")
+    n, event_sum, rollup_sum = sums(store.conn)
+    assert n == 100_000
+    assert event_sum == rollup_sum == usd_to_nanos(expected)
+    # the float sum of the same amounts is not exact — which is why money is an integer here
+    assert Decimal(event_sum) / 10**9 == expected
+
+
+def test_duplicate_ids_are_counted_not_stored(store: Store):
+    first = store.add([ev(1, id="a"), ev(2, id="b"), ev(3)], "api")
+    again = store.add([ev(1, id="a"), ev(4, id="c"), ev(5, id="c")], "api")
+    assert (first.accepted, first.duplicates) == (3, 0)
+    assert (again.accepted, again.duplicates) == (1, 2)  # "a" stored before, second "c" repeats in-batch
+    assert store.conn.execute("SELECT count(*) FROM event").fetchone()[0] == 4
+
+
+def test_group_commit_returns_one_result_per_batch(store: Store):
+    from llmtray.core.store import Batch
+
+    results = store.add_many([Batch([ev(1, id="x")], "api"), Batch([ev(1, id="x"), ev(2)], "hook")])
+    assert [(r.accepted, r.duplicates) for r in results] == [(1, 0), (1, 1)]
+
+
+def test_tags_and_rollups_follow_dataset_removal(store: Store):
+    store.add([ev(i, tags={"team": "a"}) for i in range(10)], "api")
+    before = (sums(store.conn), store.conn.execute("SELECT sum(events), sum(cost_nanos) FROM tag_rollup").fetchone())
+    ds = store.create_dataset("usage.csv", "openai-usage", "/tmp/usage.csv")
+    store.add([ev(i, tags={"team": "a"}, model="gpt-4o") for i in range(5)], "import:openai-usage", ds)
+    assert sums(store.conn)[0] == 15
+    assert store.remove_dataset(ds) == 5
+    after = (sums(store.conn), store.conn.execute("SELECT sum(events), sum(cost_nanos) FROM tag_rollup").fetchone())
+    assert after == before
+    assert store.conn.execute("SELECT count(*) FROM event_tag").fetchone()[0] == 10
+
+
+def test_reprice_after_new_override_updates_rollups(store: Store, data_dir: Path):
+    store.add([ev(i, provider="acme", model="big") for i in range(4)], "api")
+    assert store.conn.execute("SELECT count(*) FROM event WHERE cost_source = 'unpriced'").fetchone()[0] == 4
+    (data_dir / "pricing.toml").write_text("[[model]]\nprovider='acme'\nmodel='big'\ninput_mtok=1\noutput_mtok=2\n")
+    store.pricer = Pricer(load_overrides(data_dir / "pricing.toml"))
+    examined, changed = store.reprice()
+    assert (examined, changed) == (4, 4)
+    # 4 × (input (1000..1003) × $1/M + 10 × $2/M)
+    expected = sum(usd_to_nanos(Decimal(1000 + i) / 10**6 + Decimal(20) / 10**6) for i in range(4))
+    assert sums(store.conn)[1:] == (expected, expected)
+    assert store.conn.execute("SELECT sum(unpriced) FROM rollup").fetchone()[0] == 0
+
+
+def test_migration_from_v1_keeps_data_and_backs_up(tmp_path: Path):
+    path = tmp_path / "old.db"
+    assert dbmod.migrate(path, upto=1) == 1
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO event (event_id, ts, received, provider, model, input_tokens, cost_nanos, cost_source, source)"
+        " VALUES ('old-1', ?, ?, 'openai', 'gpt-4o', 100, 250, 'computed', 'api')",
+        (to_us(T0), to_us(T0)),
+    )
+    conn.execute("INSERT INTO event_tag (event, key, value) VALUES (1, 'team', 'a')")
+    conn.commit()
+    conn.close()
+    store = Store.open(path)
+    try:
+        assert dbmod.schema_version(store.conn) == dbmod.MIGRATIONS[-1].version
+        assert store.conn.execute("SELECT event_id, cost_nanos FROM event").fetchall() == [("old-1", 250)]
+        assert store.conn.execute("SELECT sum(events), sum(cost_nanos) FROM rollup").fetchone() == (1, 250)
+        assert store.conn.execute("SELECT key, value, cost_nanos FROM tag_rollup").fetchall() == [("team", "a", 250)]
+        assert (tmp_path / "old.db.before-v2.bak").exists()
+        # the new schema keeps working on migrated data
+        assert store.add([ev(1, id="old-1"), ev(2)], "api").duplicates == 1
+    finally:
+        store.close()
+
+
+def test_newer_schema_is_refused_untouched(tmp_path: Path):
+    path = tmp_path / "future.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE keep (x)")
+    conn.execute("PRAGMA user_version = 999")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaTooNewError, match="schema version 999"):
+        Store.open(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 999
+    conn.close()
+
+
+def test_writer_and_reader_threads_never_see_partial_batches(data_dir: Path):
+    path = data_dir / "llmtray.db"
+    writer = Store.open(path)
+    seen: list[int] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            reader = Store.open(path)  # its own connection, as every thread must have
+            while not done.is_set():
+                seen.append(reader.conn.execute("SELECT count(*) FROM event").fetchone()[0])
+            reader.close()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    t = threading.Thread(target=read)
+    t.start()
+    try:
+        for b in range(50):
+            writer.add([ev(b * 100 + i) for i in range(100)], "api")
+    finally:
+        done.set()
+        t.join()
+        writer.close()
+    assert not errors
+    assert seen and all(n % 100 == 0 for n in seen)  # whole batches only
+
+
+def test_time_round_trip_is_exact():
+    ts = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    assert from_us(to_us(ts)) == ts

@@ -1,0 +1,19 @@
+"""Layering enforced by a machine: the headless parts never drag in Qt (or, for hooks, Peewee)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEADLESS = ["llmtray.core.events", "llmtray.core.pricing", "llmtray.core.store", "llmtray.core.queries",
+            "llmtray.cli", "llmtray.commands.report", "llmtray.commands.export"]
+
+
+@pytest.mark.parametrize("module", HEADLESS)
+def test_headless_modules_import_no_qt(module):
+    code = (f"import sys, {module}; bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph')];"
+            "print(','.join(bad)); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"{module} imported Qt: {proc.stdout} {proc.stderr}"
