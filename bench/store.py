@@ -45,6 +45,7 @@ def synthetic(n: int, seed: int = 1, days: int = 90) -> list[UsageEvent]:
             "feature": rng.choice(["chat", "search", "summarize", "agent", "embed"]),
             "user": f"u{rng.randrange(50)}", "tags": {"team": rng.choice("abc")},
         }, now=NOW))
+    out.sort(key=lambda e: e.ts)  # events arrive (and exports list them) roughly in time order
     return out
 
 

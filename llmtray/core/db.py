@@ -34,7 +34,9 @@ PRAGMAS = {
     "cache_size": -32_000,
     "temp_store": "memory",
 }
-DIMENSIONS = ("provider", "model", "feature", "user", "project", "env", "source", "status")
+# `user` is left out of the rollups on purpose: end-user ids are high-cardinality (thousands), and
+# with them in the key the rollup would be as large as the event table. User views read events.
+ROLLUP_DIMENSIONS = ("provider", "model", "feature", "project", "env", "source", "status")
 
 
 @dataclass(frozen=True)
@@ -140,21 +142,21 @@ def _m2_rollups(conn: sqlite3.Connection) -> None:
     """15-minute rollups kept exact by triggers, so dashboard views read thousands of rows, not
     millions. Triggers (not application code) keep them right for inserts, dataset removal and
     repricing alike."""
-    dims = ", ".join(DIMENSIONS)
+    dims = ", ".join(ROLLUP_DIMENSIONS)
     sums_cols = ", ".join(f"{s} INTEGER NOT NULL DEFAULT 0" for s in _ROLLUP_SUMS)
     new, old = _rollup_values("NEW"), _rollup_values("OLD")
     bucket_new, bucket_old = f"NEW.ts / {BUCKET_US}", f"OLD.ts / {BUCKET_US}"
     upsert_set = ", ".join(f"{s} = {s} + excluded.{s}" for s in _ROLLUP_SUMS)
     sub_set = ", ".join(f"{s} = {s} - {old[s]}" for s in _ROLLUP_SUMS)
-    dims_new = ", ".join(f"NEW.{d}" for d in DIMENSIONS)
-    dims_match_old = " AND ".join(f"{d} = OLD.{d}" for d in DIMENSIONS)
+    dims_new = ", ".join(f"NEW.{d}" for d in ROLLUP_DIMENSIONS)
+    dims_match_old = " AND ".join(f"{d} = OLD.{d}" for d in ROLLUP_DIMENSIONS)
     tag_sums = ("events", "requests", "cost_nanos", "unpriced")
     tag_upsert = ", ".join(f"{s} = {s} + excluded.{s}" for s in tag_sums)
     e = _rollup_values("e")
     _execute_script(conn, 
         f"""
         CREATE TABLE rollup (
-            bucket INTEGER NOT NULL, {", ".join(f"{d} TEXT NOT NULL" for d in DIMENSIONS)}, {sums_cols},
+            bucket INTEGER NOT NULL, {", ".join(f"{d} TEXT NOT NULL" for d in ROLLUP_DIMENSIONS)}, {sums_cols},
             PRIMARY KEY (bucket, {dims})
         ) WITHOUT ROWID;
         CREATE TABLE tag_rollup (
@@ -197,9 +199,9 @@ def _m2_rollups(conn: sqlite3.Connection) -> None:
         END;
 
         INSERT INTO rollup (bucket, {dims}, {", ".join(_ROLLUP_SUMS)})
-        SELECT e.ts / {BUCKET_US}, {", ".join(f"e.{d}" for d in DIMENSIONS)},
+        SELECT e.ts / {BUCKET_US}, {", ".join(f"e.{d}" for d in ROLLUP_DIMENSIONS)},
                {", ".join(f"sum({e[s]})" for s in _ROLLUP_SUMS)}
-          FROM event e GROUP BY 1, {", ".join(f"e.{d}" for d in DIMENSIONS)};
+          FROM event e GROUP BY 1, {", ".join(f"e.{d}" for d in ROLLUP_DIMENSIONS)};
         INSERT INTO tag_rollup (bucket, key, value, source, {", ".join(tag_sums)})
         SELECT e.ts / {BUCKET_US}, t.key, t.value, e.source, {", ".join(f"sum({e[s]})" for s in tag_sums)}
           FROM event_tag t JOIN event e ON e.id = t.event GROUP BY 1, 2, 3, 4;
@@ -207,9 +209,59 @@ def _m2_rollups(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m3_budgets(conn: sqlite3.Connection) -> None:
+    """Budgets, the threshold crossings already announced (unique, so an alert is raised once
+    per budget, period and threshold across restarts), the alert history, and small alert state
+    (snooze, quiet hours, anomaly cool-downs). Alerts name their budget as text so the history
+    outlives a removed budget."""
+    _execute_script(conn,
+        """
+        CREATE TABLE budget (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            limit_nanos INTEGER NOT NULL CHECK (limit_nanos > 0),
+            period TEXT NOT NULL CHECK (period IN ('day', 'week', 'month')),
+            provider TEXT, model TEXT, feature TEXT, user TEXT, project TEXT, env TEXT,
+            tags TEXT,
+            thresholds TEXT NOT NULL DEFAULT '50,80,100',
+            enforce INTEGER NOT NULL DEFAULT 0,
+            created INTEGER NOT NULL
+        );
+        CREATE TABLE alert (
+            id INTEGER PRIMARY KEY,
+            ts INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            severity TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+            title TEXT NOT NULL,
+            body TEXT NOT NULL,
+            budget TEXT,
+            period TEXT,
+            period_start INTEGER,
+            delivered INTEGER NOT NULL DEFAULT 0,
+            snoozed INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX alert_ts ON alert(ts);
+        CREATE TABLE crossing (
+            budget INTEGER NOT NULL REFERENCES budget(id) ON DELETE CASCADE,
+            period_start INTEGER NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('threshold', 'pace')),
+            threshold INTEGER NOT NULL,
+            ts INTEGER NOT NULL,
+            alert INTEGER REFERENCES alert(id) ON DELETE SET NULL,
+            PRIMARY KEY (budget, period_start, kind, threshold)
+        ) WITHOUT ROWID;
+        CREATE TABLE alert_state (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        ) WITHOUT ROWID;
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial", _m1_initial),
     Migration(2, "rollups", _m2_rollups),
+    Migration(3, "budgets", _m3_budgets),
 ]
 
 

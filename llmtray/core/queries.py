@@ -15,12 +15,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from llmtray.core.db import BUCKET_US, DIMENSIONS
+from llmtray.core.db import BUCKET_US, ROLLUP_DIMENSIONS
 from llmtray.core import periods
 
 SUMS = ("events", "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
         "cache_write_1h_tokens", "reasoning_tokens", "cost_nanos", "unpriced")
 GROUPABLE = ("provider", "model", "feature", "user", "project", "env", "source", "status")
+DIMENSIONS = GROUPABLE
 _RAW_SOURCE = (
     f"(SELECT e.ts / {BUCKET_US} AS bucket, "
     + ", ".join(f"e.{d} AS {d}" for d in DIMENSIONS)
@@ -54,8 +55,11 @@ class Filters:
     def _dims(self) -> dict[str, tuple[str, ...]]:
         return {d: getattr(self, d) for d in DIMENSIONS if getattr(self, d)}
 
-    def aligned(self) -> bool:
-        return all(t is None or t % BUCKET_US == 0 for t in (self.start_us, self.end_us))
+    def rollup_ok(self) -> bool:
+        """Whether the exact 15-minute rollups can answer: no tag or user filter, and the range
+        on bucket boundaries."""
+        aligned = all(t is None or t % BUCKET_US == 0 for t in (self.start_us, self.end_us))
+        return aligned and not self.tags and not self.user
 
 
 @dataclass
@@ -134,13 +138,13 @@ class Queries:
 
     # --- the shared SQL builder ------------------------------------------------------------
 
-    def _source_and_where(self, f: Filters) -> tuple[str, str, list[Any]]:
+    def _source_and_where(self, f: Filters, group: tuple[str, ...] = ()) -> tuple[str, str, list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
         for dim, values in f._dims().items():
             clauses.append(f"{dim} IN ({','.join('?' * len(values))})")
             params.extend(values)
-        if not f.tags and f.aligned():
+        if f.rollup_ok() and all(g in ROLLUP_DIMENSIONS or g == "bucket" for g in group):
             if f.start_us is not None:
                 clauses.append("bucket >= ?")
                 params.append(f.start_us // BUCKET_US)
@@ -153,7 +157,7 @@ class Queries:
         return source, " AND ".join(clauses) or "1", raw_params + params
 
     def _grouped(self, f: Filters, group: tuple[str, ...]) -> list[tuple[Any, ...]]:
-        source, where, params = self._source_and_where(f)
+        source, where, params = self._source_and_where(f, group)
         cols = ", ".join(group)
         sums = ", ".join(f"sum({s})" for s in SUMS)
         sql = f"SELECT {cols + ', ' if cols else ''}{sums} FROM {source} WHERE {where}"
@@ -198,7 +202,8 @@ class Queries:
         """Values seen for a dimension, for filter pickers and budget scopes."""
         if dimension not in GROUPABLE:
             raise ValueError(f"unknown dimension {dimension!r}")
-        return [v for (v,) in self.conn.execute(f"SELECT DISTINCT {dimension} FROM rollup ORDER BY 1") if v]
+        table = "rollup" if dimension in ROLLUP_DIMENSIONS else "event"
+        return [v for (v,) in self.conn.execute(f"SELECT DISTINCT {dimension} FROM {table} ORDER BY 1") if v]
 
     def daily(self, f: Filters, first: date, last: date, split: str = "model", top: int = 8) -> DailySeries:
         """Cost per local day from `first` to `last` (inclusive), stacked by `split`; series

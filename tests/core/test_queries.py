@@ -142,6 +142,7 @@ FILTERS = [
     Filters(model=("gpt-4o", "mystery-1")),
     Filters(feature=("search",), source=("hook", "proxy")),
     Filters(tags=(("team", "a"),)),
+    Filters(user=("u1",), model=("gpt-4o",)),
     Filters(tags=(("team", "a"), ("exp", "y")), provider=("anthropic",)),
     Filters(start_us=to_us(datetime(2026, 11, 1, tzinfo=UTC)), end_us=to_us(datetime(2026, 11, 8, tzinfo=UTC))),
     Filters(start_us=to_us(datetime(2026, 11, 1, 0, 7, tzinfo=UTC))),  # not on a 15-minute boundary
@@ -155,7 +156,7 @@ def brute_filter(rows: list[dict], f: Filters) -> list[dict]:
             continue
         if f.end_us is not None and r["ts"] >= f.end_us:
             continue
-        if any(getattr(f, d) and r[d] not in getattr(f, d) for d in ("provider", "model", "feature", "source")):
+        if any(getattr(f, d) and r[d] not in getattr(f, d) for d in ("provider", "model", "feature", "user", "source")):
             continue
         if any(r["tagmap"].get(k) != v for k, v in f.tags):
             continue
@@ -245,5 +246,6 @@ def test_distinct_values_for_pickers(loaded):
     path, rows = loaded
     q = Queries(Store.open(path).conn, UTC)
     assert q.distinct("feature") == sorted({r["feature"] for r in rows if r["feature"]})
+    assert q.distinct("user") == ["u1", "u2"]
     assert q.tag_keys() == ["exp", "team"]
     assert midnight_us(date(2026, 1, 1), UTC) == to_us(datetime(2026, 1, 1, tzinfo=UTC))
