@@ -21,6 +21,9 @@ from llmtray.core import periods
 SUMS = ("events", "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
         "cache_write_1h_tokens", "reasoning_tokens", "cost_nanos", "unpriced")
 GROUPABLE = ("provider", "model", "feature", "user", "project", "env", "source", "status")
+# Columns the events table can be sorted by (unpriced cost and missing latencies sort lowest).
+PAGE_ORDERS = ("ts", "provider", "model", "feature", "user", "input_tokens", "output_tokens", "cost_nanos",
+               "latency_ms", "ttft_ms", "status", "source")
 DIMENSIONS = GROUPABLE
 _RAW_SOURCE = (
     f"(SELECT e.ts / {BUCKET_US} AS bucket, "
@@ -90,6 +93,16 @@ class Totals:
         priced = self.requests - self.unpriced
         return self.cost_nanos // priced if priced > 0 else None
 
+    def token_breakdown(self) -> dict[str, int]:
+        """The five disjoint kinds of token (DESIGN §3 subsets taken out of their totals)."""
+        return {
+            "uncached input": self.input_tokens - self.cache_read_tokens - self.cache_write_tokens,
+            "cache read": self.cache_read_tokens,
+            "cache write": self.cache_write_tokens,
+            "output": self.output_tokens - self.reasoning_tokens,
+            "reasoning": self.reasoning_tokens,
+        }
+
 
 @dataclass
 class DailySeries:
@@ -99,6 +112,12 @@ class DailySeries:
     series: dict[str, list[int]] = field(default_factory=dict)  # key -> cost nanos per day
     requests: list[int] = field(default_factory=list)
     totals: list[int] = field(default_factory=list)
+    unpriced: list[int] = field(default_factory=list)  # requests without a price, per day
+
+    def cost_per_request(self, i: int) -> int | None:
+        """Nanos per priced request on day `i` (unpriced requests have no cost to share)."""
+        priced = self.requests[i] - self.unpriced[i]
+        return self.totals[i] // priced if priced > 0 else None
 
 
 @dataclass(frozen=True)
@@ -195,6 +214,17 @@ class Queries:
         out.sort(key=lambda kv: (-kv[1].cost_nanos, -kv[1].requests, kv[0]))
         return out
 
+    def by_provider_model(self, f: Filters = Filters()) -> list[tuple[str, str, Totals]]:
+        """Totals per (provider, model), most expensive first: one query serves the by-model
+        chart, the unpriced warning and cache savings (which must price each model)."""
+        rows = [(p, m, Totals.from_row(r)) for p, m, *r in self._grouped(f, ("provider", "model"))]
+        rows.sort(key=lambda r: (-r[2].cost_nanos, -r[2].requests, r[0], r[1]))
+        return rows
+
+    def tag_values(self) -> list[tuple[str, str]]:
+        """Every (key, value) tag pair seen, for the tag filter picker."""
+        return [(k, v) for k, v in self.conn.execute("SELECT DISTINCT key, value FROM tag_rollup ORDER BY 1, 2")]
+
     def tag_keys(self, f: Filters = Filters()) -> list[str]:
         return [k for (k,) in self.conn.execute("SELECT DISTINCT key FROM tag_rollup ORDER BY key")]
 
@@ -212,7 +242,7 @@ class Queries:
         f = f.between(max(edges[0], f.start_us or edges[0]), min(edges[-1], f.end_us or edges[-1]))
         ndays = len(edges) - 1
         out = DailySeries([first + timedelta(days=i) for i in range(ndays)])
-        out.requests, out.totals = [0] * ndays, [0] * ndays
+        out.requests, out.totals, out.unpriced = [0] * ndays, [0] * ndays, [0] * ndays
         per_key: dict[str, list[int]] = defaultdict(lambda: [0] * ndays)
         bucket_edges = [e // BUCKET_US for e in edges]
         for row in self._grouped(f, ("bucket", split)):
@@ -223,6 +253,7 @@ class Queries:
                 per_key[key][i] += t.cost_nanos
                 out.requests[i] += t.requests
                 out.totals[i] += t.cost_nanos
+                out.unpriced[i] += t.unpriced
         ranked = sorted(per_key, key=lambda k: -sum(per_key[k]))
         for key in ranked[:top]:
             out.series[key or "(none)"] = per_key[key]
@@ -234,14 +265,7 @@ class Queries:
         return out
 
     def token_breakdown(self, f: Filters = Filters()) -> dict[str, int]:
-        t = self.totals(f)
-        return {
-            "uncached input": t.input_tokens - t.cache_read_tokens - t.cache_write_tokens,
-            "cache read": t.cache_read_tokens,
-            "cache write": t.cache_write_tokens,
-            "output": t.output_tokens - t.reasoning_tokens,
-            "reasoning": t.reasoning_tokens,
-        }
+        return self.totals(f).token_breakdown()
 
     def per_bucket(self, f: Filters, bucket_us: int) -> list[tuple[int, Totals]]:
         """Totals per fixed-width time bucket (a multiple of 15 min), for time-series charts."""
@@ -290,6 +314,27 @@ class Queries:
         cur = self.conn.execute(
             f"SELECT * FROM event e WHERE {' AND '.join(clauses)} ORDER BY e.ts DESC, e.id DESC LIMIT ? OFFSET ?",
             [*args, limit, offset],
+        )
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r)) for r in cur]
+
+    def events_page(self, f: Filters = Filters(), order: str = "ts", descending: bool = True,
+                    after: tuple[Any, int] | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """One page of stored events sorted by `order` (ties by id), continuing after the
+        (value, id) key of the previous page's last row. Keyset paging costs the same on page
+        10,000 as on page 1, where OFFSET would walk every skipped row."""
+        if order not in PAGE_ORDERS:
+            raise ValueError(f"cannot sort events by {order!r}; choose one of {', '.join(PAGE_ORDERS)}")
+        clauses, args = _raw_clauses(f)
+        col = f"coalesce(e.{order}, -1)" if order in ("cost_nanos", "latency_ms", "ttft_ms") else f"e.{order}"
+        if after is not None:
+            clauses.append(f"({col}, e.id) {'<' if descending else '>'} (?, ?)")
+            args.extend(after)
+        direction = "DESC" if descending else "ASC"
+        cur = self.conn.execute(
+            f"SELECT e.*, {col} AS sort_key FROM event e WHERE {' AND '.join(clauses)}"
+            f" ORDER BY {col} {direction}, e.id {direction} LIMIT ?",
+            [*args, limit],
         )
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r)) for r in cur]
