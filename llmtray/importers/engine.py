@@ -1,0 +1,285 @@
+"""Running an import: validate each row, skip what is already stored, guard against double
+counting, and store in chunks — in constant memory, whatever the file's size.
+
+Every row a format yields goes through `llmtray.core.events.event_errors` (the same validation
+as the HTTP API), then through `Store.add` in chunks of a few thousand, each chunk its own
+transaction. An import is one dataset (file, format, time, counts) that can be listed and
+removed. Cancelling, or a file that turns unreadable midway, leaves the dataset **partial**:
+the chunks already committed stay (consistent, counted and removable as one), and importing the
+file again completes it, since rows already stored are duplicates.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from llmtray.core.events import UsageEvent, event_errors
+from llmtray.core.pricing import Priced
+from llmtray.core.store import AddResult, Batch, Store, to_us
+from llmtray.importers import Detection, detect
+from llmtray.importers.base import Format, ImportFileError, Options, Parsed, RowError, Skipped
+from llmtray.importers.mapping import ColumnMapping, MappingStore
+from llmtray.importers.overlap import POLICIES, ProviderDays, observed_days, replacing
+from llmtray.importers.values import US_PER_DAY, utc_day
+
+CHUNK_SIZE = 5000
+KEEP_ERRORS = 100  # row errors kept for display; all are counted
+_ID_CHUNK = 500
+
+
+@dataclass
+class ImportResult:
+    """What one file's import did. `state`: done; partial (cancelled or stopped midway: the rows
+    committed so far are kept, in a dataset marked partial); cancelled (before anything was
+    stored); refused (overlapping days, nothing stored); dry-run."""
+
+    path: Path
+    format: str
+    label: str
+    state: str = "done"
+    dataset_id: int | None = None
+    rows_read: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    skipped: int = 0  # placeholder rows without usage
+    overlap_skipped: int = 0  # rows dropped by `--overlap skip`
+    replaced: int = 0  # observed events deleted by `--overlap replace`
+    error_count: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    overlap: list[tuple[str, int]] = field(default_factory=list)  # (provider, UTC day number)
+    message: str | None = None  # why the file failed or was refused
+
+    @property
+    def ok(self) -> bool:
+        return self.state in ("done", "dry-run") and self.error_count == 0
+
+    def add_error(self, error: RowError) -> None:
+        self.error_count += 1
+        if len(self.errors) < KEEP_ERRORS:
+            self.errors.append(error)
+
+
+@dataclass(frozen=True)
+class Progress:
+    fraction: float
+    rows_read: int
+    imported: int
+    duplicates: int
+    errors: int
+
+
+class _Chunk:
+    """Validated events waiting for one `Store.add`, with restored pricing where the file had it."""
+
+    def __init__(self) -> None:
+        self.events: list[UsageEvent] = []
+        self.priced: list[Priced | None] = []
+        self.sources: list[str | None] = []
+        self.restored = False
+
+    def append(self, event: UsageEvent, item: Parsed) -> None:
+        self.events.append(event)
+        self.priced.append(item.priced)
+        self.sources.append(item.source)
+        self.restored = self.restored or item.priced is not None or item.source is not None
+
+
+class Importer:
+    """Imports files into one store (one thread's `Store`: the CLI's, or the dialog's worker's)."""
+
+    def __init__(self, store: Store, mappings: MappingStore | None = None, chunk_size: int = CHUNK_SIZE):
+        self.store = store
+        self.mappings = mappings
+        self.chunk_size = chunk_size
+
+    def detect(self, path: Path, format_name: str | None = None) -> Detection:
+        return detect(path, format_name=format_name, mappings=self.mappings)
+
+    def run(
+        self,
+        path: Path,
+        *,
+        format_name: str | None = None,
+        overlap: str = "refuse",
+        dry_run: bool = False,
+        mapping: ColumnMapping | None = None,
+        progress: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ImportResult:
+        """Import one file. File-level problems raise `ImportFileError` before anything is
+        stored; row problems are collected in the result with their lines."""
+        if overlap not in POLICIES:
+            raise ValueError(f"overlap policy must be one of {', '.join(POLICIES)}, got {overlap!r}")
+        detection = self.detect(path, format_name)
+        fmt = detection.format
+        options = Options(mapping=mapping or detection.mapping)
+        if isinstance(options.mapping, ColumnMapping):
+            problems = options.mapping.problems(detection.head.header or ())
+            if problems:
+                raise ImportFileError(f"{path.name}: the column mapping can't be used: {'; '.join(problems)}")
+        result = ImportResult(path, fmt.name, fmt.label, state="dry-run" if dry_run else "done")
+        observed = observed_days(self.store.conn) if fmt.checks_overlap else {}
+        if observed and overlap == "refuse":
+            days = self._overlapping_days(fmt, path, options, observed, cancel)
+            if cancel is not None and cancel.is_set():
+                result.state = "cancelled"
+                return result
+            if days:
+                result.state, result.overlap = "refused", sorted(days)
+                return result
+        if not dry_run:
+            result.dataset_id = self.store.create_dataset(path.name, fmt.name, str(path.resolve()))
+        try:
+            guard = replacing(self.store.conn, result.dataset_id, observed) \
+                if overlap == "replace" and observed and not dry_run else nullcontext()
+            with guard as replace_log:
+                self._import(fmt, path, options, result, observed, overlap, progress, cancel)
+                if replace_log is not None:
+                    result.replaced = sum(n for _, _, n in replace_log.replaced())
+        except BaseException as exc:
+            stored = self._abandon(result)
+            if isinstance(exc, ImportFileError) and stored:
+                result.state, result.message = "partial", str(exc)
+                return result
+            raise
+        if cancel is not None and cancel.is_set():
+            result.state = "partial"
+        if result.dataset_id is not None:
+            self._finish(result, result.state)
+            if isinstance(options.mapping, ColumnMapping) and self.mappings is not None and detection.head.header:
+                self.mappings.save(detection.head.header, options.mapping)  # the next such file maps itself
+        return result
+
+    # --- the passes ----------------------------------------------------------------------
+
+    def _overlapping_days(self, fmt: Format, path: Path, options: Options, observed: ProviderDays,
+                          cancel: threading.Event | None) -> set[tuple[str, int]]:
+        """A quick first pass (no validation, nothing stored) for the provider-days the file
+        shares with observed events — only run when there are observed events at all."""
+        found: set[tuple[str, int]] = set()
+        for n, item in enumerate(fmt.items(path, options)):
+            if n % 4096 == 0 and cancel is not None and cancel.is_set():
+                break
+            if not isinstance(item, Parsed):
+                continue
+            provider = str(item.data.get("provider", "")).lower()
+            days = observed.get(provider)
+            if not days:
+                continue
+            try:
+                day = utc_day(item.data["ts"])
+            except (KeyError, TypeError, ValueError):
+                continue  # the import pass reports the row
+            if day in days:
+                found.add((provider, day))
+        return found
+
+    def _import(self, fmt: Format, path: Path, options: Options, result: ImportResult, observed: ProviderDays,
+                overlap: str, progress: Callable[[Progress], None] | None, cancel: threading.Event | None) -> None:
+        now = datetime.now(UTC)
+        chunk = _Chunk()
+        overlapping: set[tuple[str, int]] = set()
+        for item in fmt.items(path, options):
+            result.rows_read += 1
+            if result.rows_read % self.chunk_size == 0:
+                if progress is not None:
+                    progress(self._progress(result, options))
+                if cancel is not None and cancel.is_set():
+                    break
+            if isinstance(item, Skipped):
+                result.skipped += 1
+                continue
+            if isinstance(item, RowError):
+                result.add_error(item)
+                continue
+            event, errors = event_errors(item.data, now=now)
+            if event is None:
+                where = item.where or f"line {item.line}"
+                result.add_error(RowError(item.line, where, "; ".join(str(e) for e in errors)))
+                continue
+            if observed:
+                day = to_us(event.ts) // US_PER_DAY
+                if day in observed.get(event.provider, ()):
+                    overlapping.add((event.provider, day))
+                    if overlap == "skip":
+                        result.overlap_skipped += 1
+                        continue
+            chunk.append(event, item)
+            if len(chunk.events) >= self.chunk_size:
+                self._flush(fmt, chunk, result)
+                chunk = _Chunk()
+        self._flush(fmt, chunk, result)  # after a cancel too: what was read is kept, as one partial dataset
+        result.overlap = sorted(overlapping)
+        if progress is not None:
+            progress(self._progress(result, options))
+
+    @staticmethod
+    def _progress(result: ImportResult, options: Options) -> Progress:
+        return Progress(options.meter.fraction, result.rows_read, result.imported, result.duplicates,
+                        result.error_count)
+
+    def _flush(self, fmt: Format, chunk: _Chunk, result: ImportResult) -> None:
+        if not chunk.events:
+            return
+        added = self._store(fmt, chunk, result.dataset_id) if result.dataset_id is not None \
+            else self._would_store(chunk)
+        result.imported += added.accepted
+        result.duplicates += added.duplicates
+
+    def _store(self, fmt: Format, chunk: _Chunk, dataset_id: int) -> AddResult:
+        if chunk.restored:
+            price = self.store.pricer.price
+            batch = Batch(
+                chunk.events, fmt.source, dataset_id,
+                priced=[p if p is not None else price(e) for p, e in zip(chunk.priced, chunk.events)],
+                sources=[s or fmt.source for s in chunk.sources],
+            )
+            added = self.store.add_many([batch])[0]
+        else:
+            added = self.store.add(chunk.events, fmt.source, dataset_id)
+        if isinstance(added, Exception):
+            raise added
+        return added
+
+    def _would_store(self, chunk: _Chunk) -> AddResult:
+        """Dry run: count what `Store.add` would accept, reading only."""
+        ids = [e.id for e in chunk.events if e.id is not None]
+        stored = _stored_ids(self.store.conn, ids)
+        seen: set[str] = set()
+        duplicates = 0
+        for event_id in ids:
+            if event_id in stored or event_id in seen:
+                duplicates += 1
+            seen.add(event_id)
+        return AddResult(len(chunk.events) - duplicates, duplicates)
+
+    def _abandon(self, result: ImportResult) -> bool:
+        """After a failure midway: a dataset that stored nothing is removed; otherwise it is
+        marked partial. Returns whether rows were stored."""
+        if result.dataset_id is None:
+            return False
+        if result.imported == 0:
+            self.store.remove_dataset(result.dataset_id)
+            result.dataset_id = None
+            return False
+        self._finish(result, "partial")
+        return True
+
+    def _finish(self, result: ImportResult, state: str) -> None:
+        self.store.finish_dataset(result.dataset_id, rows_read=result.rows_read, imported=result.imported,
+                                  duplicates=result.duplicates, errors=result.error_count, state=state)
+
+
+def _stored_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), _ID_CHUNK):
+        part = ids[start:start + _ID_CHUNK]
+        found.update(x for (x,) in conn.execute(
+            f"SELECT event_id FROM event WHERE event_id IN ({','.join('?' * len(part))})", part))
+    return found

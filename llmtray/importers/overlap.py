@@ -1,0 +1,103 @@
+"""Imported aggregates vs events llmtray observed itself: never count the same spend twice.
+
+A provider's export covers whole UTC days; if hooks or the proxy already recorded calls to that
+provider on one of those days, importing the export as well would double the day. The user
+chooses: `refuse` (the default: nothing is stored, the days are listed), `keep` (store both,
+knowingly), `skip` (drop imported rows on those days) or `replace` (the imported rows win: the
+observed events of each such provider-day are deleted in the same transaction that stores the
+day's first imported row).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+
+from llmtray.core.db import BUCKET_US
+from llmtray.importers.values import US_PER_DAY
+
+POLICIES = ("refuse", "keep", "skip", "replace")
+OBSERVED_SOURCES = ("hook", "proxy", "api", "otel")
+_BUCKETS_PER_DAY = US_PER_DAY // BUCKET_US
+_SOURCES_SQL = ", ".join(f"'{s}'" for s in OBSERVED_SOURCES)
+_EPOCH_DAY = date(1970, 1, 1)
+
+ProviderDays = dict[str, set[int]]
+
+
+def observed_days(conn: sqlite3.Connection) -> ProviderDays:
+    """UTC days (since the epoch) with observed events, per provider — read from the 15-minute
+    rollups, so it costs a few thousand rows, not a scan of every event."""
+    out: ProviderDays = {}
+    rows = conn.execute(
+        f"SELECT provider, bucket / {_BUCKETS_PER_DAY} FROM rollup "
+        f"WHERE source IN ({_SOURCES_SQL}) AND events > 0 GROUP BY 1, 2"
+    )
+    for provider, day in rows:
+        out.setdefault(provider, set()).add(day)
+    return out
+
+
+def day_date(day: int) -> date:
+    return _EPOCH_DAY + timedelta(days=day)
+
+
+def describe(days: Iterable[tuple[str, int]], limit: int = 10) -> str:
+    """`openai: 2026-05-12, 2026-05-13; anthropic: 2026-05-12` (at most `limit` days shown)."""
+    by_provider: dict[str, list[int]] = {}
+    for provider, day in sorted(days):
+        by_provider.setdefault(provider, []).append(day)
+    parts, shown = [], 0
+    total = sum(len(v) for v in by_provider.values())
+    for provider, provider_days in by_provider.items():
+        take = provider_days[: max(0, limit - shown)]
+        shown += len(take)
+        if take:
+            parts.append(f"{provider}: {', '.join(day_date(d).isoformat() for d in take)}")
+    more = f" and {total - shown} more" if total > shown else ""
+    return "; ".join(parts) + more
+
+
+@contextmanager
+def replacing(conn: sqlite3.Connection, dataset_id: int, observed: ProviderDays) -> Iterator[ReplaceLog]:
+    """While active, the first row of `dataset_id` stored on an observed provider-day deletes
+    that day's observed events, inside the store's own insert transaction (a temporary trigger
+    on this connection only), so no reader ever sees the day twice or not at all."""
+    conn.execute(
+        "CREATE TEMP TABLE import_replace (provider TEXT NOT NULL, day INTEGER NOT NULL, removed INTEGER, "
+        "PRIMARY KEY (provider, day)) WITHOUT ROWID"
+    )
+    try:
+        conn.executemany("INSERT INTO import_replace (provider, day) VALUES (?, ?)",
+                         [(p, d) for p, days in observed.items() for d in days])
+        day = f"(NEW.ts / {US_PER_DAY})"
+        in_day = (f"provider = NEW.provider AND ts >= {day} * {US_PER_DAY} AND ts < ({day} + 1) * {US_PER_DAY} "
+                  f"AND source IN ({_SOURCES_SQL})")
+        conn.execute(
+            f"""CREATE TEMP TRIGGER import_replace_observed AFTER INSERT ON main.event
+            WHEN NEW.dataset_id = {int(dataset_id)} AND EXISTS (
+                SELECT 1 FROM import_replace WHERE provider = NEW.provider AND day = {day} AND removed IS NULL)
+            BEGIN
+                UPDATE import_replace SET removed = (SELECT count(*) FROM event WHERE {in_day})
+                  WHERE provider = NEW.provider AND day = {day};
+                DELETE FROM event WHERE {in_day};
+            END"""
+        )
+        yield ReplaceLog(conn)
+    finally:
+        conn.execute("DROP TRIGGER IF EXISTS temp.import_replace_observed")
+        conn.execute("DROP TABLE IF EXISTS temp.import_replace")
+
+
+class ReplaceLog:
+    """What `replacing` has done so far: the provider-days replaced and events deleted."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+
+    def replaced(self) -> list[tuple[str, int, int]]:
+        return list(self._conn.execute(
+            "SELECT provider, day, removed FROM import_replace WHERE removed IS NOT NULL ORDER BY 1, 2"
+        ))

@@ -1,0 +1,148 @@
+"""Reading export files as they come: any size (streamed), with or without a byte-order mark,
+UTF-8 or a spreadsheet's re-save (cp1252, UTF-16), CRLF, `,`/`;`/tab delimiters, quoted fields
+holding commas and newlines — and every record tagged with the line it starts on.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from llmtray.importers.base import ByteMeter, Head, ImportFileError
+
+HEAD_BYTES = 64 * 1024
+# LiteLLM spend logs keep whole prompts and responses in one field; the default 128 KiB limit
+# rejects real rows. A bound still stops a stray quote from swallowing a multi-GB file.
+csv.field_size_limit(64 * 1024 * 1024)
+
+
+class _CountingRaw(io.RawIOBase):
+    def __init__(self, raw: io.BufferedReader, meter: ByteMeter):
+        self._raw = raw
+        self._meter = meter
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._raw.readinto(buffer)
+        self._meter.done += n or 0
+        return n or 0
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def sniff_encoding(sample: bytes) -> str:
+    """UTF-16 when it has that BOM; UTF-8 (BOM dropped) when the sample decodes; else cp1252,
+    the encoding spreadsheets on Windows re-save CSVs in."""
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(sample) - 4:  # not just a character cut at the sample's end
+            return "cp1252"
+    return "utf-8-sig"
+
+
+@contextmanager
+def open_text(path: Path, meter: ByteMeter | None = None) -> Iterator[TextIO]:
+    """The file as text, decoded as sniffed, counting consumed bytes into `meter`."""
+    meter = meter or ByteMeter()
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the wrapper below
+    except OSError as exc:
+        raise ImportFileError(f"{path}: {exc.strerror or exc}") from None
+    meter.total = path.stat().st_size
+    encoding = sniff_encoding(raw.read(HEAD_BYTES))
+    raw.seek(0)
+    buffered = io.BufferedReader(_CountingRaw(raw, meter), buffer_size=256 * 1024)
+    text = io.TextIOWrapper(buffered, encoding=encoding, newline="")
+    try:
+        yield text
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(f"{path}: not valid {encoding} text near byte {meter.done}: {exc.reason}") from None
+    finally:
+        text.close()
+
+
+def _delimiter(first_line: str) -> str:
+    """`,` unless the header clearly uses `;` or tabs (European spreadsheet re-saves)."""
+    counts = {d: first_line.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > counts[","] else ","
+
+
+@dataclass(frozen=True)
+class CsvRecord:
+    line: int  # the line the record starts on (records can span lines)
+    cells: list[str]
+
+
+class CsvReader:
+    """Records of a CSV file after its header, each with its starting line number."""
+
+    def __init__(self, text: TextIO):
+        first = text.readline()
+        self._reader = csv.reader(io.StringIO(first), delimiter=_delimiter(first))
+        try:
+            header = next(self._reader)
+        except StopIteration:
+            header = []
+        self.header = tuple(h.strip().lstrip("\ufeff") for h in header)
+        self._line_base = 1  # lines consumed by the header
+        self._reader = csv.reader(text, delimiter=_delimiter(first))
+
+    def __iter__(self) -> Iterator[CsvRecord]:
+        reader = self._reader
+        previous_end = 0
+        base = self._line_base
+        try:
+            for cells in reader:
+                yield CsvRecord(base + previous_end + 1, cells)
+                previous_end = reader.line_num
+        except csv.Error as exc:
+            raise ImportFileError(f"line {base + previous_end + 1}: {exc}") from None
+
+
+def read_head(path: Path) -> Head:
+    """The first 64 KiB of a file, parsed as far as it can be: a CSV header, or the first JSON
+    value (the whole document when it fits, else the first line of JSON Lines)."""
+    try:
+        with open(path, "rb") as f:
+            sample = f.read(HEAD_BYTES)
+            at_end = not f.read(1)
+    except OSError as exc:
+        raise ImportFileError(f"{path}: {exc.strerror or exc}") from None
+    text = sample.decode(sniff_encoding(sample), errors="replace").lstrip("\ufeff")
+    stripped = text.lstrip()
+    first_json: Any = None
+    header: tuple[str, ...] | None = None
+    if stripped.startswith(("{", "[")):
+        first_json = _first_json(stripped, whole=at_end)
+    elif stripped:
+        with io.StringIO(text) as buf:
+            header = CsvReader(buf).header
+    return Head(path, text, header, first_json)
+
+
+def _first_json(text: str, *, whole: bool) -> Any:
+    if whole:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            pass
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text)
+        return value
+    except json.JSONDecodeError:
+        return None
