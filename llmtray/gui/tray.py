@@ -1,0 +1,270 @@
+"""The tray: a budget gauge icon, a tooltip, and a menu that holds every action.
+
+What users see all day, so it must cost nothing while idle: no timers while nothing happens; the
+spend summary is recomputed on a worker thread (its own read connection) only after a commit
+(throttled) or when the menu is about to open. Every action is in the context menu, because
+left-click behaviour differs by desktop (GNOME opens the menu, XFCE ignores it); `activated` is
+only a shortcut to the dashboard (DESKTOP.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QGuiApplication, QIcon
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+
+from llmtray.core.queries import Queries
+from llmtray.gui.gauge import gauge_icon
+from llmtray.gui.throttle import Throttle
+
+log = logging.getLogger(__name__)
+
+TOOLTIP_LIMIT = 127  # Windows truncates tray tooltips beyond this
+TRAY_RETRY_MS, TRAY_RETRY_LIMIT = 1000, 30  # login race: the panel may start after us
+
+
+@dataclass(frozen=True)
+class TrayActions:
+    """What the menu's entries do; app.py wires them to the window, dialogs and services."""
+
+    open_dashboard: Callable[[], None]
+    import_usage: Callable[[], None]
+    budgets: Callable[[], None]
+    settings: Callable[[], None]
+    snooze: Callable[[datetime | None], None]  # None = resume alerts
+    copy_proxy_url: Callable[[], None]
+    copy_hook_snippet: Callable[[], None]
+    quit: Callable[[], None]
+
+
+class SummaryWorker(QObject):
+    """Computes the status summary on its own thread. Signals: ready(dict)."""
+
+    ready = Signal(object)
+
+    def __init__(self, db_path: Path, tz: Any, summarize: Callable[[Queries, datetime], dict[str, Any]]):
+        super().__init__()
+        self._db_path, self._tz, self._summarize = db_path, tz, summarize
+        self._db = None
+
+    @Slot()
+    def refresh(self) -> None:
+        from llmtray.core.db import open_db
+
+        try:
+            if self._db is None:
+                self._db = open_db(self._db_path)
+            self.ready.emit(self._summarize(Queries(self._db.connection(), self._tz), datetime.now(UTC)))
+        except Exception:  # a locked or vanished DB must not kill the tray; next commit retries
+            log.exception("tray summary failed")
+
+    @Slot()
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def top_budget(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The budget the gauge shows: the one most used (highest percent)."""
+    budgets = summary.get("budgets") or []
+    return max(budgets, key=lambda b: Decimal(str(b.get("percent", 0)))) if budgets else None
+
+
+def money(text: str | None) -> str:
+    if text is None:
+        return "—"
+    d = Decimal(text)
+    return f"${d:,.2f}" if d >= Decimal("0.01") or d == 0 else f"${d:.4f}"
+
+
+def tooltip_text(summary: dict[str, Any]) -> str:
+    parts = [f"llmtray — today {money(summary.get('today_usd'))}", f"month {money(summary.get('month_usd'))}"]
+    top = top_budget(summary)
+    if top is not None:
+        parts.append(f"{top['name']} {Decimal(str(top['percent'])):.0f}%")
+    text = " · ".join(parts)
+    return text if len(text) <= TOOLTIP_LIMIT else text[: TOOLTIP_LIMIT - 1] + "…"
+
+
+def budget_line(b: dict[str, Any]) -> str:
+    pace = ""
+    projected = b.get("projected_usd")
+    if projected is not None and Decimal(projected) > Decimal(b["limit_usd"]):
+        pace = f" · on pace for {money(projected)}"
+    return f"{b['name']}: {Decimal(str(b['percent'])):.0f}% of {money(b['limit_usd'])} ({b['period']}){pace}"
+
+
+class Tray(QObject):
+    """Owns the QSystemTrayIcon and its menu.
+
+    Signals:
+        unavailable(): no system tray appeared within 30 s; the app shows the window instead.
+        refresh_requested(): ask the summary worker for fresh numbers.
+    """
+
+    unavailable = Signal()
+    refresh_requested = Signal()
+
+    def __init__(self, actions: TrayActions, worker: SummaryWorker, parent: QObject | None = None):
+        super().__init__(parent)
+        self.actions = actions
+        self.summary: dict[str, Any] = {}
+        self.icon = QSystemTrayIcon(self)
+        self.icon.setIcon(self._gauge(None, "none"))
+        self.icon.setToolTip("llmtray")
+        self.menu = QMenu()
+        self.menu.aboutToShow.connect(self.request_refresh)
+        self.icon.setContextMenu(self.menu)
+        self.icon.activated.connect(self._activated)
+        self._build_menu()
+
+        self._thread = QThread(self)
+        self._thread.setObjectName("llmtray-tray-summary")
+        self._worker = worker
+        worker.moveToThread(self._thread)
+        self.refresh_requested.connect(worker.refresh)
+        worker.ready.connect(self._apply)
+        self._thread.start()
+        self._throttle = Throttle(self.refresh_requested.emit, 500, self)
+
+        self._tries = 0
+        self.retry_limit = TRAY_RETRY_LIMIT
+        self._retry = QTimer(self)
+        self._retry.setInterval(TRAY_RETRY_MS)
+        self._retry.timeout.connect(self._try_show)
+
+    # --- life cycle ----------------------------------------------------------------------------
+
+    def show(self) -> None:
+        """Show now if a tray exists, else retry each second for 30 s (the panel may be late)."""
+        self.request_refresh()
+        self._try_show()
+
+    @Slot()
+    def _try_show(self) -> None:
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            self._retry.stop()
+            self.icon.show()
+            return
+        self._tries += 1
+        if self._tries == 1:
+            self._retry.start()
+        if self._tries > self.retry_limit:
+            self._retry.stop()
+            log.warning("no system tray found; on GNOME install the 'AppIndicator and KStatusNotifierItem "
+                        "Support' extension. Alerts are shown in the dashboard window.")
+            self.unavailable.emit()
+
+    @property
+    def visible(self) -> bool:
+        return self.icon.isVisible()
+
+    def close(self) -> None:
+        self._retry.stop()
+        self._throttle.cancel()
+        self.icon.hide()
+        QMetaObject.invokeMethod(self._worker, "close", Qt.ConnectionType.BlockingQueuedConnection)
+        self._thread.quit()
+        self._thread.wait(5000)
+        self.menu.deleteLater()
+
+    # --- data ------------------------------------------------------------------------------------
+
+    @Slot()
+    @Slot(object)
+    def request_refresh(self, *_: object) -> None:
+        """Call after each commit (throttled to two refreshes a second) and on menu open."""
+        self._throttle.trigger()
+
+    @Slot(object)
+    def _apply(self, summary: dict[str, Any]) -> None:
+        self.summary = summary
+        top = top_budget(summary)
+        if top is None:
+            self.icon.setIcon(self._gauge(None, "none"))
+        else:
+            self.icon.setIcon(self._gauge(float(Decimal(str(top["percent"]))), top["state"]))
+        self.icon.setToolTip(tooltip_text(summary))
+        self._build_menu()
+
+    def _gauge(self, percent: float | None, state: str) -> QIcon:
+        hints = QGuiApplication.styleHints()
+        dark = hints.colorScheme().name == "Dark" if hasattr(hints, "colorScheme") else False
+        app = QGuiApplication.instance()
+        dpr = app.devicePixelRatio() if app is not None else 1.0
+        return gauge_icon(percent, state, dark=dark, dpr=dpr)
+
+    # --- menu ------------------------------------------------------------------------------------
+
+    def _build_menu(self) -> None:
+        m = self.menu
+        m.clear()
+        s = self.summary
+        for text in (f"Today: {money(s.get('today_usd', '0'))}",
+                     f"This month: {money(s.get('month_usd', '0'))} "
+                     f"(projected {money(s.get('projected_month_usd', '0'))})"):
+            m.addAction(text).setEnabled(False)
+        budgets = s.get("budgets") or []
+        if budgets:
+            m.addSeparator()
+            for b in budgets[:8]:
+                m.addAction(budget_line(b)).setEnabled(False)
+        m.addSeparator()
+        self._add(m, "Open dashboard", self.actions.open_dashboard)
+        self._add(m, "Import usage…", self.actions.import_usage)
+        self._add(m, "Budgets…", self.actions.budgets)
+        self._add(m, "Settings…", self.actions.settings)
+        snooze = m.addMenu("Snooze alerts")
+        self._add(snooze, "For 1 hour", lambda: self.actions.snooze(_in_hours(1)))
+        self._add(snooze, "Until tomorrow", lambda: self.actions.snooze(_tomorrow()))
+        self._add(snooze, "Resume alerts", lambda: self.actions.snooze(None))
+        m.addSeparator()
+        self._add(m, "Copy proxy URL", self.actions.copy_proxy_url)
+        self._add(m, "Copy hook snippet", self.actions.copy_hook_snippet)
+        m.addSeparator()
+        self._add(m, "Quit llmtray", self.actions.quit)
+
+    @staticmethod
+    def _add(menu: QMenu, text: str, fn: Callable[[], None]) -> QAction:
+        action = menu.addAction(text)
+        action.triggered.connect(lambda _checked=False: fn())
+        return action
+
+    def action(self, text: str) -> QAction:
+        """The menu entry with this text (for tests and accessibility tooling)."""
+        for a in self._all_actions(self.menu):
+            if a.text() == text:
+                return a
+        raise KeyError(text)
+
+    def _all_actions(self, menu: QMenu) -> list[QAction]:
+        out = []
+        for a in menu.actions():
+            out.append(a)
+            if a.menu() is not None:
+                out.extend(self._all_actions(a.menu()))
+        return out
+
+    @Slot(QSystemTrayIcon.ActivationReason)
+    def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        if reason in (QSystemTrayIcon.ActivationReason.Trigger, QSystemTrayIcon.ActivationReason.DoubleClick):
+            self.actions.open_dashboard()
+
+
+def _in_hours(hours: int) -> datetime:
+    return datetime.now(UTC) + timedelta(hours=hours)
+
+
+def _tomorrow() -> datetime:
+    """Local midnight tonight."""
+    now = datetime.now().astimezone()
+    return (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
