@@ -1,0 +1,36 @@
+"""Shared fixtures for importer tests: a real store in a temp data dir and helpers that read
+results back with plain SQL (independent of the importer code under test)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmtray.core.store import Store
+from llmtray.importers.engine import Importer
+from llmtray.importers.mapping import MappingStore
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "import"
+MALFORMED = DATA / "malformed"
+SUMS = ("count(*)", "sum(requests)", "sum(input_tokens)", "sum(output_tokens)", "sum(cache_read_tokens)",
+        "sum(cache_write_tokens)", "sum(cache_write_1h_tokens)", "sum(reasoning_tokens)", "sum(cost_nanos)")
+
+
+@pytest.fixture
+def importer(store: Store, data_dir: Path) -> Iterator[Importer]:
+    yield Importer(store, MappingStore(data_dir))
+
+
+def totals(store: Store, where: str = "1", params: tuple = ()) -> dict[str, int]:
+    """Event count and sums of the stored rows, straight from SQL."""
+    row = store.conn.execute(f"SELECT {', '.join(SUMS)} FROM event WHERE {where}", params).fetchone()
+    names = ("events", "requests", "input", "output", "cache_read", "cache_write", "cache_write_1h", "reasoning", "cost_nanos")
+    return {n: int(v or 0) for n, v in zip(names, row)}
+
+
+def rows(store: Store, where: str = "1", params: tuple = ()) -> list[dict]:
+    cur = store.conn.execute(f"SELECT * FROM event WHERE {where} ORDER BY ts, id", params)
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur]
