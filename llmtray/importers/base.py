@@ -95,9 +95,6 @@ class Format:
 
     name: ClassVar[str]
     label: ClassVar[str]
-    # Whether imported rows are provider aggregates that can double-count events observed by
-    # hooks/proxy. llmtray's own export carries event ids instead, so dedup covers it.
-    checks_overlap: ClassVar[bool] = True
 
     def detect(self, head: Head) -> bool:
         raise NotImplementedError

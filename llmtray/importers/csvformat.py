@@ -51,6 +51,9 @@ class CsvFormat(Format):
             width = len(header)
             for record in reader:
                 cells = record.cells
+                if record.error is not None:
+                    yield RowError(record.line, f"line {record.line}", record.error)
+                    continue
                 if len(cells) != width:
                     if not any(c.strip() for c in cells):
                         yield Skipped(record.line, "blank line")

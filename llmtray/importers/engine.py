@@ -124,7 +124,7 @@ class Importer:
             if problems:
                 raise ImportFileError(f"{path.name}: the column mapping can't be used: {'; '.join(problems)}")
         result = ImportResult(path, fmt.name, fmt.label, state="dry-run" if dry_run else "done")
-        observed = observed_days(self.store.conn) if fmt.checks_overlap else {}
+        observed = observed_days(self.store.conn)
         if observed and overlap == "refuse":
             days = self._overlapping_days(fmt, path, options, observed, cancel)
             if cancel is not None and cancel.is_set():
@@ -160,24 +160,34 @@ class Importer:
 
     def _overlapping_days(self, fmt: Format, path: Path, options: Options, observed: ProviderDays,
                           cancel: threading.Event | None) -> set[tuple[str, int]]:
-        """A quick first pass (no validation, nothing stored) for the provider-days the file
-        shares with observed events — only run when there are observed events at all."""
+        """A quick first pass (no validation, nothing stored) for the provider-days on which the
+        file would add rows next to observed events; rows already stored (same id) add nothing,
+        so re-importing a file never counts as overlap. Only run when observed events exist."""
         found: set[tuple[str, int]] = set()
+        pending: list[tuple[str, str, int]] = []
+
+        def settle() -> None:
+            stored = _stored_ids(self.store.conn, [event_id for event_id, _, _ in pending])
+            found.update((provider, day) for event_id, provider, day in pending if event_id not in stored)
+            pending.clear()
+
         for n, item in enumerate(fmt.items(path, options)):
             if n % 4096 == 0 and cancel is not None and cancel.is_set():
                 break
             if not isinstance(item, Parsed):
                 continue
             provider = str(item.data.get("provider", "")).lower()
-            days = observed.get(provider)
-            if not days:
+            if not observed.get(provider):
                 continue
             try:
                 day = utc_day(item.data["ts"])
             except (KeyError, TypeError, ValueError):
                 continue  # the import pass reports the row
-            if day in days:
-                found.add((provider, day))
+            if day in observed[provider] and (provider, day) not in found:
+                pending.append((str(item.data.get("id")), provider, day))
+                if len(pending) >= self.chunk_size:
+                    settle()
+        settle()
         return found
 
     def _import(self, fmt: Format, path: Path, options: Options, result: ImportResult, observed: ProviderDays,
@@ -186,12 +196,12 @@ class Importer:
         chunk = _Chunk()
         overlapping: set[tuple[str, int]] = set()
         for item in fmt.items(path, options):
-            result.rows_read += 1
-            if result.rows_read % self.chunk_size == 0:
+            if result.rows_read and result.rows_read % self.chunk_size == 0:
                 if progress is not None:
                     progress(self._progress(result, options))
                 if cancel is not None and cancel.is_set():
                     break
+            result.rows_read += 1
             if isinstance(item, Skipped):
                 result.skipped += 1
                 continue

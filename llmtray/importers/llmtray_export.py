@@ -76,7 +76,6 @@ def restore(record: Mapping[str, Any], line: int) -> Parsed:
 class LlmtrayJsonl(Format):
     name = "llmtray-jsonl"
     label = "llmtray export (JSON lines)"
-    checks_overlap = False
 
     def detect(self, head: Head) -> bool:
         first = head.first_json
@@ -129,7 +128,6 @@ class LlmtrayCsv(CsvFormat):
     name = "llmtray-csv"
     label = "llmtray export (CSV)"
     required = frozenset(("ts", "provider", "model", "cost_usd", "cost_source", "source"))
-    checks_overlap = False
 
     def row(self, row: Mapping[str, str], options: Options) -> dict[str, Any] | None:
         return {k: _typed(k, v) for k, v in row.items() if v != ""}

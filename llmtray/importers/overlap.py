@@ -74,7 +74,7 @@ def replacing(conn: sqlite3.Connection, dataset_id: int, observed: ProviderDays)
                          [(p, d) for p, days in observed.items() for d in days])
         day = f"(NEW.ts / {US_PER_DAY})"
         in_day = (f"provider = NEW.provider AND ts >= {day} * {US_PER_DAY} AND ts < ({day} + 1) * {US_PER_DAY} "
-                  f"AND source IN ({_SOURCES_SQL})")
+                  f"AND source IN ({_SOURCES_SQL}) AND dataset_id IS NOT {int(dataset_id)}")
         conn.execute(
             f"""CREATE TEMP TRIGGER import_replace_observed AFTER INSERT ON main.event
             WHEN NEW.dataset_id = {int(dataset_id)} AND EXISTS (

@@ -86,32 +86,34 @@ def _delimiter(first_line: str) -> str:
 class CsvRecord:
     line: int  # the line the record starts on (records can span lines)
     cells: list[str]
+    error: str | None = None  # the record is not valid CSV (a stray quote); cells are empty
 
 
 class CsvReader:
-    """Records of a CSV file after its header, each with its starting line number."""
+    """Records of a CSV file after its header, each with its starting line number. Strict
+    quoting: a stray quote is reported on its record instead of silently merging fields."""
 
     def __init__(self, text: TextIO):
         first = text.readline()
-        self._reader = csv.reader(io.StringIO(first), delimiter=_delimiter(first))
-        try:
-            header = next(self._reader)
-        except StopIteration:
-            header = []
+        delimiter = _delimiter(first)
+        header = next(csv.reader([first], delimiter=delimiter), [])
         self.header = tuple(h.strip().lstrip("\ufeff") for h in header)
-        self._line_base = 1  # lines consumed by the header
-        self._reader = csv.reader(text, delimiter=_delimiter(first))
+        self._reader = csv.reader(text, delimiter=delimiter, strict=True)
 
     def __iter__(self) -> Iterator[CsvRecord]:
         reader = self._reader
         previous_end = 0
-        base = self._line_base
-        try:
-            for cells in reader:
-                yield CsvRecord(base + previous_end + 1, cells)
-                previous_end = reader.line_num
-        except csv.Error as exc:
-            raise ImportFileError(f"line {base + previous_end + 1}: {exc}") from None
+        while True:
+            start = previous_end + 2  # the header is line 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield CsvRecord(start, [], f"not valid CSV: {exc}")
+            else:
+                yield CsvRecord(start, cells)
+            previous_end = reader.line_num
 
 
 def read_head(path: Path) -> Head:
