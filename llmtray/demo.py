@@ -94,6 +94,7 @@ FEATURES: tuple[Feature, ...] = (
             (9000, 0.5), (700, 0.3), hours=(1,), weekend=1.0, tier="batch"),
 )
 _BY_NAME = {f.name: f for f in FEATURES}
+SOURCES = tuple(sorted({f.source for f in FEATURES}))
 # Office rhythm by local hour: quiet nights, a morning ramp, a lunch dip, an evening tail.
 _OFFICE_HOURS = (1, 1, 1, 1, 1, 2, 4, 8, 14, 18, 19, 17, 12, 15, 18, 18, 16, 12, 8, 6, 5, 4, 3, 2)
 

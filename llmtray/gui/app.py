@@ -1,0 +1,198 @@
+"""`llmtray` without a command: the one place that builds the app's object graph.
+
+Parts written elsewhere (the ingest service, budgets, the alert log, the import dialog) are used
+when they are installed, so the window runs in every build; each is looked up once, here, and
+passed in — no module reaches for a global.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal, Slot
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+
+from llmtray import paths as pathsmod
+from llmtray.config import DEFAULT_PORT
+from llmtray.core.pricing import Pricer, load_overrides
+from llmtray.gui.bridge import CommitBridge
+from llmtray.gui.dashboard import Dashboard
+from llmtray.gui.demo_feed import DemoFeed
+from llmtray.gui.query_worker import Sources
+
+log = logging.getLogger(__name__)
+
+SCREENSHOT_TIMEOUT_MS = 180_000  # a failure guard only; the shot is taken when the data has loaded
+
+
+def optional(module: str, name: str) -> Any:
+    """`module.name` if that part of llmtray is installed, else None (a missing module only;
+    a broken one still raises)."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return None
+        raise
+
+
+def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
+    """Show the dashboard (with live demo traffic if `demo`); with `screenshot`, save the window
+    as a PNG once the data has loaded and exit 0."""
+    paths = pathsmod.demo_paths(ctx.paths) if demo else ctx.paths
+    paths.ensure()
+    config = ctx.config
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("llmtray")
+    # The window may close while the tray keeps running; without a tray, closing it quits.
+    app.setQuitOnLastWindowClosed(not QSystemTrayIcon.isSystemTrayAvailable())
+    stop_on_sigint(app)
+
+    bridge = CommitBridge()
+    ingest = None if screenshot else start_ingest(paths, config, bridge)
+    budget_entries = optional("llmtray.core.budgets", "budget_entries")
+    sources = Sources(paths.db, config.tz, make_pricer=lambda: Pricer(load_overrides(paths.pricing_file)),
+                      budget_entries=budget_entries, alert_log=optional("llmtray.core.alerts", "AlertLog"))
+    import_dialog = optional("llmtray.gui.import_dialog", "ImportDialog")
+    base_url = ingest.url if ingest is not None else f"http://127.0.0.1:{_port(config)}"
+    window = Dashboard(sources, base_url=base_url, can_import=import_dialog is not None,
+                       title_note="demo data" if demo else "")
+    bridge.committed.connect(window.on_committed)
+    actions = WindowActions(window, paths, import_dialog)
+    window.import_requested.connect(actions.open_import)
+    window.demo_requested.connect(actions.open_demo)
+
+    shot = Screenshot(app, window, Path(screenshot)) if screenshot else None
+    feed = None
+    if demo:
+        feed = DemoFeed(paths.db, bridge.notify, tz=config.tz, pricer=sources.make_pricer, ingest=ingest,
+                        live=shot is None, on_loaded=shot.loaded.emit if shot else None)
+        feed.start()
+    try:
+        if shot is not None:
+            return shot.take(wait_for_demo=demo)
+        window.show()
+        return app.exec()
+    finally:
+        if feed is not None:
+            feed.stop()
+        if ingest is not None:
+            ingest.stop()
+        window.shutdown()
+
+
+def _port(config: Any) -> int:
+    env = os.environ.get("LLMTRAY_PORT")
+    return int(env) if env and env.isdigit() else getattr(config, "port", DEFAULT_PORT)
+
+
+def start_ingest(paths: pathsmod.Paths, config: Any, bridge: CommitBridge) -> Any:
+    """The embedded ingest service (API, proxy, writer), when this build has it."""
+    service_cls = optional("llmtray.ingest.service", "IngestService")
+    if service_cls is None:
+        log.info("no ingest service in this build: the window shows the database only")
+        return None
+    service = service_cls(paths, config, port=_port(config),
+                          budget_entries=optional("llmtray.core.budgets", "budget_entries"))
+    service.add_listener(bridge.notify)
+    service.start()
+    return service
+
+
+class WindowActions(QObject):
+    """What the onboarding buttons do (slots, so they run on the GUI thread)."""
+
+    def __init__(self, window: Dashboard, paths: pathsmod.Paths, import_dialog: Any):
+        super().__init__(window)
+        self._window, self._paths, self._import_dialog = window, paths, import_dialog
+
+    @Slot()
+    def open_import(self) -> None:
+        if self._import_dialog is not None:
+            dialog = self._import_dialog(self._paths)
+            dialog.setParent(self._window, dialog.windowFlags())
+            dialog.show()
+
+    @Slot()
+    def open_demo(self) -> None:
+        """The demo opens as its own instance on its own database, so demo numbers never mix
+        with real spend (DESIGN §7)."""
+        from PySide6.QtCore import QProcess
+
+        frozen = getattr(sys, "frozen", False)
+        args = ([] if frozen else ["-m", "llmtray"]) + ["--demo"]
+        if self._paths.data == self._paths.config_dir:  # an explicit --data-dir: keep it
+            args = ["--data-dir", str(self._paths.data), *args]
+        QProcess.startDetached(sys.executable, args)
+
+
+class Screenshot(QObject):
+    """Saves the window as a PNG after the first full refresh that follows the data being loaded
+    (not after a fixed sleep: 90 demo days take longer on a slow machine).
+
+    Signals: loaded() — emit it (from any thread) when the demo history is in the database."""
+
+    loaded = Signal()
+
+    def __init__(self, app: QApplication, window: Dashboard, path: Path):
+        super().__init__(window)
+        self._app, self._window, self._path = app, window, path
+        self._armed = False
+        self.saved = False
+        window.settled.connect(self._settled)
+        self.loaded.connect(self._arm)
+
+    def take(self, *, wait_for_demo: bool) -> int:
+        self._window.resize(1400, 900)
+        self._window.show()
+        if not wait_for_demo:
+            self._arm()
+        QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, self._app.quit)
+        self._app.exec()
+        if not self.saved:
+            print(f"llmtray: error: could not save a screenshot to {self._path}", file=sys.stderr)
+            return 1
+        return 0
+
+    @Slot()
+    def _arm(self) -> None:
+        self._armed = True
+        self._window.refresh()
+
+    @Slot()
+    def _settled(self) -> None:
+        if not self._armed or self.saved:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self.saved = self._window.grab().save(str(self._path), "PNG")
+        self._app.quit()
+
+
+def stop_on_sigint(app: QApplication) -> None:
+    """Ctrl-C quits cleanly: the signal wakes Qt's loop through a socket, no polling timer
+    (as qutebrowser's `misc/crashsignal.py`)."""
+    if sys.platform == "win32":
+        return
+    import socket
+
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno())
+    notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Type.Read, app)
+
+    def wake() -> None:
+        try:
+            reader.recv(64)
+        except OSError:
+            pass
+
+    notifier.activated.connect(wake)
+    signal.signal(signal.SIGINT, lambda *_: app.quit())
+    app._llmtray_wakeup = (reader, writer, notifier)  # keep the sockets alive with the app

@@ -1,0 +1,321 @@
+"""The dashboard window: filters, KPI strip, charts, events and alerts, kept live.
+
+Data flow (STYLE practice 8): the writer's commit reaches `on_committed` through the bridge's
+signal; a throttle turns bursts into at most a few refreshes a second; each refresh is a request
+to the two query lanes (live: KPIs, live view, newest events — charts: everything else), whose
+answers arrive view by view and go to the widget that shows them. Nothing here runs a query.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QCloseEvent, QHideEvent, QShowEvent
+from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QStackedWidget, QTabWidget,
+                               QVBoxLayout, QWidget)
+
+from llmtray.core.commits import Committed
+from llmtray.core.queries import Filters
+from llmtray.gui import theme
+from llmtray.gui.alerts_panel import AlertsPanel
+from llmtray.gui.charts import (BarListChart, BreakdownChart, CostPerRequestChart, DailySpendChart, LatencyChart,
+                                LiveChart, spend_tooltip, top_rows, usd_label)
+from llmtray.gui.events_table import EventsModel, EventsTable
+from llmtray.gui.filters import FilterBar
+from llmtray.gui.kpis import KpiStrip
+from llmtray.gui.onboarding import Onboarding
+from llmtray.gui.query_worker import QueryLane, Sources
+from llmtray.gui.throttle import Throttle
+from llmtray.gui.views import (BREAKDOWNS, CHART_VIEWS, LIVE_VIEWS, Breakdown, FilterOptions, Kpis, ModelSpend,
+                               ViewRequest, resolve_range)
+
+REFRESH_INTERVAL_MS = 250  # at most four refreshes a second, however fast commits come
+TICK_MS = 30_000  # while shown: the live view's minute axis moves on even without events
+OPTIONS_EVERY_S = 30.0  # filter pickers learn new models/features at most this often
+
+
+class Dashboard(QMainWindow):
+    """Signals: settled() — both lanes finished and nothing is waiting (screenshots, tests);
+    import_requested(), demo_requested() — from the onboarding panel."""
+
+    settled = Signal()
+    import_requested = Signal()
+    demo_requested = Signal()
+
+    def __init__(self, sources: Sources, *, base_url: str, can_import: bool, title_note: str = "",
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("llmtray" + (f" — {title_note}" if title_note else ""))
+        self.resize(1400, 900)
+        self.setMinimumSize(1100, 700)
+        self.setStyleSheet(theme.STYLESHEET)
+        theme.configure_pyqtgraph()
+        self._tz: tzinfo | None = sources.tz
+        self.colors = theme.SeriesColors()
+        self._options_at = 0.0
+        self._has_data: bool | None = None
+        self.refresh_count = 0
+
+        self.live_lane = QueryLane("live", sources, self)
+        self.chart_lane = QueryLane("charts", sources, self)
+        for lane in (self.live_lane, self.chart_lane):
+            lane.view_ready.connect(self._apply)
+            lane.refreshed.connect(self._lane_done)
+            lane.failed.connect(self._failed)
+        self._throttle = Throttle(self.refresh, REFRESH_INTERVAL_MS, self)
+        self._tick = QTimer(self)
+        self._tick.setInterval(TICK_MS)
+        self._tick.timeout.connect(self._on_tick)
+
+        self.events_model = EventsModel(self._tz, self)
+        self.events_model.page_wanted.connect(self.live_lane.fetch_page)
+        self.live_lane.page_ready.connect(self.events_model.add_page)
+        self._build(base_url, can_import, title_note)
+
+    # --- layout ---------------------------------------------------------------------------
+
+    def _build(self, base_url: str, can_import: bool, title_note: str) -> None:
+        root = QWidget()
+        root.setObjectName("dashboardRoot")
+        self.setCentralWidget(root)
+        outer = QVBoxLayout(root)
+        outer.setContentsMargins(16, 12, 16, 12)
+        outer.setSpacing(10)
+
+        header = QHBoxLayout()
+        title = QLabel("llmtray")
+        title.setObjectName("appTitle")
+        header.addWidget(title)
+        if title_note:
+            badge = QLabel(title_note)
+            badge.setStyleSheet(f"background: #eef2ff; color: {theme.ACCENT}; border-radius: 8px; padding: 2px 8px;"
+                                " font-weight: 600;")
+            header.addWidget(badge)
+        header.addSpacing(12)
+        self.filter_bar = FilterBar()
+        self.filter_bar.changed.connect(self._filters_changed)
+        header.addWidget(self.filter_bar)
+        header.addStretch(1)
+        outer.addLayout(header)
+        self.status = QLabel("loading…")
+        self.status.setObjectName("muted")
+        self.status.setMinimumWidth(260)
+        self.status.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+        self.kpis = KpiStrip()
+        outer.addWidget(self.kpis)
+        self.unpriced = QLabel("")
+        self.unpriced.setObjectName("warning")
+        self.unpriced.setWordWrap(True)
+        self.unpriced.setTextFormat(Qt.TextFormat.RichText)
+        self.unpriced.hide()
+        outer.addWidget(self.unpriced)
+
+        self.pages = QStackedWidget()
+        outer.addWidget(self.pages, 1)
+        self.onboarding = Onboarding(base_url, can_import)
+        self.onboarding.import_requested.connect(self.import_requested)
+        self.onboarding.demo_requested.connect(self.demo_requested)
+        holder = QWidget()
+        centre = QVBoxLayout(holder)
+        centre.addStretch(1)
+        centre.addWidget(self.onboarding, 0, Qt.AlignmentFlag.AlignHCenter)
+        centre.addStretch(2)
+        self.pages.addWidget(holder)
+
+        self.tabs = QTabWidget()
+        self.tabs.setCornerWidget(self.status, Qt.Corner.TopRightCorner)
+        self.pages.addWidget(self.tabs)
+        self.tabs.addTab(self._overview(), "Overview")
+        self.events = EventsTable(self.events_model)
+        self.tabs.addTab(self.events, "Events")
+        self.alerts = AlertsPanel(self._tz)
+        self.tabs.addTab(self.alerts, "Alerts")
+        self.pages.setCurrentIndex(1)
+
+    def _overview(self) -> QWidget:
+        page = QWidget()
+        grid = QGridLayout(page)
+        grid.setContentsMargins(0, 8, 0, 0)
+        grid.setSpacing(10)
+        self.daily_chart = DailySpendChart(self.colors)
+        self.live_chart = LiveChart(self._tz)
+        self.cpr_chart = CostPerRequestChart()
+        self.latency_chart = LatencyChart(self.colors)
+        self.models_chart = BarListChart("Spend by model", usd_label)
+        self.breakdown_chart = BreakdownChart()
+        self.breakdown_chart.picker.currentIndexChanged.connect(self._breakdown_changed)
+        self.tokens_chart = BarListChart("Tokens", theme.format_count)
+        grid.addWidget(self.daily_chart, 0, 0, 1, 2)
+        grid.addWidget(self.live_chart, 0, 2)
+        grid.addWidget(self.cpr_chart, 1, 0, 1, 2)
+        grid.addWidget(self.latency_chart, 1, 2)
+        grid.addWidget(self.models_chart, 2, 0)
+        grid.addWidget(self.breakdown_chart, 2, 1)
+        grid.addWidget(self.tokens_chart, 2, 2)
+        for col in range(3):
+            grid.setColumnStretch(col, 1)
+        grid.setRowStretch(0, 5)
+        grid.setRowStretch(1, 4)
+        grid.setRowStretch(2, 5)
+        return page
+
+    # --- requests -------------------------------------------------------------------------
+
+    def request(self, views: tuple[str, ...]) -> ViewRequest:
+        return ViewRequest(self.filter_bar.filters(), self.filter_bar.range_key(), self.breakdown_chart.dimension(),
+                           views)
+
+    @Slot()
+    def refresh(self) -> None:
+        """Ask both lanes for everything (the filter pickers only now and then)."""
+        chart_views = CHART_VIEWS
+        if time.monotonic() - self._options_at < OPTIONS_EVERY_S:
+            chart_views = tuple(v for v in CHART_VIEWS if v != "options")
+        else:
+            self._options_at = time.monotonic()
+        self.live_lane.submit(self.request(LIVE_VIEWS))
+        self.chart_lane.submit(self.request(chart_views))
+
+    @Slot(object)
+    def on_committed(self, committed: Committed) -> None:
+        """The bridge's `committed` signal lands here (GUI thread); refreshes are throttled."""
+        if committed.accepted:
+            self._throttle.trigger()
+
+    def is_settled(self) -> bool:
+        return not self.live_lane.busy and not self.chart_lane.busy
+
+    @Slot()
+    def _filters_changed(self) -> None:
+        self.events_model.set_filters(self._ranged_filters())
+        self.refresh()
+
+    @Slot()
+    def _breakdown_changed(self) -> None:
+        self.chart_lane.submit(self.request(("breakdown",)))
+
+    @Slot()
+    def _on_tick(self) -> None:
+        self.live_lane.submit(self.request(("kpis", "live")))
+
+    def _ranged_filters(self) -> Filters:
+        """What the events table shows: the picked filters over the picked range."""
+        w = resolve_range(self.filter_bar.range_key(), self._tz, datetime.now(UTC))
+        return self.filter_bar.filters().between(w.start_us, w.end_us)
+
+    # --- answers --------------------------------------------------------------------------
+
+    @Slot(str, object)
+    def _apply(self, name: str, payload: Any) -> None:
+        handler: Callable[[Any], None] = getattr(self, f"_show_{name}")
+        handler(payload)
+
+    def _show_any_events(self, any_events: bool) -> None:
+        if any_events != self._has_data:
+            self._has_data = any_events
+            self.pages.setCurrentIndex(1 if any_events else 0)
+            self.kpis.setVisible(any_events)
+
+    def _show_kpis(self, k: Kpis) -> None:
+        self.kpis.set_kpis(k)
+        self.events.set_total(k.in_range.events)
+
+    def _show_live(self, window) -> None:  # noqa: ANN001
+        self.live_chart.set_rows(window)
+
+    def _show_events(self, rows: list[dict[str, Any]]) -> None:
+        self.events_model.merge_head(self._ranged_filters(), rows)
+
+    def _show_models(self, spend: ModelSpend) -> None:
+        names = [m for _, m, _ in spend.rows]
+        for name in names:
+            self.colors(name)  # most expensive first gets the first colour, everywhere
+        rows = top_rows([(m if names.count(m) == 1 else f"{m} ({p})", t) for p, m, t in spend.rows])
+        self.models_chart.set_rows([(n, t.cost_nanos / 1e9, self.colors(n)) for n, t in rows],
+                                   [spend_tooltip(n, t, self.colors(n)) for n, t in rows])
+        self._show_unpriced(spend.unpriced)
+
+    def _show_unpriced(self, unpriced: list[tuple[str, str, int]]) -> None:
+        if not unpriced:
+            self.unpriced.hide()
+            return
+        total = sum(r for _, _, r in unpriced)
+        listed = ", ".join(f"<b>{html.escape(p)}/{html.escape(m)}</b> ({r:,})" for p, m, r in unpriced[:5])
+        more = f" and {len(unpriced) - 5} more" if len(unpriced) > 5 else ""
+        self.unpriced.setText(
+            f"⚠ {total:,} requests to {len(unpriced)} model{'s' if len(unpriced) > 1 else ''} without a price are "
+            f"<b>not in these totals</b>: {listed}{more}. Add prices to <code>pricing.toml</code>, then run "
+            "<code>llmtray reprice</code>."
+        )
+        self.unpriced.show()
+
+    def _show_daily(self, series) -> None:  # noqa: ANN001
+        self.daily_chart.set_rows(series)
+        self.cpr_chart.set_rows(series)
+
+    def _show_breakdown(self, b: Breakdown) -> None:
+        if b.dimension != self.breakdown_chart.dimension():
+            return  # the user switched again meanwhile; that answer is on its way
+        rows = top_rows([(name or "(none)", t) for name, t in b.rows])
+        palette = theme.SERIES
+        self.breakdown_chart.set_rows(
+            [(n, t.cost_nanos / 1e9, palette[(i + 2) % len(palette)]) for i, (n, t) in enumerate(rows)],
+            [spend_tooltip(n, t, palette[(i + 2) % len(palette)]) for i, (n, t) in enumerate(rows)],
+        )
+
+    def _show_tokens(self, parts: dict[str, int]) -> None:
+        self.tokens_chart.set_rows([(k, float(v), theme.TOKEN_COLORS[k]) for k, v in parts.items()])
+
+    def _show_latency(self, stats) -> None:  # noqa: ANN001
+        self.latency_chart.set_rows(stats)
+
+    def _show_alerts(self, alerts) -> None:  # noqa: ANN001
+        self.alerts.set_rows(alerts)
+        n = self.alerts.count()
+        self.tabs.setTabText(2, f"Alerts ({n})" if n else "Alerts")
+
+    def _show_options(self, options: FilterOptions) -> None:
+        self.filter_bar.set_options(options)
+        self.breakdown_chart.set_dimensions(BREAKDOWNS, options.tag_keys)
+
+    @Slot(float)
+    def _lane_done(self, seconds: float) -> None:
+        self.refresh_count += 1
+        if self.is_settled():
+            self.status.setText(f"updated {time.strftime('%H:%M:%S')}")
+            self.status.setStyleSheet("")
+            self.settled.emit()
+
+    @Slot(str)
+    def _failed(self, message: str) -> None:
+        self.status.setText(f"refresh failed: {message}")
+        self.status.setStyleSheet(f"color: {theme.ERROR};")
+
+    # --- window life ------------------------------------------------------------------------
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        self._tick.start()
+        if self.refresh_count == 0 and not self.live_lane.busy:
+            self._filters_changed()
+
+    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 - Qt API
+        self._tick.stop()  # no timers while hidden (DESKTOP.md: idle tray < 1 % CPU)
+        super().hideEvent(event)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        self._tick.stop()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop the query threads (each closes its own connection)."""
+        self._throttle.cancel()
+        self._tick.stop()
+        self.live_lane.stop()
+        self.chart_lane.stop()

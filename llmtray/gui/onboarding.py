@@ -1,0 +1,116 @@
+"""The empty state: what to do when nothing has been recorded yet, with every snippet one click
+from the clipboard. Shown instead of empty charts (a blank dashboard tells a new user nothing)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (QFrame, QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout,
+                               QWidget)
+
+HOOK_SNIPPET = """import openai
+import llmtray.hooks as lt
+
+client = lt.instrument(openai.OpenAI())
+with lt.tags(feature="summarize", user="u42"):
+    client.chat.completions.create(model="gpt-4o-mini", messages=[...])"""
+
+
+def proxy_snippet(base_url: str) -> str:
+    return (f'openai.OpenAI(base_url="{base_url}/proxy/openai/v1")\n'
+            f'anthropic.Anthropic(base_url="{base_url}/proxy/anthropic")')
+
+
+class CopyBlock(QFrame):
+    """A read-only code block with a Copy button."""
+
+    def __init__(self, text: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.text = QPlainTextEdit(text)
+        self.text.setReadOnly(True)
+        self.text.setFixedHeight(18 * (text.count("\n") + 1) + 14)
+        layout.addWidget(self.text, 1)
+        self.copy = QPushButton("Copy")
+        self.copy.clicked.connect(self._copy)
+        layout.addWidget(self.copy, 0, Qt.AlignmentFlag.AlignTop)
+
+    def set_text(self, text: str) -> None:
+        self.text.setPlainText(text)
+
+    @Slot()
+    def _copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.text.toPlainText())
+        self.copy.setText("Copied")
+
+
+class Onboarding(QFrame):
+    """Signals: import_requested(), demo_requested()."""
+
+    import_requested = Signal()
+    demo_requested = Signal()
+
+    def __init__(self, base_url: str, can_import: bool, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("card")
+        self.setMaximumWidth(860)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(28, 24, 28, 24)
+        outer.setSpacing(10)
+        title = QLabel("No LLM calls recorded yet")
+        title.setObjectName("appTitle")
+        outer.addWidget(title)
+        intro = QLabel("llmtray adds up what your apps' LLM API calls cost, live. Send it calls one of these ways:")
+        intro.setObjectName("muted")
+        intro.setWordWrap(True)
+        outer.addWidget(intro)
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(16)
+        grid.setVerticalSpacing(6)
+        grid.addWidget(_step("1. Python SDK hook", "wrap your OpenAI or Anthropic client"), 0, 0)
+        self.hook = CopyBlock(HOOK_SNIPPET)
+        grid.addWidget(self.hook, 0, 1)
+        grid.addWidget(_step("2. Metering proxy", "any language: point the base URL here"), 1, 0)
+        self.proxy = CopyBlock(proxy_snippet(base_url))
+        grid.addWidget(self.proxy, 1, 1)
+        grid.addWidget(_step("3. Provider usage file", "OpenAI, Anthropic, OpenRouter exports"), 2, 0)
+        buttons = QHBoxLayout()
+        self.import_button = QPushButton("Import usage file…")
+        self.import_button.setEnabled(can_import)
+        if not can_import:
+            self.import_button.setToolTip("the import dialog is not part of this build; use `llmtray import FILE`")
+        self.import_button.clicked.connect(self.import_requested)
+        buttons.addWidget(self.import_button)
+        buttons.addStretch(1)
+        grid.addLayout(buttons, 2, 1)
+        grid.setColumnStretch(1, 1)
+        outer.addLayout(grid)
+        demo_row = QHBoxLayout()
+        hint = QLabel("Just looking? Open a demo with 90 days of realistic traffic (kept apart from your data).")
+        hint.setObjectName("muted")
+        hint.setWordWrap(True)
+        demo_row.addWidget(hint, 1)
+        self.demo_button = QPushButton("Load demo data")
+        self.demo_button.setObjectName("primary")
+        self.demo_button.clicked.connect(self.demo_requested)
+        demo_row.addWidget(self.demo_button)
+        outer.addLayout(demo_row)
+
+    def set_base_url(self, base_url: str) -> None:
+        self.proxy.set_text(proxy_snippet(base_url))
+
+
+def _step(title: str, sub: str) -> QWidget:
+    w = QWidget()
+    layout = QVBoxLayout(w)
+    layout.setContentsMargins(0, 4, 0, 0)
+    layout.setSpacing(0)
+    t = QLabel(title)
+    t.setObjectName("cardTitle")
+    s = QLabel(sub)
+    s.setObjectName("muted")
+    layout.addWidget(t)
+    layout.addWidget(s)
+    layout.addStretch(1)
+    return w

@@ -1,0 +1,211 @@
+"""Dashboard queries off the GUI thread: a worker per lane, each with its own read connection.
+
+Why lanes: the KPI strip and the live view must move within a second of a commit even while a
+90-day chart refresh of millions of events is running, so they get a thread of their own. Each
+lane keeps at most one request in flight and only the newest one waiting (older waiting requests
+are simply replaced), so a burst of commits costs one extra refresh, never a queue.
+
+Results come back through signals to QObject slots (cross-thread bare callables have crashed
+PySide6 ≥ 6.8: WORKAROUND for https://bugreports.qt.io/browse/PYSIDE-3124).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
+
+from llmtray.core.db import open_db
+from llmtray.core.pricing import Pricer
+from llmtray.core.queries import Filters, Queries
+from llmtray.gui import views
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """One page of the events table: sort column and direction, continuing after a (value, id) key."""
+
+    filters: Filters
+    order: str = "ts"
+    descending: bool = True
+    after: tuple[Any, int] | None = None
+    limit: int = views.EVENTS_PAGE
+
+
+@dataclass(frozen=True)
+class Sources:
+    """How a worker reaches the data: the database file, the zone, and optional extras that other
+    parts of llmtray provide (budgets, alert history) when they are installed."""
+
+    db_path: Path
+    tz: tzinfo | None
+    make_pricer: Callable[[], Pricer] = Pricer
+    budget_entries: views.BudgetEntries | None = None
+    alert_log: Callable[[Any], Any] | None = None  # AlertLog(db) when alerts exist: .history(limit)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+class QueryWorker(QObject):
+    """Lives in its own QThread; opens its read connection there on first use.
+
+    Signals: view_ready(generation, name, payload); done(generation, seconds); failed(generation, message);
+    page_ready(token, rows).
+    """
+
+    view_ready = Signal(int, str, object)
+    done = Signal(int, float)
+    failed = Signal(int, str)
+    page_ready = Signal(int, object)
+
+    def __init__(self, sources: Sources):
+        super().__init__()
+        self._sources = sources
+        self._db = None
+        self._queries: Queries | None = None
+        self._pricer: Pricer | None = None
+        self._alert_history: Callable[[int], list[Any]] | None = None
+
+    def _connect(self) -> Queries:
+        if self._queries is None:
+            self._db = open_db(self._sources.db_path)
+            self._queries = Queries(self._db.connection(), self._sources.tz)
+            self._pricer = self._sources.make_pricer()
+            if self._sources.alert_log is not None:
+                self._alert_history = self._sources.alert_log(self._db).history
+        return self._queries
+
+    @Slot(int, object)
+    def run(self, generation: int, request: views.ViewRequest) -> None:
+        started = time.perf_counter()
+        try:
+            q = self._connect()
+            assert self._pricer is not None
+            ctx = views.ViewContext(q, request, self._sources.clock(), self._pricer,
+                                    self._sources.budget_entries, self._alert_history)
+            q.conn.execute("BEGIN")  # one snapshot per refresh: the KPIs and charts agree
+            try:
+                for name, payload in views.compute(ctx):
+                    self.view_ready.emit(generation, name, payload)
+            finally:
+                q.conn.execute("COMMIT")
+        except Exception as exc:  # a failed refresh must not kill the lane; the window says why
+            log.exception("dashboard refresh failed")
+            self.failed.emit(generation, f"{type(exc).__name__}: {exc}")
+        self.done.emit(generation, time.perf_counter() - started)
+
+    @Slot(int, object)
+    def page(self, token: int, request: PageRequest) -> None:
+        try:
+            rows = self._connect().events_page(request.filters, request.order, request.descending,
+                                               request.after, request.limit)
+        except Exception as exc:
+            log.exception("events page failed")
+            self.failed.emit(-token, f"{type(exc).__name__}: {exc}")
+            rows = []
+        self.page_ready.emit(token, rows)
+
+    @Slot()
+    def close(self) -> None:
+        """Runs in the worker thread: Peewee keeps the connection per thread."""
+        if self._db is not None:
+            self._db.close()
+            self._db = self._queries = None
+
+
+class QueryLane(QObject):
+    """The GUI-side handle of one worker thread.
+
+    Signals: view_ready(name, payload) — only results of the newest request;
+    refreshed(seconds) — a request finished; failed(message).
+    """
+
+    view_ready = Signal(str, object)
+    refreshed = Signal(float)
+    failed = Signal(str)
+    page_ready = Signal(int, object)
+    _run = Signal(int, object)
+    _page = Signal(int, object)
+
+    def __init__(self, name: str, sources: Sources, parent: QObject | None = None):
+        super().__init__(parent)
+        self._thread = QThread(self)
+        self._thread.setObjectName(f"llmtray-queries-{name}")
+        self.worker = QueryWorker(sources)
+        self.worker.moveToThread(self._thread)
+        self._run.connect(self.worker.run)
+        self._page.connect(self.worker.page)
+        self.worker.view_ready.connect(self._on_view)
+        self.worker.done.connect(self._on_done)
+        self.worker.failed.connect(self._on_failed)
+        self.worker.page_ready.connect(self.page_ready)
+        self._generation = 0
+        self._in_flight: views.ViewRequest | None = None
+        self._superseded = False
+        self._waiting: views.ViewRequest | None = None
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return self._in_flight is not None
+
+    def submit(self, request: views.ViewRequest) -> None:
+        """Run `request` now, or after the one in flight (replacing any request already waiting)."""
+        if self._in_flight is None:
+            self._send(request)
+            return
+        wanted = set(request.views) | set(self._waiting.views if self._waiting else ())
+        if _what(request) != _what(self._in_flight):
+            self._superseded = True  # the running answer is for filters no longer shown: redo its views
+            wanted |= set(self._in_flight.views)
+        order = views.LIVE_VIEWS + views.CHART_VIEWS
+        self._waiting = replace(request, views=tuple(v for v in order if v in wanted))
+
+    def fetch_page(self, token: int, request: PageRequest) -> None:
+        self._page.emit(token, request)
+
+    def _send(self, request: views.ViewRequest) -> None:
+        self._generation += 1
+        self._in_flight, self._superseded = request, False
+        self._run.emit(self._generation, request)
+
+    @Slot(int, str, object)
+    def _on_view(self, generation: int, name: str, payload: object) -> None:
+        if generation == self._generation and not self._superseded:
+            self.view_ready.emit(name, payload)
+
+    @Slot(int, float)
+    def _on_done(self, generation: int, seconds: float) -> None:
+        if generation != self._generation:
+            return
+        superseded = self._superseded
+        self._in_flight = None
+        if self._waiting is not None:
+            request, self._waiting = self._waiting, None
+            self._send(request)
+        if not superseded:
+            self.refreshed.emit(seconds)
+
+    @Slot(int, str)
+    def _on_failed(self, generation: int, message: str) -> None:
+        self.failed.emit(message)
+
+    def stop(self) -> None:
+        """Close the worker's connection in its own thread, then end the thread."""
+        if not self._thread.isRunning():
+            return
+        QMetaObject.invokeMethod(self.worker, "close", Qt.ConnectionType.BlockingQueuedConnection)
+        self._thread.quit()
+        self._thread.wait()
+
+
+def _what(request: views.ViewRequest) -> tuple[Any, ...]:
+    """What a request shows (not which views it refreshes)."""
+    return request.filters, request.range_key, request.breakdown

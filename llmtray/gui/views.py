@@ -1,0 +1,252 @@
+"""What each dashboard view shows, computed from `core.queries` — no Qt, so it runs on any thread.
+
+The dashboard asks for a `ViewRequest` (filters, range, breakdown) and gets named payloads back,
+one per view, in the order the user needs them: the KPI strip and the live view first (they must
+move within a second of a commit), the heavier charts after. Chart widgets only ever see these
+payloads; none of them runs a query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
+
+from llmtray.core import periods
+from llmtray.core.events import UsageEvent
+from llmtray.core.pricing import Pricer
+from llmtray.core.queries import DailySeries, Filters, LatencyStats, Queries, Totals
+
+BudgetEntries = Callable[[Queries, datetime], list[dict[str, Any]]]
+RANGES: dict[str, str] = {
+    "7d": "Last 7 days",
+    "30d": "Last 30 days",
+    "90d": "Last 90 days",
+    "month": "This month",
+    "last_month": "Last month",
+}
+BREAKDOWNS = ("feature", "user", "project", "env", "provider", "source")
+LIVE_MINUTES = 60
+LATENCY_MODELS = 8  # the most-called models: more rows than this don't fit a readable chart
+EVENTS_PAGE = 200
+LIVE_VIEWS = ("any_events", "kpis", "live", "events")
+CHART_VIEWS = ("models", "daily", "breakdown", "tokens", "latency", "alerts", "options")
+_SAVINGS_UNIT = 100_000  # tokens per price probe: below every tiered-price threshold (200k)
+
+
+@dataclass(frozen=True)
+class ViewRequest:
+    """What the user is looking at; `filters` carries no time bounds (the range key does)."""
+
+    filters: Filters = Filters()
+    range_key: str = "30d"
+    breakdown: str = "feature"
+    views: tuple[str, ...] = LIVE_VIEWS + CHART_VIEWS
+
+
+@dataclass(frozen=True)
+class Window:
+    """A range resolved against the clock: local days `first..last`, UTC µs `[start_us, end_us)`."""
+
+    first: date
+    last: date
+    start_us: int
+    end_us: int
+
+
+def resolve_range(key: str, tz: tzinfo | None, now: datetime) -> Window:
+    today = periods.today(tz, now)
+    if key == "month":
+        first, last = today.replace(day=1), today
+    elif key == "last_month":
+        last = today.replace(day=1) - timedelta(days=1)
+        first = last.replace(day=1)
+    elif key.endswith("d") and key[:-1].isdigit():
+        first, last = today - timedelta(days=int(key[:-1]) - 1), today
+    else:
+        raise ValueError(f"unknown range {key!r}; expected one of {', '.join(RANGES)}")
+    return Window(first, last, periods.midnight_us(first, tz), periods.midnight_us(last + timedelta(days=1), tz))
+
+
+@dataclass(frozen=True)
+class Kpis:
+    """The strip at the top. Today/month/projection are calendar periods under the filters;
+    the rest cover the selected range."""
+
+    today: Totals
+    month: Totals
+    projected_nanos: int
+    in_range: Totals
+    range_label: str
+    cache_savings_nanos: int | None
+    budgets: list[dict[str, Any]] | None  # None: budgets are not available in this build
+
+
+@dataclass(frozen=True)
+class LiveWindow:
+    """Per-minute spend over the last hour, ending at the minute after `now`."""
+
+    start_us: int
+    end_us: int
+    minutes: list[tuple[int, int, int]]  # (minute start µs, cost nanos, requests)
+
+
+@dataclass(frozen=True)
+class ModelSpend:
+    """Spend per model with what the by-model chart, the unpriced warning and cache savings need."""
+
+    rows: list[tuple[str, str, Totals]]  # (provider, model, totals), most expensive first
+
+    @property
+    def unpriced(self) -> list[tuple[str, str, int]]:
+        return sorted(((p, m, t.unpriced) for p, m, t in self.rows if t.unpriced), key=lambda r: -r[2])
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    dimension: str
+    rows: list[tuple[str, Totals]]
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    providers: list[str]
+    models: list[str]
+    features: list[str]
+    sources: list[str]
+    tags: list[tuple[str, str]]
+    tag_keys: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ViewContext:
+    """Everything a view function needs; built once per request on the worker thread."""
+
+    queries: Queries
+    request: ViewRequest
+    now: datetime
+    pricer: Pricer
+    budget_entries: BudgetEntries | None = None
+    alert_history: Callable[[int], list[Any]] | None = None  # newest alerts first, when alerts exist
+    _window: Window | None = None
+    _models: ModelSpend | None = None
+
+    @property
+    def window(self) -> Window:
+        if self._window is None:
+            self._window = resolve_range(self.request.range_key, self.queries.tz, self.now)
+        return self._window
+
+    @property
+    def ranged(self) -> Filters:
+        return self.request.filters.between(self.window.start_us, self.window.end_us)
+
+    def model_spend(self) -> ModelSpend:
+        """Shared by the KPIs (cache savings) and the by-model chart: one query, not two."""
+        if self._models is None:
+            self._models = ModelSpend(self.queries.by_provider_model(self.ranged))
+        return self._models
+
+
+def kpis(ctx: ViewContext) -> Kpis:
+    q, f = ctx.queries, ctx.request.filters
+    today, _, _ = q.spend_in_period("day", f, ctx.now)
+    month, _, _ = q.spend_in_period("month", f, ctx.now)
+    projected = q.projection("month", f, ctx.now)
+    spend = ctx.model_spend()
+    in_range = Totals()
+    for _, _, t in spend.rows:
+        in_range.add(t)
+    budgets = ctx.budget_entries(q, ctx.now) if ctx.budget_entries else None
+    return Kpis(today, month, projected, in_range, RANGES[ctx.request.range_key],
+                cache_savings(spend.rows, ctx.pricer, ctx.now), budgets)
+
+
+def cache_savings(rows: list[tuple[str, str, Totals]], pricer: Pricer, now: datetime) -> int | None:
+    """What prompt caching saved against paying the full input price for the same tokens
+    (cache writes cost extra at Anthropic, so they count against it). None when nothing was cached.
+
+    Prices are linear below the tiered thresholds, so probing each model once with a fixed token
+    count and scaling is exact up to nano-dollar rounding of the probe."""
+    total, any_cache = 0, False
+    for provider, model, t in rows:
+        if not (t.cache_read_tokens or t.cache_write_tokens):
+            continue
+        any_cache = True
+        base = UsageEvent(provider=provider, model=model, ts=now, input_tokens=_SAVINGS_UNIT)
+        plain = pricer.price(base).cost_nanos
+        if plain is None:
+            continue  # unpriced model: no claim about savings
+        read = pricer.price(replace(base, cache_read_tokens=_SAVINGS_UNIT)).cost_nanos or 0
+        write = pricer.price(replace(base, cache_write_tokens=_SAVINGS_UNIT)).cost_nanos or 0
+        write_1h = pricer.price(replace(base, cache_write_tokens=_SAVINGS_UNIT,
+                                        cache_write_1h_tokens=_SAVINGS_UNIT)).cost_nanos or 0
+        total += (t.cache_read_tokens * (plain - read)
+                  + (t.cache_write_tokens - t.cache_write_1h_tokens) * (plain - write)
+                  + t.cache_write_1h_tokens * (plain - write_1h)) // _SAVINGS_UNIT
+    return total if any_cache else None
+
+
+def live(ctx: ViewContext) -> LiveWindow:
+    now_us = int(ctx.now.timestamp() * 1_000_000)
+    end = now_us - now_us % 60_000_000 + 60_000_000
+    start = end - LIVE_MINUTES * 60_000_000
+    return LiveWindow(start, end, ctx.queries.per_minute(start, end, ctx.request.filters))
+
+
+def events(ctx: ViewContext) -> list[dict[str, Any]]:
+    """The newest events under the filters (the table's first page; it pages on by itself)."""
+    return ctx.queries.events_page(ctx.ranged, limit=EVENTS_PAGE)
+
+
+def daily(ctx: ViewContext) -> DailySeries:
+    return ctx.queries.daily(ctx.request.filters, ctx.window.first, ctx.window.last, split="model")
+
+
+def models(ctx: ViewContext) -> ModelSpend:
+    return ctx.model_spend()
+
+
+def breakdown(ctx: ViewContext) -> Breakdown:
+    dim = ctx.request.breakdown
+    return Breakdown(dim, ctx.queries.by(dim, ctx.ranged))
+
+
+def tokens(ctx: ViewContext) -> dict[str, int]:
+    t = Totals()
+    for _, _, row in ctx.model_spend().rows:
+        t.add(row)
+    return t.token_breakdown()
+
+
+def latency(ctx: ViewContext) -> list[LatencyStats]:
+    return ctx.queries.latency(ctx.ranged, limit_models=LATENCY_MODELS)
+
+
+def alerts(ctx: ViewContext) -> list[Any] | None:
+    return ctx.alert_history(200) if ctx.alert_history else None
+
+
+def any_events(ctx: ViewContext) -> bool:
+    """Whether anything was ever recorded (the onboarding panel shows until it is)."""
+    return bool(ctx.queries.recent(1))
+
+
+def options(ctx: ViewContext) -> FilterOptions:
+    q = ctx.queries
+    return FilterOptions(q.distinct("provider"), q.distinct("model"), q.distinct("feature"),
+                         q.distinct("source"), q.tag_values(), q.tag_keys())
+
+
+VIEWS: dict[str, Callable[[ViewContext], Any]] = {
+    "any_events": any_events, "kpis": kpis, "live": live, "events": events, "daily": daily, "models": models,
+    "breakdown": breakdown, "tokens": tokens, "latency": latency, "alerts": alerts, "options": options,
+}
+
+
+def compute(ctx: ViewContext) -> Iterator[tuple[str, Any]]:
+    """(view name, payload) for each requested view, in the request's order."""
+    for name in ctx.request.views:
+        yield name, VIEWS[name](ctx)
+
