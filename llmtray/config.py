@@ -54,6 +54,37 @@ def load(path: Path) -> Config:
     return parse(data, str(path))
 
 
+def save(path: Path, updates: dict[str, dict[str, Any]]) -> Config:
+    """Apply `updates` ({section: {key: value or None to remove}}) to config.toml, keeping the
+    user's comments and layout (tomlkit), after validating the result; returns the new Config."""
+    import tomlkit
+
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    try:
+        doc = tomlkit.parse(text)
+    except Exception as exc:  # tomlkit raises its own ParseError subclasses
+        raise ConfigError(f"{path}: {exc}") from None
+    for section, values in updates.items():
+        table = doc.get(section)
+        if table is None:
+            table = tomlkit.table()
+            doc[section] = table
+        for key, value in values.items():
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = str(value) if isinstance(value, Decimal) else value
+        if not table:
+            doc.pop(section)
+    new_text = tomlkit.dumps(doc)
+    config = parse(tomllib.loads(new_text), str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(new_text, encoding="utf-8")
+    tmp.replace(path)  # atomic: a crash never leaves half a config
+    return config
+
+
 def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
     for section, value in data.items():
         if section not in _SCHEMA:
