@@ -1,0 +1,73 @@
+"""Fixtures for the hook tests: a stub provider upstream, the real ingest service on a real SQLite
+file, and a hook sender that lives and dies with each test (its data dir is the test's)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmtray import paths
+from llmtray.config import Config
+from llmtray.core.store import event_json, iter_event_rows
+from llmtray.hooks import enforce, sender
+from llmtray.ingest.service import IngestService
+from tests.hooks.stub_upstream import StubUpstream
+
+
+@pytest.fixture
+def hook_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private data dir for the hooks (spool, ingest.json); the sender is stopped afterwards."""
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("LLMTRAY_DATA_DIR", str(data))
+    monkeypatch.delenv("LLMTRAY_URL", raising=False)
+    monkeypatch.delenv("LLMTRAY_TOKEN", raising=False)
+    sender.shutdown(timeout=2)
+    enforce.reset()
+    yield data
+    sender.shutdown(timeout=2)
+    enforce.reset()
+
+
+@pytest.fixture
+def upstream() -> Iterator[StubUpstream]:
+    stub = StubUpstream()
+    yield stub
+    stub.close()
+
+
+def start_tray(data: Path) -> IngestService:
+    """The real ingest service on a free port, announcing itself in `data`/ingest.json."""
+    service = IngestService(paths.resolve(data), Config(), port=0)
+    service.start()
+    assert service.wait_ready(30)
+    return service
+
+
+@pytest.fixture
+def tray(hook_env: Path) -> Iterator[IngestService]:
+    service = start_tray(hook_env)
+    yield service
+    service.stop()
+
+
+def stored(data: Path) -> list[dict[str, Any]]:
+    """Every event in the tray's database, as exported JSON (cost, cost_source included)."""
+    db = paths.resolve(data).db
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return [event_json(row) for row in iter_event_rows(conn)]
+    finally:
+        conn.close()
+
+
+def delivered(data: Path, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """Flush the hook sender (it must succeed) and read back what the tray stored."""
+    assert sender.get().flush(timeout), sender.get().stats()
+    return stored(data)
