@@ -1,0 +1,104 @@
+"""`llmtray serve`: the ingest API without the tray (servers, CI, headless boxes), logging to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sqlite3
+import threading
+from types import FrameType
+from typing import Any
+
+from llmtray.core.errors import LLMTrayError
+from llmtray.ingest.api import Activity
+
+log = logging.getLogger("llmtray.serve")
+
+ACTIVITY_INTERVAL_S = 60.0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="run the ingest API headless (no tray), logging to stderr",
+        description="Serve the local ingest API (POST /v1/events, GET /v1/health, GET /v1/summary) "
+                    "until Ctrl-C or SIGTERM; every accepted event is committed before it is acknowledged.")
+    p.add_argument("--port", type=int, metavar="N",
+                   help="TCP port (default: LLMTRAY_PORT, else ingest.port in config.toml, else 8787; "
+                        "0 picks a free port)")
+    p.add_argument("--host", default="127.0.0.1", metavar="H",
+                   help="address to listen on (default 127.0.0.1); non-loopback addresses need --allow-remote")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow listening on a non-loopback address (anyone who can reach it and has the "
+                        "token can post events; traffic is not encrypted)")
+    p.set_defaults(run=run)
+
+
+def _budget_entries() -> Any:
+    """Budgets in /v1/summary when this build has them."""
+    try:
+        from llmtray.core.budgets import budget_entries
+    except ModuleNotFoundError as exc:
+        if exc.name != "llmtray.core.budgets":
+            raise
+        return None
+    return budget_entries
+
+
+def _log_activity(service: Any, stop: threading.Event) -> None:
+    """One INFO line per minute in which something happened."""
+    before = Activity()
+    while not stop.wait(ACTIVITY_INTERVAL_S):
+        now = service.api.activity_snapshot()
+        if now.requests == before.requests:
+            continue
+        log.info("last minute: %d events stored, %d duplicates, %d requests (%d rejected, %d failed); backlog %d",
+                 now.accepted - before.accepted, now.duplicates - before.duplicates, now.requests - before.requests,
+                 now.rejected - before.rejected, now.failed - before.failed, service.writer.backlog)
+        before = now
+
+
+def run(args: argparse.Namespace, ctx: Any) -> int:
+    from llmtray.ingest.service import IngestService
+
+    package_log = logging.getLogger("llmtray")
+    if package_log.getEffectiveLevel() > logging.INFO:
+        package_log.setLevel(logging.INFO)  # the CLI default is WARNING; a daemon reports what it does
+    ctx.paths.ensure()
+    service = IngestService(ctx.paths, ctx.config, host=args.host, port=args.port,
+                            allow_remote=args.allow_remote, budget_entries=_budget_entries())
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("%s received: finishing in-flight requests", signal.Signals(signum).name)
+        stop.set()
+        signal.signal(signum, signal.SIG_DFL)  # a second Ctrl-C / SIGTERM ends it at once
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    started = False
+    try:
+        service.start()
+        try:
+            while not service.wait_ready(0.2):
+                if stop.is_set():
+                    return 0
+        except sqlite3.Error as exc:
+            raise LLMTrayError(f"cannot open the database {ctx.paths.db}: {exc}") from None
+        except OSError as exc:
+            raise LLMTrayError(f"cannot start: {exc}") from None
+        started = True
+        token = service.token_info
+        print(f"llmtray serve: ingest API on {service.url}", flush=True)
+        print(f"  token: {token.where}; clients read URL and token from {ctx.paths.ingest_file} "
+              "(or LLMTRAY_URL / LLMTRAY_TOKEN)", flush=True)
+        activity = threading.Thread(target=_log_activity, args=(service, stop), name="llmtray-activity", daemon=True)
+        activity.start()
+        stop.wait()
+        activity.join()
+        return 0
+    finally:
+        service.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if started:
+            log.info("stopped")

@@ -1,0 +1,196 @@
+"""The ingest API without HTTP (STYLE practice 6): decode, validate, submit, answer.
+
+The server only parses HTTP and calls these; unit tests and the metering proxy can call them
+directly. Every refusal is an `HttpError` carrying the status DESIGN §5 names and a message that
+says what and where, so a client can fix its batch in one round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmtray import __version__
+from llmtray.config import Config
+from llmtray.core.errors import EventValidationError
+from llmtray.core.events import UsageEvent, parse_batch
+from llmtray.core.queries import Queries
+from llmtray.core.status import BudgetEntries, summary
+from llmtray.core.store import AddResult
+from llmtray.ingest.reply import HttpError, Reply
+from llmtray.ingest.writer import BacklogFull, StoreFailed, Writer, WriterStopped
+
+MAX_EVENTS = 10_000
+MAX_INT_DIGITS = 20  # every valid integer fits in 64 bits; longer ones are refused before Python converts them
+SOURCE_HEADER = "x-llmtray-source"
+CLIENT_SOURCES = ("api", "hook", "otel")  # "proxy" and "import:*" are set by llmtray itself
+RETRY_AFTER_S = 1
+
+
+@dataclass
+class Activity:
+    """Counters since start, for the once-a-minute log line of `llmtray serve`."""
+
+    requests: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0  # 4xx answers to POST /v1/events
+    failed: int = 0  # 5xx answers to POST /v1/events
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (NaN and Infinity are not allowed)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"integer {text[:24]}… ({len(text)} digits) is out of range")
+    return int(text)
+
+
+def decode_json(body: bytes) -> Any:
+    """Strict JSON: UTF-8 only, no NaN/Infinity, no numbers outside 64-bit/double range."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HttpError(400, f"the body is not valid UTF-8 (byte {exc.start}: {exc.reason})") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int)
+    except json.JSONDecodeError as exc:
+        raise HttpError(400, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise HttpError(400, "invalid JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise HttpError(400, f"invalid JSON: {exc}") from None
+
+
+def event_items(data: Any) -> list[Any]:
+    """The three accepted shapes: one event, an array, or `{"events": [...]}`."""
+    if isinstance(data, list):
+        items = data
+    elif isinstance(data, dict) and "events" in data:
+        extra = sorted(k for k in data if k != "events")
+        if extra:
+            raise HttpError(400, f"unknown key {extra[0]!r} next to 'events'",
+                            [{"field": extra[0], "message": "only 'events' is allowed in a batch object"}])
+        items = data["events"]
+        if not isinstance(items, list):
+            raise HttpError(400, "'events' must be an array of events",
+                            [{"field": "events", "message": "must be an array"}])
+    elif isinstance(data, dict):
+        items = [data]
+    else:
+        raise HttpError(400, "expected an event object, an array of events or {\"events\": [...]}")
+    if len(items) > MAX_EVENTS:
+        raise HttpError(400, f"too many events in one request: {len(items)}; the limit is {MAX_EVENTS}, "
+                             "split the batch")
+    return items
+
+
+def decode_events(body: bytes) -> list[UsageEvent]:
+    """Validated events from a request body, or `HttpError(400)` listing every problem (atomic:
+    one bad event rejects the batch)."""
+    items = event_items(decode_json(body))
+    try:
+        return parse_batch(items)
+    except EventValidationError as exc:
+        errors = [{"index": e.index if e.index is not None else 0, "field": e.field, "message": e.message}
+                  for e in exc.errors]
+        count = len({e["index"] for e in errors})
+        raise HttpError(400, f"{count} of {len(items)} event(s) invalid, nothing stored: {exc.errors[0]}",
+                        errors) from None
+
+
+def check_content_type(value: str | None) -> None:
+    """415 unless the body is declared as JSON (UTF-8, the only charset JSON has)."""
+    if value is None:
+        raise HttpError(415, "missing Content-Type: send 'Content-Type: application/json'")
+    media, _, params = value.partition(";")
+    if media.strip().lower() != "application/json":
+        raise HttpError(415, f"unsupported Content-Type {value[:60]!r}: send application/json")
+    for param in params.split(";"):
+        key, _, val = param.partition("=")
+        if key.strip().lower() == "charset" and val.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise HttpError(415, f"unsupported charset {val.strip()[:20]!r}: JSON is UTF-8")
+
+
+def source_of(value: str | None) -> str:
+    """Who sent the events (`X-LLMTray-Source`, default `api`); stored with every event."""
+    if value is None:
+        return "api"
+    source = value.strip().lower()
+    if source not in CLIENT_SOURCES:
+        raise HttpError(400, f"X-LLMTray-Source must be one of {', '.join(CLIENT_SOURCES)}; got {value[:40]!r}")
+    return source
+
+
+class IngestAPI:
+    """The endpoints of DESIGN §5 as plain methods; `submit` returns a future that resolves
+    after the commit."""
+
+    def __init__(self, writer: Writer, db_path: Path, config: Config,
+                 budget_entries: BudgetEntries | None = None):
+        self.writer = writer
+        self._db_path, self._config, self._budget_entries = db_path, config, budget_entries
+        self.activity = Activity()
+        self._lock = threading.Lock()
+
+    def health(self) -> Reply:
+        return Reply(200, {"status": "ok", "version": __version__})
+
+    def summary(self) -> Reply:
+        """Spend today / this month and budgets. Blocking (a database read): call it off the event loop."""
+        conn = sqlite3.connect(self._db_path, timeout=10)
+        try:
+            body = summary(Queries(conn, self._config.tz), budget_entries=self._budget_entries,
+                           week_start=self._config.week_start)
+        finally:
+            conn.close()
+        return Reply(200, body)
+
+    def submit(self, events: Sequence[UsageEvent], source: str) -> Future[AddResult]:
+        """Hand a validated batch to the writer; 503 when it is behind or stopping."""
+        try:
+            return self.writer.submit(events, source)
+        except BacklogFull as exc:
+            raise HttpError(503, str(exc), headers=(("Retry-After", str(exc.retry_after)),)) from None
+        except WriterStopped as exc:
+            raise HttpError(503, str(exc), headers=(("Retry-After", str(RETRY_AFTER_S)),)) from None
+
+    def stored(self, future: Future[AddResult]) -> Reply:
+        """The answer for a resolved submit future: 200 with counts, or 503 if SQLite refused."""
+        try:
+            result = future.result(timeout=0)
+        except StoreFailed as exc:
+            raise HttpError(503, str(exc), headers=(("Retry-After", str(RETRY_AFTER_S)),)) from None
+        return Reply(200, {"accepted": result.accepted, "duplicates": result.duplicates})
+
+    def count(self, status: int, body: dict[str, Any] | None = None) -> None:
+        """Record one answer to POST /v1/events (for the activity log)."""
+        with self._lock:
+            a = self.activity
+            a.requests += 1
+            if status == 200 and body:
+                a.accepted += body.get("accepted", 0)
+                a.duplicates += body.get("duplicates", 0)
+            elif status >= 500:
+                a.failed += 1
+            else:
+                a.rejected += 1
+
+    def activity_snapshot(self) -> Activity:
+        with self._lock:
+            return Activity(**vars(self.activity))

@@ -1,0 +1,192 @@
+"""The one writer thread: owns the write connection, group-commits, acknowledges after commit.
+
+ActivityWatch wrote from every request thread and drowned in "database is locked" (aw-server#160).
+Here requests hand validated batches to one thread and wait on a future. The thread takes every
+batch that queued up while it was busy and stores them in one transaction (`Store.add_many`, a
+savepoint per batch), so concurrent clients share one commit; each future resolves only after
+`COMMIT` returned: acknowledged means durable. The queue is bounded in events: a full backlog
+refuses new work (`BacklogFull` → 503 + Retry-After) rather than growing without limit.
+
+After each commit, listeners get a `Committed` notice on this thread (budget monitor, GUI
+bridge); they must be quick and must not raise (an exception is logged and ignored).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmtray.core.commits import Committed
+from llmtray.core.errors import LLMTrayError
+from llmtray.core.events import UsageEvent
+from llmtray.core.pricing import Pricer
+from llmtray.core.store import AddResult, Batch, Store
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Committed], None]
+MAX_BACKLOG_EVENTS = 50_000  # ~2 s of work on a slow laptop; a 10,000-event request always fits
+MAX_GROUP_EVENTS = 5_000  # per transaction: bounds how long one commit (and the first waiter) takes
+
+
+class BacklogFull(LLMTrayError):
+    """The writer is this far behind; the client should retry after `retry_after` seconds."""
+
+    def __init__(self, backlog: int, limit: int, retry_after: int = 1):
+        super().__init__(f"the writer is behind ({backlog} events waiting, limit {limit}); retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class WriterStopped(LLMTrayError):
+    """Submitted after `stop()` began, or the writer could not open the database."""
+
+
+class StoreFailed(LLMTrayError):
+    """SQLite refused a commit (disk full, I/O error, locked too long); nothing of the batch was stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    batch: Batch
+    future: Future[AddResult]
+
+
+class Writer:
+    """Owns the database's write connection on its own thread; `submit` is thread-safe."""
+
+    def __init__(self, db_path: Path, make_pricer: Callable[[], Pricer] = Pricer, *,
+                 max_backlog: int = MAX_BACKLOG_EVENTS, max_group: int = MAX_GROUP_EVENTS):
+        self._db_path, self._make_pricer = db_path, make_pricer
+        self.max_backlog, self._max_group = max_backlog, max_group
+        self._queue: deque[_Pending] = deque()
+        self._backlog = 0  # events queued or being written
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._listeners: list[Listener] = []
+        self._thread: threading.Thread | None = None
+        self._opened = threading.Event()
+        self._open_error: BaseException | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the database on the writer thread (migrating it if needed); raises what opening raised."""
+        self._thread = threading.Thread(target=self._run, name="llmtray-writer", daemon=True)
+        self._thread.start()
+        self._opened.wait()
+        if self._open_error is not None:
+            self._thread.join()
+            raise self._open_error
+
+    def stop(self) -> None:
+        """Commit everything already submitted, checkpoint the WAL, close. Idempotent."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    @property
+    def backlog(self) -> int:
+        return self._backlog
+
+    # --- producers ---------------------------------------------------------------------------
+
+    def submit(self, events: Sequence[UsageEvent], source: str) -> Future[AddResult]:
+        """Queue one atomic batch; the future resolves after its commit (or with the error)."""
+        future: Future[AddResult] = Future()
+        with self._cond:
+            if self._stopping or self._open_error is not None:
+                raise WriterStopped("the ingest writer is shutting down")
+            if self._backlog and self._backlog + len(events) > self.max_backlog:
+                raise BacklogFull(self._backlog, self.max_backlog)
+            self._backlog += len(events)
+            self._queue.append(_Pending(Batch(events, source), future))
+            self._cond.notify()
+        return future
+
+    # --- the thread ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            store = Store.open(self._db_path, self._make_pricer())
+        except BaseException as exc:  # noqa: BLE001 - handed to start()'s caller
+            self._open_error = exc
+            self._opened.set()
+            return
+        self._opened.set()
+        try:
+            while (group := self._next_group()) is not None:
+                self._commit(store, group)
+            try:
+                store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a clean WAL on exit
+            except sqlite3.Error as exc:
+                log.warning("final WAL checkpoint failed: %s", exc)
+        finally:
+            store.close()
+
+    def _next_group(self) -> list[_Pending] | None:
+        """Every batch waiting (up to the group limit), or None once stopping with nothing left."""
+        with self._cond:
+            while not self._queue:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            group: list[_Pending] = []
+            events = 0
+            while self._queue and (not group or events + len(self._queue[0].batch.events) <= self._max_group):
+                item = self._queue.popleft()
+                if item.future.set_running_or_notify_cancel():
+                    group.append(item)
+                    events += len(item.batch.events)
+                else:  # the request was abandoned before we got to it: not acknowledged, not stored
+                    self._backlog -= len(item.batch.events)
+            return group
+
+    def _commit(self, store: Store, group: list[_Pending]) -> None:
+        try:
+            results: list[AddResult | Exception] = list(store.add_many([p.batch for p in group]))
+        except Exception as exc:  # noqa: BLE001 - the whole transaction failed; every waiter hears why
+            log.error("storing %d batch(es) failed: %s", len(group), exc)
+            failure = StoreFailed(f"could not store the events: {exc}")
+            results = [failure] * len(group)
+        finally:
+            with self._cond:
+                self._backlog -= sum(len(p.batch.events) for p in group)
+        stored: list[tuple[AddResult, str]] = []
+        for pending, result in zip(group, results):
+            if isinstance(result, AddResult):
+                pending.future.set_result(result)
+                stored.append((result, pending.batch.source))
+            else:
+                if not isinstance(result, StoreFailed):
+                    log.error("a batch of %d events was rolled back: %s", len(pending.batch.events), result)
+                    result = StoreFailed(f"could not store the events: {result}")
+                pending.future.set_exception(result)
+        if stored:
+            self._notify(stored)
+
+    def _notify(self, stored: list[tuple[AddResult, str]]) -> None:
+        firsts = [r.first_ts_us for r, _ in stored if r.first_ts_us is not None]
+        lasts = [r.last_ts_us for r, _ in stored if r.last_ts_us is not None]
+        notice = Committed(
+            accepted=sum(r.accepted for r, _ in stored),
+            duplicates=sum(r.duplicates for r, _ in stored),
+            first_ts_us=min(firsts, default=None),
+            last_ts_us=max(lasts, default=None),
+            sources=frozenset(source for r, source in stored if r.accepted),
+        )
+        for listener in list(self._listeners):
+            try:
+                listener(notice)
+            except Exception:  # noqa: BLE001 - a broken listener must not stop ingest
+                log.exception("commit listener %r failed", listener)
