@@ -1,0 +1,78 @@
+"""Content codings the metering proxy can read: it forwards compressed bytes untouched and
+decompresses a copy for metering.
+
+Why not ask upstreams for identity encoding: the client asked for compression and gets exactly
+the bytes the provider sent (the streamed-bytes-equal guarantee), and the long link to the
+provider keeps its compression. The price is that a coding we can't decode would hide the usage,
+so `Accept-Encoding` is narrowed to the codings decoded here (gzip, deflate — stdlib zlib) before
+it is forwarded; an upstream that answers with another coding anyway is still relayed, and its
+event says the usage could not be read.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+
+READABLE = frozenset({"gzip", "x-gzip", "deflate", "identity"})
+PIECE = 1 << 20  # decompress at most this much at a time: a small compressed body may expand hugely
+
+
+class UnreadableCoding(Exception):
+    """A content coding we can't decode (the body is relayed; only metering gives up)."""
+
+
+def narrow_accept_encoding(value: str) -> str | None:
+    """The client's `Accept-Encoding` without codings we couldn't read (None when nothing is left,
+    so the upstream falls back to identity)."""
+    kept = [item.strip() for item in value.split(",")
+            if item.split(";", 1)[0].strip().lower() in READABLE]
+    return ", ".join(item for item in kept if item) or None
+
+
+class _Zlib:
+    """gzip or deflate; deflate may be zlib-wrapped (RFC 9110) or raw (what some servers send)."""
+
+    def __init__(self, gzip: bool):
+        self._gzip = gzip
+        self._z = zlib.decompressobj(zlib.MAX_WBITS | 16 if gzip else zlib.MAX_WBITS)
+        self._started = False
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        try:
+            out = self._z.decompress(data, PIECE)
+        except zlib.error:
+            if self._gzip or self._started:
+                raise
+            self._z = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate
+            out = self._z.decompress(data, PIECE)
+        self._started = True
+        yield out
+        while self._z.unconsumed_tail:
+            yield self._z.decompress(self._z.unconsumed_tail, PIECE)
+
+
+class Decoder:
+    """Undo the codings of a `Content-Encoding` header, chunk by chunk."""
+
+    def __init__(self, content_encoding: str | None):
+        codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
+        self._stages: list[_Zlib] = []
+        for coding in reversed(codings):  # applied in the order listed, so undone from the last
+            if coding in ("gzip", "x-gzip"):
+                self._stages.append(_Zlib(gzip=True))
+            elif coding == "deflate":
+                self._stages.append(_Zlib(gzip=False))
+            elif coding != "identity":
+                raise UnreadableCoding(coding)
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        pieces: Iterator[bytes] = iter((data,))
+        for stage in self._stages:
+            pieces = _through(stage, pieces)
+        return (p for p in pieces if p)
+
+
+def _through(stage: _Zlib, pieces: Iterator[bytes]) -> Iterator[bytes]:
+    for piece in pieces:
+        yield from stage.decode(piece)

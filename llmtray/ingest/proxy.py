@@ -1,0 +1,390 @@
+"""The metering proxy: change one base URL, and every call through it is recorded.
+
+`OPENAI_BASE_URL=http://127.0.0.1:8787/proxy/openai/v1` (or `ANTHROPIC_BASE_URL=…/proxy/anthropic`)
+and nothing else changes: method, path, query, body and headers are forwarded as sent (auth
+untouched; hop-by-hop and `X-LLMTray-*` headers dropped, the latter read for attribution), and the
+answer comes back byte for byte, chunk by chunk as it arrives — SSE is never buffered. The bytes are
+metered on the way through (`meter.ResponseMeter`): the usage event is submitted when the response
+ends, is cut, or the client leaves.
+
+Choices worth knowing:
+- HTTP/1.1 with keep-alive pooling to upstreams, not HTTP/2: httpx's HTTP/2 still fails long-lived
+  connections that see many requests (`ConnectionTerminated` after the server's GOAWAY,
+  encode/httpx#3324), which is exactly a proxy's life, and the SDKs themselves speak HTTP/1.1.
+- Client gone mid-stream: the upstream request is closed at the next chunk (that is when a write
+  fails) and the event is recorded like the SDK hooks record an abandoned stream — status `ok`, tag
+  `llmtray.stream=abandoned`, usage as far as the stream had reported it (`llmtray.usage=partial`
+  or `missing`). An upstream that fails mid-stream is an `error` event tagged `interrupted`, and the
+  client's connection is cut too, so its SDK raises instead of seeing a clean end.
+- Hard caps: a POST to a recorded endpoint is checked against exhausted `enforce = true` budgets
+  (`core.budgets`' cached check, invalidated by every commit) before anything is sent; a match is a
+  429 in the provider's error shape with `x-should-retry: false`, so SDKs don't retry a cap.
+- Only loopback peers are served, even with `--allow-remote` (the proxy takes no token); the
+  server's Origin/Host guard applies before this handler runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import ipaddress
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from llmtray.config import Config
+from llmtray.core.budgets import PERIOD_PHRASE, evaluate, exhausted_enforced_budget, invalidate_enforcement_cache
+from llmtray.core.errors import EventValidationError
+from llmtray.core.events import MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS, parse_event
+from llmtray.core.money import nanos_to_str
+from llmtray.core.queries import Queries
+from llmtray.core.store import AddResult
+from llmtray.ingest.api import IngestAPI
+from llmtray.ingest.codings import narrow_accept_encoding
+from llmtray.ingest.meter import (Attribution, Call, Reading, RequestFacts, ResponseMeter, build_event,
+                                  error_dialect, recorded_call, request_facts)
+from llmtray.ingest.reply import HttpError
+from llmtray.ingest.upstreams import Upstream, error_body, upstreams
+from llmtray.ingest.wire import HOP_BY_HOP, Headers, Request, Response
+
+if TYPE_CHECKING:
+    from llmtray.ingest.service import IngestService
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/proxy/"
+MAX_BODY_BYTES = 64 * 1024 * 1024  # requests with images or audio inline; still held in memory once
+INLINE_PARSE_BYTES = 256 * 1024  # larger request bodies are parsed for their model off the event loop
+# Like the SDKs' own default (600 s): the proxy must never give up before its client would.
+DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0, pool=30.0)
+_NOT_FORWARDED = HOP_BY_HOP | {"host", "expect", "proxy-authorization"}
+_NOT_RETURNED = (HOP_BY_HOP - {"content-length"}) | {"date", "server"}  # the server writes its own
+ATTRIBUTION_HEADERS = {"x-llmtray-feature": "feature", "x-llmtray-user": "user",
+                       "x-llmtray-project": "project", "x-llmtray-env": "env"}
+TAGS_HEADER = "x-llmtray-tags"
+MAX_ATTRIBUTION = 200
+
+
+class BadRequest(Exception):
+    """A request the proxy refuses to forward; the message names the header or path part."""
+
+
+class UpstreamCut(ConnectionError):
+    """The upstream failed mid-response: the server closes the client's connection (a
+    ConnectionError is how a stream ends without a traceback in the log), so the client sees
+    a truncated body rather than a clean end."""
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """A recorded call in flight: what its event needs besides the response."""
+
+    provider: str
+    call: Call
+    facts: RequestFacts
+    attribution: Attribution
+    wall: float
+    t0: float
+
+
+class Proxy:
+    """The `/proxy/<upstream>/…` handler; one per ingest server, used on its event loop."""
+
+    def __init__(self, api: IngestAPI, targets: dict[str, Upstream], db_path: Path, config: Config):
+        self.api = api
+        self.upstreams = targets
+        self.timeout = DEFAULT_TIMEOUT  # per request, so tests may shorten it on a running proxy
+        self._db_path, self._config = db_path, config
+        self._client: httpx.AsyncClient | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._parser: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def install(cls, service: IngestService) -> Proxy:
+        """Mount the proxy on `service` under /proxy/ and keep its budget check fresh."""
+        proxy = cls(service.api, upstreams(service.config.upstreams), service.paths.db, service.config)
+        service.mount(PREFIX, proxy.handle, token_required=False, max_body_bytes=MAX_BODY_BYTES,
+                      on_close=proxy.aclose)
+        service.add_listener(invalidate_enforcement_cache)
+        return proxy
+
+    async def aclose(self) -> None:
+        """Release the connection pool and the read connection (on the server's loop, at stop)."""
+        if self._client is not None:
+            await self._client.aclose()
+        if self._conn is not None:
+            self._conn.close()
+        if self._parser is not None:
+            self._parser.shutdown(wait=True)
+
+    # --- one request ----------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        t0, wall = time.perf_counter(), time.time()
+        if not _loopback_peer(request.client):
+            return _error("openai", 403, f"the llmtray proxy serves this machine only, not {request.client}",
+                          "forbidden")
+        name, slash, rest = request.path[len(PREFIX):].partition("/")
+        upstream = self.upstreams.get(name)
+        if upstream is None:
+            return self._unknown(name)
+        path = slash + rest
+        call = recorded_call(request.method, path)
+        dialect = error_dialect(name, path, call)
+        try:
+            _check_path(path)
+            attribution = read_attribution(request.headers)
+        except BadRequest as exc:
+            return _error(dialect, 400, f"llmtray proxy: {exc}", "invalid_request")
+        recorded: _Recorded | None = None
+        if call is not None:
+            facts = await self._facts(request.body, call)
+            refusal = self._refusal(name, facts.model, attribution)
+            if refusal is not None:
+                log.info("proxy: refused a %s call to %s: %s", facts.model or "?", name, refusal)
+                return _error(dialect, 429, refusal, "budget_exhausted", (("x-should-retry", "false"),))
+            recorded = _Recorded(name, call, facts, attribution, wall, t0)
+        client = self._http()
+        outgoing = client.build_request(request.method, upstream.url(path, request.query),
+                                        headers=forward_headers(request.headers), content=request.body,
+                                        timeout=self.timeout)
+        try:
+            response = await client.send(outgoing, stream=True)
+        except httpx.TimeoutException as exc:
+            message = f"llmtray proxy: {name} did not answer in time ({type(exc).__name__})"
+            self._record(recorded, error=message)
+            return _error(dialect, 504, message, "upstream_timeout")
+        except httpx.HTTPError as exc:
+            message = f"llmtray proxy: could not reach {name} at {upstream.base}: {type(exc).__name__}: {exc}"
+            self._record(recorded, error=message)
+            return _error(dialect, 502, message, "upstream_unreachable")
+        meter = None
+        if recorded is not None:
+            meter = ResponseMeter(status=response.status_code, content_type=response.headers.get("content-type"),
+                                  content_encoding=response.headers.get("content-encoding"), t0=t0)
+        return Response(response.status_code, response_headers(response), self._relay(response, meter, recorded))
+
+    async def _relay(self, response: httpx.Response, meter: ResponseMeter | None,
+                     recorded: _Recorded | None) -> AsyncIterator[bytes]:
+        """The upstream body, chunk by chunk as it arrives; records the call however it ends."""
+        error: str | None = None
+        stream_end: str | None = None
+        try:
+            async for chunk in response.aiter_raw():
+                if meter is not None:
+                    meter.feed(chunk)
+                yield chunk
+        except (GeneratorExit, asyncio.CancelledError):  # the client left, or the server is stopping
+            stream_end = "abandoned"
+            raise
+        except httpx.TimeoutException as exc:
+            error = f"upstream stopped sending mid-response ({type(exc).__name__})"
+            stream_end = "interrupted"
+            raise UpstreamCut(error) from None
+        except httpx.HTTPError as exc:
+            error = f"upstream response cut: {type(exc).__name__}: {exc}"
+            stream_end = "interrupted"
+            raise UpstreamCut(error) from None
+        finally:
+            await response.aclose()
+            if meter is not None:
+                self._record(recorded, meter=meter, reading=meter.finish(), error=error, stream_end=stream_end)
+
+    def _record(self, recorded: _Recorded | None, *, meter: ResponseMeter | None = None,
+                reading: Reading | None = None, error: str | None = None, stream_end: str | None = None) -> None:
+        """Submit the call's event to the writer (not awaited: the response has already gone)."""
+        if recorded is None:
+            return
+        event = build_event(provider=recorded.provider, call=recorded.call, facts=recorded.facts,
+                            attribution=recorded.attribution, wall=recorded.wall,
+                            latency_ms=(time.perf_counter() - recorded.t0) * 1000.0, reading=reading, meter=meter,
+                            error=error, stream_end=stream_end)
+        try:
+            future = self.api.submit([parse_event(event)], "proxy")
+        except EventValidationError as exc:
+            log.warning("proxy: the usage event of a %s call is invalid, not recorded: %s", recorded.provider, exc)
+            return
+        except HttpError as exc:
+            log.warning("proxy: a %s usage event was dropped: %s", recorded.provider, exc.message)
+            return
+        future.add_done_callback(_log_failure)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:  # created on the loop that uses it
+            self._client = httpx.AsyncClient(
+                timeout=DEFAULT_TIMEOUT, follow_redirects=False,
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0))
+            self._client.headers.clear()  # no default User-Agent / Accept-Encoding: only what the caller sent
+        return self._client
+
+    async def _facts(self, body: bytes, call: Call) -> RequestFacts:
+        if len(body) <= INLINE_PARSE_BYTES:
+            return request_facts(body, call)
+        if self._parser is None:
+            self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmtray-proxy-parse")
+        return await asyncio.get_running_loop().run_in_executor(self._parser, request_facts, body, call)
+
+    def _refusal(self, provider: str, model: str | None, attribution: Attribution) -> str | None:
+        """Why an enforced budget forbids this call, or None. Fails open: a database that can't be
+        read must not stop the user's calls (the reason is logged)."""
+        try:
+            if self._conn is None:
+                self._conn = sqlite3.connect(self._db_path, timeout=5.0)
+                self._conn.execute("PRAGMA query_only = ON")
+            queries = Queries(self._conn, self._config.tz)
+            week_start = self._config.week_start
+            budget = exhausted_enforced_budget(queries, attribution.scope_values(provider, model),
+                                               week_start=week_start)
+            if budget is None:
+                return None
+            status = evaluate(queries, budget, week_start=week_start, project=False)
+        except sqlite3.Error as exc:
+            log.warning("proxy: budgets could not be checked, the call goes ahead: %s", exc)
+            return None
+        return (f"llmtray budget {budget.name!r} is exhausted: ${nanos_to_str(status.spent_nanos)} spent of its "
+                f"${budget.limit_usd} limit {PERIOD_PHRASE[budget.period]} ({budget.scope.describe()}). "
+                "The call was not sent; raise the limit or remove the budget with `llmtray budgets`.")
+
+    def _unknown(self, name: str) -> Response:
+        known = sorted(self.upstreams)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        body = {"error": f"unknown upstream {name[:60]!r}{hint}: use /proxy/<upstream>/… with one of "
+                         f"{', '.join(known)}; add more under [proxy.upstreams] in config.toml",
+                "upstreams": {n: str(self.upstreams[n].base) for n in known}}
+        return Response(404, [("Content-Type", "application/json")], json.dumps(body).encode())
+
+
+# --- request and response headers -------------------------------------------------------------
+
+
+def _connection_tokens(values: list[str]) -> set[str]:
+    return {t.strip().lower() for v in values for t in v.split(",") if t.strip()}
+
+
+def forward_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
+    """The caller's headers as the upstream should get them: byte for byte (latin-1 round trip),
+    without hop-by-hop headers, X-LLMTray-* or codings we could not meter."""
+    named = _connection_tokens(headers.get_all("connection"))
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        if name in _NOT_FORWARDED or name in named or name.startswith("x-llmtray-"):
+            continue
+        if name == "accept-encoding":
+            narrowed = narrow_accept_encoding(value)
+            if narrowed is None:
+                continue
+            value = narrowed
+        out.append((name.encode("latin-1"), value.encode("latin-1")))
+    return out
+
+
+def response_headers(response: httpx.Response) -> list[tuple[str, str]]:
+    """The upstream's headers for the client, exactly as received, minus this hop's own."""
+    named = _connection_tokens(response.headers.get_list("connection"))
+    out = []
+    for raw_name, raw_value in response.headers.raw:
+        name = raw_name.decode("latin-1")
+        lower = name.lower()
+        if lower not in _NOT_RETURNED and lower not in named:
+            out.append((name, raw_value.decode("latin-1")))
+    return out
+
+
+def _display(header: str) -> str:
+    return "X-LLMTray-" + header[len("x-llmtray-"):].title()
+
+
+def _utf8(value: str) -> str:
+    """Header values arrive as latin-1 text; UTF-8 senders (most) get their characters back."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
+def read_attribution(headers: Headers) -> Attribution:
+    """Feature / user / project / env and tags from X-LLMTray-* headers. Mistakes are refused (400)
+    rather than ignored: a dropped tag would let a call slip past a budget scoped by it."""
+    attribution = Attribution()
+    seen: set[str] = set()
+    for name, value in headers:
+        if not name.startswith("x-llmtray-"):
+            continue
+        if name in seen:
+            raise BadRequest(f"{_display(name)} is given twice")
+        seen.add(name)
+        text = _utf8(value).strip()
+        if name in ATTRIBUTION_HEADERS:
+            if len(text) > MAX_ATTRIBUTION:
+                raise BadRequest(f"{_display(name)} is {len(text)} characters long; at most {MAX_ATTRIBUTION}")
+            if text:
+                attribution.fields[ATTRIBUTION_HEADERS[name]] = text
+        elif name == TAGS_HEADER:
+            attribution.tags = parse_tags(text)
+        else:
+            raise BadRequest(f"unknown header {_display(name)}; the proxy reads X-LLMTray-Feature, -User, "
+                             "-Project, -Env and -Tags")
+    return attribution
+
+
+def parse_tags(text: str) -> dict[str, str]:
+    """`X-LLMTray-Tags: team=search, run=nightly` → {"team": "search", "run": "nightly"}."""
+    tags: dict[str, str] = {}
+    for i, item in enumerate(text.split(","), 1):
+        if not item.strip():
+            continue
+        key, eq, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        where = f"X-LLMTray-Tags item {i} ({item.strip()[:40]!r})"
+        if not eq or not key:
+            raise BadRequest(f"{where} is not key=value (tags are written k=v,k=v)")
+        if len(key) > MAX_TAG_KEY or len(value) > MAX_TAG_VALUE:
+            raise BadRequest(f"{where}: keys are at most {MAX_TAG_KEY} characters, values at most {MAX_TAG_VALUE}")
+        if key in tags:
+            raise BadRequest(f"{where}: tag {key!r} is given twice")
+        tags[key] = value
+    if len(tags) > MAX_TAGS:
+        raise BadRequest(f"X-LLMTray-Tags has {len(tags)} tags; at most {MAX_TAGS}")
+    return tags
+
+
+# --- small things ---------------------------------------------------------------------------
+
+
+def _loopback_peer(client: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(client.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def _check_path(path: str) -> None:
+    """Dot segments would climb out of an upstream's base path (`/proxy/openrouter/../x`)."""
+    for segment in path.split("/"):
+        if segment.lower().replace("%2e", ".") in (".", ".."):
+            raise BadRequest("path segments '.' and '..' are not forwarded")
+
+
+def _error(dialect: str, status: int, message: str, code: str,
+           headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    return Response(status, [("Content-Type", "application/json"), *headers], error_body(dialect, status, message, code))
+
+
+def _log_failure(future: Future[AddResult]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.warning("proxy: a usage event could not be stored: %s", exc)

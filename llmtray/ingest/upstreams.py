@@ -1,0 +1,90 @@
+"""Where the metering proxy may forward to, and how each provider family words an error.
+
+Only these base URLs are ever contacted: the request names an upstream, never a host, so the
+proxy can't be used as an open relay. Built-in bases are each provider's documented API root
+minus the version segment the SDKs add (`base_url="http://127.0.0.1:8787/proxy/openai/v1"` ↔
+`https://api.openai.com/v1`); `[proxy.upstreams]` in config.toml overrides or adds entries
+(a local stub, an Azure resource, a self-hosted gateway).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+BUILT_IN: dict[str, str] = {
+    "openai": "https://api.openai.com",  # SDK base .../v1
+    "anthropic": "https://api.anthropic.com",  # SDK base (the SDK adds /v1/messages)
+    "google": "https://generativelanguage.googleapis.com",  # /v1beta/models/...:generateContent
+    "openrouter": "https://openrouter.ai/api",  # SDK base .../v1
+    "deepseek": "https://api.deepseek.com",  # SDK base as is (or .../v1)
+    "groq": "https://api.groq.com/openai",  # SDK base .../v1
+    "mistral": "https://api.mistral.ai",  # SDK base .../v1
+    "xai": "https://api.x.ai",  # SDK base .../v1
+}
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # an upstream name is also the event's provider
+
+
+@dataclass(frozen=True)
+class Upstream:
+    name: str
+    base: httpx.URL
+
+    def url(self, path: str, query: str) -> httpx.URL:
+        """The upstream URL for a request path (relative to the base) and raw query, both kept
+        byte for byte: the authority is never parsed from anything the client sent."""
+        raw = self.base.raw_path.rstrip(b"/") + path.encode("latin-1")
+        if query:
+            raw += b"?" + query.encode("latin-1")
+        return self.base.copy_with(raw_path=raw)
+
+
+def upstreams(overrides: Mapping[str, str]) -> dict[str, Upstream]:
+    """Built-ins merged with config overrides; an entry that can't be used is skipped with a
+    warning (a typo in one upstream must not keep the ingest API from starting)."""
+    out: dict[str, Upstream] = {}
+    for name, base in {**BUILT_IN, **overrides}.items():
+        if not _NAME.match(name):
+            log.warning("proxy.upstreams.%s: skipped: an upstream name is also the event's provider id "
+                        "(lowercase letters, digits, '.', '_' or '-')", name)
+            continue
+        try:
+            url = httpx.URL(base)
+        except httpx.InvalidURL as exc:
+            log.warning("proxy.upstreams.%s: skipped: %r is not a URL (%s)", name, base, exc)
+            continue
+        if url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
+            log.warning("proxy.upstreams.%s: skipped: %r must be http(s)://host[:port][/path] "
+                        "without query or fragment", name, base)
+            continue
+        out[name] = Upstream(name, url)
+    return out
+
+
+# --- errors in each provider family's own shape, so SDKs raise their usual exception types ------
+
+_OPENAI_TYPES = {429: "insufficient_quota", 502: "server_error", 504: "server_error", 400: "invalid_request_error",
+                 403: "permission_denied"}
+_ANTHROPIC_TYPES = {429: "rate_limit_error", 502: "api_error", 504: "timeout_error", 400: "invalid_request_error",
+                    403: "permission_error"}
+_GOOGLE_STATUS = {429: "RESOURCE_EXHAUSTED", 502: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED", 400: "INVALID_ARGUMENT",
+                  403: "PERMISSION_DENIED"}
+
+
+def error_body(dialect: str, status: int, message: str, code: str) -> bytes:
+    """A provider-shaped error: OpenAI `{"error": {message, type, param, code}}`, Anthropic
+    `{"type": "error", "error": {type, message}}`, Gemini `{"error": {code, message, status}}`."""
+    if dialect == "anthropic":
+        body: dict[str, object] = {"type": "error", "error": {"type": _ANTHROPIC_TYPES[status], "message": message}}
+    elif dialect == "google":
+        body = {"error": {"code": status, "message": message, "status": _GOOGLE_STATUS[status]}}
+    else:
+        body = {"error": {"message": message, "type": _OPENAI_TYPES[status], "param": None, "code": code}}
+    return json.dumps(body, ensure_ascii=False).encode()
