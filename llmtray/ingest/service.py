@@ -27,6 +27,7 @@ from llmtray.core.status import BudgetEntries
 from llmtray.ingest import credentials, discovery
 from llmtray.ingest.api import IngestAPI
 from llmtray.ingest.auth import Guard, is_loopback
+from llmtray.ingest.proxy import Proxy
 from llmtray.ingest.server import Handler, IngestServer
 from llmtray.ingest.wire import Limits
 from llmtray.ingest.writer import Listener, Writer
@@ -143,6 +144,7 @@ class IngestService:
         self.writer = Writer(paths.db, lambda: Pricer(load_overrides(paths.pricing_file)))
         self.api = IngestAPI(self.writer, paths.db, config, budget_entries)
         self.server = IngestServer(self.api, limits)
+        self.proxy = Proxy.install(self)  # /proxy/<upstream>/…: the metering proxy (DESIGN §5)
         self._sock: socket.socket | None = None
         self._url: str | None = None
         self._token: credentials.Token | None = None
