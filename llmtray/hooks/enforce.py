@@ -141,6 +141,10 @@ class Enforcer:
             log.warning("llmtray: budget enforcement unavailable (%s); calls are allowed until it answers", why)
         return ALLOW
 
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
     def forget_after_fork(self) -> None:
         self._lock = threading.Lock()
         self._conn.forget()
@@ -160,9 +164,11 @@ def get() -> Enforcer:
 
 
 def reset() -> None:
-    """Forget cached answers and the connection (tests; after the tray changed its budgets)."""
+    """Forget cached answers and close the connection (tests; after budgets changed)."""
     global _enforcer
-    _enforcer = None
+    enforcer, _enforcer = _enforcer, None
+    if enforcer is not None:
+        enforcer.close()
 
 
 def _after_fork_in_child() -> None:

@@ -395,8 +395,21 @@ def _after_fork_in_child() -> None:
     if sender is not None:
         sender.forget_after_fork()
     mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None:  # multiprocessing children leave through os._exit, skipping atexit
-        mp_util.Finalize(None, shutdown, exitpriority=10)
+    if mp_util is not None:
+        # multiprocessing children leave through os._exit, skipping atexit, and clear the
+        # finalizer registry on start; its after-fork callbacks run after that clearing
+        mp_util.register_after_fork(_MP_ANCHOR, _flush_at_multiprocessing_exit)
+
+
+class _Anchor:
+    """A weak-referenceable key for `multiprocessing.util.register_after_fork`."""
+
+
+_MP_ANCHOR = _Anchor()
+
+
+def _flush_at_multiprocessing_exit(_anchor: object) -> None:
+    sys.modules["multiprocessing.util"].Finalize(None, shutdown, exitpriority=10)
 
 
 atexit.register(shutdown)
