@@ -335,9 +335,23 @@ class Connection:
         framing = b"Transfer-Encoding: chunked\r\n" if chunked else (
             b"Content-Length: %d\r\n" % length if length is not None else b"")
         sent = 0
+        # Between chunks we may wait long for the upstream; a client that leaves meanwhile must
+        # stop the stream at once (closing the upstream request), not at the next write.
+        gone = asyncio.ensure_future(self._until_client_gone())
+        chunks = aiter(body)
         try:
             self._writer.write(self._head(response.status, response.headers, framing, keep_alive, http10))
-            async for chunk in body:
+            while True:
+                step = asyncio.ensure_future(anext(chunks))
+                await asyncio.wait((step, gone), return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    step.cancel()
+                    await asyncio.gather(step, return_exceptions=True)
+                    raise ClientGone
+                try:
+                    chunk = step.result()
+                except StopAsyncIteration:
+                    break
                 if not chunk:
                     continue
                 sent += len(chunk)
@@ -348,16 +362,25 @@ class Connection:
                 else:
                     self._writer.write(chunk)
                 await self._writer.drain()
-                if self._writer.is_closing():
-                    raise ClientGone
             if chunked:
                 self._writer.write(b"0\r\n\r\n")
             await self._writer.drain()
         finally:
+            gone.cancel()
+            await asyncio.gather(gone, return_exceptions=True)
             aclose = getattr(body, "aclose", None)
             if aclose is not None:
                 await aclose()
         return keep_alive and (length is None or sent == length)
+
+    async def _until_client_gone(self) -> None:
+        """Returns when the client closes; bytes it sends meanwhile (a pipelined request) are kept."""
+        while len(self._buf) <= self.limits.max_header_bytes:
+            data = await self._reader.read(READ_SIZE)
+            if not data:
+                return
+            self._buf += data
+        await asyncio.Event().wait()  # enough buffered: stop reading, never report
 
     async def close(self, *, linger: bool = False) -> None:
         """Close; with `linger`, first half-close and drain what the client is still sending, so
