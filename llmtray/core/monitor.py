@@ -1,0 +1,300 @@
+"""The budget monitor: after commits, on its own thread and connection, it checks budgets
+(threshold crossings, pace) and anomalies (spike, runaway), records alerts and notifies.
+
+Exactly once: a crossing is a row keyed (budget, period start, kind, threshold), written in the
+same `BEGIN IMMEDIATE` transaction as its alert, so neither a restart nor a second process can
+announce it twice, and a check at start announces what crossed while nothing was running. Only
+the *current* period is ever evaluated, so backfilled imports and spool redelivery of past
+periods never notify. Anomaly alerts keep a persisted cool-down per detector key.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import peewee as pw
+
+from llmtray.config import Config
+from llmtray.core.alerts import Alert, AlertLog, AlertSink, Notification, NotificationThrottle
+from llmtray.core.anomalies import HOUR_US, Detectors, Finding, SpikeRule
+from llmtray.core.budgets import PERIOD_PHRASE, BudgetStatus, budget_models, evaluate, load_budgets
+from llmtray.core.commits import Committed
+from llmtray.core.db import open_db
+from llmtray.core.money import format_usd
+from llmtray.core.queries import Queries
+from llmtray.core.store import from_us, to_us
+
+log = logging.getLogger(__name__)
+
+ANOMALY_COOLDOWN_US = HOUR_US
+LIVE_WINDOW_US = 15 * 60 * 1_000_000  # commits older than this can't be a spike or a runaway
+REDELIVER_US = HOUR_US  # alerts recorded but not sent before a stop are sent at start if this recent
+
+
+class Evaluator:
+    """One check pass over one database: budgets, then anomalies. The monitor's thread runs it;
+    tests and replays call it directly (same code, no thread)."""
+
+    def __init__(self, db: pw.SqliteDatabase, config: Config, detectors: Detectors | None = None):
+        self.db = db
+        self.config = config
+        self.queries = Queries(db.connection(), config.tz)
+        self.log = AlertLog(db)
+        self.crossing = budget_models(db).Crossing
+        self.detectors = detectors or Detectors(SpikeRule.from_config(config))
+
+    def check(self, now: datetime, *, anomalies: bool = True) -> list[Alert]:
+        """Record every alert due at `now` and return them (snoozed ones flagged, not to be sent)."""
+        out: list[Alert] = []
+        for budget in load_budgets(self.queries.conn):
+            out += self._budget_alerts(evaluate(self.queries, budget, now, self.config.week_start), now)
+        if anomalies:
+            now_us = to_us(now)
+            for finding in self.detectors.run(self.queries, now_us):
+                out += self._anomaly_alert(finding, now)
+        return out
+
+    # budgets
+
+    def _due(self, status: BudgetStatus) -> tuple[list[int], bool]:
+        """Thresholds newly reached and whether a pace alert is newly due, against what's recorded."""
+        reached = status.reached()
+        pace = status.on_pace_to_exceed and status.spent_nanos < status.budget.limit_nanos
+        if not reached and not pace:
+            return [], False
+        C = self.crossing
+        known = set(C.select(C.kind, C.threshold).where(
+            (C.budget == status.budget.id) & (C.period_start == status.start_us)).tuples())
+        return [t for t in reached if ("threshold", t) not in known], pace and ("pace", 100) not in known
+
+    def _budget_alerts(self, status: BudgetStatus, now: datetime) -> list[Alert]:
+        new, pace = self._due(status)
+        if not new and not pace:
+            return []
+        out = []
+        try:
+            with self.db.atomic("IMMEDIATE"):
+                new, pace = self._due(status)  # again under the write lock: another process may have won
+                muted = self.log.muted(now, self.config.tz)
+                rows = []
+                if new:
+                    alert = self.log.record(threshold_alert(status, max(new), now, self.config), snoozed=muted)
+                    rows += [("threshold", t, alert.id) for t in new]
+                    out.append(alert)
+                if pace:
+                    alert = self.log.record(pace_alert(status, now, self.config), snoozed=muted)
+                    rows.append(("pace", 100, alert.id))
+                    out.append(alert)
+                self.crossing.insert_many(
+                    [{"budget": status.budget.id, "period_start": status.start_us, "kind": kind, "threshold": t,
+                      "ts": to_us(now), "alert": alert_id} for kind, t, alert_id in rows]
+                ).execute()
+        except pw.IntegrityError:  # the budget was removed meanwhile: nothing to announce
+            return []
+        return out
+
+    # anomalies
+
+    def _anomaly_alert(self, finding: Finding, now: datetime) -> list[Alert]:
+        key, now_us = f"cooldown:{finding.key}", to_us(now)
+        with self.db.atomic("IMMEDIATE"):
+            last = self.log.get_state(key)
+            if last is not None and now_us - int(last) < ANOMALY_COOLDOWN_US:
+                return []
+            self.log.set_state(key, str(now_us))
+            alert = Alert(finding.kind, finding.severity, finding.title, finding.body, now_us)
+            return [self.log.record(alert, snoozed=self.log.muted(now, self.config.tz))]
+
+
+# --- what the budget alerts say ---------------------------------------------------------------
+
+
+def _scope_and_end(status: BudgetStatus, config: Config) -> tuple[str, str]:
+    b = status.budget
+    scope = "" if b.scope.is_everything else f" · {b.scope.describe()}"
+    if b.period == "day":
+        return scope, "by midnight"
+    last_day = from_us(status.end_us - 1).astimezone(config.tz) if config.tz else from_us(status.end_us - 1).astimezone()
+    return scope, f"by {last_day:%a %d %b}"
+
+
+def threshold_alert(status: BudgetStatus, threshold: int, now: datetime, config: Config) -> Alert:
+    """`Budget “api” at 80%` — `$82.10 of $100.00 this month (82%) · feature chat. On pace for …`"""
+    b = status.budget
+    severity = "critical" if threshold >= 100 else "warning" if threshold >= b.warn_at else "info"
+    title = f"Budget “{b.name}” exceeded" if threshold == 100 else f"Budget “{b.name}” at {threshold}%"
+    scope, by = _scope_and_end(status, config)
+    body = (f"{format_usd(status.spent_nanos)} of {format_usd(b.limit_nanos)} {PERIOD_PHRASE[b.period]} "
+            f"({status.percent:.0f}%){scope}. On pace for {format_usd(status.projected_nanos)} {by}.")
+    return Alert("threshold", severity, title, body, to_us(now), b.name, b.period, status.start_us)
+
+
+def pace_alert(status: BudgetStatus, now: datetime, config: Config) -> Alert:
+    b = status.budget
+    scope, by = _scope_and_end(status, config)
+    body = (f"Projected {format_usd(status.projected_nanos)} {by} against a {format_usd(b.limit_nanos)} limit; "
+            f"{format_usd(status.spent_nanos)} spent {PERIOD_PHRASE[b.period]}{scope}.")
+    return Alert("pace", "warning", f"Budget “{b.name}” on pace to exceed", body, to_us(now), b.name, b.period,
+                 status.start_us)
+
+
+# --- the thread ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Work:
+    """What has piled up since the last pass (commits are merged, not replayed one by one)."""
+
+    check: bool = False
+    live: bool = False
+    stop: bool = False
+
+
+class BudgetMonitor:
+    """Runs `Evaluator` on its own thread and connection, fed by `on_commit` (called on the
+    writer thread; returns at once). Passes are coalesced and at most one per `min_interval_s`
+    (leading edge at once, trailing edge later), so a flood of commits costs a few passes a
+    second. Notifications go through a 30-second throttle to the sinks; every alert recorded
+    (snoozed ones too) is also given to `on_alert` for the window's alert log.
+
+    The caller owns the sinks (closes them after `stop()`)."""
+
+    def __init__(self, db_path: Path, config: Config, sinks: Sequence[AlertSink] = (), *,
+                 clock: Callable[[], datetime] | None = None, min_interval_s: float = 1.0,
+                 notify_interval_s: float = 30.0, on_alert: Callable[[Alert], None] | None = None,
+                 detectors: Detectors | None = None):
+        self.db_path = db_path
+        self.config = config
+        self.sinks = list(sinks)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.min_interval_s = min_interval_s
+        self.on_alert = on_alert
+        self._detectors = detectors
+        self._throttle = NotificationThrottle(notify_interval_s)
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    # called from other threads
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("monitor already started")
+        self._thread = threading.Thread(target=self._run, name="llmtray-budget-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join()
+        self._thread = None
+
+    def on_commit(self, committed: Committed) -> None:
+        self._queue.put(committed)
+
+    def snooze(self, until: datetime | None) -> None:
+        """Mute notifications until `until` (None: unmute); persisted, applied on the monitor thread."""
+        self._queue.put(_Snooze(until))
+
+    def sync(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued before this call has been checked (tests, shutdown)."""
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    # the monitor thread
+
+    def _run(self) -> None:
+        db = open_db(self.db_path)
+        try:
+            evaluator = Evaluator(db, self.config, self._detectors)
+            self._redeliver(evaluator)
+            work, waiting, next_pass = _Work(check=True, live=True), [], 0.0  # the start check
+            while not work.stop:
+                deadlines = [d for d in (next_pass if work.check else None, self._throttle.next_due()) if d is not None]
+                timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+                try:
+                    self._take(self._queue.get(timeout=timeout), work, waiting, evaluator)
+                    while True:  # coalesce everything already queued into one pass
+                        self._take(self._queue.get_nowait(), work, waiting, evaluator)
+                except queue.Empty:
+                    pass
+                if work.check and not work.stop and time.monotonic() >= next_pass:
+                    self._pass(evaluator, anomalies=work.live)
+                    work.check = work.live = False
+                    next_pass = time.monotonic() + self.min_interval_s
+                self._notify(evaluator, self._throttle.due(time.monotonic()))
+                if not work.check:
+                    for event in waiting:
+                        event.set()
+                    waiting.clear()
+            for event in waiting:
+                event.set()
+        except Exception:
+            log.exception("budget monitor stopped by an error")
+        finally:
+            db.close()
+
+    def _take(self, item: object, work: _Work, waiting: list[threading.Event], evaluator: Evaluator) -> None:
+        if item is _STOP:
+            work.stop = True
+        elif isinstance(item, Committed):
+            if not item.accepted:
+                return  # only duplicates: nothing changed
+            work.check = True
+            now_us = to_us(self.clock())
+            if item.last_ts_us is not None and item.last_ts_us >= now_us - LIVE_WINDOW_US:
+                work.live = True
+        elif isinstance(item, _Snooze):
+            evaluator.log.snooze(item.until)
+        elif isinstance(item, threading.Event):
+            waiting.append(item)
+
+    def _pass(self, evaluator: Evaluator, *, anomalies: bool) -> None:
+        try:
+            alerts = evaluator.check(self.clock(), anomalies=anomalies)
+        except Exception:  # one bad pass (disk I/O, a locked database) must not end monitoring
+            log.exception("budget check failed")
+            return
+        for alert in alerts:
+            self._tell(self.on_alert, alert)
+            if not alert.snoozed:
+                self._notify(evaluator, self._throttle.offer(alert, time.monotonic()))
+
+    def _redeliver(self, evaluator: Evaluator) -> None:
+        if not self.sinks:
+            return
+        since = to_us(self.clock() - timedelta(microseconds=REDELIVER_US))
+        for alert in evaluator.log.undelivered(since):
+            self._notify(evaluator, self._throttle.offer(alert, time.monotonic()))
+
+    def _notify(self, evaluator: Evaluator, notification: Notification | None) -> None:
+        if notification is None or not self.sinks:
+            return
+        for sink in self.sinks:
+            self._tell(sink.send, notification.alert)
+        evaluator.log.mark_delivered([a.id for a in notification.covers if a.id is not None])
+
+    @staticmethod
+    def _tell(fn: Callable[[Alert], None] | None, alert: Alert) -> None:
+        if fn is None:
+            return
+        try:
+            fn(alert)
+        except Exception:  # a sink or listener bug must not stop the monitor
+            log.exception("alert sink failed")
+
+
+@dataclass(frozen=True)
+class _Snooze:
+    until: datetime | None
+
+
+_STOP = object()
