@@ -222,10 +222,10 @@ def _runaway(rng: random.Random, start_us: int, per_day: int) -> list[tuple[int,
 
 def _maybe_failed(rng: random.Random, feature: Feature, ts: datetime, offset_us: int,
                   bursts: list[tuple[int, str, str]]) -> UsageEvent:
-    """Inside an error burst (40 minutes from its hour), most calls to that provider fail."""
+    """Inside an error burst (the hour it starts), most calls to that provider fail."""
     event = _event(rng, feature, ts)
     for hour, provider, message in bursts:
-        if event.provider == provider and 0 <= offset_us - hour * 3_600_000_000 < 2_400_000_000 and rng.random() < 0.7:
+        if event.provider == provider and 0 <= offset_us - hour * 3_600_000_000 < 3_600_000_000 and rng.random() < 0.85:
             return _event(rng, feature, ts, error=message, model=_model_of(event), user=event.user)
     return event
 

@@ -4,6 +4,6 @@ Only this package imports Qt; it reads data through `llmtray.core.queries` on wo
 Importing it applies the binding workarounds first, so no window, tray or test can run without them.
 """
 
-from llmtray.gui.qt_workarounds import keep_true_alive
+from llmtray.gui.qt_workarounds import immortal_singletons
 
-keep_true_alive()
+immortal_singletons()

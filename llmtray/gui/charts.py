@@ -313,7 +313,7 @@ class LatencyChart(ChartCard):
         self._names.fit([s.model for s in stats], int(self.width() * 0.45))
         ys = list(range(len(stats)))
         for name, item in self._points.items():
-            item.setData([getattr(s, name) or 1.0 for s in stats], ys)
+            item.setData([max(getattr(s, name), 1.0) for s in stats], ys)  # a log axis has no 0 ms
         span_x, span_y = [], []
         for i, s in enumerate(stats):
             span_x += [max(s.p50, 1.0), max(s.p99, 1.0)]
@@ -328,7 +328,8 @@ class LatencyChart(ChartCard):
 
     def plotted(self) -> list[tuple[str, float, float, float]]:
         """(model, p50, p95, p99) in ms as drawn."""
-        cols = [list(self._points[p].getOriginalDataset()[0] or []) for p in ("p50", "p95", "p99")]
+        xs = [self._points[p].getOriginalDataset()[0] for p in ("p50", "p95", "p99")]
+        cols = [[] if x is None else list(x) for x in xs]
         return [(name, *(float(c[i]) for c in cols)) for i, name in enumerate(self._names.names)]
 
     def _describe(self, x: float, y: float) -> str | None:

@@ -221,6 +221,7 @@ class Dashboard(QMainWindow):
             self._has_data = any_events
             self.pages.setCurrentIndex(1 if any_events else 0)
             self.kpis.setVisible(any_events)
+            self.filter_bar.setVisible(any_events)
 
     def _show_kpis(self, k: Kpis) -> None:
         self.kpis.set_kpis(k)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import (QFrame, QGridLayout, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 HOOK_SNIPPET = """import openai
 import llmtray.hooks as lt
@@ -22,26 +21,26 @@ def proxy_snippet(base_url: str) -> str:
 
 
 class CopyBlock(QFrame):
-    """A read-only code block with a Copy button."""
+    """A selectable code block, sized to its text, with a Copy button."""
 
     def __init__(self, text: str, parent: QWidget | None = None):
         super().__init__(parent)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.text = QPlainTextEdit(text)
-        self.text.setReadOnly(True)
-        self.text.setFixedHeight(18 * (text.count("\n") + 1) + 14)
+        self.text = QLabel(text)
+        self.text.setObjectName("code")
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.text, 1)
         self.copy = QPushButton("Copy")
         self.copy.clicked.connect(self._copy)
         layout.addWidget(self.copy, 0, Qt.AlignmentFlag.AlignTop)
 
     def set_text(self, text: str) -> None:
-        self.text.setPlainText(text)
+        self.text.setText(text)
 
     @Slot()
     def _copy(self) -> None:
-        QGuiApplication.clipboard().setText(self.text.toPlainText())
+        QGuiApplication.clipboard().setText(self.text.text())
         self.copy.setText("Copied")
 
 
@@ -54,7 +53,7 @@ class Onboarding(QFrame):
     def __init__(self, base_url: str, can_import: bool, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("card")
-        self.setMaximumWidth(860)
+        self.setMaximumWidth(1000)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(28, 24, 28, 24)
         outer.setSpacing(10)

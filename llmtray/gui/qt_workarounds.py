@@ -8,16 +8,22 @@ import sys
 
 import PySide6
 
+_IMMORTAL = 1 << 48  # far more references than any process can ever drop
 
-def keep_true_alive() -> None:
-    """WORKAROUND for PySide6 6.12.0 on CPython < 3.12: `SignalInstance.emit()` returns `True`
-    without taking a new reference, so every emit — ours and pyqtgraph's — drops one reference to
-    `True` until the interpreter aborts with "bool_dealloc: deallocating True or False" (after a
-    few hundred to a few thousand emits). CPython 3.12+ makes `True` immortal, which is why the
-    binding's own tests do not see it; 6.11.3 is not affected. Giving `True` a huge reference
-    count makes it immortal here too; remove when PySide6 > 6.12.0 fixes `emit`."""
+
+def immortal_singletons() -> None:
+    """WORKAROUND for PySide6 6.12.0 on CPython < 3.12: parts of the binding hand out `None`,
+    `True` and `False` without taking a reference, as if they were immortal — which they are
+    only from CPython 3.12 on. Every `Signal.emit()` drops a reference to `True`; every Python
+    override that C++ calls and that returns `None` (a model's `data()`, each pyqtgraph
+    `paint()`) drops one to `None`; after a few thousand the interpreter aborts with
+    "none_dealloc"/"bool_dealloc: deallocating …". PySide6 6.11.3 is not affected.
+    Giving the three singletons a huge reference count makes them immortal here too, which is
+    exactly their behaviour on 3.12+. Remove when PySide6 > 6.12.0 fixes this or llmtray needs
+    Python ≥ 3.12."""
     if sys.version_info >= (3, 12) or tuple(PySide6.__version_info__[:3]) != (6, 12, 0):
         return
-    refcount = ctypes.c_ssize_t.from_address(id(True))  # ob_refcnt is the first field of every object
-    if refcount.value < 1 << 40:
-        refcount.value += 1 << 48
+    for singleton in (None, True, False):
+        refcount = ctypes.c_ssize_t.from_address(id(singleton))  # ob_refcnt leads every CPython object
+        if refcount.value < _IMMORTAL:
+            refcount.value += _IMMORTAL

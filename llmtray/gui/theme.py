@@ -53,8 +53,9 @@ QTableView {{ background: {CARD}; border: 1px solid {BORDER}; border-radius: 8px
               gridline-color: {GRID}; selection-background-color: #e0e7ff; selection-color: {TEXT}; }}
 QHeaderView::section {{ background: {CARD}; border: none; border-bottom: 1px solid {BORDER};
                         padding: 4px 6px; color: {MUTED}; font-weight: 600; }}
-QPlainTextEdit, QLineEdit {{ background: #f8f9fb; border: 1px solid {BORDER}; border-radius: 6px;
-                             font-family: monospace; padding: 4px; }}
+QLabel#code {{ background: #f8f9fb; border: 1px solid {BORDER}; border-radius: 6px;
+               font-family: monospace; padding: 6px 8px; }}
+QPushButton:disabled {{ color: {MUTED}; background: {BG}; }}
 """
 
 

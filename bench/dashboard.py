@@ -1,0 +1,232 @@
+"""Dashboard speed at 100k, 1M and 10M events: every view's query time, time to first paint and
+to a full refresh of the real window, and the GUI process's memory — against a naive baseline
+(the same numbers summed straight from the event table) in the same run.
+
+    python bench/dashboard.py [--sizes 100k,1M,10M] [--repeat 3] [--no-gui]
+
+Databases are generated once with the demo generator (`llmtray.demo`, 90 days) and cached in
+bench/out/ (keyed by size and the generator's source, so a changed generator rebuilds); building
+10M takes a while the first time. Views are computed "as of" the moment each database was built,
+so a cached database gives the same figures next week. Targets: each view < 50 ms at 1M events
+and < 250 ms at 10M; GUI RSS < 200 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from llmtray import demo  # noqa: E402
+from llmtray.core.db import open_db  # noqa: E402
+from llmtray.core.pricing import Pricer  # noqa: E402
+from llmtray.core.queries import Filters, Queries  # noqa: E402
+from llmtray.core.store import Store, count_events  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+SIZES = {"100k": 100_000, "1M": 1_000_000, "10M": 10_000_000}
+TARGET_MS = {"1M": 50.0, "10M": 250.0}
+RSS_TARGET_MB = 200.0
+DAYS = 90
+# What the user can pick: the default view, a provider filter, a tag filter, the long range.
+SCENARIOS = {
+    "30d": dict(range_key="30d"),
+    "30d provider": dict(range_key="30d", filters=Filters(provider=("anthropic",))),
+    "30d tag": dict(range_key="30d", filters=Filters(tags=(("plan", "pro"),))),
+    "90d": dict(range_key="90d"),
+}
+
+
+def generator_key() -> str:
+    return hashlib.sha256(Path(demo.__file__).read_bytes()).hexdigest()[:10]
+
+
+def ensure_db(label: str) -> tuple[Path, datetime]:
+    """The cached database for `label` and the instant its history ends (built if missing)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"dashboard-{label}-{generator_key()}.db"
+    meta = path.with_suffix(".json")
+    if path.exists() and meta.exists():
+        return path, datetime.fromisoformat(json.loads(meta.read_text())["now"])
+    for stale in OUT.glob(f"dashboard-{label}-*"):
+        stale.unlink()
+    now = datetime.now(UTC).replace(microsecond=0)
+    print(f"building {label} events (90 demo days) in {path.name} — once; 10M takes a long while", flush=True)
+    store = Store.open(path)
+    started = time.perf_counter()
+    stored = demo.fill(store, days=DAYS, per_day=SIZES[label] // DAYS, now=now, chunk=50_000,
+                       progress=lambda n: print(f"  {n:,} events, {time.perf_counter() - started:.0f} s", flush=True)
+                       if n % 1_000_000 < 50_000 else None)
+    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    meta.write_text(json.dumps({"now": now.isoformat(), "events": stored}))
+    return path, now
+
+
+def time_views(path: Path, now: datetime, repeat: int) -> dict[str, dict[str, float]]:
+    """Milliseconds per view and scenario (best of `repeat` after one warm-up, as a refresh after
+    the first would see it), computed exactly as the dashboard's worker does."""
+    from llmtray.gui import views  # no Qt: the view functions are plain Python
+
+    db = open_db(path)
+    q = Queries(db.connection(), None)
+    pricer = Pricer()
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for scenario, kwargs in SCENARIOS.items():
+            request = views.ViewRequest(**kwargs)
+            for name in request.views:
+                samples = []
+                for _ in range(repeat + 1):
+                    ctx = views.ViewContext(q, request, now, pricer)
+                    t = time.perf_counter()
+                    views.VIEWS[name](ctx)
+                    samples.append((time.perf_counter() - t) * 1000)
+                out.setdefault(name, {})[scenario] = min(samples[1:])
+    finally:
+        db.close()
+    return out
+
+
+def time_naive(path: Path, now: datetime) -> dict[str, float]:
+    """The baseline: the same 30-day numbers summed from the event table, no rollups."""
+    from llmtray.gui.views import resolve_range
+
+    db = open_db(path)
+    conn = db.connection()
+    w = resolve_range("30d", None, now)
+    sql = {
+        "kpis (month+range totals)": "SELECT sum(cost_nanos), sum(requests) FROM event WHERE ts >= ?",
+        "by model": "SELECT provider, model, sum(cost_nanos), sum(requests), sum(input_tokens) FROM event"
+                    " WHERE ts >= ? GROUP BY 1, 2",
+        "daily by model": "SELECT ts / 86400000000, model, sum(cost_nanos) FROM event WHERE ts >= ? GROUP BY 1, 2",
+        "breakdown by feature": "SELECT feature, sum(cost_nanos) FROM event WHERE ts >= ? GROUP BY 1",
+    }
+    out = {}
+    try:
+        for name, text in sql.items():
+            conn.execute(text, (w.start_us,)).fetchall()  # warm
+            t = time.perf_counter()
+            conn.execute(text, (w.start_us,)).fetchall()
+            out[name] = (time.perf_counter() - t) * 1000
+    finally:
+        db.close()
+    return out
+
+
+GUI_PROBE = r"""
+import json, os, sys, time
+from datetime import datetime
+from pathlib import Path
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from PySide6.QtWidgets import QApplication
+from llmtray.gui.dashboard import Dashboard
+from llmtray.gui.query_worker import Sources
+
+path, now = Path(sys.argv[1]), datetime.fromisoformat(sys.argv[2])
+app = QApplication([])
+def rss_mb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+marks = {"rss_before_window_mb": rss_mb("VmRSS:")}
+t0 = time.perf_counter()
+window = Dashboard(Sources(path, None, clock=lambda: now), base_url="http://127.0.0.1:8787", can_import=False)
+def first(name, payload):
+    if "first_paint_s" not in marks:
+        app.processEvents()
+        marks["first_paint_s"] = time.perf_counter() - t0
+        marks["first_view"] = name
+window.live_lane.view_ready.connect(first)
+window.chart_lane.view_ready.connect(first)
+def settled():
+    if "full_refresh_s" not in marks:
+        window.repaint()
+        marks["full_refresh_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        window.settled.disconnect(settled)
+        window.settled.connect(lambda: (marks.setdefault("second_refresh_s", time.perf_counter() - t1), app.quit()))
+        window.refresh()
+window.settled.connect(settled)
+window.resize(1400, 900)
+window.show()
+app.exec()
+marks["rss_mb"] = rss_mb("VmRSS:")
+marks["rss_peak_mb"] = rss_mb("VmHWM:")
+window.shutdown()
+print(json.dumps(marks))
+"""
+
+
+def time_gui(path: Path, now: datetime) -> dict[str, float]:
+    """The real window in a fresh process (so its memory is its own), offscreen."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", GUI_PROBE, str(path), now.isoformat()], capture_output=True,
+                          text=True, env=env, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"GUI probe failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def report(label: str, views_ms: dict[str, dict[str, float]], naive: dict[str, float],
+           gui: dict[str, float] | None) -> bool:
+    target = TARGET_MS.get(label)
+    print(f"\n== {label} events ==")
+    header = "view".ljust(12) + "".join(s.rjust(15) for s in SCENARIOS)
+    print(header + "   (ms, best of runs)")
+    ok = True
+    for name, per in views_ms.items():
+        cells = []
+        for scenario in SCENARIOS:
+            ms = per[scenario]
+            over = target is not None and ms > target
+            ok &= not over
+            cells.append((f"{ms:.1f}" + (" !" if over else "")).rjust(15))
+        print(name.ljust(12) + "".join(cells))
+    print("naive baseline (30 days straight from the event table):")
+    for name, ms in naive.items():
+        print(f"  {name:28s} {ms:8.1f} ms")
+    if gui:
+        rss_ok = gui["rss_peak_mb"] < RSS_TARGET_MB
+        ok &= rss_ok
+        print(f"GUI: first paint {gui['first_paint_s'] * 1000:.0f} ms ({gui['first_view']}), full refresh "
+              f"{gui['full_refresh_s'] * 1000:.0f} ms, next refresh {gui['second_refresh_s'] * 1000:.0f} ms; "
+              f"RSS {gui['rss_mb']:.0f} MB (peak {gui['rss_peak_mb']:.0f} MB, {gui['rss_before_window_mb']:.0f} MB "
+              f"before the window){'' if rss_ok else ' !'}")
+    if target is not None:
+        print(f"target: every view < {target:.0f} ms — {'met' if ok else 'NOT met (marked !)'}")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100k", help="comma-separated: 100k,1M,10M (default 100k)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-gui", action="store_true", help="query times only")
+    args = parser.parse_args()
+    all_ok = True
+    for label in args.sizes.split(","):
+        if label not in SIZES:
+            parser.error(f"unknown size {label!r}; choose from {', '.join(SIZES)}")
+        path, now = ensure_db(label)
+        db = open_db(path)
+        events = count_events(db.connection())
+        db.close()
+        print(f"\n{label}: {events:,} events in {path.name} ({path.stat().st_size / 1e6:.0f} MB), as of {now:%Y-%m-%d %H:%M} UTC")
+        all_ok &= report(label, time_views(path, now, args.repeat), time_naive(path, now),
+                         None if args.no_gui else time_gui(path, now))
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The dashboard window against independently computed `core.queries` results.
+
+Every chart is read back through `plotted()` (what its plot items hold) and compared with the
+numbers a fresh `Queries` on its own connection computes for the same filters — so a view that
+ignores a filter, or a chart that draws the wrong series, fails here.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QSignalSpy
+
+from llmtray.core import periods
+from llmtray.core.commits import Committed
+from llmtray.core.db import open_db
+from llmtray.core.events import parse_event
+from llmtray.core.money import format_usd
+from llmtray.core.queries import Filters, Queries, Totals
+from llmtray.core.store import Store
+from llmtray.gui.bridge import CommitBridge
+from llmtray.gui.events_table import COLUMNS
+
+RANGE_DAYS = {"7d": 7, "30d": 30, "90d": 90}
+
+
+@pytest.fixture
+def queries(demo_db: Path):
+    db = open_db(demo_db)
+    yield Queries(db.connection(), None)
+    db.close()
+
+
+def expected_window(range_key: str) -> tuple:
+    """Local days and UTC bounds of a "last N days" range, computed here rather than by the app."""
+    today = periods.today(None)
+    first = today - timedelta(days=RANGE_DAYS[range_key] - 1)
+    return first, today, periods.midnight_us(first, None), periods.midnight_us(today + timedelta(days=1), None)
+
+
+def folded(rows: list[tuple[str, Totals]], limit: int = 8) -> list[tuple[str, float]]:
+    if len(rows) > limit:
+        rest = Totals()
+        for _, t in rows[limit - 1:]:
+            rest.add(t)
+        rows = [*rows[:limit - 1], (f"other ({len(rows) - limit + 1})", rest)]
+    return [(name, t.cost_nanos / 1e9) for name, t in rows]
+
+
+def assert_views_match(window, q: Queries, f: Filters, range_key: str, breakdown: str = "feature") -> None:
+    first, last, start, end = expected_window(range_key)
+    ranged = f.between(start, end)
+
+    daily = q.daily(f, first, last)
+    assert window.daily_chart.plotted() == {k: [v / 1e9 for v in vs] for k, vs in daily.series.items()}
+    cpr = {i: daily.totals[i] // (daily.requests[i] - daily.unpriced[i]) / 1e9
+           for i in range(len(daily.days)) if daily.requests[i] > daily.unpriced[i]}
+    assert window.cpr_chart.plotted() == cpr
+
+    spend = q.by_provider_model(ranged)
+    assert window.models_chart.plotted() == folded([(m, t) for _, m, t in spend])
+    assert window.breakdown_chart.plotted() == folded([(n or "(none)", t) for n, t in q.by(breakdown, ranged)])
+    assert window.tokens_chart.plotted() == [(k, float(v)) for k, v in q.token_breakdown(ranged).items()]
+    assert window.latency_chart.plotted() == [(s.model, s.p50, s.p95, s.p99)
+                                              for s in q.latency(ranged, limit_models=8)]
+
+    live_start, live_end = window.live_chart._window.start_us, window.live_chart._window.end_us
+    assert live_end - live_start == 3_600_000_000
+    assert window.live_chart.plotted() == [(m, c / 1e9) for m, c, _ in q.per_minute(live_start, live_end, f)]
+
+    kpis = window.kpis.values()
+    assert kpis["today"] == format_usd(q.spend_in_period("day", f)[0].cost_nanos)
+    assert kpis["month"] == format_usd(q.spend_in_period("month", f)[0].cost_nanos)
+    in_range = q.totals(ranged)
+    cpr_total = in_range.cost_per_request_nanos
+    assert kpis["cost_per_request"] == (format_usd(cpr_total) if cpr_total is not None else "—")
+    unpriced = [r for r in q.unpriced_models(ranged)]
+    assert window.unpriced.isVisibleTo(window) == bool(unpriced)
+    for _, model, _ in unpriced:
+        assert model in window.unpriced.text()
+
+
+def apply_and_wait(qtbot, window, change) -> None:
+    with qtbot.waitSignal(window.settled, timeout=20_000):
+        change()
+
+
+@pytest.fixture(scope="module")
+def shared(qapp, demo_db_template):
+    """One window for the read-only tests (building one per test would dominate the run)."""
+    from llmtray.gui.dashboard import Dashboard
+    from llmtray.gui.query_worker import Sources
+
+    window = Dashboard(Sources(demo_db_template, None), base_url="http://127.0.0.1:8787", can_import=False)
+    spy = QSignalSpy(window.settled)
+    window.show()
+    assert spy.wait(20_000)
+    yield window
+    window.shutdown()
+    window.close()
+    window.deleteLater()
+
+
+@pytest.fixture
+def window(qtbot, shared):
+    """The shared window back at its defaults: last 30 days, no filters, spend by feature."""
+    def reset() -> None:
+        shared.filter_bar.blockSignals(True)
+        shared.filter_bar.select("range", "30d")
+        shared.filter_bar.reset()
+        shared.filter_bar.blockSignals(False)
+        picker = shared.breakdown_chart.picker
+        picker.blockSignals(True)
+        picker.setCurrentIndex(picker.findData("feature"))
+        picker.blockSignals(False)
+        shared._filters_changed()
+
+    apply_and_wait(qtbot, shared, reset)
+    return shared
+
+
+@pytest.fixture
+def template_queries(demo_db_template: Path):
+    db = open_db(demo_db_template)
+    yield Queries(db.connection(), None)
+    db.close()
+
+
+def test_empty_database_shows_onboarding(make_dashboard, tmp_path):
+    window = make_dashboard(tmp_path / "empty" / "llmtray.db")
+    assert window.pages.currentWidget() is not window.tabs
+    assert window.onboarding.isVisibleTo(window)
+    assert not window.kpis.isVisibleTo(window)
+    assert "http://127.0.0.1:8787/proxy/openai/v1" in window.onboarding.proxy.text.text()
+    assert "lt.instrument(" in window.onboarding.hook.text.text()
+    assert not window.onboarding.import_button.isEnabled()  # no import dialog passed in
+
+
+def test_demo_data_every_view_matches_queries(window, template_queries):
+    queries = template_queries
+    assert window.pages.currentWidget() is window.tabs
+    assert window.kpis.values()["budget"] == "no budget"
+    assert_views_match(window, queries, Filters(), "30d")
+    assert window.daily_chart.plotted(), "demo data must draw bars"
+    assert window.unpriced.isVisibleTo(window)  # the demo's self-hosted model has no price
+
+
+@pytest.mark.parametrize("pick", [
+    {"provider": "anthropic"},
+    {"model": "gpt-4o-mini-2024-07-18"},
+    {"feature": "chat-assistant", "source": "hook"},
+    {"tag": ("plan", "pro")},
+    {"range": "7d", "provider": "openai"},
+    {"range": "90d", "source": "proxy"},
+])
+def test_filters_change_every_chart(qtbot, window, template_queries, pick):
+    queries = template_queries
+    before = window.models_chart.plotted()
+    for name, value in pick.items():
+        apply_and_wait(qtbot, window, lambda: window.filter_bar.select(name, value))
+    values = {k: v for k, v in pick.items() if k != "range"}
+    f = Filters(**{k: (v,) for k, v in values.items() if k != "tag"},
+                tags=(values["tag"],) if "tag" in values else ())
+    assert_views_match(window, queries, f, pick.get("range", "30d"))
+    assert window.models_chart.plotted() != before
+
+
+def test_breakdown_switch_by_user_and_tag(qtbot, window, template_queries):
+    queries = template_queries
+    picker = window.breakdown_chart.picker
+    for dim in ("user", "tag:plan"):
+        apply_and_wait(qtbot, window, lambda: picker.setCurrentIndex(picker.findData(dim)))
+        _, _, start, end = expected_window("30d")
+        expected = folded([(n or "(none)", t) for n, t in queries.by(dim, Filters(start_us=start, end_us=end))])
+        assert window.breakdown_chart.plotted() == expected
+
+
+def test_new_events_reach_kpis_and_live_view_within_a_second(qtbot, make_dashboard, demo_db, queries):
+    """Written through a Store on another thread plus the bridge signal, as the ingest writer does
+    (the embedded ingest service is not part of this build yet)."""
+    window = make_dashboard(demo_db)
+    bridge = CommitBridge()
+    bridge.committed.connect(window.on_committed)
+    now = datetime.now(UTC)
+    events = [parse_event({"provider": "openai", "model": "gpt-4o-mini", "feature": "chat-assistant",
+                           "cost_usd": f"{1.25 + i}", "ts": now.timestamp()}) for i in range(3)]
+
+    def write() -> None:
+        store = Store.open(demo_db)
+        try:
+            result = store.add(events, "hook")
+        finally:
+            store.close()
+        bridge.notify(Committed(result.accepted, result.duplicates, result.first_ts_us, result.last_ts_us,
+                                frozenset({"hook"})))
+
+    live_before = sum(c for _, c in window.live_chart.plotted())
+    writer = threading.Thread(target=write)
+    writer.start()
+    writer.join()
+    expected_today = format_usd(queries.spend_in_period("day")[0].cost_nanos)
+    assert window.kpis.values()["today"] != expected_today
+    qtbot.waitUntil(lambda: window.kpis.values()["today"] == expected_today, timeout=1000)
+    qtbot.waitUntil(lambda: sum(c for _, c in window.live_chart.plotted()) >= live_before + 6.75 - 1e-9,
+                    timeout=1000)
+    qtbot.waitUntil(lambda: window.events_model._rows[0]["cost_nanos"] == 3_250_000_000, timeout=1000)
+
+
+def test_events_table_sorts_in_the_database(qtbot, window, template_queries):
+    queries = template_queries
+    model = window.events_model
+    qtbot.waitUntil(lambda: model.rowCount() > 0, timeout=5000)
+    _, _, start, end = expected_window("30d")
+    newest = queries.conn.execute(
+        "SELECT id FROM event WHERE ts >= ? AND ts < ? ORDER BY ts DESC, id DESC LIMIT 1", (start, end)).fetchone()
+    assert model._rows[0]["id"] == newest[0]
+    cost_col = [key for _, key in COLUMNS].index("cost_nanos")
+    with qtbot.waitSignal(model.rowsInserted, timeout=5000):
+        window.events.view.sortByColumn(cost_col, Qt.SortOrder.DescendingOrder)
+    top = queries.conn.execute("SELECT max(cost_nanos) FROM event WHERE ts >= ? AND ts < ?", (start, end)).fetchone()
+    assert model._rows[0]["cost_nanos"] == top[0]
+    costs = [r["cost_nanos"] if r["cost_nanos"] is not None else -1 for r in model._rows]
+    assert costs == sorted(costs, reverse=True)
+    with qtbot.waitSignal(model.rowsInserted, timeout=5000):
+        window.events.view.sortByColumn(0, Qt.SortOrder.DescendingOrder)
