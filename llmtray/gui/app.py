@@ -19,7 +19,7 @@ from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from llmtray import paths as pathsmod
-from llmtray.config import DEFAULT_PORT
+from llmtray.core.errors import LLMTrayError
 from llmtray.core.pricing import Pricer, load_overrides
 from llmtray.gui.bridge import CommitBridge
 from llmtray.gui.dashboard import Dashboard
@@ -52,17 +52,25 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
     app.setApplicationName("llmtray")
     # The window may close while the tray keeps running; without a tray, closing it quits.
     app.setQuitOnLastWindowClosed(not QSystemTrayIcon.isSystemTrayAvailable())
-    stop_on_sigint(app)
+    quit_on_signals(app)
 
     bridge = CommitBridge()
-    ingest = None if screenshot else start_ingest(paths, config, bridge)
+    ingest, ingest_error = None, None
+    if not screenshot:  # a screenshot must not take the port from a running llmtray
+        try:
+            ingest = start_ingest(paths, config, bridge, port=0 if demo else None)
+        except LLMTrayError as exc:  # port taken, another instance on this data dir, bad port setting
+            log.error("not recording: %s", exc)
+            ingest_error = str(exc)
     budget_entries = optional("llmtray.core.budgets", "budget_entries")
     sources = Sources(paths.db, config.tz, make_pricer=lambda: Pricer(load_overrides(paths.pricing_file)),
                       budget_entries=budget_entries, alert_log=optional("llmtray.core.alerts", "AlertLog"))
     import_dialog = optional("llmtray.gui.import_dialog", "ImportDialog")
-    base_url = ingest.url if ingest is not None else f"http://127.0.0.1:{_port(config)}"
+    base_url = ingest.url if ingest is not None else f"http://127.0.0.1:{config.port}"
     window = Dashboard(sources, base_url=base_url, can_import=import_dialog is not None,
                        title_note="demo data" if demo else "")
+    if ingest_error:
+        window.show_notice(f"Not recording new calls: {ingest_error}")
     bridge.committed.connect(window.on_committed)
     actions = WindowActions(window, paths, import_dialog)
     window.import_requested.connect(actions.open_import)
@@ -87,18 +95,15 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
         window.shutdown()
 
 
-def _port(config: Any) -> int:
-    env = os.environ.get("LLMTRAY_PORT")
-    return int(env) if env and env.isdigit() else getattr(config, "port", DEFAULT_PORT)
-
-
-def start_ingest(paths: pathsmod.Paths, config: Any, bridge: CommitBridge) -> Any:
-    """The embedded ingest service (API, proxy, writer), when this build has it."""
+def start_ingest(paths: pathsmod.Paths, config: Any, bridge: CommitBridge, port: int | None) -> Any:
+    """The embedded ingest service (API, proxy, writer), when this build has it; its writer
+    announces each commit through the bridge. `port=None`: LLMTRAY_PORT or config.toml;
+    the demo uses a free port so it never takes a real instance's."""
     service_cls = optional("llmtray.ingest.service", "IngestService")
     if service_cls is None:
         log.info("no ingest service in this build: the window shows the database only")
         return None
-    service = service_cls(paths, config, port=_port(config),
+    service = service_cls(paths, config, port=port,
                           budget_entries=optional("llmtray.core.budgets", "budget_entries"))
     service.add_listener(bridge.notify)
     service.start()
@@ -174,9 +179,9 @@ class Screenshot(QObject):
         self._app.quit()
 
 
-def stop_on_sigint(app: QApplication) -> None:
-    """Ctrl-C quits cleanly: the signal wakes Qt's loop through a socket, no polling timer
-    (as qutebrowser's `misc/crashsignal.py`)."""
+def quit_on_signals(app: QApplication) -> None:
+    """Ctrl-C and SIGTERM quit cleanly (the ingest writer commits and checkpoints): the signal
+    wakes Qt's loop through a socket, no polling timer (as qutebrowser's `misc/crashsignal.py`)."""
     if sys.platform == "win32":
         return
     import socket
@@ -194,5 +199,6 @@ def stop_on_sigint(app: QApplication) -> None:
             pass
 
     notifier.activated.connect(wake)
-    signal.signal(signal.SIGINT, lambda *_: app.quit())
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: app.quit())
     app._llmtray_wakeup = (reader, writer, notifier)  # keep the sockets alive with the app

@@ -107,6 +107,11 @@ class Dashboard(QMainWindow):
         self.status.setMinimumWidth(260)
         self.status.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
+        self.notice = QLabel("")
+        self.notice.setObjectName("warning")
+        self.notice.setWordWrap(True)
+        self.notice.hide()
+        outer.addWidget(self.notice)
         self.kpis = KpiStrip()
         outer.addWidget(self.kpis)
         self.unpriced = QLabel("")
@@ -187,6 +192,11 @@ class Dashboard(QMainWindow):
         """The bridge's `committed` signal lands here (GUI thread); refreshes are throttled."""
         if committed.accepted:
             self._throttle.trigger()
+
+    def show_notice(self, text: str) -> None:
+        """A problem the user must know about (e.g. new calls are not being recorded)."""
+        self.notice.setText(f"⚠ {text}")
+        self.notice.show()
 
     def is_settled(self) -> bool:
         return not self.live_lane.busy and not self.chart_lane.busy

@@ -98,7 +98,8 @@ class DemoFeed:
         """Through the real ingest API: the service commits, then its writer tells the bridge."""
         try:
             response = client.post(f"{self._ingest.url}/v1/events", json=[e.to_json() for e in events],
-                                   headers={"Authorization": f"Bearer {self._ingest.token}"})
+                                   headers={"Authorization": f"Bearer {self._ingest.token}",
+                                            "X-LLMTray-Source": "hook"})
             response.raise_for_status()
         except httpx.HTTPError as exc:
             log.warning("demo event not accepted by the ingest service: %s", exc)

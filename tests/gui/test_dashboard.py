@@ -11,10 +11,12 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QSignalSpy
 
+from llmtray.config import Config
 from llmtray.core import periods
 from llmtray.core.commits import Committed
 from llmtray.core.db import open_db
@@ -24,6 +26,7 @@ from llmtray.core.queries import Filters, Queries, Totals
 from llmtray.core.store import Store
 from llmtray.gui.bridge import CommitBridge
 from llmtray.gui.events_table import COLUMNS
+from llmtray.paths import Paths
 
 RANGE_DAYS = {"7d": 7, "30d": 30, "90d": 90}
 
@@ -179,35 +182,62 @@ def test_breakdown_switch_by_user_and_tag(qtbot, window, template_queries):
         assert window.breakdown_chart.plotted() == expected
 
 
-def test_new_events_reach_kpis_and_live_view_within_a_second(qtbot, make_dashboard, demo_db, queries):
-    """Written through a Store on another thread plus the bridge signal, as the ingest writer does
-    (the embedded ingest service is not part of this build yet)."""
+@pytest.fixture
+def ingest(demo_db: Path):
+    """The real embedded ingest service (HTTP API + writer) on a free port, on the demo copy."""
+    from llmtray.ingest.service import IngestService
+
+    here = demo_db.parent
+    service = IngestService(Paths(here, here, here), Config(), port=0)
+    yield service
+    service.stop()
+
+
+def test_posted_events_reach_kpis_live_view_and_table_within_a_second(qtbot, make_dashboard, demo_db, queries,
+                                                                       ingest):
+    """Events go through the real ingest API over a socket; its writer's commit notice reaches
+    the window through the bridge signal, as in the app."""
     window = make_dashboard(demo_db)
     bridge = CommitBridge()
     bridge.committed.connect(window.on_committed)
-    now = datetime.now(UTC)
-    events = [parse_event({"provider": "openai", "model": "gpt-4o-mini", "feature": "chat-assistant",
-                           "cost_usd": f"{1.25 + i}", "ts": now.timestamp()}) for i in range(3)]
-
-    def write() -> None:
-        store = Store.open(demo_db)
-        try:
-            result = store.add(events, "hook")
-        finally:
-            store.close()
-        bridge.notify(Committed(result.accepted, result.duplicates, result.first_ts_us, result.last_ts_us,
-                                frozenset({"hook"})))
-
+    ingest.add_listener(bridge.notify)
+    ingest.start()
     live_before = sum(c for _, c in window.live_chart.plotted())
-    writer = threading.Thread(target=write)
-    writer.start()
-    writer.join()
+    events = [{"provider": "openai", "model": "gpt-4o-mini", "feature": "chat-assistant",
+               "cost_usd": f"{1.25 + i}", "ts": datetime.now(UTC).timestamp()} for i in range(3)]
+    with httpx.Client(timeout=10) as client:
+        response = client.post(f"{ingest.url}/v1/events", json=events,
+                               headers={"Authorization": f"Bearer {ingest.token}"})
+    assert response.json() == {"accepted": 3, "duplicates": 0}  # answered after the commit
     expected_today = format_usd(queries.spend_in_period("day")[0].cost_nanos)
     assert window.kpis.values()["today"] != expected_today
     qtbot.waitUntil(lambda: window.kpis.values()["today"] == expected_today, timeout=1000)
     qtbot.waitUntil(lambda: sum(c for _, c in window.live_chart.plotted()) >= live_before + 6.75 - 1e-9,
                     timeout=1000)
     qtbot.waitUntil(lambda: window.events_model._rows[0]["cost_nanos"] == 3_250_000_000, timeout=1000)
+
+
+def test_commits_from_a_writer_thread_reach_the_window(qtbot, make_dashboard, demo_db, queries):
+    """Any other writer (an import, the demo feed) announces commits the same way, from its thread."""
+    window = make_dashboard(demo_db)
+    bridge = CommitBridge()
+    bridge.committed.connect(window.on_committed)
+    event = parse_event({"provider": "anthropic", "model": "claude-3-5-haiku-20241022", "cost_usd": "4.5"})
+
+    def write() -> None:
+        store = Store.open(demo_db)
+        try:
+            result = store.add([event], "import:openrouter")
+        finally:
+            store.close()
+        bridge.notify(Committed(result.accepted, result.duplicates, result.first_ts_us, result.last_ts_us,
+                                frozenset({"import:openrouter"})))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    writer.join()
+    expected_month = format_usd(queries.spend_in_period("month")[0].cost_nanos)
+    qtbot.waitUntil(lambda: window.kpis.values()["month"] == expected_month, timeout=1000)
 
 
 def test_events_table_sorts_in_the_database(qtbot, window, template_queries):

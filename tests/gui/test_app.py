@@ -1,0 +1,50 @@
+"""`llmtray [--demo] --screenshot PATH` end to end, as a user runs it: a real process, offscreen."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from PySide6.QtGui import QImage
+
+
+def run_llmtray(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    env.pop("LLMTRAY_PORT", None)
+    return subprocess.run([sys.executable, "-m", "llmtray", *args], capture_output=True, text=True, env=env,
+                          timeout=180)
+
+
+def colours(image: QImage) -> int:
+    """Distinct colours on a coarse grid: a blank or half-drawn window has a handful."""
+    seen = {image.pixel(x, y) for x in range(0, image.width(), 7) for y in range(0, image.height(), 7)}
+    return len(seen)
+
+
+def test_screenshot_of_a_new_install_shows_onboarding(tmp_path: Path):
+    shot = tmp_path / "shot.png"
+    proc = run_llmtray("--data-dir", str(tmp_path / "data"), "--screenshot", str(shot))
+    assert proc.returncode == 0, proc.stderr
+    image = QImage(str(shot))
+    assert (image.width(), image.height()) == (1400, 900)
+    assert colours(image) > 20
+    assert not (tmp_path / "data" / "ingest.json").exists()  # a screenshot never takes the port
+
+
+def test_demo_screenshot_after_the_data_has_loaded(tmp_path: Path, demo_db_template: Path):
+    """With demo history already in the demo database, `--demo` reuses it (no second fill)."""
+    data = tmp_path / "data"
+    (data / "demo").mkdir(parents=True)
+    shutil.copy(demo_db_template, data / "demo" / "llmtray.db")
+    size_before = (data / "demo" / "llmtray.db").stat().st_size
+    shot = tmp_path / "demo.png"
+    proc = run_llmtray("--data-dir", str(data), "--demo", "--screenshot", str(shot))
+    assert proc.returncode == 0, proc.stderr
+    image = QImage(str(shot))
+    assert (image.width(), image.height()) == (1400, 900)
+    assert colours(image) > 100  # bars in a dozen model colours, text, cards
+    assert (data / "demo" / "llmtray.db").stat().st_size == size_before
+    assert not (data / "llmtray.db").exists()  # demo data never touches the real database
