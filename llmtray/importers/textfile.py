@@ -41,15 +41,16 @@ class _CountingRaw(io.RawIOBase):
         super().close()
 
 
-def sniff_encoding(sample: bytes) -> str:
+def sniff_encoding(sample: bytes, *, cut: bool = False) -> str:
     """UTF-16 when it has that BOM; UTF-8 (BOM dropped) when the sample decodes; else cp1252,
-    the encoding spreadsheets on Windows re-save CSVs in."""
+    the encoding spreadsheets on Windows re-save CSVs in. `cut`: the sample is the start of a
+    longer file, so a multi-byte character may be cut at its end."""
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     try:
         sample.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(sample) - 4:  # not just a character cut at the sample's end
+        if not (cut and exc.reason == "unexpected end of data" and exc.start >= len(sample) - 3):
             return "cp1252"
     return "utf-8-sig"
 
@@ -63,7 +64,7 @@ def open_text(path: Path, meter: ByteMeter | None = None) -> Iterator[TextIO]:
     except OSError as exc:
         raise ImportFileError(f"{path}: {exc.strerror or exc}") from None
     meter.total = path.stat().st_size
-    encoding = sniff_encoding(raw.read(HEAD_BYTES))
+    encoding = sniff_encoding(raw.read(HEAD_BYTES), cut=meter.total > HEAD_BYTES)
     raw.seek(0)
     buffered = io.BufferedReader(_CountingRaw(raw, meter), buffer_size=256 * 1024)
     text = io.TextIOWrapper(buffered, encoding=encoding, newline="")
@@ -125,7 +126,7 @@ def read_head(path: Path) -> Head:
             at_end = not f.read(1)
     except OSError as exc:
         raise ImportFileError(f"{path}: {exc.strerror or exc}") from None
-    text = sample.decode(sniff_encoding(sample), errors="replace").lstrip("\ufeff")
+    text = sample.decode(sniff_encoding(sample, cut=not at_end), errors="replace").lstrip("\ufeff")
     stripped = text.lstrip()
     first_json: Any = None
     header: tuple[str, ...] | None = None

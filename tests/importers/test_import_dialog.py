@@ -1,0 +1,156 @@
+"""The Import dialog driven end to end with qtbot: detect, preview, map an unknown CSV,
+import on the worker thread, read the summary; overlap choice; cancel midway."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+from llmtray.core.events import parse_event  # noqa: E402
+from llmtray.core.store import Store  # noqa: E402
+from llmtray.gui.import_dialog import PREVIEW_FIELDS, ImportDialog  # noqa: E402
+from llmtray.paths import Paths  # noqa: E402
+from tests.importers.conftest import DATA  # noqa: E402
+from tests.importers.generate import openrouter_generations  # noqa: E402
+
+WAIT = 60_000
+
+
+@pytest.fixture
+def paths(data_dir: Path) -> Paths:
+    return Paths(data_dir, data_dir, data_dir)
+
+
+@pytest.fixture
+def dialog(qtbot, paths):
+    d = ImportDialog(paths)
+    qtbot.addWidget(d)
+    d.show()
+    yield d
+    d.close()
+
+
+def db_count(paths: Paths, where: str = "1") -> int:
+    conn = sqlite3.connect(paths.db)
+    try:
+        return conn.execute(f"SELECT count(*) FROM event WHERE {where}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+# The tests wait on what the dialog shows (waitUntil), never on the worker's signals directly:
+# a qtbot blocker is a bare callable, which would run on the worker thread.
+
+
+def add_and_wait(qtbot, dialog, *files: Path) -> None:
+    dialog.add_files(list(files))
+    qtbot.waitUntil(lambda: all(dialog.files.item(r, 1).text() != "detecting…" for r in range(dialog.files.rowCount())),
+                    timeout=WAIT)
+
+
+def import_and_wait(qtbot, dialog) -> None:
+    dialog.import_button.click()
+    assert dialog.running
+    qtbot.waitUntil(lambda: not dialog.running, timeout=WAIT * 5)
+
+
+def test_detects_previews_maps_and_imports(qtbot, dialog, paths, tmp_path):
+    add_and_wait(qtbot, dialog, DATA / "openai_usage.csv", DATA / "anthropic_usage_api.json", DATA / "generic.csv")
+    formats = [dialog.files.item(r, 1).text() for r in range(3)]
+    assert formats == ["OpenAI usage export (CSV)", "Anthropic usage report API pages (JSON)", "CSV with a column mapping"]
+
+    dialog.files.selectRow(0)
+    headers = [dialog.preview.horizontalHeaderItem(c).text() for c in range(dialog.preview.columnCount())]
+    assert headers == list(PREVIEW_FIELDS) and dialog.preview.rowCount() == 3
+    assert dialog.preview.item(0, 2).text() == "gpt-4o-mini-2024-07-18"
+    assert not dialog.mapping_editor.isVisible()
+
+    dialog.files.selectRow(2)  # unknown columns: raw rows and the mapping editor with a guess
+    assert dialog.mapping_editor.isVisible()
+    assert dialog.files.item(2, 2).text().startswith("map columns: ts: needs a column")
+    guessed = dialog.mapping_editor.mapping()
+    assert guessed.columns["model"] == "Model Name" and guessed.columns["cost_usd"] == "Cost (USD)"
+    dialog.mapping_editor.set_combo("ts", "When")
+    assert dialog.files.item(2, 2).text() == "ready"
+    qtbot.waitUntil(lambda: dialog.preview.horizontalHeaderItem(0).text() == "ts", timeout=WAIT)
+    assert dialog.preview.item(0, 0).text() == "2026-05-01T08:00:00Z"  # 10:00+02:00, now as it will be stored
+    dialog.grab().save(str(tmp_path / "import_dialog_ready.png"))
+
+    import_and_wait(qtbot, dialog)
+    results = dialog.results()
+    assert [r.imported for r in results] == [3, 2, 3]
+    text = dialog.summary.toPlainText()
+    assert "openai_usage.csv — OpenAI usage export (CSV) (dataset 1)" in text
+    assert "5 rows read, 3 imported, 0 already there, 2 without usage, 0 errors" in text
+    assert db_count(paths) == 8
+    assert dialog.progress.value() == 1000
+    assert (paths.config_dir / "import_mappings.json").exists()  # the next such file maps itself
+
+    import_and_wait(qtbot, dialog)  # again: nothing new
+    assert [r.imported for r in dialog.results()] == [0, 0, 0] and db_count(paths) == 8
+
+
+def test_errors_are_listed_with_their_lines(qtbot, dialog, paths):
+    add_and_wait(qtbot, dialog, DATA / "malformed" / "openrouter_generations.csv")
+    import_and_wait(qtbot, dialog)
+    text = dialog.summary.toPlainText()
+    assert "line 2: created_at: missing timestamp" in text
+    assert "line 3: tokens_prompt: not a whole number: '1.5'" in text
+    assert dialog.files.item(0, 2).text() == "done: 1 imported, 0 duplicates, 3 errors"
+
+
+def test_unknown_file_cannot_be_imported(qtbot, dialog, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("just words\n", encoding="utf-8")
+    add_and_wait(qtbot, dialog, path)
+    assert dialog.files.item(0, 1).text() == "not recognised"
+    assert "not a usage export" in dialog.files.item(0, 2).toolTip() or "unknown" in dialog.files.item(0, 2).toolTip()
+    assert not dialog.import_button.isEnabled()
+
+
+def test_overlap_refused_then_replaced(qtbot, dialog, paths):
+    store = Store.open(paths.db)
+    store.add([parse_event({"ts": "2026-05-01T09:00:00Z", "provider": "openai", "model": "gpt-4o-mini",
+                            "input_tokens": 7})], "hook")
+    store.close()
+    add_and_wait(qtbot, dialog, DATA / "openai_usage.csv")
+    import_and_wait(qtbot, dialog)
+    assert "Not imported: these days already have events recorded by hooks or the proxy: openai: 2026-05-01" \
+        in dialog.summary.toPlainText()
+    assert db_count(paths) == 1
+    dialog.overlap.setCurrentIndex(dialog.overlap.findData("replace"))
+    import_and_wait(qtbot, dialog)
+    assert "1 observed events replaced" in dialog.summary.toPlainText()
+    assert db_count(paths, "source = 'hook'") == 0 and db_count(paths) == 3
+
+
+def test_cancel_midway_keeps_a_partial_dataset(qtbot, dialog, paths, tmp_path):
+    big = openrouter_generations(tmp_path / "big.csv", 60_000)
+    add_and_wait(qtbot, dialog, big)
+    dialog.import_button.click()
+    qtbot.waitUntil(lambda: "rows read" in dialog.files.item(0, 2).text(), timeout=WAIT * 5)
+    assert dialog.running and dialog.cancel_button.isEnabled()
+    dialog.cancel_button.click()
+    qtbot.waitUntil(lambda: not dialog.running, timeout=WAIT * 5)
+    (result,) = dialog.results()
+    assert result.state == "partial" and 0 < result.imported < 60_000
+    assert db_count(paths) == result.imported
+    assert "Stopped early (cancelled)" in dialog.summary.toPlainText()
+    conn = sqlite3.connect(paths.db)
+    try:
+        assert conn.execute("SELECT state, imported FROM dataset").fetchall() == [("partial", result.imported)]
+    finally:
+        conn.close()
+    assert not dialog.running and dialog.import_button.isEnabled()
+
+
+def test_closing_stops_the_worker_thread(qtbot, paths):
+    d = ImportDialog(paths)
+    qtbot.addWidget(d)
+    add_and_wait(qtbot, d, DATA / "litellm_ui_team.csv")
+    d.close()
+    assert not d._thread.isRunning()
