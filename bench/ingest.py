@@ -1,0 +1,276 @@
+"""Ingest throughput: the real `llmtray serve` against a naive baseline and SQLite's own ceiling.
+
+Prints, in one run:
+  (a) events/s with 1 event per request from one keep-alive client;
+  (b) events/s with batches of 500 from 4 client processes;
+  (c) the naive baseline: a fresh sqlite3 connection + INSERT + COMMIT per event;
+  the ceiling: raw `executemany` in WAL of pre-built rows, 500 per transaction, into the real
+  schema (indexes and rollup triggers) and into a bare table with the same columns;
+  and a per-event breakdown of where the server's time goes.
+
+The server runs as a subprocess (`python -m llmtray serve`), so the clients' Python never shares
+its GIL; clients are raw sockets with pre-encoded requests, so they don't dominate the figure.
+
+    python bench/ingest.py [--seconds 3] [--clients 4] [--batch 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+TARGET_BATCH_EPS, TARGET_CEILING_SHARE, TARGET_SINGLE_RPS = 50_000, 0.25, 3_000
+
+
+def event(tag: str, i: int) -> dict:
+    return {"id": f"{tag}-{i}", "provider": "openai", "model": "gpt-4o-mini", "ts": "2026-01-02T10:00:00.123Z",
+            "input_tokens": 1200 + i % 100, "output_tokens": 300, "cache_read_tokens": 100,
+            "feature": "chat", "user": f"u{i % 7}", "latency_ms": 812.5}
+
+
+def request(body: bytes, token: str) -> bytes:
+    return (b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (token.encode(), len(body))) + body
+
+
+def read_status(sock: socket.socket, buf: bytearray) -> int:
+    """Read one Content-Length-framed response; returns its status."""
+    while (end := buf.find(b"\r\n\r\n")) < 0:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError("server closed the connection")
+        buf += data
+    head = bytes(buf[:end])
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(buf) < end + 4 + length:
+        buf += sock.recv(65536)
+    del buf[:end + 4 + length]
+    return int(head[9:12])
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+# --- the server under test --------------------------------------------------------------------
+
+
+def start_server(data: Path) -> tuple[subprocess.Popen, int, str]:
+    env = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+    proc = subprocess.Popen([sys.executable, "-m", "llmtray", "--data-dir", str(data), "serve", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            info = json.loads((data / "ingest.json").read_text())
+            if info["pid"] == proc.pid:
+                port = int(info["url"].rsplit(":", 1)[1])
+                with connect(port) as s:
+                    s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    if read_status(s, bytearray()) == 200:
+                        return proc, port, info["token"]
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("llmtray serve did not start")
+
+
+def single_events(port: int, token: str, seconds: float) -> tuple[int, float]:
+    """(a): one event per request, one keep-alive connection, request after request."""
+    prepared = [request(json.dumps(event("single", i)).encode(), token) for i in range(60_000)]
+    with connect(port) as sock:
+        buf = bytearray()
+        n, t0 = 0, time.perf_counter()
+        while n < len(prepared) and time.perf_counter() - t0 < seconds:
+            sock.sendall(prepared[n])
+            if read_status(sock, buf) != 200:
+                raise SystemExit("(a) a request failed")
+            n += 1
+        return n, time.perf_counter() - t0
+
+
+def _batch_client(port: int, token: str, client: int, batch: int, requests: int, start, results) -> None:  # noqa: ANN001
+    prepared = [request(json.dumps([event(f"b{client}-{r}", i) for i in range(batch)]).encode(), token)
+                for r in range(requests)]
+    with connect(port) as sock:
+        buf = bytearray()
+        start.wait()
+        t0 = time.perf_counter()
+        for req in prepared:
+            sock.sendall(req)
+            status = read_status(sock, buf)
+            if status != 200:
+                raise SystemExit(f"(b) a request got {status}")
+        results.put((t0, time.perf_counter()))
+
+
+def batches(port: int, token: str, clients: int, batch: int, seconds: float, eps_guess: float) -> tuple[int, float]:
+    """(b): `clients` processes, each sending its share of batches back to back."""
+    requests = max(2, int(eps_guess * seconds / batch / clients))
+    ctx = mp.get_context("spawn")
+    start, results = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_batch_client, args=(port, token, c, batch, requests, start, results))
+             for c in range(clients)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)  # let every client build its requests before the clock starts
+    start.set()
+    spans = [results.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    return clients * requests * batch, max(e for _, e in spans) - min(s for s, _ in spans)
+
+
+# --- SQLite on its own ---------------------------------------------------------------------------
+
+
+def prebuilt_rows(n: int) -> list[list]:
+    """Rows exactly as the store writes them (priced, ids assigned)."""
+    from llmtray.core.events import parse_batch
+    from llmtray.core.pricing import Pricer
+    from llmtray.core.store import Batch, Store
+
+    tmp = Path(tempfile.mkdtemp(prefix="llmtray-bench-rows-"))
+    store = Store.open(tmp / "rows.db", Pricer())
+    rows, _ = store._rows(Batch(parse_batch([event("row", i) for i in range(n)]), "api"))
+    store.close()
+    for k, row in enumerate(rows, start=1):
+        row[0] = k
+    return rows
+
+
+def naive(db: Path, rows: list[list], seconds: float) -> tuple[int, float]:
+    """(c): what a first draft does — connect, insert, commit, close — per event."""
+    from llmtray.core.store import _INSERT_SQL
+
+    n, t0 = 0, time.perf_counter()
+    while n < len(rows) and time.perf_counter() - t0 < seconds:
+        conn = sqlite3.connect(db)
+        conn.execute(_INSERT_SQL, rows[n])
+        conn.commit()
+        conn.close()
+        n += 1
+    return n, time.perf_counter() - t0
+
+
+def ceiling(conn: sqlite3.Connection, rows: list[list], sql: str, batch: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(0, len(rows), batch):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(sql, rows[i:i + batch])
+        conn.execute("COMMIT")
+    return len(rows) / (time.perf_counter() - t0)
+
+
+def sqlite_figures(tmp: Path, seconds: float, batch: int) -> dict[str, float]:
+    from llmtray.core import db as dbmod
+    from llmtray.core.store import _COLUMNS, _INSERT_SQL
+
+    rows = prebuilt_rows(40_000)
+    out: dict[str, float] = {}
+    naive_db = tmp / "naive.db"
+    dbmod.migrate(naive_db)
+    n, t = naive(naive_db, rows, seconds)
+    out["naive"] = n / t
+    real = tmp / "ceiling-real.db"
+    dbmod.migrate(real)
+    conn = sqlite3.connect(real, isolation_level=None)
+    for pragma, value in dbmod.PRAGMAS.items():
+        conn.execute(f"PRAGMA {pragma} = {value}")
+    out["ceiling_real"] = ceiling(conn, rows, _INSERT_SQL, batch)
+    conn.close()
+    conn = sqlite3.connect(tmp / "ceiling-bare.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode = wal")
+    conn.execute("PRAGMA synchronous = normal")
+    conn.execute(f"CREATE TABLE event ({', '.join(_COLUMNS)})")
+    out["ceiling_bare"] = ceiling(conn, rows, _INSERT_SQL, batch)
+    conn.close()
+    return out
+
+
+def breakdown(tmp: Path, n: int = 5_000) -> dict[str, float]:
+    """µs per event of each stage the server runs, measured in this process on the same events."""
+    from llmtray.core.events import parse_batch
+    from llmtray.core.pricing import Pricer
+    from llmtray.core.store import Batch, Store
+    from llmtray.ingest.api import decode_json
+
+    body = json.dumps([event("split", i) for i in range(n)]).encode()
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    items = decode_json(body)
+    timings["json decode"] = time.perf_counter() - t
+    t = time.perf_counter()
+    events = parse_batch(items, now=datetime.now(UTC))
+    timings["validate (parse_batch)"] = time.perf_counter() - t
+    pricer = Pricer()
+    pricer.price(events[0])
+    t = time.perf_counter()
+    for e in events:
+        pricer.price(e)
+    timings["price"] = time.perf_counter() - t
+    store = Store.open(tmp / "split.db", Pricer())
+    store.add(events[:1], "api")
+    t = time.perf_counter()
+    for i in range(1, n, 500):
+        store.add_many([Batch(events[i:i + 500], "api")])
+    timings["store.add_many (price + rows + insert + commit)"] = time.perf_counter() - t
+    store.close()
+    return {k: v / n * 1e6 for k, v in timings.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each timed phase (default 3)")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=500)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="llmtray-bench-"))
+    print(f"llmtray ingest bench ({os.cpu_count()} CPUs, Python {sys.version.split()[0]}, SQLite "
+          f"{sqlite3.sqlite_version}); data in {tmp}")
+
+    figures = sqlite_figures(tmp, args.seconds, args.batch)
+    proc, port, token = start_server(tmp / "serve")
+    try:
+        n, t = single_events(port, token, args.seconds)
+        single = n / t
+        n, t = batches(port, token, args.clients, args.batch, args.seconds, eps_guess=figures["ceiling_real"] / 2)
+        batched = n / t
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    split = breakdown(tmp)
+
+    real, bare = figures["ceiling_real"], figures["ceiling_bare"]
+    print()
+    print(f"(a) 1 event/request, 1 keep-alive client   {single:10,.0f} events/s  (= requests/s; target ≥ "
+          f"{TARGET_SINGLE_RPS:,}: {'met' if single >= TARGET_SINGLE_RPS else 'NOT met'})")
+    print(f"(b) {args.batch}-event batches, {args.clients} clients        {batched:10,.0f} events/s  (target ≥ "
+          f"{TARGET_BATCH_EPS:,}: {'met' if batched >= TARGET_BATCH_EPS else 'NOT met'})")
+    print(f"(c) naive: connect+insert+commit per event  {figures['naive']:10,.0f} events/s  "
+          f"(b is {batched / figures['naive']:,.0f}× faster)")
+    print(f"ceiling: executemany, real schema           {real:10,.0f} events/s  (b reaches {batched / real:.0%}; "
+          f"target ≥ {TARGET_CEILING_SHARE:.0%}: {'met' if batched >= TARGET_CEILING_SHARE * real else 'NOT met'})")
+    print(f"ceiling: executemany, bare table            {bare:10,.0f} events/s  (b reaches {batched / bare:.0%})")
+    print()
+    print("where one event's time goes (µs, in-process, same events):")
+    for stage, us in split.items():
+        print(f"  {stage:50s} {us:7.1f}")
+    print(f"  {'executemany, real schema (SQLite only)':50s} {1e6 / real:7.1f}")
+
+
+if __name__ == "__main__":
+    main()
