@@ -220,9 +220,29 @@ class Queries:
         rows.sort(key=lambda r: (-r[2].cost_nanos, -r[2].requests, r[0], r[1]))
         return rows
 
-    def tag_values(self) -> list[tuple[str, str]]:
-        """Every (key, value) tag pair seen, for the tag filter picker."""
-        return [(k, v) for k, v in self.conn.execute("SELECT DISTINCT key, value FROM tag_rollup ORDER BY 1, 2")]
+    def tag_values(self, f: Filters = Filters()) -> list[tuple[str, str]]:
+        """(key, value) tag pairs seen in `f`'s time range, for the tag filter picker."""
+        clauses, params = ["1"], []
+        for bound, op in ((f.start_us, ">="), (f.end_us, "<")):
+            if bound is not None:  # whole buckets either side: a picker may offer a little more, never less
+                clauses.append(f"bucket {op} ?")
+                params.append(bound // BUCKET_US + (op == "<" and bound % BUCKET_US > 0))
+        sql = f"SELECT DISTINCT key, value FROM tag_rollup WHERE {' AND '.join(clauses)} ORDER BY 1, 2"
+        return [(k, v) for k, v in self.conn.execute(sql, params)]
+
+    def values_seen(self, dims: tuple[str, ...], f: Filters = Filters()) -> dict[str, list[str]]:
+        """The values of several dimensions under `f`, from one scan instead of one per
+        dimension (the dashboard's filter pickers)."""
+        for dim in dims:
+            if dim not in GROUPABLE:
+                raise ValueError(f"unknown dimension {dim!r}")
+        source, where, params = self._source_and_where(f, dims)
+        seen: dict[str, set[str]] = {d: set() for d in dims}
+        for row in self.conn.execute(f"SELECT DISTINCT {', '.join(dims)} FROM {source} WHERE {where}", params):
+            for dim, value in zip(dims, row):
+                if value:
+                    seen[dim].add(value)
+        return {d: sorted(v) for d, v in seen.items()}
 
     def tag_keys(self, f: Filters = Filters()) -> list[str]:
         return [k for (k,) in self.conn.execute("SELECT DISTINCT key FROM tag_rollup ORDER BY key")]
@@ -295,20 +315,26 @@ class Queries:
         ).fetchall()
         return [(int(a), int(b), int(c)) for a, b, c in rows]
 
-    def latency(self, f: Filters = Filters(), limit_models: int = 12) -> list[LatencyStats]:
-        """p50/p95/p99 of latency per model (nearest-rank), successful calls only."""
+    def latency(self, f: Filters = Filters(), limit_models: int = 12, newest: int | None = None) -> list[LatencyStats]:
+        """p50/p95/p99 of latency per model (nearest-rank), successful calls only.
+
+        `newest` limits the sample to the latest N such calls in the range: percentiles need
+        every value, and a month of millions of calls would take seconds to read, while the
+        latest tens of thousands say the same about how fast each model answers now."""
         clauses, args = _raw_clauses(f)
         clauses += ["e.latency_ms IS NOT NULL", "e.status = 'ok'"]
+        sql = f"SELECT e.model, e.latency_ms FROM event e WHERE {' AND '.join(clauses)}"
+        if newest is not None:
+            sql += " ORDER BY e.ts DESC LIMIT ?"
+            args.append(newest)
         values: dict[str, list[float]] = defaultdict(list)
-        for model, ms in self.conn.execute(
-            f"SELECT e.model, e.latency_ms FROM event e WHERE {' AND '.join(clauses)}", args
-        ):
+        for model, ms in self.conn.execute(sql, args):
             values[model].append(ms)
         out = []
         for model, xs in values.items():
             xs.sort()
             out.append(LatencyStats(model, len(xs), _rank(xs, 50), _rank(xs, 95), _rank(xs, 99)))
-        out.sort(key=lambda s: -s.count)
+        out.sort(key=lambda s: (-s.count, s.model))  # most-called first; ties by name, not by scan order
         return out[:limit_models]
 
     def unpriced_models(self, f: Filters = Filters()) -> list[tuple[str, str, int]]:

@@ -45,7 +45,7 @@ class Hover(QObject):
                  on_hide: Callable[[], None] | None = None):
         super().__init__(card)
         self._card, self._describe, self._on_hide = card, describe, on_hide
-        self.box = HoverBox(card.plot_widget)
+        self._box: HoverBox | None = None
         card.plot_widget.scene().sigMouseMoved.connect(self._moved)
         card.plot_widget.viewport().installEventFilter(self)
 
@@ -59,8 +59,10 @@ class Hover(QObject):
         if text is None:
             self.hide()
             return
-        at = self._card.plot_widget.mapFromScene(pos)
-        self.box.show_at(text, at.x(), at.y())
+        if self._box is None:  # on the window, not the plot: a day's list may be taller than its chart
+            self._box = HoverBox(self._card.window())
+        at = self._card.plot_widget.mapTo(self._card.window(), self._card.plot_widget.mapFromScene(pos))
+        self._box.show_at(text, at.x(), at.y())
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
         if event.type() == QEvent.Type.Leave:
@@ -68,7 +70,8 @@ class Hover(QObject):
         return False
 
     def hide(self) -> None:
-        self.box.hide()
+        if self._box is not None:
+            self._box.hide()
         if self._on_hide is not None:
             self._on_hide()
 
@@ -290,7 +293,7 @@ class BreakdownChart(BarListChart):
 class LatencyChart(ChartCard):
     """p50 / p95 / p99 latency per model on a log scale (embeddings take 100 ms, reasoning 20 s)."""
 
-    def __init__(self, colors: theme.SeriesColors, parent: QWidget | None = None):
+    def __init__(self, sample: int, parent: QWidget | None = None):
         self._names = NameAxis()
         super().__init__("Latency per model", {"left": self._names, "bottom": LogValueAxis("bottom", theme.format_ms_axis)},
                          parent)
@@ -305,6 +308,8 @@ class LatencyChart(ChartCard):
             self.plot.addItem(item)
             self._points[name] = item
         self.set_legend(list(theme.PERCENTILE_COLORS.items()))
+        self.note.setText(f"latest {sample:,} calls")
+        self.note.setToolTip("percentiles of the latest successful calls in the range, per model")
         self._stats: list[LatencyStats] = []
         Hover(self, self._describe)
 

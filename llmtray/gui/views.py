@@ -28,7 +28,9 @@ RANGES: dict[str, str] = {
 }
 BREAKDOWNS = ("feature", "user", "project", "env", "provider", "source")
 LIVE_MINUTES = 60
+OPTIONS_RANGE = "90d"  # the longest range in RANGES
 LATENCY_MODELS = 8  # the most-called models: more rows than this don't fit a readable chart
+LATENCY_SAMPLE = 20_000  # latest successful calls in the range: 200 of them above p99
 EVENTS_PAGE = 200
 LIVE_VIEWS = ("any_events", "kpis", "live", "events")
 CHART_VIEWS = ("models", "daily", "breakdown", "tokens", "latency", "alerts", "options")
@@ -221,7 +223,7 @@ def tokens(ctx: ViewContext) -> dict[str, int]:
 
 
 def latency(ctx: ViewContext) -> list[LatencyStats]:
-    return ctx.queries.latency(ctx.ranged, limit_models=LATENCY_MODELS)
+    return ctx.queries.latency(ctx.ranged, limit_models=LATENCY_MODELS, newest=LATENCY_SAMPLE)
 
 
 def alerts(ctx: ViewContext) -> list[Any] | None:
@@ -234,9 +236,15 @@ def any_events(ctx: ViewContext) -> bool:
 
 
 def options(ctx: ViewContext) -> FilterOptions:
+    """Values for the filter pickers: what was seen in the longest range the window offers
+    (older values could select nothing), one scan for all four dimensions."""
     q = ctx.queries
-    return FilterOptions(q.distinct("provider"), q.distinct("model"), q.distinct("feature"),
-                         q.distinct("source"), q.tag_values(), q.tag_keys())
+    oldest = resolve_range(OPTIONS_RANGE, q.tz, ctx.now)
+    since = Filters(start_us=oldest.start_us)
+    seen = q.values_seen(("provider", "model", "feature", "source"), since)
+    tags = q.tag_values(since)
+    return FilterOptions(seen["provider"], seen["model"], seen["feature"], seen["source"], tags,
+                         sorted({k for k, _ in tags}))
 
 
 VIEWS: dict[str, Callable[[ViewContext], Any]] = {

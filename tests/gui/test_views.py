@@ -67,3 +67,28 @@ def test_event_pages_continue_where_the_last_one_stopped(store):
             assert keys == sorted(keys, reverse=descending)
     with pytest.raises(ValueError, match="cannot sort events by"):
         q.events_page(order="tags")
+
+
+def test_latency_of_the_newest_calls_and_values_seen(store):
+    events = [parse_event({"provider": "openai" if i % 3 else "anthropic", "model": f"m{i % 3}",
+                           "ts": 1_700_000_000 + i * 60, "latency_ms": float((i * 7919) % 1000),
+                           "feature": f"f{i % 4}", "tags": {"team": f"t{i % 2}"}}, now=NOW) for i in range(300)]
+    store.add(events, "api")
+    q = Queries(store.conn, UTC)
+    newest = sorted(events, key=lambda e: e.ts)[-100:]
+    for stats in q.latency(newest=100):
+        xs = sorted(e.latency_ms for e in newest if e.model == stats.model)
+        assert stats.count == len(xs)
+        assert (stats.p50, stats.p95, stats.p99) == (xs[-(-50 * len(xs) // 100) - 1], xs[-(-95 * len(xs) // 100) - 1],
+                                                     xs[-(-99 * len(xs) // 100) - 1])
+    assert q.latency() == q.latency(newest=10_000)  # a sample larger than the range is everything
+
+    seen = q.values_seen(("provider", "model", "feature", "source"))
+    assert seen == {d: q.distinct(d) for d in ("provider", "model", "feature", "source")}
+    late = Filters(start_us=(1_700_000_000 + 290 * 60) * 1_000_000)
+    assert q.values_seen(("model",), late) == {"model": sorted({f"m{i % 3}" for i in range(290, 300)})}
+    assert q.tag_values() == [("team", "t0"), ("team", "t1")]
+    assert q.tag_values(Filters(end_us=1_699_990_000 * 1_000_000)) == []  # well before the first event
+    assert q.tag_values(Filters(start_us=(1_700_000_000 + 300 * 60 + 900) * 1_000_000)) == []  # after the last
+    with pytest.raises(ValueError, match="unknown dimension"):
+        q.values_seen(("colour",))
