@@ -243,16 +243,16 @@ def parse_ts(value: Any, now: datetime) -> datetime:
         raise _Bad(f"must be an RFC 3339 string or Unix seconds, got {_type_name(value)}")
     if isinstance(value, str):
         text = value.strip()
-        if not _RFC3339_RE.match(text):
+        m = _RFC3339_RE.match(text)
+        if not m:
             if re.match(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", text):
                 raise _Bad(f"needs a UTC offset such as 'Z' or '+02:00': {text[:40]!r}")
             raise _Bad(f"is not an RFC 3339 timestamp: {text[:40]!r}")
-        text = text.replace("z", "Z").replace("t", "T")
-        frac = re.search(r"\.(\d+)", text)
-        if frac and len(frac.group(1)) > 6:  # Python parses at most microseconds
-            text = text.replace(frac.group(0), "." + frac.group(1)[:6])
+        frac = m.group(1)  # ".123…", found by the match itself (no second regex pass: hot path)
+        if frac is not None and len(frac) > 7:  # Python parses at most microseconds
+            text = text[:m.start(1)] + frac[:7] + text[m.end(1):]
         try:
-            ts = datetime.fromisoformat(text.replace(" ", "T"))
+            ts = datetime.fromisoformat(text.replace("z", "Z").replace("t", "T").replace(" ", "T"))
         except ValueError as exc:
             raise _Bad(f"is not a valid date/time: {exc}") from None
     else:
@@ -301,17 +301,18 @@ def event_errors(data: Any, *, now: datetime, index: int | None = None) -> tuple
     errors: list[FieldError] = []
     clean: dict[str, Any] = {}
     for key, value in data.items():
-        if not isinstance(key, str) or key not in _PARSERS and key != "ts":
+        parser = _PARSERS.get(key) if isinstance(key, str) else None  # one lookup per field: hot path
+        if parser is None and key != "ts":
             errors.append(FieldError(str(key), f"unknown field{_closest(str(key))}", index))
             continue
         if value is None:
             continue  # null means "not given" for every optional field
         try:
-            clean[key] = parse_ts(value, now) if key == "ts" else _PARSERS[key](value)
+            clean[key] = parse_ts(value, now) if parser is None else parser(value)
         except _Bad as bad:
             errors.append(FieldError(key, str(bad), index))
     for required in ("provider", "model"):
-        if required not in data or data[required] is None:
+        if data.get(required) is None:
             errors.append(FieldError(required, "is required", index))
     _check_subsets(clean, errors, index)
     if clean.get("error") and clean.get("status", "error") == "ok":
