@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 from llmtray.importers import GENERIC, ImportFileError
 from llmtray.importers.base import Options, Parsed
 from llmtray.importers.engine import Importer, ImportResult, Progress
-from llmtray.importers.mapping import TARGETS, ColumnMapping, MappingStore, guess
+from llmtray.importers.mapping import ColumnMapping, MappingStore, guess
 from llmtray.importers.overlap import describe
 from llmtray.importers.textfile import CsvReader, open_text
 from llmtray.paths import Paths

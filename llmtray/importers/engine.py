@@ -22,7 +22,7 @@ from pathlib import Path
 from llmtray.core.events import UsageEvent, event_errors
 from llmtray.core.pricing import Priced
 from llmtray.core.store import AddResult, Batch, Store, to_us
-from llmtray.importers import Detection, detect
+from llmtray.importers import GENERIC, Detection, detect
 from llmtray.importers.base import Format, ImportFileError, Options, Parsed, RowError, Skipped
 from llmtray.importers.mapping import ColumnMapping, MappingStore
 from llmtray.importers.overlap import POLICIES, ProviderDays, observed_days, replacing
@@ -118,8 +118,11 @@ class Importer:
             raise ValueError(f"overlap policy must be one of {', '.join(POLICIES)}, got {overlap!r}")
         detection = self.detect(path, format_name)
         fmt = detection.format
-        options = Options(mapping=mapping or detection.mapping)
-        if isinstance(options.mapping, ColumnMapping):
+        options = Options(mapping=(mapping or detection.mapping) if fmt is GENERIC else None)
+        if fmt is GENERIC:
+            if options.mapping is None:
+                raise ImportFileError(f"{path.name}: no column mapping saved for these columns; give one "
+                                      "(--map FIELD=COLUMN, or the Import dialog)")
             problems = options.mapping.problems(detection.head.header or ())
             if problems:
                 raise ImportFileError(f"{path.name}: the column mapping can't be used: {'; '.join(problems)}")
@@ -152,7 +155,7 @@ class Importer:
             result.state = "partial"
         if result.dataset_id is not None:
             self._finish(result, result.state)
-            if isinstance(options.mapping, ColumnMapping) and self.mappings is not None and detection.head.header:
+            if fmt is GENERIC and self.mappings is not None and detection.head.header:
                 self.mappings.save(detection.head.header, options.mapping)  # the next such file maps itself
         return result
 

@@ -7,12 +7,11 @@ its cells, so re-importing the same file, or an export overlapping it, adds noth
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from llmtray.core import usage
-from llmtray.importers.base import Head, ImportFileError, Item, Options, RowProblem
+from llmtray.importers.base import Head, Options, RowProblem
 from llmtray.importers.csvformat import CsvFormat
 from llmtray.importers.mapping import ColumnMapping
 from llmtray.importers.values import decimal_number, money, stable_id, text, timestamp, whole
@@ -30,11 +29,6 @@ class GenericCsv(CsvFormat):
 
     def detect(self, head: Head) -> bool:
         return False  # chosen by name, or by a mapping saved for the file's header
-
-    def items(self, path: Path, options: Options) -> Iterator[Item]:
-        if not isinstance(options.mapping, ColumnMapping):
-            raise ImportFileError(f"{path.name}: a generic CSV needs a column mapping")
-        return super().items(path, options)
 
     def check_header(self, header: tuple[str, ...]) -> None:
         pass  # the mapping is checked against the header by the engine, which knows it

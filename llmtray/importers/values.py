@@ -19,7 +19,6 @@ from llmtray.importers.base import RowProblem
 
 _THOUSANDS_RE = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
 _UNIX_RE = re.compile(r"^\d{9,11}(\.\d*)?$")
-_SHORT_OFFSET_RE = re.compile(r"([+-]\d{2})$")  # Postgres writes `+00`
 _TRUE = frozenset(("true", "1", "yes", "y", "t"))
 _FALSE = frozenset(("false", "0", "no", "n", "f", ""))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -110,12 +109,10 @@ def timestamp(text: str | None, column: str) -> str:
     raw = (text or "").strip()
     if not raw:
         raise RowProblem(f"{column}: missing timestamp")
-    if _UNIX_RE.match(raw):
+    if raw[4:5] != "-" and _UNIX_RE.match(raw):
         return format_ts(unix_to_dt(raw, column))
-    value = raw[:-4] if raw.endswith(" UTC") else raw
-    value = _SHORT_OFFSET_RE.sub(r"\1:00", value) if re.search(r"[T ]\d{2}:\d{2}.*[+-]\d{2}$", value) else value
     try:
-        ts = datetime.fromisoformat(value)
+        ts = datetime.fromisoformat(raw[:-4] if raw.endswith(" UTC") else raw)
     except ValueError:
         raise RowProblem(f"{column}: not a date or timestamp: {raw[:40]!r}") from None
     if ts.tzinfo is None:
