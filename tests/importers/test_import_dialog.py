@@ -103,6 +103,19 @@ def test_errors_are_listed_with_their_lines(qtbot, dialog, paths):
     assert dialog.files.item(0, 2).text() == "done: 1 imported, 0 duplicates, 3 errors"
 
 
+def test_dropped_files_are_added(qtbot, dialog):
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(DATA / "openrouter_activity.csv"))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    dialog.dropEvent(event)
+    qtbot.waitUntil(lambda: dialog.files.item(0, 1).text() == "OpenRouter activity export (CSV)", timeout=WAIT)
+    assert dialog.import_button.isEnabled()
+
+
 def test_unknown_file_cannot_be_imported(qtbot, dialog, tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("just words\n", encoding="utf-8")

@@ -41,6 +41,16 @@ CASES = [
         ("page 1 data[0]", "expected a bucket object with a 'results' array"),
         ("page 1 data[1].results[0]", "input_tokens: not a number: 'many'"),
     ], 1),
+    ("anthropic_usage_api.json", [
+        ("page 1 data[0].results[0]", "uncached_input_tokens: must not be negative: '-3'"),
+        ("page 1 data[0].results[1]", "cache_creation.ephemeral_5m_input_tokens: not a whole number: '2.5'"),
+        ("page 1 data[1].results[0]", "starting_at: not a date or timestamp: 'not a time'"),
+    ], 1),
+    ("openai_costs_api.jsonl", [
+        ("line 1 data[0].results[0]", "amount_value: not an amount: '1e'"),
+        ("line 2", "not a report page (expected an object with a 'data' array)"),
+        ("line 3 data[0].results[0]", "quantity: not a number: 'lots'"),
+    ], 1),
     ("anthropic_cost_api.json", [
         ("page 1 data[0].results[0]", "currency: only USD amounts can be imported, got 'EUR'"),
         ("page 1 data[0].results[1]", "amount: not an amount: 'lots'"),
