@@ -28,12 +28,15 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 TARGET_BATCH_EPS, TARGET_CEILING_SHARE, TARGET_SINGLE_RPS = 50_000, 0.25, 3_000
 
 
 def event(tag: str, i: int) -> dict:
-    return {"id": f"{tag}-{i}", "provider": "openai", "model": "gpt-4o-mini", "ts": "2026-01-02T10:00:00.123Z",
+    """A typical hook event; every one has its own id and millisecond (no cache can help)."""
+    ts = f"2026-01-02T{10 + i // 3_600_000 % 10:02d}:{i // 60_000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}Z"
+    return {"id": f"{tag}-{i}", "provider": "openai", "model": "gpt-4o-mini", "ts": ts,
             "input_tokens": 1200 + i % 100, "output_tokens": 300, "cache_read_tokens": 100,
             "feature": "chat", "user": f"u{i % 7}", "latency_ms": 812.5}
 
@@ -102,7 +105,8 @@ def single_events(port: int, token: str, seconds: float) -> tuple[int, float]:
         return n, time.perf_counter() - t0
 
 
-def _batch_client(port: int, token: str, client: int, batch: int, requests: int, start, results) -> None:  # noqa: ANN001
+def _batch_client(port: int, token: str, client: int, batch: int, requests: int,
+                  start: Any, results: Any) -> None:
     prepared = [request(json.dumps([event(f"b{client}-{r}", i) for i in range(batch)]).encode(), token)
                 for r in range(requests)]
     with connect(port) as sock:

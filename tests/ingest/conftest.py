@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,19 @@ from llmtray.ingest.wire import Limits
 from llmtray.paths import Paths
 
 FAST_LIMITS = Limits(header_timeout=5.0, body_timeout=5.0, shutdown_grace=2.0, linger=1.0)
+
+
+def _ours() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("llmtray-")}
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Every writer, loop, worker and checkpoint thread a test started is gone when it ends."""
+    before = _ours()
+    yield
+    leaked = {t.name for t in _ours() - before if t.is_alive()}
+    assert not leaked, f"threads left running: {sorted(leaked)}"
 
 
 def build_service(data: Path, limits: Limits = FAST_LIMITS, **kwargs: Any) -> IngestService:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,10 +25,19 @@ HEALTH = b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 @pytest.fixture(scope="module")
 def hostile_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IngestService]:
+    before = set(threading.enumerate())
     data = tmp_path_factory.mktemp("hostile")
     service = make_service(data, TIMEOUT_LIMITS)
     yield service
     service.stop()
+    leaked = [t.name for t in set(threading.enumerate()) - before if t.name.startswith("llmtray-")]
+    assert not leaked, f"threads left running: {leaked}"
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """The shared server's threads live for the module; `hostile_service` checks them at its end."""
+    yield
 
 
 def _port(service: IngestService) -> int:
@@ -73,11 +83,11 @@ def _events(data: object) -> Callable[[str], bytes]:
 
 
 NINE_MIB = b"[" + b" " * (9 * 1024 * 1024) + b"]"
+MIB_CHUNK = b"100000\r\n" + b" " * 0x100000 + b"\r\n"
 CASES = [
     Case("truncated JSON", _post(b'{"provider": "openai", "mo'), 400, "invalid JSON"),
     Case("9 MiB body", _post(NINE_MIB), 413, "8 MiB"),
-    Case("9 MiB chunked body", _post(b"".join(b"100000\r\n" + b" " * 0x100000 + b"\r\n" for _ in range(9)) + b"0\r\n\r\n",
-                                      extra="Transfer-Encoding: chunked"), 413, "8 MiB"),
+    Case("9 MiB chunked body", _post(MIB_CHUNK * 9 + b"0\r\n\r\n", extra="Transfer-Encoding: chunked"), 413, "8 MiB"),
     Case("text/plain", _post(b"{}", content_type="text/plain"), 415, "Content-Type"),
     Case("no content type", _post(b"{}", content_type=None), 415, "missing Content-Type"),
     Case("form encoded", _post(b"a=1", content_type="application/x-www-form-urlencoded"), 415),
@@ -119,8 +129,8 @@ CASES = [
          + b"a" * 40_000 + b"\r\n\r\n", 431),
     Case("200 headers", lambda token: b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
          + b"".join(b"X-H%d: v\r\n" % i for i in range(200)) + b"\r\n", 431),
-    Case("obsolete line folding", lambda token: b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: 1\r\n folded\r\n\r\n",
-         400, "malformed header"),
+    Case("obsolete line folding",
+         lambda token: b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: 1\r\n folded\r\n\r\n", 400, "malformed header"),
     Case("NUL in a header", lambda token: b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\x00b\r\n\r\n", 400,
          "control characters"),
     Case("negative Content-Length", _post(b"", extra="Content-Length: -5"), 400, "Content-Length"),
@@ -131,11 +141,13 @@ CASES = [
     Case("gzip transfer coding", _post(b"", extra="Transfer-Encoding: gzip, chunked"), 501, "not supported"),
     Case("bad chunk size", _post(b"zz\r\n{}\r\n0\r\n\r\n", extra="Transfer-Encoding: chunked"), 400, "chunk size"),
     Case("unknown Expect", _post(b"{}", extra="Expect: 200-ok"), 417),
-    Case("slowloris body", lambda port, token: _slow(post_bytes(b'{"provider": "openai"', token, extra="Content-Length: 500"))(port),
+    Case("slowloris body",
+         lambda port, token: _slow(post_bytes(b'{"provider": "openai"', token, extra="Content-Length: 500"))(port),
          408, "request body not received", runner=True),
     Case("slowloris head", lambda port, token: _slow(b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")(port),
          408, "request head not received", runner=True),
-    Case("body cut short", lambda port, token: _half_then_close(post_bytes(b'[{"provider"', token, extra="Content-Length: 900"))(port),
+    Case("body cut short",
+         lambda port, token: _half_then_close(post_bytes(b'[{"provider"', token, extra="Content-Length: 900"))(port),
          None, runner=True),
 ]
 
