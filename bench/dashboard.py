@@ -181,6 +181,17 @@ def time_gui(path: Path, now: datetime) -> dict[str, float]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def calibration_s() -> float:
+    """Seconds for a fixed pure-Python loop (~0.15 s on an idle 2020s core): figures taken on a
+    busy machine scale with it, so a reader can tell a slow query from a crowded CPU."""
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        sum(range(10_000_000))
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def report(label: str, views_ms: dict[str, dict[str, float]], naive: dict[str, float],
            gui: dict[str, float] | None) -> bool:
     target = TARGET_MS.get(label)
@@ -217,6 +228,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-gui", action="store_true", help="query times only")
     args = parser.parse_args()
+    print(f"CPU calibration: {calibration_s():.2f} s for sum(range(10**7)) (about 0.15 s on an idle core); "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     all_ok = True
     for label in args.sizes.split(","):
         if label not in SIZES:

@@ -388,15 +388,21 @@ class Queries:
         quiet first morning of the month doesn't project zero, and one burst doesn't project a
         fortune from a few elapsed hours.
         """
+        return self.spend_and_projection(period, f, now, week_start)[1]
+
+    def spend_and_projection(self, period: str, f: Filters = Filters(), now: datetime | None = None,
+                             week_start: int = 0) -> tuple[Totals, int]:
+        """`spend_in_period` totals and `projection` together: once the period is over a week
+        old the pace window *is* the period, so one scan serves both."""
         now = now or datetime.now(UTC)
         spent, start, end = self.spend_in_period(period, f, now, week_start)
         now_us = int(now.timestamp() * 1_000_000)
         window_start = min(start, now_us - 7 * 86_400_000_000)
         window_start -= window_start % BUCKET_US
-        rate_spend = self.totals(f.between(window_start, None)).cost_nanos
+        rate_spend = spent.cost_nanos if window_start == start else self.totals(f.between(window_start, None)).cost_nanos
         elapsed = max(now_us - window_start, 3_600_000_000)
         remaining = max(end - now_us, 0)
-        return spent.cost_nanos + rate_spend * remaining // elapsed
+        return spent, spent.cost_nanos + rate_spend * remaining // elapsed
 
 
 def _day_index(bucket_edges: list[int]) -> str:

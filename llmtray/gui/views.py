@@ -154,8 +154,7 @@ class ViewContext:
 def kpis(ctx: ViewContext) -> Kpis:
     q, f = ctx.queries, ctx.request.filters
     today, _, _ = q.spend_in_period("day", f, ctx.now)
-    month, _, _ = q.spend_in_period("month", f, ctx.now)
-    projected = q.projection("month", f, ctx.now)
+    month, projected = q.spend_and_projection("month", f, ctx.now)
     spend = ctx.model_spend()
     in_range = Totals()
     for _, _, t in spend.rows:

@@ -257,3 +257,25 @@ def test_events_table_sorts_in_the_database(qtbot, window, template_queries):
     assert costs == sorted(costs, reverse=True)
     with qtbot.waitSignal(model.rowsInserted, timeout=5000):
         window.events.view.sortByColumn(0, Qt.SortOrder.DescendingOrder)
+
+
+def test_top_budget_and_alert_history(qtbot, make_dashboard, demo_db, queries):
+    """With the budgets and alert log of this build, the strip shows the most-used budget and
+    the Alerts tab the history — both read by the worker, like every other view."""
+    from llmtray.core.alerts import Alert, AlertLog
+    from llmtray.core.budgets import Budget, BudgetBook, Scope, budget_entries
+
+    db = open_db(demo_db)
+    BudgetBook(db).add(Budget("team", 10 * 10**9, "month"))
+    BudgetBook(db).add(Budget("openai", 10**12, "day", Scope(provider="openai")))
+    AlertLog(db).record(Alert("threshold", "warning", "team: 80% of $10.00 this month", "spent $8.10",
+                              ts_us=int(datetime.now(UTC).timestamp() * 1e6), budget="team"), snoozed=False)
+    db.close()
+    window = make_dashboard(demo_db, budget_entries=budget_entries, alert_log=AlertLog)
+    month = queries.spend_in_period("month")[0].cost_nanos
+    percent = month * 100 / (10 * 10**9)
+    assert window.kpis.values()["budget"] == f"{float(round(percent, 1)):.0f}%"
+    assert "team:" in window.kpis.cards["budget"].sub.text()
+    assert window.alerts.count() == 1
+    assert window.tabs.tabText(2) == "Alerts (1)"
+    assert window.alerts.table.item(0, 2).text() == "team: 80% of $10.00 this month"
