@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QMetaObject, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QTextCursor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -276,6 +276,9 @@ class ImportDialog(QDialog):
         self._worker.file_done.connect(self._on_file_done)
         self._worker.all_done.connect(self._on_all_done)
         self._thread.start()
+        app = QCoreApplication.instance()
+        if app is not None:  # a parent window closed with the app must not leave the thread running
+            app.aboutToQuit.connect(self.shutdown)
 
         self._build()
         self._update_buttons()
@@ -568,6 +571,7 @@ class ImportDialog(QDialog):
         self.shutdown()
         super().closeEvent(event)
 
+    @Slot()
     def shutdown(self) -> None:
         """Cancel a running import, close the worker's database and stop its thread."""
         if not self._thread.isRunning():
