@@ -59,6 +59,7 @@ class Dashboard(QMainWindow):
         self.colors = theme.SeriesColors()
         self._options_at = 0.0
         self._has_data: bool | None = None
+        self._stale = False  # commits arrived while hidden
         self.refresh_count = 0
 
         self.live_lane = QueryLane("live", sources, self)
@@ -189,9 +190,14 @@ class Dashboard(QMainWindow):
 
     @Slot(object)
     def on_committed(self, committed: Committed) -> None:
-        """The bridge's `committed` signal lands here (GUI thread); refreshes are throttled."""
-        if committed.accepted:
+        """The bridge's `committed` signal lands here (GUI thread); refreshes are throttled, and
+        while the window is hidden they wait until it is shown (an idle tray reads nothing)."""
+        if not committed.accepted:
+            return
+        if self.isVisible():
             self._throttle.trigger()
+        else:
+            self._stale = True
 
     def show_notice(self, text: str) -> None:
         """A problem the user must know about (e.g. new calls are not being recorded)."""
@@ -315,6 +321,9 @@ class Dashboard(QMainWindow):
         self._tick.start()
         if self.refresh_count == 0 and not self.live_lane.busy:
             self._filters_changed()
+        elif self._stale:
+            self.refresh()
+        self._stale = False
 
     def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 - Qt API
         self._tick.stop()  # no timers while hidden (DESKTOP.md: idle tray < 1 % CPU)

@@ -279,3 +279,21 @@ def test_top_budget_and_alert_history(qtbot, make_dashboard, demo_db, queries):
     assert window.alerts.count() == 1
     assert window.tabs.tabText(2) == "Alerts (1)"
     assert window.alerts.table.item(0, 2).text() == "team: 80% of $10.00 this month"
+
+
+def test_hidden_window_reads_nothing_until_shown(qtbot, make_dashboard, demo_db, queries):
+    window = make_dashboard(demo_db)
+    window.hide()
+    refreshes = window.refresh_count
+    store = Store.open(demo_db)
+    try:
+        result = store.add([parse_event({"provider": "openai", "model": "gpt-4o", "cost_usd": "2"})], "api")
+    finally:
+        store.close()
+    window.on_committed(Committed(result.accepted, 0, result.first_ts_us, result.last_ts_us, frozenset({"api"})))
+    qtbot.wait(300)
+    assert window.refresh_count == refreshes  # nothing ran while hidden
+    expected_today = format_usd(queries.spend_in_period("day")[0].cost_nanos)
+    with qtbot.waitSignal(window.settled, timeout=10_000):
+        window.show()
+    assert window.kpis.values()["today"] == expected_today
