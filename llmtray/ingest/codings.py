@@ -31,23 +31,23 @@ def narrow_accept_encoding(value: str) -> str | None:
 
 
 class _Zlib:
-    """gzip or deflate; deflate may be zlib-wrapped (RFC 9110) or raw (what some servers send)."""
+    """gzip or deflate; deflate may be zlib-wrapped (RFC 9110) or raw (what some servers send),
+    told apart by the two-byte zlib header — so even one-byte chunks decode."""
 
     def __init__(self, gzip: bool):
-        self._gzip = gzip
-        self._z = zlib.decompressobj(zlib.MAX_WBITS | 16 if gzip else zlib.MAX_WBITS)
-        self._started = False
+        self._z = zlib.decompressobj(zlib.MAX_WBITS | 16) if gzip else None
+        self._pending = b""
 
     def decode(self, data: bytes) -> Iterator[bytes]:
-        try:
-            out = self._z.decompress(data, PIECE)
-        except zlib.error:
-            if self._gzip or self._started:
-                raise
-            self._z = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate
-            out = self._z.decompress(data, PIECE)
-        self._started = True
-        yield out
+        if self._z is None:
+            self._pending += data
+            if len(self._pending) < 2:
+                return
+            data, self._pending = self._pending, b""
+            cmf, flg = data[0], data[1]
+            wrapped = cmf & 0x0F == 8 and (cmf << 8 | flg) % 31 == 0
+            self._z = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+        yield self._z.decompress(data, PIECE)
         while self._z.unconsumed_tail:
             yield self._z.decompress(self._z.unconsumed_tail, PIECE)
 

@@ -16,9 +16,9 @@ Choices worth knowing:
   `llmtray.stream=abandoned`, usage as far as the stream had reported it (`llmtray.usage=partial`
   or `missing`). An upstream that fails mid-stream is an `error` event tagged `interrupted`, and the
   client's connection is cut too, so its SDK raises instead of seeing a clean end.
-- Hard caps: a POST to a recorded endpoint is checked against exhausted `enforce = true` budgets
-  (`core.budgets`' cached check, invalidated by every commit) before anything is sent; a match is a
-  429 in the provider's error shape with `x-should-retry: false`, so SDKs don't retry a cap.
+- Hard caps: a POST to a recorded endpoint is matched against the exhausted `enforce = true`
+  budgets (`caps.BudgetGate`: evaluated off the event loop after commits) before anything is sent;
+  a match is a 429 in the provider's error shape with `x-should-retry: false`, so SDKs don't retry.
 - Only loopback peers are served, even with `--allow-remote` (the proxy takes no token); the
   server's Origin/Host guard applies before this handler runs.
 """
@@ -30,9 +30,9 @@ import difflib
 import ipaddress
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import AsyncIterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING
 import httpx
 
 from llmtray.config import Config
-from llmtray.core.budgets import PERIOD_PHRASE, evaluate, exhausted_enforced_budget, invalidate_enforcement_cache
+from llmtray.core.budgets import PERIOD_PHRASE
 from llmtray.core.errors import EventValidationError
 from llmtray.core.events import MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS, parse_event
 from llmtray.core.money import nanos_to_str
-from llmtray.core.queries import Queries
 from llmtray.core.store import AddResult
 from llmtray.ingest.api import IngestAPI
+from llmtray.ingest.caps import BudgetGate
 from llmtray.ingest.codings import narrow_accept_encoding
 from llmtray.ingest.meter import (Attribution, Call, Reading, RequestFacts, ResponseMeter, build_event,
                                   error_dialect, recorded_call, request_facts)
@@ -102,9 +102,8 @@ class Proxy:
         self.api = api
         self.upstreams = targets
         self.timeout = DEFAULT_TIMEOUT  # per request, so tests may shorten it on a running proxy
-        self._db_path, self._config = db_path, config
+        self.budgets = BudgetGate(db_path, config)
         self._client: httpx.AsyncClient | None = None
-        self._conn: sqlite3.Connection | None = None
         self._parser: ThreadPoolExecutor | None = None
 
     @classmethod
@@ -113,15 +112,14 @@ class Proxy:
         proxy = cls(service.api, upstreams(service.config.upstreams), service.paths.db, service.config)
         service.mount(PREFIX, proxy.handle, token_required=False, max_body_bytes=MAX_BODY_BYTES,
                       on_close=proxy.aclose)
-        service.add_listener(invalidate_enforcement_cache)
+        service.add_listener(proxy.budgets.committed)
         return proxy
 
     async def aclose(self) -> None:
         """Release the connection pool and the read connection (on the server's loop, at stop)."""
         if self._client is not None:
             await self._client.aclose()
-        if self._conn is not None:
-            self._conn.close()
+        self.budgets.stop()
         if self._parser is not None:
             self._parser.shutdown(wait=True)
 
@@ -147,7 +145,7 @@ class Proxy:
         recorded: _Recorded | None = None
         if call is not None:
             facts = await self._facts(request.body, call)
-            refusal = self._refusal(name, facts.model, attribution)
+            refusal = await self._refusal(name, facts.model, attribution)
             if refusal is not None:
                 log.info("proxy: refused a %s call to %s: %s", facts.model or "?", name, refusal)
                 return _error(dialect, 429, refusal, "budget_exhausted", (("x-should-retry", "false"),))
@@ -223,6 +221,8 @@ class Proxy:
         if self._client is None:  # created on the loop that uses it
             self._client = httpx.AsyncClient(
                 timeout=DEFAULT_TIMEOUT, follow_redirects=False,
+                # a jar that keeps nothing: one caller's Set-Cookie must not ride along on another's calls
+                cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
                 limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0))
             self._client.headers.clear()  # no default User-Agent / Accept-Encoding: only what the caller sent
         return self._client
@@ -234,23 +234,16 @@ class Proxy:
             self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmtray-proxy-parse")
         return await asyncio.get_running_loop().run_in_executor(self._parser, request_facts, body, call)
 
-    def _refusal(self, provider: str, model: str | None, attribution: Attribution) -> str | None:
-        """Why an enforced budget forbids this call, or None. Fails open: a database that can't be
-        read must not stop the user's calls (the reason is logged)."""
-        try:
-            if self._conn is None:
-                self._conn = sqlite3.connect(self._db_path, timeout=5.0)
-                self._conn.execute("PRAGMA query_only = ON")
-            queries = Queries(self._conn, self._config.tz)
-            week_start = self._config.week_start
-            budget = exhausted_enforced_budget(queries, attribution.scope_values(provider, model),
-                                               week_start=week_start)
-            if budget is None:
-                return None
-            status = evaluate(queries, budget, week_start=week_start, project=False)
-        except sqlite3.Error as exc:
-            log.warning("proxy: budgets could not be checked, the call goes ahead: %s", exc)
+    async def _refusal(self, provider: str, model: str | None, attribution: Attribution) -> str | None:
+        """Why an exhausted enforced budget forbids this call, or None (an in-memory match)."""
+        gate = self.budgets
+        if not gate.ready.done():  # the first call waits for the first evaluation
+            gate.start()
+            await asyncio.wrap_future(gate.ready)
+        status = gate.refusal(attribution.scope_values(provider, model))
+        if status is None:
             return None
+        budget = status.budget
         return (f"llmtray budget {budget.name!r} is exhausted: ${nanos_to_str(status.spent_nanos)} spent of its "
                 f"${budget.limit_usd} limit {PERIOD_PHRASE[budget.period]} ({budget.scope.describe()}). "
                 "The call was not sent; raise the limit or remove the budget with `llmtray budgets`.")

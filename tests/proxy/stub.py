@@ -81,7 +81,9 @@ class StubUpstream:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = False  # server_close() joins every handler thread: nothing leaks
-        self._thread = threading.Thread(target=self._server.serve_forever, name="proxy-stub", daemon=True)
+        self._server.handle_error = lambda request, address: None  # a proxy that hung up is a scenario here
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), name="proxy-stub",
+                                        daemon=True)
         self._thread.start()
 
     @property
