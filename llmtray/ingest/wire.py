@@ -158,23 +158,25 @@ class Connection:
     async def read_head(self) -> Request | None:
         """The next request's line and headers; None when the client closed or stayed idle."""
         limits = self.limits
-        searched = 0
-        try:
-            async with asyncio.timeout(limits.header_timeout):
-                while (end := self._buf.find(b"\r\n\r\n", searched)) < 0:
-                    if len(self._buf) > limits.max_header_bytes:
-                        raise HttpError(431, f"request head larger than {limits.max_header_bytes} bytes")
-                    searched = max(0, len(self._buf) - 3)
-                    self.idle = not self._buf
-                    await self._fill()
-        except TimeoutError:
-            if not self._buf:
+        end = self._buf.find(b"\r\n\r\n")  # pipelined: already here, no timer needed
+        if end < 0:
+            try:
+                async with asyncio.timeout(limits.header_timeout):
+                    while end < 0:
+                        if len(self._buf) > limits.max_header_bytes:
+                            raise HttpError(431, f"request head larger than {limits.max_header_bytes} bytes")
+                        searched = max(0, len(self._buf) - 3)
+                        self.idle = not self._buf
+                        await self._fill()
+                        end = self._buf.find(b"\r\n\r\n", searched)
+            except TimeoutError:
+                if not self._buf:
+                    return None
+                raise HttpError(408, f"request head not received within {limits.header_timeout:g} s") from None
+            except ClientGone:
                 return None
-            raise HttpError(408, f"request head not received within {limits.header_timeout:g} s") from None
-        except ClientGone:
-            return None
-        finally:
-            self.idle = False
+            finally:
+                self.idle = False
         if end > limits.max_header_bytes:
             raise HttpError(431, f"request head larger than {limits.max_header_bytes} bytes")
         head = bytes(self._buf[:end])
@@ -246,6 +248,11 @@ class Connection:
                 raise HttpError(417, f"unsupported Expect: {expect[:40]!r}")
             if not self._buf and request.version == "HTTP/1.1":
                 self._writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if self._body_left is not None and len(self._buf) >= self._body_left:  # arrived with the head
+            body = bytes(self._buf[:self._body_left])
+            del self._buf[:self._body_left]
+            self._body_left = 0
+            return body
         timeout = self.limits.body_timeout
         try:
             async with asyncio.timeout(timeout):
