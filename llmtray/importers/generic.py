@@ -35,43 +35,40 @@ class GenericCsv(CsvFormat):
 
     def row(self, row: Mapping[str, str], options: Options) -> dict[str, Any] | None:
         mapping: ColumnMapping = options.mapping
-        columns, constants = mapping.columns, mapping.constants
-
-        def get(name: str) -> str | None:
-            return row[columns[name]] if name in columns else constants.get(name)
-
-        def where(name: str) -> str:
-            return columns.get(name, name)
-
-        counts = {name: whole(get(name), where(name)) for name in _COUNTS if get(name) is not None}
-        requests = whole(get("requests"), where("requests")) if get("requests") is not None else 1
-        if "cost_cents" in columns or "cost_cents" in constants:
-            cost = money(get("cost_cents"), where("cost_cents"), cents=True)
+        labels = mapping.columns  # errors name the user's column, not our field
+        values = {**mapping.constants, **{name: row[column] for name, column in labels.items()}}
+        counts = {name: whole(values[name], labels.get(name, name)) for name in _COUNTS if name in values}
+        requests = whole(values["requests"], labels.get("requests", "requests")) if "requests" in values else 1
+        if "cost_cents" in values:
+            cost = money(values["cost_cents"], labels.get("cost_cents", "cost_cents"), cents=True)
         else:
-            cost = money(get("cost_usd"), where("cost_usd"))
-        model = text(get("model"))
+            cost = money(values.get("cost_usd"), labels.get("cost_usd", "cost_usd"))
+        model = text(values.get("model"))
         if not any(counts.values()) and cost in (None, "0") and (requests == 0 or model is None):
             return None
         if model is None:
-            raise RowProblem(f"{where('model')}: no model")
-        provider = text(get("provider"))
+            raise RowProblem(f"{labels.get('model', 'model')}: no model")
+        provider = text(values.get("provider"))
         if provider is None:
-            raise RowProblem(f"{where('provider')}: no provider")
+            raise RowProblem(f"{labels.get('provider', 'provider')}: no provider")
         event: dict[str, Any] = {
-            "id": stable_id(self.name, *row.values(), *sorted(constants.items())),
-            "ts": timestamp(get("ts"), where("ts")),
+            "id": stable_id(self.name, *row.values(), *sorted(mapping.constants.items())),
+            "ts": timestamp(values.get("ts"), labels.get("ts", "ts")),
             "provider": provider.lower(),
             "model": model,
             "requests": max(requests, 1),
             **counts,
             "cost_usd": cost,
-            "latency_ms": decimal_number(get("latency_ms"), where("latency_ms")),
         }
+        if "latency_ms" in values:
+            event["latency_ms"] = decimal_number(values["latency_ms"], labels.get("latency_ms", "latency_ms"))
         for name in _TEXTS:
-            event[name] = text(get(name))
-        tier = text(get("service_tier"))
-        event["service_tier"] = usage.service_tier(tier) or tier if tier else None
-        status = text(get("status"))
+            if name in values:
+                event[name] = text(values[name])
+        tier = text(values.get("service_tier"))
+        if tier is not None:
+            event["service_tier"] = usage.service_tier(tier) or tier
+        status = text(values.get("status"))
         if status is not None:
             event["status"] = _STATUS.get(status.lower(), status)
         return event

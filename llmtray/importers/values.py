@@ -18,6 +18,7 @@ from llmtray.core.events import format_ts
 from llmtray.importers.base import RowProblem
 
 _THOUSANDS_RE = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
+_PLAIN_DECIMAL_RE = re.compile(r"^\d+(\.\d+)?$")
 _UNIX_RE = re.compile(r"^\d{9,11}(\.\d*)?$")
 _TRUE = frozenset(("true", "1", "yes", "y", "t"))
 _FALSE = frozenset(("false", "0", "no", "n", "f", ""))
@@ -61,6 +62,8 @@ def money(text: str | None, column: str, *, cents: bool = False) -> str | None:
     raw = text.strip()
     if not raw:
         return None
+    if not cents and _PLAIN_DECIMAL_RE.match(raw):  # the common case, already exact text
+        return "0" if raw.strip("0.") == "" else raw
     cleaned = _clean_number(raw.lstrip("$").strip())
     try:
         value = Decimal(cleaned)
