@@ -11,12 +11,15 @@ import argparse
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llmtray.commands.report import UsageError
 from llmtray.importers import BY_NAME, GENERIC, ColumnMapping, ImportFileError, MappingStore
-from llmtray.importers.engine import Importer, ImportResult
 from llmtray.importers.mapping import TARGETS, guess
 from llmtray.importers.overlap import POLICIES, describe
+
+if TYPE_CHECKING:
+    from llmtray.importers.engine import Importer, ImportResult
 
 SHOW_ERRORS = 20
 
@@ -53,6 +56,8 @@ def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
         return _remove(ctx, args.remove)
     if not args.files:
         raise UsageError("import: give one or more FILEs, or --list / --remove ID")
+    from llmtray.importers.engine import Importer  # store and pricing load in ~0.5 s: not for --help
+
     store = ctx.store()
     importer = Importer(store, MappingStore(ctx.paths.config_dir))
     failed = False

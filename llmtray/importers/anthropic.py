@@ -12,8 +12,6 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from genai_prices.data_snapshot import get_snapshot
-
 from llmtray.core import usage
 from llmtray.importers.api_pages import ApiPagesFormat
 from llmtray.importers.base import Options, RowProblem
@@ -23,6 +21,8 @@ from llmtray.importers.values import money, stable_id, text, timestamp, whole
 
 @functools.cache
 def _display_names() -> dict[str, str]:
+    from genai_prices.data_snapshot import get_snapshot  # loaded on first use: ~0.5 s, not at CLI start
+
     provider = next(p for p in get_snapshot().providers if p.id == "anthropic")
     return {m.name.lower(): m.id for m in provider.models if m.name}
 

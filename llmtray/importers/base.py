@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from llmtray.core.errors import LLMTrayError
-from llmtray.core.pricing import Priced
+
+if TYPE_CHECKING:  # pricing loads genai-prices' data (~0.5 s): not for `llmtray --help`
+    from llmtray.core.pricing import Priced
 
 
 class ImportFileError(LLMTrayError):

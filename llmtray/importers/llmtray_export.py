@@ -17,7 +17,6 @@ from typing import Any
 
 from llmtray.core.events import SOURCES_FIXED, TOKEN_FIELDS
 from llmtray.core.money import usd_to_nanos
-from llmtray.core.pricing import Priced
 from llmtray.importers.base import Format, Head, Item, Options, Parsed, RowError, RowProblem, Skipped
 from llmtray.importers.csvformat import CsvFormat
 from llmtray.importers.textfile import open_text
@@ -47,6 +46,8 @@ def _source(value: Any) -> str:
 def restore(record: Mapping[str, Any], line: int) -> Parsed:
     """An exported record → event dict + its stored pricing and source (None when the record
     is a plain event without llmtray's metadata, which the store then prices as usual)."""
+    from llmtray.core.pricing import Priced  # genai-prices loads in ~0.5 s; keep `llmtray --help` fast
+
     data = {k: v for k, v in record.items() if k not in META_FIELDS}
     priced: Priced | None = None
     source: str | None = None
