@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("PySide6")
-
-from llmtray.core.events import parse_event  # noqa: E402
-from llmtray.core.store import Store  # noqa: E402
-from llmtray.gui.import_dialog import PREVIEW_FIELDS, ImportDialog  # noqa: E402
-from llmtray.paths import Paths  # noqa: E402
-from tests.importers.conftest import DATA  # noqa: E402
-from tests.importers.generate import openrouter_generations  # noqa: E402
+from llmtray.core.events import parse_event
+from llmtray.core.store import Store
+from llmtray.gui.import_dialog import PREVIEW_FIELDS, ImportDialog
+from llmtray.paths import Paths
+from tests.importers.conftest import DATA
+from tests.importers.generate import openrouter_generations
 
 WAIT = 60_000
 
