@@ -36,7 +36,7 @@ from llmtray.gui.views import (BREAKDOWNS, CHART_VIEWS, LATENCY_SAMPLE, LIVE_VIE
 
 REFRESH_INTERVAL_MS = 250  # at most four refreshes a second, however fast commits come
 TICK_MS = 30_000  # while shown: the live view's minute axis moves on even without events
-OPTIONS_EVERY_S = 30.0  # filter pickers learn new models/features at most this often
+OPTIONS_EVERY_S = 300.0  # filter pickers learn new models/features at most this often (a 90-day scan)
 
 
 class Dashboard(QMainWindow):
@@ -194,6 +194,8 @@ class Dashboard(QMainWindow):
         while the window is hidden they wait until it is shown (an idle tray reads nothing)."""
         if not committed.accepted:
             return
+        if any(source.startswith("import:") for source in committed.sources):
+            self._options_at = 0.0  # an import may bring new models and features: refresh the pickers
         if self.isVisible():
             self._throttle.trigger()
         else:
@@ -234,6 +236,9 @@ class Dashboard(QMainWindow):
 
     def _show_any_events(self, any_events: bool) -> None:
         if any_events != self._has_data:
+            if any_events and self._has_data is False:  # the first data: the pickers were filled from nothing
+                self._options_at = time.monotonic()
+                self.chart_lane.submit(self.request(("options",)))
             self._has_data = any_events
             self.pages.setCurrentIndex(1 if any_events else 0)
             self.kpis.setVisible(any_events)

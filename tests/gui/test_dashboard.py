@@ -297,3 +297,20 @@ def test_hidden_window_reads_nothing_until_shown(qtbot, make_dashboard, demo_db,
     with qtbot.waitSignal(window.settled, timeout=10_000):
         window.show()
     assert window.kpis.values()["today"] == expected_today
+
+
+def test_first_events_fill_the_pickers(qtbot, make_dashboard, tmp_path):
+    """Onboarding gives way to the charts, and the filter pickers learn the new values at once."""
+    db = tmp_path / "new" / "llmtray.db"
+    window = make_dashboard(db)
+    assert window.filter_bar.pickers["model"].count() == 1  # just "All models"
+    store = Store.open(db)
+    try:
+        result = store.add([parse_event({"provider": "mistral", "model": "mistral-large-latest",
+                                         "input_tokens": 1000, "output_tokens": 100})], "hook")
+    finally:
+        store.close()
+    window.on_committed(Committed(result.accepted, 0, result.first_ts_us, result.last_ts_us, frozenset({"hook"})))
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.tabs, timeout=5000)
+    qtbot.waitUntil(lambda: window.filter_bar.pickers["model"].findData("mistral-large-latest") > 0, timeout=5000)
+    assert window.filter_bar.isVisibleTo(window) and window.kpis.isVisibleTo(window)
