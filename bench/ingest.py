@@ -17,6 +17,7 @@ its GIL; clients are raw sockets with pre-encoded requests, so they don't domina
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing as mp
 import os
@@ -25,7 +26,10 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import deque
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +63,19 @@ def read_status(sock: socket.socket, buf: bytearray) -> int:
         buf += sock.recv(65536)
     del buf[:end + 4 + length]
     return int(head[9:12])
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (Linux /proc); None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load() -> str:
+    return "load average %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else "load unknown"
 
 
 def connect(port: int) -> socket.socket:
@@ -103,6 +120,56 @@ def single_events(port: int, token: str, seconds: float) -> tuple[int, float]:
                 raise SystemExit("(a) a request failed")
             n += 1
         return n, time.perf_counter() - t0
+
+
+def health_requests(port: int, seconds: float) -> float:
+    """The HTTP floor: GET /v1/health (no body, no writer) on one keep-alive connection."""
+    req = b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with connect(port) as sock:
+        buf = bytearray()
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            sock.sendall(req)
+            read_status(sock, buf)
+            n += 1
+        return n / (time.perf_counter() - t0)
+
+
+def hop_floor(seconds: float) -> float:
+    """Round trips/s of the hand-off every acknowledged request makes: event loop → a thread
+    waiting on a Condition → back to the loop through `asyncio.wrap_future` (no work at all)."""
+    cond, queue = threading.Condition(), deque()
+
+    def worker() -> None:
+        while True:
+            with cond:
+                while not queue:
+                    cond.wait()
+                future = queue.popleft()
+            if future is None:
+                return
+            future.set_result(None)
+
+    async def loop_side() -> float:
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            future: Future[None] = Future()
+            with cond:
+                queue.append(future)
+                cond.notify()
+            await asyncio.wrap_future(future)
+            n += 1
+        return n / (time.perf_counter() - t0)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        return asyncio.run(loop_side())
+    finally:
+        with cond:
+            queue.append(None)
+            cond.notify()
+        thread.join()
 
 
 def _batch_client(port: int, token: str, client: int, batch: int, requests: int,
@@ -243,27 +310,35 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="llmtray-bench-"))
-    print(f"llmtray ingest bench ({os.cpu_count()} CPUs, Python {sys.version.split()[0]}, SQLite "
+    print(f"llmtray ingest bench ({os.cpu_count()} CPUs, {load()}, Python {sys.version.split()[0]}, SQLite "
           f"{sqlite3.sqlite_version}); data in {tmp}")
 
     figures = sqlite_figures(tmp, args.seconds, args.batch)
     proc, port, token = start_server(tmp / "serve")
+    cpu: dict[str, float | None] = {}
     try:
+        health = health_requests(port, args.seconds / 2)
+        before = cpu_seconds(proc.pid)
         n, t = single_events(port, token, args.seconds)
-        single = n / t
+        single, middle = n / t, cpu_seconds(proc.pid)
+        cpu["a"] = (middle - before) / n * 1e6 if before is not None and middle is not None else None
         n, t = batches(port, token, args.clients, args.batch, args.seconds, eps_guess=figures["ceiling_real"] / 2)
-        batched = n / t
+        batched, after = n / t, cpu_seconds(proc.pid)
+        cpu["b"] = (after - middle) / n * 1e6 if middle is not None and after is not None else None
     finally:
         proc.terminate()
         proc.wait(60)
     split = breakdown(tmp)
+    hop = hop_floor(args.seconds / 2)
 
     real, bare = figures["ceiling_real"], figures["ceiling_bare"]
     print()
     print(f"(a) 1 event/request, 1 keep-alive client   {single:10,.0f} events/s  (= requests/s; target ≥ "
-          f"{TARGET_SINGLE_RPS:,}: {'met' if single >= TARGET_SINGLE_RPS else 'NOT met'})")
+          f"{TARGET_SINGLE_RPS:,}: {'met' if single >= TARGET_SINGLE_RPS else 'NOT met'}){_cpu(cpu['a'])}")
+    print(f"    floors in this run: GET /v1/health {health:,.0f} requests/s (HTTP alone); "
+          f"loop → thread → loop hand-off {hop:,.0f}/s (no work)")
     print(f"(b) {args.batch}-event batches, {args.clients} clients        {batched:10,.0f} events/s  (target ≥ "
-          f"{TARGET_BATCH_EPS:,}: {'met' if batched >= TARGET_BATCH_EPS else 'NOT met'})")
+          f"{TARGET_BATCH_EPS:,}: {'met' if batched >= TARGET_BATCH_EPS else 'NOT met'}){_cpu(cpu['b'])}")
     print(f"(c) naive: connect+insert+commit per event  {figures['naive']:10,.0f} events/s  "
           f"(b is {batched / figures['naive']:,.0f}× faster)")
     print(f"ceiling: executemany, real schema           {real:10,.0f} events/s  (b reaches {batched / real:.0%}; "
@@ -274,6 +349,11 @@ def main() -> None:
     for stage, us in split.items():
         print(f"  {stage:50s} {us:7.1f}")
     print(f"  {'executemany, real schema (SQLite only)':50s} {1e6 / real:7.1f}")
+    print(f"\nmachine: {load()} at the end (figures are only comparable within one run)")
+
+
+def _cpu(us: float | None) -> str:
+    return f"; server CPU {us:,.0f} µs/event" if us is not None else ""
 
 
 if __name__ == "__main__":
