@@ -6,9 +6,11 @@ Three processes on loopback: a minimal asyncio upstream (JSON answers, SSE strea
 serve` with `[proxy.upstreams] openai` pointed at it, and this client, which speaks raw
 HTTP/1.1 over keep-alive sockets so its own overhead stays out of the figures. Prints, direct vs
 through the proxy: latency of non-streamed calls (p50/p99, interleaved so drift hits both), time
-to first byte of SSE streams, and requests/s with 8 concurrent clients; then the cost of the
-per-request budget check (cached, and recomputed after a commit) on a database with events and
-enforced budgets. Target: under 1 ms added at p50.
+to first byte of SSE streams, requests/s with 8 concurrent clients, and the serve process's CPU
+per proxied call. For scale: one call through a bare `httpx.AsyncClient` (the proxy's own
+upstream hop, its floor) and a CPU calibration line. Last, the per-request budget check (cached,
+and recomputed after a commit) with 20,000 events and 3 enforced budgets.
+Target: under 1 ms added at p50.
 """
 
 from __future__ import annotations
@@ -172,6 +174,7 @@ def enforcement_cost(rounds: int = 2000) -> tuple[float, float]:
     from datetime import UTC, datetime, timedelta
 
     from llmtray.core.budgets import Budget, BudgetBook, Scope, exhausted_enforced_budget, invalidate_enforcement_cache
+    from llmtray.core.commits import Committed
     from llmtray.core.db import open_db
     from llmtray.core.events import parse_event
     from llmtray.core.queries import Queries
@@ -200,11 +203,47 @@ def enforcement_cost(rounds: int = 2000) -> tuple[float, float]:
         cached = (time.perf_counter() - t0) / rounds * 1e6
         t0 = time.perf_counter()
         for _ in range(rounds // 20):
-            invalidate_enforcement_cache()
+            invalidate_enforcement_cache(Committed(1, 0, None, None))  # what the proxy's commit listener does
             exhausted_enforced_budget(queries, values)
         fresh = (time.perf_counter() - t0) / (rounds // 20) * 1e6
         conn.close()
         return cached, fresh
+
+
+def httpx_floor(port: int, calls: int) -> tuple[float, float]:
+    """(p50 ms, CPU µs per call) of one bare httpx.AsyncClient call to the upstream: the proxy's own hop."""
+    import httpx
+
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+    async def run() -> tuple[float, float]:
+        async with httpx.AsyncClient() as client:
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            for _ in range(20):
+                await client.post(url, content=body)
+            times = []
+            cpu = time.process_time()
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                await client.post(url, content=body)
+                times.append(time.perf_counter() - t0)
+            return pct(times, 50), (time.process_time() - cpu) / calls * 1e6
+
+    return asyncio.run(run())
+
+
+def process_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def calibration() -> float:
+    """µs for sum(range(1000)): ~10 on a recent laptop; scale the other figures by it."""
+    t0 = time.perf_counter()
+    for _ in range(2000):
+        sum(range(1000))
+    return (time.perf_counter() - t0) / 2000 * 1e6
 
 
 def main() -> int:
@@ -230,15 +269,24 @@ def main() -> int:
             proxy_port = int(line.rsplit(":", 1)[1])
             direct = RawClient(up_port, "/v1/chat/completions")
             proxied = RawClient(proxy_port, "/proxy/openai/v1/chat/completions")
-            print(f"metering proxy vs direct, same loopback upstream ({args.calls} interleaved calls each)")
+            print(f"metering proxy vs direct, same loopback upstream ({args.calls} interleaved calls each); "
+                  f"this machine: sum(range(1000)) = {calibration():.0f} µs (a recent laptop: ~10 µs)")
             for label, stream in (("non-streamed call latency", False), ("SSE time to first byte", True)):
                 res = latencies(direct, proxied, args.calls, stream)
                 d50, d99, p50, p99 = (pct(res["direct"], 50), pct(res["direct"], 99), pct(res["proxy"], 50),
                                       pct(res["proxy"], 99))
                 print(f"  {label:<27} direct p50 {d50:6.3f} ms  p99 {d99:6.3f} ms | proxy p50 {p50:6.3f} ms  "
                       f"p99 {p99:6.3f} ms | added p50 {p50 - d50:6.3f} ms  p99 {p99 - d99:6.3f} ms")
+            cpu0 = process_cpu(serve.pid)
+            for _ in range(args.calls):
+                proxied.call(False)
+            time.sleep(0.3)  # the batched events are stored
+            per_call = (process_cpu(serve.pid) - cpu0) / args.calls * 1e6
             direct.close()
             proxied.close()
+            floor_p50, floor_cpu = httpx_floor(up_port, args.calls)
+            print(f"  {'CPU per proxied call':<27} serve process {per_call:6.0f} µs (relay, metering, storing) | "
+                  f"one bare httpx.AsyncClient call: p50 {floor_p50:.3f} ms, {floor_cpu:.0f} µs CPU")
             d = throughput(up_port, "/v1/chat/completions", args.seconds)
             p = throughput(proxy_port, "/proxy/openai/v1/chat/completions", args.seconds)
             print(f"  {'requests/s, 8 clients':<27} direct {d:8.0f}          | proxy {p:8.0f}          "

@@ -16,9 +16,11 @@ Choices worth knowing:
   `llmtray.stream=abandoned`, usage as far as the stream had reported it (`llmtray.usage=partial`
   or `missing`). An upstream that fails mid-stream is an `error` event tagged `interrupted`, and the
   client's connection is cut too, so its SDK raises instead of seeing a clean end.
-- Hard caps: a POST to a recorded endpoint is matched against the exhausted `enforce = true`
-  budgets (`caps.BudgetGate`: evaluated off the event loop after commits) before anything is sent;
-  a match is a 429 in the provider's error shape with `x-should-retry: false`, so SDKs don't retry.
+- Hard caps: a POST to a recorded endpoint is checked against exhausted `enforce = true` budgets
+  (`core.budgets.exhausted_enforced_budget`: cached, recomputed after each commit) before anything
+  is sent; a match is a 429 in the provider's error shape with `x-should-retry: false`, so SDKs
+  don't retry a cap. The refusal's wording (spend, limit) is kept until the next commit, so a
+  client hammering a cap costs no spend query per refused call.
 - Only loopback peers are served, even with `--allow-remote` (the proxy takes no token); the
   server's Origin/Host guard applies before this handler runs.
 """
@@ -27,9 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import functools
 import ipaddress
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -41,13 +45,15 @@ from typing import TYPE_CHECKING
 import httpx
 
 from llmtray.config import Config
-from llmtray.core.budgets import PERIOD_PHRASE
+from llmtray.core.budgets import (PERIOD_PHRASE, Budget, evaluate, exhausted_enforced_budget,
+                                  invalidate_enforcement_cache)
+from llmtray.core.commits import Committed
 from llmtray.core.errors import EventValidationError
-from llmtray.core.events import MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS, parse_event
+from llmtray.core.events import MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS, UsageEvent, parse_event
 from llmtray.core.money import nanos_to_str
+from llmtray.core.queries import Queries
 from llmtray.core.store import AddResult
 from llmtray.ingest.api import IngestAPI
-from llmtray.ingest.caps import BudgetGate
 from llmtray.ingest.codings import narrow_accept_encoding
 from llmtray.ingest.meter import (Attribution, Call, Reading, RequestFacts, ResponseMeter, build_event,
                                   error_dialect, recorded_call, request_facts)
@@ -63,6 +69,10 @@ log = logging.getLogger(__name__)
 PREFIX = "/proxy/"
 MAX_BODY_BYTES = 64 * 1024 * 1024  # requests with images or audio inline; still held in memory once
 INLINE_PARSE_BYTES = 256 * 1024  # larger request bodies are parsed for their model off the event loop
+# Events are handed to the writer in batches: one commit (and one wake-up of the writer thread,
+# which shares the GIL with the relay) per batch instead of per call.
+FLUSH_AFTER_S = 0.05
+FLUSH_EVENTS = 256
 # Like the SDKs' own default (600 s): the proxy must never give up before its client would.
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0, pool=30.0)
 _NOT_FORWARDED = HOP_BY_HOP | {"host", "expect", "proxy-authorization"}
@@ -102,8 +112,12 @@ class Proxy:
         self.api = api
         self.upstreams = targets
         self.timeout = DEFAULT_TIMEOUT  # per request, so tests may shorten it on a running proxy
-        self.budgets = BudgetGate(db_path, config)
+        self._db_path, self._config = db_path, config
+        self._queries: Queries | None = None  # the loop thread's read connection, for budget checks
+        self._refusals: dict[Budget, str] = {}  # a budget (as defined now) → its 429 text, until the next commit
         self._client: httpx.AsyncClient | None = None
+        self._events: list[UsageEvent] = []  # recorded, not yet handed to the writer
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._parser: ThreadPoolExecutor | None = None
 
     @classmethod
@@ -112,14 +126,21 @@ class Proxy:
         proxy = cls(service.api, upstreams(service.config.upstreams), service.paths.db, service.config)
         service.mount(PREFIX, proxy.handle, token_required=False, max_body_bytes=MAX_BODY_BYTES,
                       on_close=proxy.aclose)
-        service.add_listener(proxy.budgets.committed)
+        service.add_listener(proxy.committed)
         return proxy
 
+    def committed(self, notice: Committed | None = None) -> None:
+        """Writer listener (writer thread): spend changed, so cap checks and refusals are stale."""
+        invalidate_enforcement_cache(notice)
+        self._refusals.clear()
+
     async def aclose(self) -> None:
-        """Release the connection pool and the read connection (on the server's loop, at stop)."""
+        """Hand over the last events, release the connection pool (on the server's loop, at stop)."""
+        self._flush()
         if self._client is not None:
             await self._client.aclose()
-        self.budgets.stop()
+        if self._queries is not None:
+            self._queries.conn.close()
         if self._parser is not None:
             self._parser.shutdown(wait=True)
 
@@ -145,7 +166,7 @@ class Proxy:
         recorded: _Recorded | None = None
         if call is not None:
             facts = await self._facts(request.body, call)
-            refusal = await self._refusal(name, facts.model, attribution)
+            refusal = self._refusal(name, facts.model, attribution)
             if refusal is not None:
                 log.info("proxy: refused a %s call to %s: %s", facts.model or "?", name, refusal)
                 return _error(dialect, 429, refusal, "budget_exhausted", (("x-should-retry", "false"),))
@@ -198,7 +219,7 @@ class Proxy:
 
     def _record(self, recorded: _Recorded | None, *, meter: ResponseMeter | None = None,
                 reading: Reading | None = None, error: str | None = None, stream_end: str | None = None) -> None:
-        """Submit the call's event to the writer (not awaited: the response has already gone)."""
+        """Queue the call's event for the writer (the response has already gone; nobody waits)."""
         if recorded is None:
             return
         event = build_event(provider=recorded.provider, call=recorded.call, facts=recorded.facts,
@@ -206,12 +227,26 @@ class Proxy:
                             latency_ms=(time.perf_counter() - recorded.t0) * 1000.0, reading=reading, meter=meter,
                             error=error, stream_end=stream_end)
         try:
-            future = self.api.submit([parse_event(event)], "proxy")
+            self._events.append(parse_event(event))
         except EventValidationError as exc:
             log.warning("proxy: the usage event of a %s call is invalid, not recorded: %s", recorded.provider, exc)
             return
+        if len(self._events) >= FLUSH_EVENTS:
+            self._flush()
+        elif self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(FLUSH_AFTER_S, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        events, self._events = self._events, []
+        if not events:
+            return
+        try:
+            future = self.api.submit(events, "proxy")
         except HttpError as exc:
-            log.warning("proxy: a %s usage event was dropped: %s", recorded.provider, exc.message)
+            log.warning("proxy: %d usage event(s) dropped: %s", len(events), exc.message)
             return
         future.add_done_callback(_log_failure)
 
@@ -234,16 +269,29 @@ class Proxy:
             self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmtray-proxy-parse")
         return await asyncio.get_running_loop().run_in_executor(self._parser, request_facts, body, call)
 
-    async def _refusal(self, provider: str, model: str | None, attribution: Attribution) -> str | None:
-        """Why an exhausted enforced budget forbids this call, or None (an in-memory match)."""
-        gate = self.budgets
-        if not gate.ready.done():  # the first call waits for the first evaluation
-            gate.start()
-            await asyncio.wrap_future(gate.ready)
-        status = gate.refusal(attribution.scope_values(provider, model))
-        if status is None:
+    def _refusal(self, provider: str, model: str | None, attribution: Attribution) -> str | None:
+        """Why an exhausted enforced budget forbids this call, or None. Fails open: a database that
+        can't be read must not stop the user's calls (the reason is logged)."""
+        try:
+            if self._queries is None:
+                conn = sqlite3.connect(self._db_path, timeout=5.0)
+                conn.execute("PRAGMA query_only = ON")
+                self._queries = Queries(conn, self._config.tz)
+            budget = exhausted_enforced_budget(self._queries, attribution.scope_values(provider, model),
+                                               week_start=self._config.week_start)
+            if budget is None:
+                return None
+            message = self._refusals.get(budget)
+            if message is None:
+                message = self._refusals[budget] = self._refusal_message(budget)
+            return message
+        except sqlite3.Error as exc:
+            log.warning("proxy: budgets could not be checked, the call goes ahead: %s", exc)
             return None
-        budget = status.budget
+
+    def _refusal_message(self, budget: Budget) -> str:
+        assert self._queries is not None
+        status = evaluate(self._queries, budget, week_start=self._config.week_start, project=False)
         return (f"llmtray budget {budget.name!r} is exhausted: ${nanos_to_str(status.spent_nanos)} spent of its "
                 f"${budget.limit_usd} limit {PERIOD_PHRASE[budget.period]} ({budget.scope.describe()}). "
                 "The call was not sent; raise the limit or remove the budget with `llmtray budgets`.")
@@ -355,6 +403,7 @@ def parse_tags(text: str) -> dict[str, str]:
 # --- small things ---------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)
 def _loopback_peer(client: str) -> bool:
     try:
         ip = ipaddress.ip_address(client.split("%", 1)[0])
