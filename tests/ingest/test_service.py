@@ -153,3 +153,11 @@ def test_discovery_imports_only_the_standard_library():
 def test_pid_alive():
     assert discovery.pid_alive(os.getpid())
     assert not discovery.pid_alive(dead_pid())
+
+
+def test_the_service_imports_no_qt():
+    code = ("import sys, llmtray.ingest.service, llmtray.commands.serve; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph')); "
+            "print(','.join(bad)); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
