@@ -24,24 +24,24 @@ def http(service):
         yield client
 
 
-@pytest.mark.parametrize("compress", [False, True], ids=["identity", "gzip"])
-@pytest.mark.parametrize("path, body", [("/openai/v1/chat/completions", STREAM),
-                                        ("/openai/v1/chat/completions", CHAT),
-                                        ("/anthropic/v1/messages", {**CHAT, "model": "claude-sonnet-4-0",
-                                                                    "max_tokens": 9, "stream": True})],
-                         ids=["chat-sse", "chat-json", "anthropic-sse"])
-def test_streamed_bytes_equal_the_upstream_bytes_and_are_metered(service, stub, http, path, body, compress):
-    stub.compress = compress
-    with http.stream("POST", path, json=body, headers={"Accept-Encoding": "gzip, br, zstd"}) as response:
-        raw = b"".join(response.iter_raw())
-        encoding = response.headers.get("content-encoding")
-    assert raw == stub.sent[-1]
-    assert encoding == ("gzip" if compress else None)
-    assert stub.last().header("accept-encoding") == "gzip"  # narrowed to what the meter can read
-    if compress:
-        assert zlib.decompress(raw, wbits=31)  # really compressed: the meter read a decompressed copy
-    [event] = wait_events(service, 1)
-    assert event["input_tokens"] > 0 and event["output_tokens"] > 0 and "tags" not in event
+CASES = [("/openai/v1/chat/completions", STREAM), ("/openai/v1/chat/completions", CHAT),
+         ("/anthropic/v1/messages", {**CHAT, "model": "claude-sonnet-4-0", "max_tokens": 9, "stream": True})]
+
+
+def test_streamed_bytes_equal_the_upstream_bytes_and_are_metered(service, stub, http):
+    """SSE and JSON, identity and gzip: the client gets the upstream's bytes, the meter reads a copy."""
+    for n, (compress, (path, body)) in enumerate(((c, case) for c in (False, True) for case in CASES), 1):
+        stub.compress = compress
+        with http.stream("POST", path, json=body, headers={"Accept-Encoding": "gzip, br, zstd"}) as response:
+            raw = b"".join(response.iter_raw())
+            encoding = response.headers.get("content-encoding")
+        assert raw == stub.sent[-1], (path, compress)
+        assert encoding == ("gzip" if compress else None)
+        assert stub.last().header("accept-encoding") == "gzip"  # narrowed to what the meter can read
+        if compress:
+            assert zlib.decompress(raw, wbits=31)  # really compressed: the meter read a decompressed copy
+        event = wait_events(service, n)[-1]
+        assert event["input_tokens"] > 0 and event["output_tokens"] > 0 and "tags" not in event, (path, compress)
 
 
 def test_sse_is_relayed_chunk_by_chunk_not_buffered(service, stub, http):
@@ -152,16 +152,19 @@ def test_unknown_upstream_lists_the_known_ones(service, http):
     assert body["upstreams"]["groq"] == "https://api.groq.com/openai"
 
 
-@pytest.mark.parametrize("headers, fragment", [
+BAD_ATTRIBUTION = [
     ({"X-LLMTray-Tags": "team"}, "X-LLMTray-Tags item 1 ('team') is not key=value"),
     ({"X-LLMTray-Tags": "a=1,a=2"}, "tag 'a' is given twice"),
     ({"X-LLMTray-Featur": "x"}, "unknown header X-LLMTray-Featur"),
     ({"X-LLMTray-User": "u" * 201}, "X-LLMTray-User is 201 characters long"),
-])
-def test_bad_attribution_is_refused_before_forwarding(service, stub, http, headers, fragment):
-    r = http.post("/openai/v1/chat/completions", json=CHAT, headers=headers)
-    assert r.status_code == 400 and fragment in r.json()["error"]["message"]
-    assert r.json()["error"]["type"] == "invalid_request_error"
+]
+
+
+def test_bad_attribution_is_refused_before_forwarding(service, stub, http):
+    for headers, fragment in BAD_ATTRIBUTION:
+        r = http.post("/openai/v1/chat/completions", json=CHAT, headers=headers)
+        assert r.status_code == 400 and fragment in r.json()["error"]["message"]
+        assert r.json()["error"]["type"] == "invalid_request_error"
     assert stub.received == [] and stored_events(service.paths.db) == []
 
 
