@@ -166,7 +166,7 @@ class CostPerRequestChart(ChartCard):
         if ys:
             self.plot.setRange(xRange=(-0.5, len(series.days) - 0.5), yRange=(0, max(ys) * 1.15), padding=0)
             priced = sum(series.requests) - sum(series.unpriced)
-            self.note.setText(f"avg {format_usd(sum(series.totals) // priced)}" if priced else "")
+            self.note.setText(f"avg {theme.format_unit_cost(sum(series.totals) // priced)}" if priced else "")
         else:
             self.note.setText("")
 
@@ -184,7 +184,7 @@ class CostPerRequestChart(ChartCard):
         if value is None:
             return None
         return (f"<b>{s.days[i].strftime('%a')}, {day_label(s.days[i])}</b><br>"
-                f"{format_usd(value)} per request<br>"
+                f"{theme.format_unit_cost(value)} per request<br>"
                 f"<span style='color:{theme.MUTED}'>{s.requests[i] - s.unpriced[i]:,} priced requests</span>")
 
 

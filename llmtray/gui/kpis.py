@@ -67,7 +67,7 @@ class KpiStrip(QWidget):
         c["projected"].set(format_usd(k.projected_nanos), "at the recent pace")
         self._set_budget(k.budgets)
         cpr = k.in_range.cost_per_request_nanos
-        c["cost_per_request"].set(format_usd(cpr) if cpr is not None else "—", k.range_label)
+        c["cost_per_request"].set(theme.format_unit_cost(cpr) if cpr is not None else "—", k.range_label)
         c["requests"].set(theme.format_count(k.in_range.requests), k.range_label)
         if k.cache_savings_nanos is None:
             c["cache_savings"].set("—", "no cached tokens")

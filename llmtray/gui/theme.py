@@ -11,6 +11,8 @@ from PySide6.QtGui import QColor
 
 import pyqtgraph as pg
 
+from llmtray.core.money import format_usd
+
 BG = "#f4f5f7"
 CARD = "#ffffff"
 BORDER = "#e3e6eb"
@@ -99,6 +101,14 @@ def format_money_axis(usd: float) -> str:
     if abs(usd) >= 0.1:
         return f"${usd:.2f}".rstrip("0").rstrip(".") if usd % 1 else f"${usd:.0f}"
     return f"${usd:.4f}".rstrip("0")
+
+
+def format_unit_cost(nanos: int) -> str:
+    """A per-request cost: four decimals below a dollar ($0.0185), where cents would hide the
+    difference between a cheap and a dear model."""
+    if abs(nanos) >= 1_000_000_000:
+        return format_usd(nanos)
+    return f"${nanos / 1e9:.4f}"
 
 
 def format_ms(ms: float) -> str:

@@ -80,7 +80,7 @@ def assert_views_match(window, q: Queries, f: Filters, range_key: str, breakdown
     assert kpis["month"] == format_usd(q.spend_in_period("month", f)[0].cost_nanos)
     in_range = q.totals(ranged)
     cpr_total = in_range.cost_per_request_nanos
-    assert kpis["cost_per_request"] == (format_usd(cpr_total) if cpr_total is not None else "—")
+    assert kpis["cost_per_request"] == (f"${cpr_total / 1e9:.4f}" if cpr_total is not None else "—")
     unpriced = [r for r in q.unpriced_models(ranged)]
     assert window.unpriced.isVisibleTo(window) == bool(unpriced)
     for _, model, _ in unpriced:
