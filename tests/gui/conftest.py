@@ -12,7 +12,7 @@ import pytest
 from llmtray import demo
 from llmtray.core.store import Store
 
-DEMO_DAYS, DEMO_PER_DAY, DEMO_SEED = 21, 400, 7
+DEMO_DAYS, DEMO_PER_DAY, DEMO_SEED = 16, 300, 7
 
 
 @pytest.fixture(scope="session")
