@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QProcess, QSocketNotifier, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from llmtray import paths as pathsmod
@@ -55,14 +54,15 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
     quit_on_signals(app)
 
     bridge = CommitBridge()
+    budgets = optional("llmtray.core.budgets", "budget_entries")
+    budget_entries = (lambda q, now: budgets(q, now, config.week_start)) if budgets else None
     ingest, ingest_error = None, None
     if not screenshot:  # a screenshot must not take the port from a running llmtray
         try:
-            ingest = start_ingest(paths, config, bridge, port=0 if demo else None)
+            ingest = start_ingest(paths, config, bridge, budget_entries, port=0 if demo else None)
         except LLMTrayError as exc:  # port taken, another instance on this data dir, bad port setting
             log.error("not recording: %s", exc)
             ingest_error = str(exc)
-    budget_entries = optional("llmtray.core.budgets", "budget_entries")
     sources = Sources(paths.db, config.tz, make_pricer=lambda: Pricer(load_overrides(paths.pricing_file)),
                       budget_entries=budget_entries, alert_log=optional("llmtray.core.alerts", "AlertLog"))
     import_dialog = optional("llmtray.gui.import_dialog", "ImportDialog")
@@ -95,7 +95,8 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
         window.shutdown()
 
 
-def start_ingest(paths: pathsmod.Paths, config: Any, bridge: CommitBridge, port: int | None) -> Any:
+def start_ingest(paths: pathsmod.Paths, config: Any, bridge: CommitBridge, budget_entries: Any,
+                 port: int | None) -> Any:
     """The embedded ingest service (API, proxy, writer), when this build has it; its writer
     announces each commit through the bridge. `port=None`: LLMTRAY_PORT or config.toml;
     the demo uses a free port so it never takes a real instance's."""
@@ -103,8 +104,7 @@ def start_ingest(paths: pathsmod.Paths, config: Any, bridge: CommitBridge, port:
     if service_cls is None:
         log.info("no ingest service in this build: the window shows the database only")
         return None
-    service = service_cls(paths, config, port=port,
-                          budget_entries=optional("llmtray.core.budgets", "budget_entries"))
+    service = service_cls(paths, config, port=port, budget_entries=budget_entries)
     service.add_listener(bridge.notify)
     service.start()
     return service
@@ -128,8 +128,6 @@ class WindowActions(QObject):
     def open_demo(self) -> None:
         """The demo opens as its own instance on its own database, so demo numbers never mix
         with real spend (DESIGN §7)."""
-        from PySide6.QtCore import QProcess
-
         frozen = getattr(sys, "frozen", False)
         args = ([] if frozen else ["-m", "llmtray"]) + ["--demo"]
         if self._paths.data == self._paths.config_dir:  # an explicit --data-dir: keep it

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtTest import QSignalSpy
 
 from llmtray.config import Config
@@ -133,7 +134,7 @@ def template_queries(demo_db_template: Path):
     db.close()
 
 
-def test_empty_database_shows_onboarding(make_dashboard, tmp_path):
+def test_empty_database_shows_onboarding(qtbot, make_dashboard, tmp_path):
     window = make_dashboard(tmp_path / "empty" / "llmtray.db")
     assert window.pages.currentWidget() is not window.tabs
     assert window.onboarding.isVisibleTo(window)
@@ -141,6 +142,10 @@ def test_empty_database_shows_onboarding(make_dashboard, tmp_path):
     assert "http://127.0.0.1:8787/proxy/openai/v1" in window.onboarding.proxy.text.text()
     assert "lt.instrument(" in window.onboarding.hook.text.text()
     assert not window.onboarding.import_button.isEnabled()  # no import dialog passed in
+    with qtbot.waitSignal(window.demo_requested, timeout=1000):
+        window.onboarding.demo_button.click()
+    window.onboarding.proxy.copy.click()
+    assert QGuiApplication.clipboard().text() == window.onboarding.proxy.text.text()
 
 
 def test_demo_data_every_view_matches_queries(window, template_queries):
