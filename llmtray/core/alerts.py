@@ -298,7 +298,8 @@ class WebhookSink(AlertSink):
     with exponential backoff; other answers (a 404 from a deleted hook) are reported, not retried.
 
     `on_result(alert, ok, detail)` is told how each delivery ended (the settings dialog shows it).
-    The URL comes from the keyring on first use unless given."""
+    Unless a URL is given, it is read from the keyring for each alert, on the sink's thread, so a
+    URL changed in the settings or a keyring unlocked after login applies at once."""
 
     def __init__(self, url: str | None = None, *, url_loader: Callable[[], str | None] = load_webhook_url,
                  attempts: int = 5, backoff_s: float = 2.0, max_backoff_s: float = 300.0, timeout_s: float = 10.0,
@@ -345,16 +346,15 @@ class WebhookSink(AlertSink):
             client.close()
 
     def _deliver(self, client: httpx.Client, alert: Alert) -> None:
-        if self._url is None:
-            self._url = self._url_loader()
-            if self._url is None:
-                self._report(alert, False, "no webhook URL set (keyring service 'llmtray', key 'webhook_url')")
-                return
+        url = self._url or self._url_loader()  # read per alert: a changed URL or an unlocked keyring counts
+        if url is None:
+            self._report(alert, False, "no webhook URL set (keyring service 'llmtray', key 'webhook_url')")
+            return
         detail = ""
         for attempt in range(1, self.attempts + 1):
             delay = min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
             try:
-                response = client.post(self._url, json=slack_payload(alert))
+                response = client.post(url, json=slack_payload(alert))
             except httpx.TransportError as exc:
                 detail = f"{type(exc).__name__}: {exc}"
             else:

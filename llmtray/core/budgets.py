@@ -28,6 +28,7 @@ from llmtray.core.errors import LLMTrayError
 from llmtray.core.events import MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS
 from llmtray.core.money import NANOS_PER_USD, nanos_to_str, parse_usd, usd_to_nanos
 from llmtray.core.queries import Filters, Queries
+from llmtray.core.settled import SettledQueries, SettledTotals
 from llmtray.core.store import from_us, to_us
 
 DEFAULT_THRESHOLDS: tuple[int, ...] = (50, 80, 100)
@@ -392,27 +393,36 @@ class _Exhausted:
 class EnforcementCache:
     """Which enforced budgets are exhausted, recomputed at most every `ttl_s` seconds, when a
     period rolls over, or after `invalidate()` (wired to the writer's commit notice) — so the
-    proxy can ask on every request for the price of a dictionary lookup."""
+    proxy can ask on every request for the price of a dictionary lookup. A recomputation sums
+    only the current 15-minute bucket afresh (`core.settled`)."""
 
     def __init__(self, ttl_s: float = 2.0, clock: Callable[[], float] = time.monotonic):
         self.ttl_s = ttl_s
         self.clock = clock
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, int], _Exhausted] = {}
+        self._settled: dict[str, SettledTotals] = {}
 
     def invalidate(self, committed: Committed | None = None) -> None:
+        """After a commit the next check recomputes; without one (a removed import, a reprice,
+        changed budgets) remembered period sums are dropped too."""
         with self._lock:
             self._entries.clear()
+            settled = list(self._settled.values()) if committed is None else []
+        for s in settled:
+            s.forget()
 
     def exhausted(self, queries: Queries, scope_values: Mapping[str, Any], now: datetime | None = None,
                   week_start: int = 0) -> Budget | None:
         now = now or datetime.now(UTC)
         now_us = to_us(now)
-        key = (_database_file(queries.conn), week_start)
+        path = _database_file(queries.conn)
+        key = (path, week_start)
         with self._lock:
             cached = self._entries.get(key)
+            settled = self._settled.setdefault(path, SettledTotals())
         if cached is None or self.clock() >= cached.valid_until or not cached.from_us <= now_us < cached.until_us:
-            cached = self._compute(queries, now, week_start)
+            cached = self._compute(SettledQueries(queries, settled, now_us), now, week_start)
             with self._lock:
                 self._entries[key] = cached
         return next((b for b in cached.budgets if b.scope.matches(scope_values)), None)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from llmtray.core.commits import Committed
 from llmtray.core.db import open_db
 from llmtray.core.money import format_usd
 from llmtray.core.queries import Queries
+from llmtray.core.settled import SettledQueries, SettledTotals
 from llmtray.core.store import from_us, to_us
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class Evaluator:
         self.db = db
         self.config = config
         self.queries = Queries(db.connection(), config.tz)
+        self.settled = SettledTotals()
         self.log = AlertLog(db)
         self.crossing = budget_models(db).Crossing
         self.detectors = detectors or Detectors(SpikeRule.from_config(config))
@@ -53,12 +56,19 @@ class Evaluator:
     def check(self, now: datetime, *, anomalies: bool = True) -> list[Alert]:
         """Record every alert due at `now` and return them (snoozed ones flagged, not to be sent)."""
         out: list[Alert] = []
+        queries = SettledQueries(self.queries, self.settled, to_us(now))
         for budget in load_budgets(self.queries.conn):
-            out += self._budget_alerts(evaluate(self.queries, budget, now, self.config.week_start), now)
+            try:
+                out += self._budget_alerts(evaluate(queries, budget, now, self.config.week_start), now)
+            except (sqlite3.Error, pw.PeeweeException):  # a locked or failing database: the next pass retries
+                log.exception("checking budget %r failed", budget.name)
         if anomalies:
-            now_us = to_us(now)
-            for finding in self.detectors.run(self.queries, now_us):
-                out += self._anomaly_alert(finding, now)
+            try:
+                findings = self.detectors.run(self.queries, to_us(now))
+                for finding in findings:
+                    out += self._anomaly_alert(finding, now)
+            except (sqlite3.Error, pw.PeeweeException):
+                log.exception("anomaly check failed")
         return out
 
     # budgets
@@ -179,6 +189,8 @@ class BudgetMonitor:
         self._detectors = detectors
         self._throttle = NotificationThrottle(notify_interval_s)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
         self._thread: threading.Thread | None = None
 
     # called from other threads
@@ -186,6 +198,7 @@ class BudgetMonitor:
     def start(self) -> None:
         if self._thread is not None:
             raise RuntimeError("monitor already started")
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="llmtray-budget-monitor", daemon=True)
         self._thread.start()
 
@@ -204,45 +217,74 @@ class BudgetMonitor:
         self._queue.put(_Snooze(until))
 
     def sync(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued before this call has been checked (tests, shutdown)."""
-        done = threading.Event()
-        self._queue.put(done)
-        return done.wait(timeout)
+        """Wait until everything queued before this call has been checked (tests, shutdown);
+        False when it wasn't (the monitor stopped or could not run, or the timeout passed)."""
+        marker = _Sync()
+        with self._lock:
+            if self._closed:
+                return False
+            self._queue.put(marker)
+        return marker.done.wait(timeout) and marker.checked
 
     # the monitor thread
 
     def _run(self) -> None:
-        db = open_db(self.db_path)
+        try:
+            db = open_db(self.db_path)
+        except Exception:
+            log.exception("budget monitor could not open %s; no budget alerts this session", self.db_path)
+            self._close_queue()
+            return
         try:
             evaluator = Evaluator(db, self.config, self._detectors)
-            self._redeliver(evaluator)
-            work, waiting, next_pass = _Work(check=True, live=True), [], 0.0  # the start check
-            while not work.stop:
-                deadlines = [d for d in (next_pass if work.check else None, self._throttle.next_due()) if d is not None]
-                timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-                try:
-                    self._take(self._queue.get(timeout=timeout), work, waiting, evaluator)
-                    while True:  # coalesce everything already queued into one pass
-                        self._take(self._queue.get_nowait(), work, waiting, evaluator)
-                except queue.Empty:
-                    pass
-                if work.check and not work.stop and time.monotonic() >= next_pass:
-                    self._pass(evaluator, anomalies=work.live)
-                    work.check = work.live = False
-                    next_pass = time.monotonic() + self.min_interval_s
-                self._notify(evaluator, self._throttle.due(time.monotonic()))
-                if not work.check:
-                    for event in waiting:
-                        event.set()
-                    waiting.clear()
-            for event in waiting:
-                event.set()
+            self._loop(evaluator)
         except Exception:
             log.exception("budget monitor stopped by an error")
         finally:
             db.close()
+            self._close_queue()
 
-    def _take(self, item: object, work: _Work, waiting: list[threading.Event], evaluator: Evaluator) -> None:
+    def _loop(self, evaluator: Evaluator) -> None:
+        self._guarded("redelivery", self._redeliver, evaluator)
+        work, next_pass = _Work(check=True, live=True), 0.0  # the start check
+        waiting: list[_Sync] = []
+        try:
+            while not work.stop:
+                deadlines = [d for d in (next_pass if work.check else None, self._throttle.next_due()) if d is not None]
+                timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+                try:
+                    item = self._queue.get(timeout=timeout)
+                    while True:  # coalesce everything already queued into one pass
+                        self._guarded("a request", self._take, item, work, waiting, evaluator)
+                        item = self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+                if work.check and (work.stop or time.monotonic() >= next_pass):  # stop finishes pending work
+                    self._guarded("a budget check", self._pass, evaluator, work.live)
+                    work.check = work.live = False
+                    next_pass = time.monotonic() + self.min_interval_s
+                self._guarded("a notification", self._notify, evaluator, self._throttle.due(time.monotonic()))
+                if not work.check:
+                    for marker in waiting:
+                        marker.release(checked=True)
+                    waiting.clear()
+        finally:
+            for marker in waiting:
+                marker.release(checked=False)
+
+    def _close_queue(self) -> None:
+        """No more work: release whoever waits in `sync` (nothing queued can be checked now)."""
+        with self._lock:
+            self._closed = True
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, _Sync):
+                    item.release(checked=False)
+
+    def _take(self, item: object, work: _Work, waiting: list[_Sync], evaluator: Evaluator) -> None:
         if item is _STOP:
             work.stop = True
         elif isinstance(item, Committed):
@@ -254,17 +296,13 @@ class BudgetMonitor:
                 work.live = True
         elif isinstance(item, _Snooze):
             evaluator.log.snooze(item.until)
-        elif isinstance(item, threading.Event):
+        elif isinstance(item, _Sync):
             waiting.append(item)
 
-    def _pass(self, evaluator: Evaluator, *, anomalies: bool) -> None:
-        try:
-            alerts = evaluator.check(self.clock(), anomalies=anomalies)
-        except Exception:  # one bad pass (disk I/O, a locked database) must not end monitoring
-            log.exception("budget check failed")
-            return
-        for alert in alerts:
-            self._tell(self.on_alert, alert)
+    def _pass(self, evaluator: Evaluator, anomalies: bool) -> None:
+        for alert in evaluator.check(self.clock(), anomalies=anomalies):
+            if self.on_alert is not None:
+                self._guarded("an alert listener", self.on_alert, alert)
             if not alert.snoozed:
                 self._notify(evaluator, self._throttle.offer(alert, time.monotonic()))
 
@@ -279,22 +317,31 @@ class BudgetMonitor:
         if notification is None or not self.sinks:
             return
         for sink in self.sinks:
-            self._tell(sink.send, notification.alert)
+            self._guarded(f"alert sink {type(sink).__name__}", sink.send, notification.alert)
         evaluator.log.mark_delivered([a.id for a in notification.covers if a.id is not None])
 
     @staticmethod
-    def _tell(fn: Callable[[Alert], None] | None, alert: Alert) -> None:
-        if fn is None:
-            return
+    def _guarded(what: str, fn: Callable[..., object], *args: object) -> None:
+        """Run one step; a failure (a locked database, a sink's bug) is logged, never fatal."""
         try:
-            fn(alert)
-        except Exception:  # a sink or listener bug must not stop the monitor
-            log.exception("alert sink failed")
+            fn(*args)
+        except Exception:
+            log.exception("budget monitor: %s failed", what)
 
 
 @dataclass(frozen=True)
 class _Snooze:
     until: datetime | None
+
+
+@dataclass
+class _Sync:
+    done: threading.Event = field(default_factory=threading.Event)
+    checked: bool = False
+
+    def release(self, *, checked: bool) -> None:
+        self.checked = checked
+        self.done.set()
 
 
 _STOP = object()

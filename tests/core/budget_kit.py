@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from llmtray.core.alerts import Alert, AlertSink
+from llmtray.core.commits import Committed
 from llmtray.core.db import open_db
 from llmtray.core.events import UsageEvent
 from llmtray.core.pricing import Pricer
-from llmtray.core.store import Store
+from llmtray.core.store import Store, to_us
 
 
 @cache
@@ -31,6 +32,13 @@ def event(ts: datetime, usd: str | Decimal | int, **attribution: Any) -> UsageEv
     attribution.setdefault("provider", "openai")
     attribution.setdefault("model", "gpt-4o-2024-08-06")
     return UsageEvent(ts=ts, cost_usd=Decimal(str(usd)), **attribution)
+
+
+def add(store: Store, events: list[UsageEvent], source: str = "hook") -> Committed:
+    """Store a batch and return the writer's notice for it, as the ingest writer would."""
+    result = store.add(events, source)
+    ts = [to_us(e.ts) for e in events]
+    return Committed(result.accepted, result.duplicates, min(ts), max(ts), frozenset({source}))
 
 
 def utc(text: str) -> datetime:

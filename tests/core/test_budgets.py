@@ -29,12 +29,11 @@ from llmtray.core.budgets import (
     parse_tag,
     parse_thresholds,
 )
-from llmtray.core.commits import Committed
 from llmtray.core.money import usd_to_nanos
 from llmtray.core.queries import Queries
 from llmtray.core.status import summary
 from llmtray.core.store import to_us
-from tests.core.budget_kit import event, open_store, utc
+from tests.core.budget_kit import add, event, open_store, utc
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = utc("2026-03-18 15:00")  # a Wednesday; 16:00 in Berlin
@@ -358,8 +357,8 @@ def test_exhausted_enforced_budget_names_the_one_that_forbids_the_call(store):
     call = {"provider": "openai", "model": "gpt-4o", "feature": "chat", "tags": {"team": "a"}}
     invalidate_enforcement_cache()
     assert exhausted_enforced_budget(queries, call, NOW) is None
-    store.add([event(NOW - timedelta(minutes=1), "1", feature="chat", tags={"team": "a"})], "api")
-    invalidate_enforcement_cache(Committed(1, 0, to_us(NOW), to_us(NOW)))
+    invalidate_enforcement_cache(add(store, [event(NOW - timedelta(minutes=1), "1", feature="chat",
+                                                    tags={"team": "a"})]))
     assert exhausted_enforced_budget(queries, call, NOW).name == "chat-a"
     assert exhausted_enforced_budget(queries, {**call, "tags": {"team": "b"}}, NOW) is None
     assert exhausted_enforced_budget(queries, {**call, "feature": "search"}, NOW) is None
@@ -379,8 +378,7 @@ def test_enforcement_cache_holds_for_its_ttl_and_drops_on_commit(store):
     ticks[0] = 2.5
     assert cache.exhausted(queries, {"provider": "openai"}, NOW).name == "cap"  # TTL over
     BudgetBook(store.db).add(Budget("cap2", usd("10"), "day", enforce=True))
-    store.add([event(NOW - timedelta(minutes=1), "9")], "api")
-    cache.invalidate(Committed(1, 0, to_us(NOW), to_us(NOW)))
+    cache.invalidate(add(store, [event(NOW - timedelta(minutes=1), "9")]))
     assert cache.exhausted(queries, {"provider": "openai"}, NOW).name == "cap"  # most over its limit first
     assert cache.exhausted(queries, {"provider": "openai"}, NOW + timedelta(days=1)) is None  # new period
 

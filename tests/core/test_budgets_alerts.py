@@ -227,13 +227,19 @@ def test_webhook_url_lives_in_the_keyring(file_keyring, receiver):
     assert load_webhook_url() is None
     save_webhook_url(receiver.url)
     assert file_keyring.get_password("llmtray", "webhook_url") == receiver.url
+    moved = Receiver()
     results = Results()
     sink = WebhookSink(on_result=results, backoff_s=0.01)  # reads the keyring on its own thread
     try:
         sink.send(ALERT)
         assert results.wait() == [(ALERT.title, True, "HTTP 200")]
+        save_webhook_url(moved.url)  # the user pastes a new hook in the settings: the next alert goes there
+        sink.send(ALERT)
+        assert results.wait(2)[1] == (ALERT.title, True, "HTTP 200")
     finally:
         sink.close()
+        moved.close()
+    assert len(receiver.requests) == 1 and len(moved.requests) == 1
     save_webhook_url(None)
     save_webhook_url(None)  # removing twice is fine
     assert load_webhook_url() is None

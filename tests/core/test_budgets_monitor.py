@@ -22,18 +22,13 @@ from llmtray.core.commits import Committed
 from llmtray.core.db import open_db
 from llmtray.core.monitor import BudgetMonitor, Evaluator
 from llmtray.core.store import to_us
-from tests.core.budget_kit import RecordingSink, event, open_store, utc
+from tests.core.budget_kit import RecordingSink, add, event, open_store, utc
 
 BERLIN = "Europe/Berlin"
 CONFIG = Config(timezone=BERLIN)
 QUIET_CONFIG = Config(timezone=BERLIN, spike_floor_usd=Decimal(10**6))  # budget tests without spike alerts
 NOW = utc("2026-03-18 15:00")  # 16:00 in Berlin; the local day began 16 h ago
 USD = 1_000_000_000
-
-
-def committed(events) -> Committed:
-    ts = [to_us(e.ts) for e in events]
-    return Committed(len(events), 0, min(ts), max(ts), frozenset({"api"}))
 
 
 def crossings(conn: sqlite3.Connection) -> dict[tuple[str, int], set[int]]:
@@ -304,16 +299,16 @@ def test_monitor_alerts_once_and_a_restart_neither_repeats_nor_misses(running):
     BudgetBook(store.db).add(Budget("api", 10 * USD, "day"))
     monitor = start()
     batch = [event(NOW - timedelta(minutes=3), "6")]
-    store.add(batch, "hook")
-    monitor.on_commit(committed(batch))
+    notice = add(store, batch)
+    monitor.on_commit(notice)
     assert monitor.sync(20)
     assert [a.title for a in sink.sent] == ["Budget “api” at 50%"]
     monitor.stop()
     batch = [event(NOW - timedelta(minutes=2), "3")]  # 90 %: crossed while nothing was running
-    store.add(batch, "hook")
+    notice = add(store, batch)
     monitor = start()
     assert [a.title for a in sink.sent] == ["Budget “api” at 50%", "Budget “api” at 80%"]
-    monitor.on_commit(committed(batch))  # the same notice again changes nothing
+    monitor.on_commit(notice)  # the same notice again changes nothing
     assert monitor.sync(20)
     monitor.stop()
     start()
@@ -326,11 +321,11 @@ def test_on_commit_returns_while_the_database_is_locked(running, data_dir):
     BudgetBook(store.db).add(Budget("api", 1 * USD, "day"))
     monitor = start()
     batch = [event(NOW - timedelta(minutes=1), "2")]
-    store.add(batch, "hook")
+    notice = add(store, batch)
     blocker = sqlite3.connect(data_dir / "llmtray.db", isolation_level=None)
     try:
         blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
-        monitor.on_commit(committed(batch))  # must not wait for it
+        monitor.on_commit(notice)  # must not wait for it
         assert sink.sent == []
     finally:
         blocker.execute("ROLLBACK")
@@ -346,14 +341,14 @@ def test_snoozed_alerts_are_kept_in_history_and_not_sent(running):
     monitor = start(on_alert=history.append)
     monitor.snooze(NOW + timedelta(hours=1))
     batch = [event(NOW - timedelta(minutes=1), "6")]
-    store.add(batch, "hook")
-    monitor.on_commit(committed(batch))
+    notice = add(store, batch)
+    monitor.on_commit(notice)
     assert monitor.sync(20)
     assert sink.sent == [] and [(a.title, a.snoozed) for a in history] == [("Budget “api” at 50%", True)]
     clock.now = NOW + timedelta(hours=2)
     batch = [event(clock.now - timedelta(minutes=1), "3")]
-    store.add(batch, "hook")
-    monitor.on_commit(committed(batch))
+    notice = add(store, batch)
+    monitor.on_commit(notice)
     assert monitor.sync(20)
     assert [a.title for a in sink.sent] == ["Budget “api” at 80%"]
     rows = store.conn.execute("SELECT title, snoozed, delivered FROM alert ORDER BY id").fetchall()
@@ -366,8 +361,8 @@ def test_alerts_within_30_seconds_collapse_into_a_summary(running):
         BudgetBook(store.db).add(Budget(name, 1 * USD, "day"))
     monitor = start(notify_interval_s=0.3)
     batch = [event(NOW - timedelta(minutes=1), "2")]
-    store.add(batch, "hook")
-    monitor.on_commit(committed(batch))
+    notice = add(store, batch)
+    monitor.on_commit(notice)
     assert sink.wait_for(2)
     assert monitor.sync(20)
     first, summary = sink.sent
@@ -383,8 +378,8 @@ def test_alerts_held_by_the_throttle_at_stop_are_sent_at_the_next_start(running)
         BudgetBook(store.db).add(Budget(name, 1 * USD, "day"))
     monitor = start(notify_interval_s=3600)
     batch = [event(NOW - timedelta(minutes=1), "2")]
-    store.add(batch, "hook")
-    monitor.on_commit(committed(batch))
+    notice = add(store, batch)
+    monitor.on_commit(notice)
     assert monitor.sync(20)
     monitor.stop()
     assert [a.title for a in sink.sent] == ["Budget “a” exceeded"]
@@ -406,7 +401,30 @@ def test_a_failing_sink_does_not_stop_the_monitor(running):
     BudgetBook(store.db).add(Budget("api", 1 * USD, "day"))
     monitor = start(sinks=[Broken(), sink])
     batch = [event(NOW - timedelta(minutes=1), "2")]
-    store.add(batch, "hook")
-    monitor.on_commit(committed(batch))
+    notice = add(store, batch)
+    monitor.on_commit(notice)
     assert monitor.sync(20)
     assert [a.title for a in sink.sent] == ["Budget “api” exceeded"]
+
+
+def test_stop_finishes_a_check_the_rate_limit_was_holding_back(running):
+    store, start, clock, sink = running
+    BudgetBook(store.db).add(Budget("api", 1 * USD, "day"))
+    monitor = start(min_interval_s=3600)  # after the start check, the next pass is an hour away
+    batch = [event(NOW - timedelta(minutes=1), "2")]
+    notice = add(store, batch)
+    monitor.on_commit(notice)
+    monitor.stop()
+    assert [a.title for a in sink.sent] == ["Budget “api” exceeded"]
+
+
+def test_a_monitor_that_cannot_open_its_database_does_not_hang_its_callers(data_dir, caplog):
+    monitor = BudgetMonitor(data_dir, QUIET_CONFIG)  # a directory, not a database file
+    monitor.start()
+    try:
+        assert monitor.sync(20) is False
+        monitor.on_commit(Committed(1, 0, to_us(NOW), to_us(NOW)))
+        assert monitor.sync(20) is False
+    finally:
+        monitor.stop()
+    assert "could not open" in caplog.text

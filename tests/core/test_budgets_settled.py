@@ -1,0 +1,80 @@
+"""Remembered settled sums (`core.settled`) never change an answer: against plain `Queries`
+under random inserts — live, backfilled, from another connection with no notice — as time moves."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from llmtray.core.queries import Filters, Queries
+from llmtray.core.settled import SettledQueries, SettledTotals
+from llmtray.core.store import to_us
+from tests.core.budget_kit import event, open_store, utc
+
+NOW = utc("2026-03-18 15:07")
+TZ = ZoneInfo("Asia/Kathmandu")
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("insert"), st.sampled_from(["writer", "other"]),
+                  st.lists(st.tuples(st.one_of(st.integers(-6, 4),  # this bucket or the one before
+                                               st.integers(-10 * 60, -15),  # earlier today: a backfill
+                                               st.integers(-40 * 24 * 60, 0)),  # any day of the last 40
+                                     st.integers(1, 10**6),
+                                     st.booleans()), min_size=1, max_size=4)),
+        st.tuples(st.just("tick"), st.integers(0, 20)),  # minutes pass
+        st.tuples(st.just("check")),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=steps)
+def test_settled_totals_equal_a_fresh_sum(steps):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "llmtray.db"
+        writer, other = open_store(path), open_store(path)  # another connection: a CLI import
+        settled = SettledTotals()
+        now = NOW
+        try:
+            for step in steps:
+                if step[0] == "insert":
+                    store = writer if step[1] == "writer" else other
+                    store.add([event(now + timedelta(minutes=m), f"0.{n:09d}", tags={"team": "a"} if team else {})
+                               for m, n, team in step[2]], "hook")
+                elif step[0] == "tick":
+                    now += timedelta(minutes=step[1])
+                else:  # every period and projection window, with and without a tag scope
+                    plain = Queries(writer.conn, TZ)
+                    cached = SettledQueries(plain, settled, to_us(now))
+                    week_back = to_us(now - timedelta(days=7))
+                    for f in (Filters(), Filters(tags=(("team", "a"),))):
+                        window = f.between(week_back - week_back % (15 * 60_000_000), None)
+                        assert cached.totals(window) == plain.totals(window)
+                        for period in ("day", "week", "month"):
+                            assert cached.spend_in_period(period, f, now) == plain.spend_in_period(period, f, now)
+        finally:
+            writer.close()
+            other.close()
+
+
+def test_forget_after_removing_an_import(data_dir):
+    store = open_store(data_dir / "llmtray.db")
+    try:
+        dataset = store.create_dataset("march.csv", "openai", None)
+        store.add([event(NOW - timedelta(days=2), "5")], "import:openai", dataset_id=dataset)
+        store.add([event(NOW - timedelta(days=1), "1")], "hook")
+        settled, plain = SettledTotals(), Queries(store.conn, TZ)
+        f = Filters(start_us=to_us(NOW - timedelta(days=10)))
+        assert SettledQueries(plain, settled, to_us(NOW)).totals(f).cost_nanos == 6_000_000_000
+        store.remove_dataset(dataset)
+        settled.forget()  # what the import dialog does after removing one
+        assert SettledQueries(plain, settled, to_us(NOW)).totals(f).cost_nanos == 1_000_000_000
+    finally:
+        store.close()
