@@ -1,13 +1,15 @@
 """HTTP/1.1 framing on asyncio streams: exactly what the ingest API and the metering proxy need.
 
-Why our own framing rather than h11 or `http.server` (measured on the 2-core build machine, one
-keep-alive client, trivial handler): h11 alone spends ~330 µs of Python per request/response
-cycle, capping a connection near 2,000 requests/s before any real work; the stdlib
-`ThreadingHTTPServer` managed ~4,000/s but needs a thread per connection (a slowloris client pins
-one each) and can't serve the proxy's streams from httpx's async client. This module does ~10,000
-/s on the same box. It is strict where leniency has bitten servers: CRLF line ends, origin-form
-targets, one Content-Length or `chunked` and never both (request smuggling), no obsolete line
-folding, and a limit on every size and every wait.
+Why our own framing rather than h11 or `http.server`: measured in one run on the 2-core build
+machine (trivial handler, one keep-alive raw-socket client), `ThreadingHTTPServer` did ~2,400
+requests/s and needs a thread per connection (a slowloris client pins one each, and it can't
+serve the proxy's streams from httpx's async client); asyncio + h11 did ~4,000/s (h11 spends
+~330 µs of Python per request cycle there); minimal asyncio framing ~9,000/s. This module answers
+GET /v1/health at ~5,400/s with full parsing and checks (server in its own process).
+
+It is strict where leniency has bitten servers: CRLF line ends, origin-form targets, one
+Content-Length or `chunked` and never both (request smuggling), no obsolete line folding, and a
+limit on every size and every wait.
 """
 
 from __future__ import annotations
