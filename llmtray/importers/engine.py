@@ -53,7 +53,7 @@ class ImportResult:
     error_count: int = 0
     errors: list[RowError] = field(default_factory=list)
     overlap: list[tuple[str, int]] = field(default_factory=list)  # (provider, UTC day number)
-    message: str | None = None  # why the file failed or was refused
+    message: str | None = None  # why a partial import stopped early (None: cancelled)
 
     @property
     def ok(self) -> bool:
@@ -67,6 +67,8 @@ class ImportResult:
 
 @dataclass(frozen=True)
 class Progress:
+    """Reported every chunk: `fraction` of the file's bytes read, and the counts so far."""
+
     fraction: float
     rows_read: int
     imported: int
