@@ -220,7 +220,10 @@ class Dashboard(QMainWindow):
 
     @Slot()
     def _on_tick(self) -> None:
-        self.live_lane.submit(self.request(("kpis", "live")))
+        if self._ranged_filters() != self.events_model.filters:
+            self._filters_changed()  # past midnight: "last 30 days" now means other days
+        else:
+            self.live_lane.submit(self.request(("kpis", "live")))
 
     def _ranged_filters(self) -> Filters:
         """What the events table shows: the picked filters over the picked range."""

@@ -101,6 +101,10 @@ class EventsModel(QAbstractTableModel):
 
     # --- feeding --------------------------------------------------------------------------
 
+    @property
+    def filters(self) -> Filters:
+        return self._filters
+
     def set_filters(self, filters: Filters) -> None:
         """New filters: drop what is loaded and start again from the first page."""
         self._filters = filters
