@@ -28,12 +28,11 @@ from llmtray.core.errors import LLMTrayError
 from llmtray.core.events import MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS
 from llmtray.core.money import NANOS_PER_USD, nanos_to_str, parse_usd, usd_to_nanos
 from llmtray.core.queries import Filters, Queries
-from llmtray.core.settled import SettledQueries, SettledTotals
+from llmtray.core.settled import SettledQueries, SettledTotals, forget_all, settled_for
 from llmtray.core.store import from_us, to_us
 
 DEFAULT_THRESHOLDS: tuple[int, ...] = (50, 80, 100)
 SCOPE_FIELDS = ("provider", "model", "feature", "user", "project", "env")
-STATES = ("ok", "warning", "exceeded")
 PERIOD_PHRASE = {"day": "today", "week": "this week", "month": "this month"}
 MAX_NAME = 100
 MAX_LIMIT_NANOS = 10**9 * NANOS_PER_USD  # a billion dollars: anything above is a typo
@@ -375,8 +374,11 @@ def entry(status: BudgetStatus, tz: Any) -> dict[str, Any]:
 
 
 def budget_entries(queries: Queries, now: datetime, week_start: int = 0) -> list[dict[str, Any]]:
-    """Every budget's entry for `status.summary` (the API, `status --json`, the tray)."""
-    return [entry(evaluate(queries, b, now, week_start), queries.tz) for b in load_budgets(queries.conn)]
+    """Every budget's entry for `status.summary` (the API, `status --json`, the tray); period
+    sums are remembered between calls (`core.settled`), so a tray refreshing on every commit
+    re-reads only the current quarter-hour."""
+    fast = SettledQueries(queries, settled_for(queries.conn), to_us(now))
+    return [entry(evaluate(fast, b, now, week_start), queries.tz) for b in load_budgets(queries.conn)]
 
 
 # --- enforcement (proxy and enforcing hooks) -------------------------------------------------
@@ -400,27 +402,24 @@ class EnforcementCache:
         self.ttl_s = ttl_s
         self.clock = clock
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, int], _Exhausted] = {}
-        self._settled: dict[str, SettledTotals] = {}
+        self._entries: dict[tuple[SettledTotals, int], _Exhausted] = {}
 
     def invalidate(self, committed: Committed | None = None) -> None:
-        """After a commit the next check recomputes; without one (a removed import, a reprice,
-        changed budgets) remembered period sums are dropped too."""
+        """After a commit the next check recomputes; without one (a reprice, changed budgets)
+        remembered period sums are dropped too."""
         with self._lock:
             self._entries.clear()
-            settled = list(self._settled.values()) if committed is None else []
-        for s in settled:
-            s.forget()
+        if committed is None:
+            forget_all()
 
     def exhausted(self, queries: Queries, scope_values: Mapping[str, Any], now: datetime | None = None,
                   week_start: int = 0) -> Budget | None:
         now = now or datetime.now(UTC)
         now_us = to_us(now)
-        path = _database_file(queries.conn)
-        key = (path, week_start)
+        settled = settled_for(queries.conn)
+        key = (settled, week_start)
         with self._lock:
             cached = self._entries.get(key)
-            settled = self._settled.setdefault(path, SettledTotals())
         if cached is None or self.clock() >= cached.valid_until or not cached.from_us <= now_us < cached.until_us:
             cached = self._compute(SettledQueries(queries, settled, now_us), now, week_start)
             with self._lock:
@@ -439,10 +438,6 @@ class EnforcementCache:
                 over.append(status)
         over.sort(key=lambda s: (-s.percent, s.budget.name))
         return _Exhausted(tuple(s.budget for s in over), deadline, lo, hi)
-
-
-def _database_file(conn: sqlite3.Connection) -> str:
-    return conn.execute("PRAGMA database_list").fetchone()[2]
 
 
 _ENFORCEMENT = EnforcementCache()

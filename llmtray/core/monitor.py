@@ -131,7 +131,7 @@ def _scope_and_end(status: BudgetStatus, config: Config) -> tuple[str, str]:
     scope = "" if b.scope.is_everything else f" · {b.scope.describe()}"
     if b.period == "day":
         return scope, "by midnight"
-    last_day = from_us(status.end_us - 1).astimezone(config.tz) if config.tz else from_us(status.end_us - 1).astimezone()
+    last_day = from_us(status.end_us - 1).astimezone(config.tz)  # None: the system zone
     return scope, f"by {last_day:%a %d %b}"
 
 

@@ -6,11 +6,11 @@ once per bucket and remembered, and each check adds just the current bucket (an 
 a few rows). On 90 days of realistic traffic that turns a monitor pass from ~125 ms into ~9 ms
 and an enforcement refresh from ~40 ms into ~1 ms (bench/budgets.py) — both run on commits.
 
-Inserts into settled buckets (an import, spool redelivery, another process's `llmtray import`)
-are noticed by a watermark: every check asks for rows with an id above the last one seen — a
-few rows — and forgets the sums if any is older than the current bucket. Removing an import or
-`llmtray reprice` changes rows in place: `forget()` after those, or they show at the next bucket
-edge (within 15 minutes).
+Changes to settled buckets are noticed by a watermark, by anyone (another process's `llmtray
+import` too): every check reads the rows with an id above the last one seen — a few rows — and
+the import datasets' count; a row older than the current bucket or a removed import forgets the
+sums. Only `llmtray reprice` changes rows unseen: its new costs show at the next bucket edge
+(within 15 minutes), or at once after `forget()`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,17 @@ class SettledTotals:
         self._lock = threading.Lock()
         self._edge: int | None = None
         self._mark: int | None = None  # highest event id whose row the sums account for
+        self._datasets: int | None = None  # import datasets then (fewer: one was removed)
         self._sums: dict[Filters, Totals] = {}
 
     def check(self, conn: sqlite3.Connection) -> None:
-        """Forget the sums if rows were inserted into settled buckets since the last check."""
+        """Forget the sums if settled buckets changed since the last check."""
+        (datasets,) = conn.execute("SELECT count(*) FROM dataset").fetchone()
         with self._lock:
             mark = self._mark
+            if self._datasets is not None and datasets < self._datasets:
+                self._sums = {}
+            self._datasets = datasets
         if mark is None:  # nothing remembered yet: just note where the table ends
             (newest,) = conn.execute("SELECT coalesce(max(id), 0) FROM event").fetchone()
             with self._lock:
@@ -83,3 +88,22 @@ class SettledQueries(Queries):
         out.add(self.settled.get(self, f.between(f.start_us, self.edge)))
         out.add(super().totals(f.between(self.edge, None)))
         return out
+
+
+_REGISTRY: dict[str, SettledTotals] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def settled_for(conn: sqlite3.Connection) -> SettledTotals:
+    """The process's remembered sums for the database `conn` is open on (shared by its threads)."""
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    with _REGISTRY_LOCK:
+        return _REGISTRY.setdefault(path, SettledTotals())
+
+
+def forget_all() -> None:
+    """Drop every remembered sum (after a reprice, or anything else that edits rows in place)."""
+    with _REGISTRY_LOCK:
+        registry = list(_REGISTRY.values())
+    for settled in registry:
+        settled.forget()

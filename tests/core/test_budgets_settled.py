@@ -1,5 +1,6 @@
 """Remembered settled sums (`core.settled`) never change an answer: against plain `Queries`
-under random inserts — live, backfilled, from another connection with no notice — as time moves."""
+under random inserts — live, backfilled, from another connection with no notice — and removed
+imports, as time moves."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmtray.core.queries import Filters, Queries
-from llmtray.core.settled import SettledQueries, SettledTotals
+from llmtray.core.settled import SettledQueries, SettledTotals, forget_all, settled_for
 from llmtray.core.store import to_us
 from tests.core.budget_kit import event, open_store, utc
 
@@ -21,7 +22,7 @@ TZ = ZoneInfo("Asia/Kathmandu")
 
 steps = st.lists(
     st.one_of(
-        st.tuples(st.just("insert"), st.sampled_from(["writer", "other"]),
+        st.tuples(st.just("insert"), st.sampled_from(["writer", "other", "import"]),
                   st.lists(st.tuples(st.one_of(st.integers(-6, 4),  # this bucket or the one before
                                                st.integers(-10 * 60, -15),  # earlier today: a backfill
                                                st.integers(-40 * 24 * 60, 0)),  # any day of the last 40
@@ -29,6 +30,7 @@ steps = st.lists(
                                      st.booleans()), min_size=1, max_size=4)),
         st.tuples(st.just("tick"), st.integers(0, 20)),  # minutes pass
         st.tuples(st.just("check")),
+        st.tuples(st.just("remove import")),
     ),
     max_size=25,
 )
@@ -41,13 +43,18 @@ def test_settled_totals_equal_a_fresh_sum(steps):
         path = Path(tmp) / "llmtray.db"
         writer, other = open_store(path), open_store(path)  # another connection: a CLI import
         settled = SettledTotals()
-        now = NOW
+        now, datasets = NOW, []
         try:
             for step in steps:
                 if step[0] == "insert":
                     store = writer if step[1] == "writer" else other
+                    dataset = other.create_dataset("x.csv", "openai", None) if step[1] == "import" else None
                     store.add([event(now + timedelta(minutes=m), f"0.{n:09d}", tags={"team": "a"} if team else {})
-                               for m, n, team in step[2]], "hook")
+                               for m, n, team in step[2]], "hook", dataset_id=dataset)
+                    datasets += [dataset] if dataset else []
+                elif step[0] == "remove import":
+                    if datasets:
+                        other.remove_dataset(datasets.pop(0))
                 elif step[0] == "tick":
                     now += timedelta(minutes=step[1])
                 else:  # every period and projection window, with and without a tag scope
@@ -64,17 +71,20 @@ def test_settled_totals_equal_a_fresh_sum(steps):
             other.close()
 
 
-def test_forget_after_removing_an_import(data_dir):
+def test_a_removed_import_is_noticed_and_a_reprice_after_forget(data_dir):
     store = open_store(data_dir / "llmtray.db")
     try:
         dataset = store.create_dataset("march.csv", "openai", None)
         store.add([event(NOW - timedelta(days=2), "5")], "import:openai", dataset_id=dataset)
         store.add([event(NOW - timedelta(days=1), "1")], "hook")
-        settled, plain = SettledTotals(), Queries(store.conn, TZ)
+        settled, plain = settled_for(store.conn), Queries(store.conn, TZ)
         f = Filters(start_us=to_us(NOW - timedelta(days=10)))
         assert SettledQueries(plain, settled, to_us(NOW)).totals(f).cost_nanos == 6_000_000_000
-        store.remove_dataset(dataset)
-        settled.forget()  # what the import dialog does after removing one
+        store.remove_dataset(dataset)  # from the import dialog: no notice needed
         assert SettledQueries(plain, settled, to_us(NOW)).totals(f).cost_nanos == 1_000_000_000
+        store.conn.execute("UPDATE event SET cost_nanos = 2000000000")  # what a reprice does
+        forget_all()
+        assert SettledQueries(plain, settled, to_us(NOW)).totals(f).cost_nanos == 2_000_000_000
+        assert settled_for(Queries(store.conn, TZ).conn) is settled  # one per database file
     finally:
         store.close()
