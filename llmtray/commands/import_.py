@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from llmtray.commands.report import UsageError
 from llmtray.importers import BY_NAME, GENERIC, ColumnMapping, ImportFileError, MappingStore
 from llmtray.importers.mapping import TARGETS, guess
-from llmtray.importers.overlap import POLICIES, describe
+from llmtray.importers.overlap import POLICIES, describe, describe_imports
 
 if TYPE_CHECKING:
     from llmtray.importers.engine import Importer, ImportResult
@@ -123,6 +123,9 @@ def _print(name: str, r: ImportResult, dry_run: bool) -> None:
                 "keep": "kept alongside observed events"}
         action = what["skip"] if r.overlap_skipped else what["replace"] if r.replaced else what["keep"]
         print(f"  overlap with observed events on {describe(r.overlap)}: {action}")
+    if r.other_imports:
+        print(f"  note: other imports cover the same days: {describe_imports(r.other_imports)}. A provider's usage "
+              "and cost exports describe the same spend: keep one (llmtray import --list, --remove ID)")
     if r.state == "partial":
         print(f"  stopped early ({r.message or 'cancelled'}); the rows stored so far are kept as a partial dataset",
               file=sys.stderr)

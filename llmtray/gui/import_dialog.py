@@ -43,7 +43,7 @@ from llmtray.importers import GENERIC, ImportFileError
 from llmtray.importers.base import Options, Parsed
 from llmtray.importers.engine import Importer, ImportResult, Progress
 from llmtray.importers.mapping import ColumnMapping, MappingStore, guess
-from llmtray.importers.overlap import describe
+from llmtray.importers.overlap import describe, describe_imports
 from llmtray.importers.textfile import CsvReader, open_text
 from llmtray.paths import Paths
 
@@ -602,6 +602,9 @@ def _summary(name: str, r: ImportResult) -> str:
         action = (f"{r.overlap_skipped:,} rows skipped" if r.overlap_skipped else
                   f"{r.replaced:,} observed events replaced" if r.replaced else "kept both")
         lines.append(f"  Overlapping days {describe(r.overlap)}: {action}.")
+    if r.other_imports:
+        lines.append(f"  Note: other imports cover the same days: {describe_imports(r.other_imports)}. A provider's "
+                     "usage and cost exports describe the same spend: keep one of them.")
     if r.state == "partial":
         lines.append(f"  Stopped early ({r.message or 'cancelled'}): the rows stored so far are kept as a partial "
                      "dataset; import the file again to complete it.")

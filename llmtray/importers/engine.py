@@ -25,7 +25,7 @@ from llmtray.core.store import AddResult, Batch, Store, to_us
 from llmtray.importers import GENERIC, Detection, detect
 from llmtray.importers.base import Format, ImportFileError, Options, Parsed, RowError, Skipped
 from llmtray.importers.mapping import ColumnMapping, MappingStore
-from llmtray.importers.overlap import POLICIES, ProviderDays, observed_days, replacing
+from llmtray.importers.overlap import POLICIES, ProviderDays, observed_days, other_imports, replacing
 from llmtray.importers.values import US_PER_DAY, utc_day
 
 CHUNK_SIZE = 5000
@@ -53,6 +53,8 @@ class ImportResult:
     error_count: int = 0
     errors: list[RowError] = field(default_factory=list)
     overlap: list[tuple[str, int]] = field(default_factory=list)  # (provider, UTC day number)
+    # (format, provider, day): rows of other import formats on the days this file covers
+    other_imports: list[tuple[str, str, int]] = field(default_factory=list)
     message: str | None = None  # why a partial import stopped early (None: cancelled)
 
     @property
@@ -200,6 +202,7 @@ class Importer:
         now = datetime.now(UTC)
         chunk = _Chunk()
         overlapping: set[tuple[str, int]] = set()
+        covered: set[tuple[str, int]] = set()
         for item in fmt.items(path, options):
             if result.rows_read and result.rows_read % self.chunk_size == 0:
                 if progress is not None:
@@ -218,19 +221,20 @@ class Importer:
                 where = item.where or f"line {item.line}"
                 result.add_error(RowError(item.line, where, "; ".join(str(e) for e in errors)))
                 continue
-            if observed:
-                day = to_us(event.ts) // US_PER_DAY
-                if day in observed.get(event.provider, ()):
-                    overlapping.add((event.provider, day))
-                    if overlap == "skip":
-                        result.overlap_skipped += 1
-                        continue
+            day = to_us(event.ts) // US_PER_DAY
+            covered.add((event.provider, day))
+            if observed and day in observed.get(event.provider, ()):
+                overlapping.add((event.provider, day))
+                if overlap == "skip":
+                    result.overlap_skipped += 1
+                    continue
             chunk.append(event, item)
             if len(chunk.events) >= self.chunk_size:
                 self._flush(fmt, chunk, result)
                 chunk = _Chunk()
         self._flush(fmt, chunk, result)  # after a cancel too: what was read is kept, as one partial dataset
         result.overlap = sorted(overlapping)
+        result.other_imports = other_imports(self.store.conn, fmt.name, covered)
         if progress is not None:
             progress(self._progress(result, options))
 

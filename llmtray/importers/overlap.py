@@ -40,8 +40,40 @@ def observed_days(conn: sqlite3.Connection) -> ProviderDays:
     return out
 
 
+# Formats whose rows share ids: importing both adds each row once, so they never double-count.
+_FAMILY = {"openai-usage-api": "openai-usage"}
+_RESTORES = ("llmtray-jsonl", "llmtray-csv")  # keep each event's original source, imports included
+
+
+def other_imports(conn: sqlite3.Connection, fmt: str, days: set[tuple[str, int]]) -> list[tuple[str, str, int]]:
+    """(format, provider, day) of rows from *other* import formats on the provider-days just
+    imported. Not refused like observed events (two exports may well be complementary), but
+    said: a provider's usage export and its cost export describe the same spend."""
+    if not days or fmt in _RESTORES:
+        return []
+    family = _FAMILY.get(fmt, fmt)
+    rows = conn.execute(
+        f"SELECT DISTINCT source, provider, bucket / {_BUCKETS_PER_DAY} FROM rollup "
+        "WHERE source LIKE 'import:%' AND events > 0"
+    )
+    out = []
+    for source, provider, day in rows:
+        other = source.removeprefix("import:")
+        if _FAMILY.get(other, other) != family and (provider, day) in days:
+            out.append((other, provider, day))
+    return sorted(out)
+
+
 def day_date(day: int) -> date:
     return _EPOCH_DAY + timedelta(days=day)
+
+
+def describe_imports(found: Iterable[tuple[str, str, int]]) -> str:
+    """`anthropic-cost (anthropic: 2026-05-01, 2026-05-02)`, one group per other format."""
+    by_format: dict[str, list[tuple[str, int]]] = {}
+    for fmt, provider, day in found:
+        by_format.setdefault(fmt, []).append((provider, day))
+    return "; ".join(f"{fmt} ({describe(days)})" for fmt, days in sorted(by_format.items()))
 
 
 def describe(days: Iterable[tuple[str, int]], limit: int = 10) -> str:

@@ -137,3 +137,9 @@ def test_incomplete_mapping_is_refused_with_what_is_missing(data_dir, capsys):
     assert run(data_dir, "--map", "ts=When", str(DATA / "generic.csv")) == 1
     err = capsys.readouterr().err
     assert "model: needs a column" in err and "provider: needs a column or a constant" in err
+
+
+def test_overlapping_usage_and_cost_imports_get_a_note(data_dir, capsys):
+    assert run(data_dir, str(DATA / "anthropic_usage.csv"), str(DATA / "anthropic_cost.csv")) == 0
+    out = capsys.readouterr().out
+    assert "note: other imports cover the same days: anthropic-usage (anthropic: 2026-05-01)" in out

@@ -103,3 +103,12 @@ def test_restoring_an_export_into_the_same_database_is_refused_not_doubled(impor
     replaced = importer.run(path, overlap="replace")
     assert (replaced.imported, replaced.replaced) == (5, 5)
     assert totals(observed) == before  # the restored copies replaced the originals one for one
+
+
+def test_usage_and_cost_exports_of_the_same_days_are_pointed_out(importer, store):
+    assert importer.run(DATA / "anthropic_usage.csv").other_imports == []
+    result = importer.run(DATA / "anthropic_cost.csv")
+    assert result.other_imports == [("anthropic-usage", "anthropic", MAY1)]
+    # the OpenAI usage CSV and Usage API share ids: never "another import" of each other
+    importer.run(DATA / "openai_usage.csv")
+    assert importer.run(DATA / "openai_usage_api.json").other_imports == []
