@@ -12,40 +12,40 @@ from __future__ import annotations
 from typing import Any
 
 from llmtray.core import usage as conventions
-from llmtray.hooks.calls import Api, Call
+from llmtray.hooks.calls import Api, Call, field
 
 
 def _observe_chat(call: Call, chunk: Any) -> None:
     if call.model is None:
-        call.model = getattr(chunk, "model", None)
-        call.request_id = getattr(chunk, "id", None)
-        call.tier = getattr(chunk, "service_tier", None)
-    usage = getattr(chunk, "usage", None)
+        call.model = field(chunk, "model")
+        call.request_id = field(chunk, "id")
+        call.tier = field(chunk, "service_tier")
+    usage = field(chunk, "usage")
     if usage is not None:
         call.usage = usage
 
 
 def _observe_responses(call: Call, event: Any) -> None:
-    response = getattr(event, "response", None)  # response.created / in_progress / completed / failed …
+    response = field(event, "response")  # response.created / in_progress / completed / failed …
     if response is None:
         return
-    call.model = getattr(response, "model", None) or call.model
-    call.request_id = getattr(response, "id", None) or call.request_id
-    call.tier = getattr(response, "service_tier", None) or call.tier
-    usage = getattr(response, "usage", None)
+    call.model = field(response, "model") or call.model
+    call.request_id = field(response, "id") or call.request_id
+    call.tier = field(response, "service_tier") or call.tier
+    usage = field(response, "usage")
     if usage is not None:
         call.usage = usage
 
 
 def _observe_anthropic(call: Call, event: Any) -> None:
-    kind = getattr(event, "type", None)
+    kind = field(event, "type")
     if kind == "message_start":
-        message = getattr(event, "message", None)
-        call.model = getattr(message, "model", None)
-        call.request_id = getattr(message, "id", None)
-        call.usage_start = getattr(message, "usage", None)
+        message = field(event, "message")
+        call.model = field(message, "model")
+        call.request_id = field(message, "id")
+        call.usage_start = field(message, "usage")
     elif kind == "message_delta":
-        usage = getattr(event, "usage", None)
+        usage = field(event, "usage")
         if usage is not None:
             call.usage = usage
 

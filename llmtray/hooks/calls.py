@@ -49,10 +49,17 @@ class HookConfig:
 
 
 def plain(obj: Any) -> Any:
-    """A JSON-like copy of an SDK (pydantic) object without going through its serializer, which
-    warns about — or chokes on — the odd values a provider may send."""
+    """A JSON-like copy of an SDK (pydantic) usage object or of parsed JSON. The SDK serializer
+    is used without its warnings (a provider may send odd values); if it chokes, the fields are
+    copied by hand."""
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return obj
+    dump = getattr(obj, "model_dump", None)
+    if dump is not None:
+        try:
+            return dump(warnings=False)
+        except Exception:
+            pass
     if isinstance(obj, Mapping):
         return {str(k): plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -65,6 +72,16 @@ def plain(obj: Any) -> Any:
             out.update({str(k): plain(v) for k, v in extra.items()})
         return out
     return obj
+
+
+def field(obj: Any, name: str) -> Any:
+    """A field of an SDK (pydantic) object or a parsed-JSON namespace, None when absent. Reads the
+    instance dict: `getattr` with a default costs microseconds on pydantic models for a name the
+    type doesn't declare (an embeddings response has no `id`, a text delta no `response`)."""
+    try:
+        return obj.__dict__.get(name)
+    except AttributeError:
+        return getattr(obj, name, None)
 
 
 def _text(value: Any) -> str | None:
@@ -91,7 +108,7 @@ class Call:
     """A call in flight or finished; queued as is and built into an event by the sender."""
 
     __slots__ = ("api", "config", "context", "wall", "t0", "latency_ms", "ttft_ms", "stream",
-                 "requested_model", "model", "request_id", "usage", "usage_start", "tier",
+                 "requested_model", "response", "model", "request_id", "usage", "usage_start", "tier",
                  "error", "notes", "_once", "__weakref__")
 
     def __init__(self, api: Api, config: HookConfig, context: Attribution, requested_model: Any, stream: bool):
@@ -104,6 +121,7 @@ class Call:
         self.t0 = time.perf_counter()
         self.latency_ms: float | None = None
         self.ttft_ms: float | None = None
+        self.response: Any = None
         self.model: Any = None
         self.request_id: Any = None
         self.usage: Any = None
@@ -119,11 +137,15 @@ class Call:
         self.notes[key] = value
 
     def took_response(self, result: Any) -> None:
-        """Keep what the event needs from a complete response object (no copying)."""
-        self.model = getattr(result, "model", None)
-        self.request_id = getattr(result, "id", None)
-        self.usage = getattr(result, "usage", None)
-        self.tier = getattr(result, "service_tier", None)
+        """Keep the complete response object; its fields are read on the sender's thread."""
+        self.response = result
+
+    def _read_response(self) -> None:
+        result, self.response = self.response, None
+        self.model = field(result, "model")
+        self.request_id = field(result, "id")
+        self.usage = field(result, "usage")
+        self.tier = field(result, "service_tier")
 
     def failed(self, exc: BaseException) -> None:
         message = str(exc) or type(exc).__name__
@@ -144,12 +166,15 @@ class Call:
             self.note(STREAM_TAG, stream_end)
         if exc is not None:
             self.failed(exc)
-        _open_streams.pop(id(self), None)
+        if self.stream:
+            _open_streams.pop(id(self), None)
         sender.submit(self)
 
     # --- built on the sender's thread ------------------------------------------------------
 
     def to_event(self) -> dict[str, Any]:
+        if self.response is not None:
+            self._read_response()
         notes = dict(self.notes or {})
         event: dict[str, Any] = {
             "id": str(uuid.uuid4()),
@@ -166,8 +191,8 @@ class Call:
             event.update(self._tokens(notes))
         tier = conventions.service_tier(self.tier)
         if tier is None:  # Anthropic reports the tier inside usage (message_start's, for streams)
-            tier = conventions.service_tier(getattr(self.usage, "service_tier", None)) or \
-                conventions.service_tier(getattr(self.usage_start, "service_tier", None))
+            tier = conventions.service_tier(field(self.usage, "service_tier")) or \
+                conventions.service_tier(field(self.usage_start, "service_tier"))
         if tier:
             event["service_tier"] = tier
         if self.latency_ms is not None:

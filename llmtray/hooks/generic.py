@@ -49,10 +49,12 @@ def record(*, provider: str, model: str, **fields: Any) -> str | None:
             event["tags"] = tags
         _parsed, errors = event_errors(event, now=now)
         if errors:
-            log.warning("llmtray.hooks.record: invalid event (%s); kept in the dead-letter file",
-                        "; ".join(map(str, errors)))
-        sender.submit(event)  # the sender validates again and dead-letters it if invalid
-        return None if errors else event["id"]
+            message = "; ".join(map(str, errors))
+            log.warning("llmtray.hooks.record: invalid event (%s); kept in the dead-letter file", message)
+            sender.submit(sender.DeadLetter({"error": message, "event": event}))
+            return None
+        sender.submit(event)
+        return str(event["id"])
     except Exception:
         log.warning("llmtray.hooks.record: could not record the event", exc_info=True)
         return None

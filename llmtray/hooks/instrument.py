@@ -143,7 +143,7 @@ def _copying(method: Callable[..., Any], config: HookConfig) -> Callable[..., An
 def _begin(api: Api, config: HookConfig, kwargs: dict[str, Any]) -> Call | None:
     try:
         body = kwargs.get("body")
-        model = body.get("model") if isinstance(body, Mapping) else None
+        model = body.get("model") if type(body) is dict or isinstance(body, Mapping) else None
         return Call(api, config, current(), model, bool(kwargs.get("stream")))
     except Exception:
         log.debug("llmtray hooks: could not start recording a call", exc_info=True)
@@ -194,12 +194,23 @@ def _record(call: Call, response: Any) -> None:
     call.finish()
 
 
+_raw_types: dict[type, bool] = {}
+
+
+def _is_raw(result: Any) -> bool:
+    """Whether `result` is a `with_raw_response` / `with_streaming_response` wrapper. Decided once
+    per class: `hasattr` on a pydantic response would take its slow missing-attribute path."""
+    cls = type(result)
+    raw = _raw_types.get(cls)
+    if raw is None:
+        raw = _raw_types[cls] = any(c.__name__ in ("BaseAPIResponse", "LegacyAPIResponse") for c in cls.__mro__)
+    return raw
+
+
 def _raw_unread(call: Call, result: Any) -> bool:
-    """`with_raw_response` / `with_streaming_response` results wrap the parsed object; when the
-    body hasn't been read yet, reading it here would change the call: record it without usage."""
+    """A raw wrapper whose body hasn't been read yet: reading it here would change the call, so
+    it is recorded without usage. True when the call was recorded that way."""
     try:
-        if not (hasattr(result, "http_response") and hasattr(result, "parse")):
-            return False
         if call.stream or result.http_response.is_closed:
             return False
     except Exception:
@@ -210,9 +221,11 @@ def _raw_unread(call: Call, result: Any) -> bool:
 
 
 def _end(call: Call, result: Any) -> Any:
-    if not _raw_unread(call, result):
+    if not _is_raw(result):
+        _record(call, result)
+    elif not _raw_unread(call, result):
         try:
-            response = result.parse() if hasattr(result, "http_response") and hasattr(result, "parse") else result
+            response = result.parse()  # cached by the SDK: the user's own parse() gets the same object
         except Exception:  # the user's own parse() will raise it again
             call.finish()
             return result
@@ -241,10 +254,12 @@ def _sync_wrapper(post: Callable[..., Any], routes: dict[str, Api], config: Hook
 
 
 async def _aend(call: Call, result: Any) -> Any:
-    if not _raw_unread(call, result):
+    if not _is_raw(result):
+        _record(call, result)
+    elif not _raw_unread(call, result):
         try:
-            response = result.parse() if hasattr(result, "http_response") and hasattr(result, "parse") else result
-            if inspect.isawaitable(response):
+            response = result.parse()
+            if inspect.isawaitable(response):  # AsyncAPIResponse.parse is a coroutine
                 response = await response
         except Exception:
             call.finish()

@@ -1,8 +1,9 @@
 """Delivery of hook events: a bounded in-memory queue, one background thread, batches, the spool.
 
 The caller's thread only appends to a deque (never blocks, never does I/O unless the queue is
-full — then that one event is spilled to the spool file). The `llmtray-hooks` thread turns
-queued items into events, posts them in batches of at most 500 and sorts each answer
+full — then that one event is spilled to the spool file). The `llmtray-hooks` thread lets a
+burst gather for up to 0.2 s (or until 500 are waiting), turns queued items into events, posts
+them in batches of at most 500 and sorts each answer
 (`transport`): 200 → done; 400 → the named events go to the dead-letter file with the server's
 message and the rest are resent; 413 → the batch is split; anything retryable → the batch is
 spooled and delivery resumes from the spool after an exponential backoff with jitter
@@ -23,11 +24,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from llmtray.core.events import event_errors
 from llmtray.hooks import endpoint as discovery
 from llmtray.hooks.spool import Chunk, Spool
 from llmtray.hooks.transport import Connection, Delivered, Rejected, Retry, TooLarge, post_events
@@ -35,6 +35,7 @@ from llmtray.hooks.transport import Connection, Delivered, Rejected, Retry, TooL
 log = logging.getLogger("llmtray.hooks")
 
 MAX_BATCH = 500
+LINGER = 0.2  # seconds a first event waits for company before its batch is posted
 QUEUE_MAX = 10_000
 SPOOL_MAX_EVENTS = 200_000
 POST_TIMEOUT = 10.0
@@ -50,7 +51,15 @@ class Pending(Protocol):
     def to_event(self) -> dict[str, Any]: ...
 
 
-Item = dict[str, Any] | Pending
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event refused before sending (`record()` with bad fields): written to the dead-letter
+    file by the sender's thread, so the caller's thread does no file I/O."""
+
+    entry: dict[str, Any]
+
+
+Item = dict[str, Any] | DeadLetter | Pending
 
 
 class Sender:
@@ -66,7 +75,8 @@ class Sender:
         self.spool = Spool(spool_folder or discovery.spool_dir(), spool_max_events)
         self._discover = discover
         self._queue: deque[Item] = deque()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # something was queued
+        self._urgent = threading.Event()  # a full batch is waiting, or flush()/close() asked
         self._stop = threading.Event()
         self._idle = threading.Condition()
         self._cycles = 0
@@ -89,12 +99,15 @@ class Sender:
 
     def submit(self, item: Item) -> None:
         """Queue one event; O(1), never blocks. A full queue spills the event to the spool."""
-        if len(self._queue) >= self.queue_max:
+        queued = len(self._queue)
+        if queued >= self.queue_max:
             self._spill(item)
             return
         self._queue.append(item)
         if not self._wake.is_set():
             self._wake.set()
+        elif queued == MAX_BATCH - 1:
+            self._urgent.set()
 
     def _spill(self, item: Item) -> None:
         event = self._build(item)
@@ -110,6 +123,9 @@ class Sender:
     def _run(self) -> None:
         while True:
             self._wake.wait(self._wait_time())
+            if self._queue and len(self._queue) < MAX_BATCH:
+                self._urgent.wait(LINGER)  # let a batch gather: one POST per burst, not per call
+            self._urgent.clear()
             self._wake.clear()
             stopping = self._stop.is_set()
             try:
@@ -195,18 +211,20 @@ class Sender:
                       self.spool.folder, exc)
 
     def _build(self, item: Item) -> dict[str, Any] | None:
-        """The event dict, validated here so one bad event can't make the server refuse a batch."""
+        """The event dict (built here, off the caller's thread). Not validated again: events from
+        `Call` are valid by construction and `record()` validated its own; should the server still
+        refuse one, its 400 names it and only that one is dead-lettered."""
         try:
-            event = item if isinstance(item, dict) else item.to_event()
-            _parsed, errors = event_errors(event, now=datetime.now(UTC))
+            if isinstance(item, dict):
+                return item
+            if isinstance(item, DeadLetter):
+                self.spool.dead_letter([item.entry])
+                return None
+            return item.to_event()
         except Exception as exc:
             log.exception("llmtray hooks: could not build an event")
             self.spool.dead_letter([{"error": f"could not build the event: {exc!r}", "item": repr(item)[:2000]}])
             return None
-        if errors:
-            self.spool.dead_letter([{"error": "; ".join(map(str, errors)), "event": event}])
-            return None
-        return event
 
     def _deliver_chunk(self, chunk: Chunk) -> bool:
         if chunk.events and self._deliver(chunk.events):
@@ -291,6 +309,7 @@ class Sender:
                 target = self._cycles + 1
             failures = self._failures
             self._retry_at = 0.0
+            self._urgent.set()
             self._wake.set()
             with self._idle:
                 while self._cycles < target and self._thread.is_alive():
@@ -307,6 +326,7 @@ class Sender:
         """Stop the thread: deliver what it can within `timeout`, spool the rest, release files."""
         self._exit_deadline = time.monotonic() + timeout
         self._stop.set()
+        self._urgent.set()
         self._wake.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)

@@ -4,6 +4,8 @@ file, and a hook sender that lives and dies with each test (its data dir is the 
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,17 @@ from llmtray.core.store import event_json, iter_event_rows
 from llmtray.hooks import enforce, sender
 from llmtray.ingest.service import IngestService
 from tests.hooks.stub_upstream import StubUpstream
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Every thread a test starts (senders, servers, stubs) is gone when it ends."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 10
+    while (left := [t for t in threading.enumerate() if t not in before and t.is_alive()]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"threads left running: {[t.name for t in left]}"
 
 
 @pytest.fixture
