@@ -120,8 +120,8 @@ class WindowActions(QObject):
     @Slot()
     def open_import(self) -> None:
         if self._import_dialog is not None:
-            dialog = self._import_dialog(self._paths)
-            dialog.setParent(self._window, dialog.windowFlags())
+            dialog = self._import_dialog(self._paths, self._window)
+            dialog.imported.connect(self._window.on_imported)  # imports write through their own Store
             dialog.show()
 
     @Slot()

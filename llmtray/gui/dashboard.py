@@ -201,6 +201,13 @@ class Dashboard(QMainWindow):
         else:
             self._stale = True
 
+    @Slot(object)
+    def on_imported(self, result: Any) -> None:
+        """The import dialog stored a file's rows through its own Store, not the ingest writer
+        (`result`: an `ImportResult`): refresh, pickers included — a file can bring new models."""
+        self.on_committed(Committed(result.imported, result.duplicates, None, None,
+                                    frozenset({f"import:{result.format}"})))
+
     def show_notice(self, text: str) -> None:
         """A problem the user must know about (e.g. new calls are not being recorded)."""
         self.notice.setText(f"⚠ {text}")

@@ -319,3 +319,35 @@ def test_first_events_fill_the_pickers(qtbot, make_dashboard, tmp_path):
     qtbot.waitUntil(lambda: window.pages.currentWidget() is window.tabs, timeout=5000)
     qtbot.waitUntil(lambda: window.filter_bar.pickers["model"].findData("mistral-large-latest") > 0, timeout=5000)
     assert window.filter_bar.isVisibleTo(window) and window.kpis.isVisibleTo(window)
+
+
+def test_an_import_refreshes_the_window(qtbot, make_dashboard, demo_db, queries):
+    """The import dialog writes through its own Store and reports each file it stored."""
+    from llmtray.importers.engine import ImportResult
+
+    window = make_dashboard(demo_db)
+    store = Store.open(demo_db)
+    try:
+        result = store.add([parse_event({"provider": "deepseek", "model": "deepseek-chat", "cost_usd": "3"})],
+                           "import:openrouter")
+    finally:
+        store.close()
+    window.on_imported(ImportResult(demo_db, "openrouter", "OpenRouter export", imported=result.accepted))
+    expected_month = format_usd(queries.spend_in_period("month")[0].cost_nanos)
+    qtbot.waitUntil(lambda: window.kpis.values()["month"] == expected_month, timeout=5000)
+    qtbot.waitUntil(lambda: window.filter_bar.pickers["model"].findData("deepseek-chat") > 0, timeout=5000)
+
+
+def test_onboarding_opens_the_import_dialog(qtbot, make_dashboard, tmp_path):
+    from llmtray.gui.app import WindowActions
+    from llmtray.gui.import_dialog import ImportDialog
+
+    data = tmp_path / "fresh"
+    window = make_dashboard(data / "llmtray.db")
+    actions = WindowActions(window, Paths(data, data, data), ImportDialog)
+    window.import_requested.connect(actions.open_import)
+    window.onboarding.import_button.setEnabled(True)  # the app enables it when the dialog exists
+    window.onboarding.import_button.click()
+    dialogs = window.findChildren(ImportDialog)
+    assert len(dialogs) == 1 and dialogs[0].isVisible()
+    dialogs[0].close()
