@@ -84,7 +84,8 @@ def _create_locked(folder: Path, stem: str) -> _File:
     """Create and lock a new file under a temporary name, then give it its real name: a file
     appears under `*.jsonl` only once locked, so no other process can mistake it for an orphan."""
     tmp = folder / f"{stem}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    # O_APPEND: every write lands at the end, also after a failed write was truncated away
+    fd = os.open(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     if not _try_lock(fd):  # pragma: no cover - a fresh unique file is never locked
         os.close(fd)
         raise OSError(f"could not lock new spool file {tmp}")

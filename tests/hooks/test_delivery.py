@@ -42,8 +42,9 @@ def event(i: int, **extra) -> dict:
     return {"id": f"e{i:03}", "provider": "openai", "model": "gpt-4o-mini", "input_tokens": 100 + i, **extra}
 
 
-def run_script(data: Path, code: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LLMTRAY_DATA_DIR": str(data), "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring"}
+def run_script(data: Path, code: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LLMTRAY_DATA_DIR": str(data), "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+           **env_vars}
     env.pop("LLMTRAY_URL", None)
     env.pop("LLMTRAY_TOKEN", None)
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
@@ -247,6 +248,19 @@ def test_exit_flush_delivers_without_an_explicit_flush(hook_env: Path, tray):
     assert proc.returncode == 0, proc.stderr
     events = stored(hook_env)
     assert len(events) == 50 and {e["feature"] for e in events} == {"exiting"}
+
+
+def test_a_stream_still_open_at_exit_is_recorded_as_abandoned(hook_env: Path, tray, upstream):
+    code = ("import os, openai, llmtray.hooks as lt\n"
+            "client = lt.instrument(openai.OpenAI(api_key='k', base_url=os.environ['STUB'] + '/v1', max_retries=0))\n"
+            "stream = client.chat.completions.create(model='gpt-4o-mini', stream=True,\n"
+            "                                        messages=[{'role': 'user', 'content': 'hi'}])\n"
+            "next(iter(stream))\n")  # and exit, the stream still open and referenced
+    proc = run_script(hook_env, code, STUB=upstream.url)
+    assert proc.returncode == 0, proc.stderr
+    (event,) = stored(hook_env)
+    assert event["tags"] == {"llmtray.stream": "abandoned", "llmtray.usage": "missing"}
+    assert event["model"] == "gpt-4o-mini-2024-07-18" and event["ttft_ms"] > 0
 
 
 def _child(queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 from pathlib import Path
 
@@ -298,6 +299,15 @@ def test_raw_response_and_with_options_copies_are_recorded(hook_env: Path, upstr
     assert len(events) == 2
     assert tokens(one(events, model="gpt-4o-mini-2024-07-18")) == CHAT
     assert one(events, model="gpt-4.1-2025-04-14")["feature"] == "raw"
+
+
+def test_streaming_response_is_recorded_without_reading_the_body_early(hook_env: Path, upstream):
+    with lt.instrument(sync_client(upstream)) as client:
+        with client.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=HELLO) as response:
+            body = json.loads(response.read())
+    assert body["usage"]["prompt_tokens"] == 1117
+    event = one(delivered(hook_env))
+    assert event["tags"] == {"llmtray.usage": "missing"} and event["status"] == "ok"
 
 
 def test_instrumenting_twice_records_once_and_updates_the_defaults(hook_env: Path, upstream):
