@@ -41,6 +41,7 @@ def flush(timeout: float = 5.0) -> bool:
 
 
 def stats() -> dict[str, Any]:
-    """Counters of this process's sender: queued, sent, duplicates, spooled, dead_lettered,
-    dropped (oldest events dropped past the spool bound), failed_attempts, last_error."""
-    return _sender.get().stats()
+    """Counters of this process's sender: queued, sent, duplicates, spooled, pending_in_spool,
+    dead_lettered, dropped (oldest events dropped past the spool bound), failed_attempts,
+    last_error. All zero before the first event (asking starts nothing)."""
+    return _sender.current_stats()

@@ -151,9 +151,6 @@ class Sender:
         if now < self._retry_at or (stopping and now >= self._exit_deadline):
             self._spool_queue()  # the tray is down: keep events on disk, not in memory
             return
-        if not stopping and now - self._last_scan >= ORPHAN_SCAN_EVERY:
-            self._last_scan = now
-            self.spool.claim_orphan()
         while True:
             batch = self._take_batch()
             if batch and not self._send_batch(batch):
@@ -164,11 +161,21 @@ class Sender:
                 self._spool_queue()
                 return
             chunk = self.spool.next_chunk(MAX_BATCH)
+            if chunk is None and self._orphan_scan_due() and self.spool.claim_orphan():
+                continue  # files left by processes that ended: deliver them too
             if chunk is not None and not self._deliver_chunk(chunk):
                 self._spool_queue()
                 return
             if not batch and chunk is None:
                 return
+
+    def _orphan_scan_due(self) -> bool:
+        """At start, after the tray came back, and once a minute otherwise (one directory listing)."""
+        now = time.monotonic()
+        if now - self._last_scan < ORPHAN_SCAN_EVERY:
+            return False
+        self._last_scan = now
+        return True
 
     def _send_batch(self, batch: list[dict[str, Any]]) -> bool:
         self._inflight = batch
@@ -379,6 +386,14 @@ def _start() -> Sender:
         if _sender is None:
             _sender = Sender()
         return _sender
+
+
+def current_stats() -> dict[str, Any]:
+    sender = _sender
+    if sender is not None:
+        return sender.stats()
+    return {"queued": 0, "sent": 0, "duplicates": 0, "spooled": 0, "pending_in_spool": False, "dead_lettered": 0,
+            "dropped": 0, "failed_attempts": 0, "last_error": None}
 
 
 def submit(item: Item) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import llmtray.hooks as lt
 
@@ -39,3 +40,9 @@ def test_import_starts_no_thread():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "1"
+
+
+def test_stats_before_any_event_start_nothing(hook_env):
+    before = threading.active_count()
+    assert lt.stats()["sent"] == 0 and lt.stats()["queued"] == 0
+    assert threading.active_count() == before
