@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from functools import lru_cache
 
 from llmtray.ingest.reply import HttpError
 from llmtray.ingest.wire import Headers
@@ -18,6 +19,7 @@ from llmtray.ingest.wire import Headers
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 
 
+@lru_cache(maxsize=256)  # asked on every request, nearly always with the same one or two hosts
 def is_loopback(host: str) -> bool:
     """Whether a host name or address (without port; IPv6 with or without brackets) is loopback."""
     host = host.strip().lower().removeprefix("[").removesuffix("]")

@@ -27,6 +27,7 @@ from llmtray.ingest.reply import HttpError
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_HEADER_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n)*")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;.*)?")
 # Hop-by-hop headers belong to one connection; a handler's value would corrupt our framing.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
@@ -201,15 +202,11 @@ class Connection:
             raise HttpError(400, "the request target must be a path such as /v1/events")
         if len(lines) - 1 > self.limits.max_headers:
             raise HttpError(431, f"more than {self.limits.max_headers} request headers")
-        items: list[tuple[str, str]] = []
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not _TOKEN.fullmatch(name):
-                raise HttpError(400, f"malformed header line {line[:40].decode('latin-1')!r}")
-            value = value.strip(b" \t")
-            if _BAD_VALUE.search(value):
-                raise HttpError(400, f"control characters in header {name.decode('ascii')!r}")
-            items.append((name.decode("ascii").lower(), value.decode("latin-1")))
+        fields = head[len(lines[0]) + 2:] + b"\r\n" if len(lines) > 1 else b""
+        if not _HEADER_LINES.fullmatch(fields):  # one pass for the usual case; find the culprit otherwise
+            _explain_bad_header(lines[1:])
+        items = [(name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1"))
+                 for name, _, value in (line.partition(b":") for line in lines[1:])]
         path, _, query = target.decode("latin-1").partition("?")
         return Request(method.decode("ascii"), path, query, version.decode("ascii"), Headers(items), self.client)
 
@@ -410,6 +407,17 @@ class Connection:
                 await writer.wait_closed()
             except OSError:
                 pass
+
+
+def _explain_bad_header(lines: list[bytes]) -> None:
+    """Raise the 400 that names the first malformed header line."""
+    for line in lines:
+        name, sep, value = line.partition(b":")
+        if not sep or not _TOKEN.fullmatch(name):
+            raise HttpError(400, f"malformed header line {line[:40].decode('latin-1')!r}")
+        if _BAD_VALUE.search(value.strip(b" \t")):
+            raise HttpError(400, f"control characters in header {name.decode('ascii')!r}")
+    raise HttpError(400, "malformed request head")
 
 
 def _too_large(max_bytes: int) -> str:
