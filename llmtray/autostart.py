@@ -43,9 +43,9 @@ def launch_command(args: Sequence[str] = ()) -> list[str]:
 
     An AppImage is named by `$APPIMAGE` (`sys.executable` is inside its temporary mount); a
     PyInstaller bundle by its own executable; a venv, pipx or uv install by the `llmtray` script
-    beside its interpreter (on Windows `pythonw -m llmtray`: the console script would open a console
-    window at every login). The interpreter path is not resolved: a venv's python is a symlink and
-    resolving it would lose the venv.
+    this process was started as, else the one beside its interpreter (on Windows `pythonw -m
+    llmtray`: the console script would open a console window at every login). Paths are not
+    resolved: a venv's python is a symlink, and resolving it would lose the venv.
     """
     appimage = os.environ.get("APPIMAGE")
     if appimage and Path(appimage).is_file():
@@ -56,9 +56,9 @@ def launch_command(args: Sequence[str] = ()) -> list[str]:
     if sys.platform == "win32":
         pythonw = exe.with_name("pythonw.exe")
         return [str(pythonw if pythonw.is_file() else exe), "-m", NAME, *args]
-    script = exe.with_name(NAME)
-    if _runnable(script):
-        return [str(script), *args]
+    for script in (Path(sys.argv[0]).absolute() if sys.argv and sys.argv[0] else None, exe.with_name(NAME)):
+        if script is not None and script.name == NAME and _runnable(script):
+            return [str(script), *args]
     return [str(exe), "-m", NAME, *args]
 
 

@@ -144,8 +144,17 @@ def test_a_frozen_bundle_starts_its_own_executable(tmp_path: Path, monkeypatch: 
     assert launch_command(["--demo"]) == [str(bundle), "--demo"]
 
 
+@linux_only
+def test_the_console_script_this_process_runs_as_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    script = executable(tmp_path / "local" / "bin" / "llmtray")
+    monkeypatch.delenv("APPIMAGE", raising=False)
+    monkeypatch.setattr(sys, "argv", [str(script), "--demo"])
+    assert launch_command(["--demo"]) == [str(script), "--demo"]
+
+
 def test_an_installed_script_beside_the_interpreter_is_preferred(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("APPIMAGE", raising=False)
+    monkeypatch.setattr(sys, "argv", ["-c"])
     command = launch_command()
     beside = Path(sys.executable).with_name("llmtray")
     if sys.platform != "win32" and beside.is_file():
