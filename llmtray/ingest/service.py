@@ -153,6 +153,8 @@ class IngestService:
         self._startup: threading.Thread | None = None
         self._stopped = False
         self._announced = False
+        self._ready_callbacks: list[Callable[[BaseException | None], None]] = []
+        self._ready_lock = threading.Lock()
 
     # --- configuration before start ------------------------------------------------------------
 
@@ -210,7 +212,21 @@ class IngestService:
             self._error = exc
             log.error("the ingest service could not start: %s", exc)
         finally:
-            self._ready.set()
+            with self._ready_lock:
+                self._ready.set()
+                callbacks, self._ready_callbacks = self._ready_callbacks, []
+            for callback in callbacks:
+                callback(self._error)
+
+    def when_ready(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Call `callback(None)` once serving, or `callback(error)` if starting failed — on the
+        startup thread, or at once if that already happened. Lets a GUI show "not recording:
+        <why>" without waiting on its own thread (emit a signal from the callback)."""
+        with self._ready_lock:
+            if not self._ready.is_set():
+                self._ready_callbacks.append(callback)
+                return
+        callback(self._error)
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until started (True), the timeout passed (False), or raise why starting failed.

@@ -15,7 +15,7 @@ from llmtray.config import Config
 from llmtray.core.errors import ConfigError
 from llmtray.ingest import discovery
 from llmtray.ingest.service import AlreadyRunningError, PortInUseError, RemoteBindRefused, resolve_port
-from tests.ingest.conftest import build_service, make_service
+from tests.ingest.conftest import build_service, make_service, started
 
 
 def dead_pid() -> int:
@@ -161,3 +161,25 @@ def test_the_service_imports_no_qt():
             "print(','.join(bad)); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_when_ready_reports_success_and_failure(tmp_path):
+    outcomes: list[BaseException | None] = []
+    service = build_service(tmp_path / "ok")
+    service.when_ready(outcomes.append)
+    started(service)
+    service.when_ready(outcomes.append)  # after the fact: called at once
+    service.stop()
+    assert outcomes == [None, None]
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "llmtray.db").write_bytes(b"not a database, just bytes" * 100)
+    service = build_service(bad)
+    service.when_ready(outcomes.append)
+    service.start()
+    with pytest.raises(Exception, match="not a database"):
+        service.wait_ready(30)
+    service.stop()
+    assert "not a database" in str(outcomes[-1])
+    assert not (bad / "ingest.json").exists()
