@@ -236,7 +236,10 @@ class Pricer:
 
     def _cost(self, price: gp_types.ModelPrice, event: UsageEvent) -> Decimal:
         tiers = [v for v in price.__dict__.values() if isinstance(v, gp_types.TieredPrices)]
-        if tiers and event.input_tokens >= min(t.tiers[0].start for t in tiers if t.tiers):
+        # A long-context tier applies per request: an imported daily row of 50 requests with 5M
+        # input tokens in total is 100k per request, i.e. base prices on all of it.
+        per_request_input = event.input_tokens // max(event.requests, 1)
+        if tiers and per_request_input >= min(t.tiers[0].start for t in tiers if t.tiers):
             usage = genai_prices.Usage(**_usage_kwargs(event))
             return price.calc_price(usage)["total_price"]
         coefficients = self._coefficients_for(price)

@@ -67,6 +67,15 @@ def test_long_context_tier_counts_cache_tokens(pricer):
     assert cost(pricer, provider="anthropic", model="claude-sonnet-4-5", input_tokens=199_999) == Decimal("0.599997")
 
 
+def test_long_context_tier_is_judged_per_request_for_aggregates(pricer):
+    # A daily row: 50 requests, 5M input in total = 100k each → base price $3/M for all of it.
+    assert cost(pricer, provider="anthropic", model="claude-sonnet-4-5", input_tokens=5_000_000,
+                requests=50) == Decimal(15)
+    # 10 requests of 250k each are each above 200k → $6/M
+    assert cost(pricer, provider="anthropic", model="claude-sonnet-4-5", input_tokens=2_500_000,
+                requests=10) == Decimal(15)
+
+
 def test_reasoning_is_billed_as_output(pricer):
     # o3 after the 2025-06-10 cut: $2 in, $8 out. 1,000 in; 10,000 out of which 8,000 reasoning.
     assert cost(pricer, provider="openai", model="o3", ts="2025-07-01T00:00:00Z",
