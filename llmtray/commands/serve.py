@@ -10,7 +10,9 @@ import threading
 from types import FrameType
 from typing import Any
 
+from llmtray.core.alerts import WebhookSink
 from llmtray.core.errors import LLMTrayError
+from llmtray.core.monitor import BudgetMonitor
 from llmtray.ingest.api import Activity
 
 log = logging.getLogger("llmtray.serve")
@@ -34,17 +36,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _budget_entries() -> Any:
-    """Budgets in /v1/summary when this build has them."""
-    try:
-        from llmtray.core.budgets import budget_entries
-    except ModuleNotFoundError as exc:
-        if exc.name != "llmtray.core.budgets":
-            raise
-        return None
-    return budget_entries
-
-
 def _log_activity(service: Any, stop: threading.Event) -> None:
     """One INFO line per minute in which something happened."""
     before = Activity()
@@ -66,7 +57,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         package_log.setLevel(logging.INFO)  # the CLI default is WARNING; a daemon reports what it does
     ctx.paths.ensure()
     service = IngestService(ctx.paths, ctx.config, host=args.host, port=args.port,
-                            allow_remote=args.allow_remote, budget_entries=_budget_entries())
+                            allow_remote=args.allow_remote)
+    monitor, webhook = None, None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -87,17 +79,29 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         except OSError as exc:
             raise LLMTrayError(f"cannot start: {exc}") from None
         started = True
+        # Budgets: threshold, pace, spike and runaway alerts, delivered to the webhook (if one
+        # is set in the keyring) and always to the alert history.
+        webhook = WebhookSink()
+        monitor = BudgetMonitor(ctx.paths.db, ctx.config, [webhook])
+        service.add_listener(monitor.on_commit)
+        monitor.start()
         token = service.token_info
         print(f"llmtray serve: ingest API on {service.url}", flush=True)
         print(f"  token: {token.where}; clients read URL and token from {ctx.paths.ingest_file} "
               "(or LLMTRAY_URL / LLMTRAY_TOKEN)", flush=True)
+        print(f"  proxy: {service.url}/proxy/<upstream>/… "
+              f"(e.g. OPENAI_BASE_URL={service.url}/proxy/openai/v1)", flush=True)
         activity = threading.Thread(target=_log_activity, args=(service, stop), name="llmtray-activity", daemon=True)
         activity.start()
         stop.wait()
         activity.join()
         return 0
     finally:
-        service.stop()
+        service.stop()  # the writer's last commits still reach the monitor
+        if monitor is not None:
+            monitor.stop()
+        if webhook is not None:
+            webhook.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
         if started:

@@ -34,6 +34,7 @@ TOKEN_FIELDS = (
 ATTRIBUTION_FIELDS = ("feature", "user", "project", "env")
 MAX_TOKENS = 10**15  # far above any real call; keeps integer sums inside SQLite's int64
 MAX_COST_USD = Decimal(10**9)
+MAX_DURATION_MS = 1e12  # ~30 years: anything larger is a unit mistake
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE = 32, 64, 200
 _PROVIDER_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -175,10 +176,14 @@ def _int(minimum: int) -> Callable[[Any], int]:
 def _float_nonneg(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _Bad(f"must be a number, got {_type_name(value)}")
+    if isinstance(value, int) and value > MAX_DURATION_MS:  # 10**400 would overflow float()
+        raise _Bad(f"must be ≤ {MAX_DURATION_MS:.0e} ms")
     if not math.isfinite(value):
         raise _Bad("must be a finite number")
     if value < 0:
         raise _Bad(f"must be ≥ 0, got {value}")
+    if value > MAX_DURATION_MS:
+        raise _Bad(f"must be ≤ {MAX_DURATION_MS:.0e} ms")
     return float(value)
 
 
@@ -256,10 +261,12 @@ def parse_ts(value: Any, now: datetime) -> datetime:
         except ValueError as exc:
             raise _Bad(f"is not a valid date/time: {exc}") from None
     else:
+        # compare before math.isfinite: an int like 10**400 would overflow converting to float
+        if (isinstance(value, int) and value > 10**11) or (isinstance(value, float) and value > 1e11):
+            shown = repr(value) if len(repr(value)) <= 24 else repr(value)[:20] + "…"
+            raise _Bad(f"{shown} is in the far future; Unix seconds expected (milliseconds?)")
         if not math.isfinite(value):
             raise _Bad("must be a finite number of Unix seconds")
-        if value > 1e11:
-            raise _Bad(f"{value!r} is in the far future; Unix seconds expected (milliseconds?)")
         if value < 0:
             raise _Bad(f"must be ≥ 0 Unix seconds, got {value!r}")
         ts = datetime.fromtimestamp(value, UTC)

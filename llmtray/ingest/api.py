@@ -15,11 +15,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from llmtray import __version__
 from llmtray.config import Config
+from llmtray.core.budgets import PERIOD_PHRASE, evaluate, exhausted_enforced_budget
 from llmtray.core.errors import EventValidationError
 from llmtray.core.events import UsageEvent, parse_batch
+from llmtray.core.money import nanos_to_str
 from llmtray.core.queries import Queries
 from llmtray.core.status import BudgetEntries, summary
 from llmtray.core.store import AddResult
@@ -137,6 +140,9 @@ def source_of(value: str | None) -> str:
     return source
 
 
+SCOPE_QUERY = ("provider", "model", "feature", "user", "project", "env")
+
+
 class IngestAPI:
     """The endpoints of DESIGN §5 as plain methods; `submit` returns a future that resolves
     after the commit."""
@@ -160,6 +166,38 @@ class IngestAPI:
         finally:
             conn.close()
         return Reply(200, body)
+
+    def enforce(self, query: str) -> Reply:
+        """GET /v1/enforce?provider=&model=[&feature=…][&tag=K=V…]: whether an exhausted
+        `enforce` budget forbids such a call (the SDK hooks' hard cap). Blocking: off the loop."""
+        params = parse_qs(query, keep_blank_values=True)
+        values: dict[str, Any] = {k: params[k][0] for k in SCOPE_QUERY if params.get(k)}
+        if "provider" not in values or "model" not in values:
+            raise HttpError(400, "provider and model are required query parameters")
+        tags: dict[str, str] = {}
+        for text in params.get("tag", []):
+            key, sep, value = text.partition("=")
+            if not sep or not key:
+                raise HttpError(400, f"tag must be KEY=VALUE, got {text[:60]!r}")
+            tags[key] = value
+        values["tags"] = tags
+        conn = sqlite3.connect(self._db_path, timeout=10)
+        try:
+            queries = Queries(conn, self._config.tz)
+            budget = exhausted_enforced_budget(queries, values, week_start=self._config.week_start)
+            if budget is None:
+                return Reply(200, {"allowed": True, "budget": None, "message": "", "limit_usd": None,
+                                   "spent_usd": None, "period": None})
+            spent = nanos_to_str(evaluate(queries, budget, week_start=self._config.week_start,
+                                          project=False).spent_nanos)
+        finally:
+            conn.close()
+        return Reply(200, {
+            "allowed": False, "budget": budget.name, "limit_usd": budget.limit_usd, "spent_usd": spent,
+            "period": budget.period,
+            "message": f"budget {budget.name!r} ({budget.scope.describe()}) is exhausted "
+                       f"{PERIOD_PHRASE[budget.period]}: ${spent} of ${budget.limit_usd}",
+        })
 
     def submit(self, events: Sequence[UsageEvent], source: str) -> Future[AddResult]:
         """Hand a validated batch to the writer; 503 when it is behind or stopping."""

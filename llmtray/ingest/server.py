@@ -92,6 +92,7 @@ class IngestServer:
             "/v1/events": {"POST": self._post_events},
             "/v1/health": {"GET": self._health},
             "/v1/summary": {"GET": self._summary},
+            "/v1/enforce": {"GET": self._enforce},
         }
 
     @property
@@ -224,7 +225,7 @@ class IngestServer:
         methods = self._routes.get(request.path)
         if methods is None:
             raise HttpError(404, f"no such endpoint {request.path[:100]!r}; "
-                                 "the API has /v1/events, /v1/health and /v1/summary")
+                                 "the API has /v1/events, /v1/health, /v1/summary and /v1/enforce")
         handler = methods.get(request.method)
         if handler is None:
             allowed = ", ".join(methods)
@@ -254,6 +255,11 @@ class IngestServer:
         assert self._guard is not None and self._loop is not None
         self._guard.check_token(request.headers)
         return json_response(await self._loop.run_in_executor(self._worker, self.api.summary))
+
+    async def _enforce(self, conn: Connection, request: Request) -> Response:
+        assert self._guard is not None and self._loop is not None
+        self._guard.check_token(request.headers)
+        return json_response(await self._loop.run_in_executor(self._worker, self.api.enforce, request.query))
 
     async def _post_events(self, conn: Connection, request: Request) -> Response:
         try:

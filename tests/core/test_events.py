@@ -88,6 +88,8 @@ MALFORMED = [
     ({**OK, "ts": 1772366400000}, [("ts", "1772366400000 is in the far future; Unix seconds expected (milliseconds?)")]),
     ({**OK, "ts": -1}, [("ts", "must be ≥ 0 Unix seconds, got -1")]),
     ({**OK, "ts": True}, [("ts", "must be an RFC 3339 string or Unix seconds, got boolean")]),
+    ({**OK, "ts": 10**400}, [("ts", "10000000000000000000… is in the far future; Unix seconds expected (milliseconds?)")]),
+    ({**OK, "latency_ms": 10**400}, [("latency_ms", "must be ≤ 1e+12 ms")]),
     # several problems at once: all of them are reported
     ({"provider": "openai", "model": 1, "input_tokens": -2, "colour": "red"},
      [("model", "must be a string, got number"), ("input_tokens", "must be ≥ 0, got -2"), ("colour", "unknown field")]),

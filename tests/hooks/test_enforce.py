@@ -17,7 +17,6 @@ from llmtray.core.budgets import Budget, BudgetBook, Scope
 from llmtray.core.db import open_db
 from llmtray.core.money import usd_to_nanos
 from llmtray.ingest.service import IngestService
-from tests.hooks import enforce_endpoint
 from tests.hooks.conftest import delivered, start_tray
 from tests.hooks.helpers import one
 
@@ -26,11 +25,17 @@ HELLO = [{"role": "user", "content": "Say hello"}]
 
 @pytest.fixture
 def enforcing_tray(hook_env: Path) -> Iterator[tuple[IngestService, list[str]]]:
-    """The real ingest service with the proposed `/v1/enforce` route mounted, a $1/day budget
+    """The real ingest service (its `/v1/enforce` answers are recorded as they go), a $1/day budget
     on feature "summarize" that is enforced, and $1.20 already spent on it."""
     seen: list[str] = []
     service = start_tray(hook_env)
-    enforce_endpoint.install(service, seen)
+    answer = service.server.api.enforce
+
+    def recorded(query: str):  # the real endpoint, observed: which questions reached the server
+        seen.append(query)
+        return answer(query)
+
+    service.server.api.enforce = recorded
     db = open_db(paths.resolve(hook_env).db)
     try:
         BudgetBook(db).add(Budget("summaries", usd_to_nanos("1"), "day", Scope(feature="summarize"), enforce=True))
@@ -109,7 +114,9 @@ def test_no_tray_fails_open_with_one_warning(hook_env: Path, upstream, caplog: p
 
 
 def test_a_tray_without_the_endpoint_fails_open(hook_env: Path, upstream, caplog: pytest.LogCaptureFixture):
+    """An older llmtray that has no /v1/enforce yet: calls go ahead."""
     tray = start_tray(hook_env)
+    del tray.server._routes["/v1/enforce"]
     try:
         with caplog.at_level(logging.WARNING, logger="llmtray.hooks"), client(upstream, enforce=True) as c:
             c.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
