@@ -175,35 +175,78 @@ def _usage_kwargs(event: UsageEvent) -> dict[str, int]:
     return {name: getattr(event, name) for name in TOKEN_FIELDS if name != "reasoning_tokens" and getattr(event, name)}
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Everything needed to price events of one (provider, model, tier, half hour): the price set
+    in force, its per-token coefficients, and how the result is labelled. Prices only change on
+    whole or half hours (dates, DeepSeek's off-peak windows, our corrections), so a plan per
+    half hour is exact, and a batch of live events reuses one plan."""
+
+    price: gp_types.ModelPrice
+    coefficients: tuple[Decimal, ...]
+    factor: Decimal
+    tier_start: int | None  # input tokens per request from which a long-context tier applies
+    version: str
+    priced_model: str
+
+
+_UNPRICED = Priced(None, "unpriced")
+_PLAN_CACHE_LIMIT = 100_000  # ~20 MB at most; cleared, not grown, past it
+
+
 class Pricer:
-    """Prices events; cheap to call from the writer thread (coefficients are cached per price set)."""
+    """Prices events; cheap to call from the writer thread (a cached plan per price situation)."""
 
     def __init__(self, overrides: Iterable[PriceOverride] = ()):
         self._overrides = tuple(overrides)
         self._snapshot = get_snapshot()
         self._models: dict[tuple[str, str], tuple[gp_types.Provider, gp_types.ModelInfo] | None] = {}
         self._coefficients: dict[Any, tuple[Decimal, ...]] = {}
+        self._plans: dict[tuple[str, str, str | None, int], _Plan | None] = {}
 
     def price(self, event: UsageEvent) -> Priced:
         if event.cost_usd is not None:
             return Priced(usd_to_nanos(event.cost_usd), "reported")
+        key = (event.provider, event.model, event.service_tier, int(event.ts.timestamp()) // 1800)
+        try:
+            plan = self._plans[key]
+        except KeyError:
+            if len(self._plans) >= _PLAN_CACHE_LIMIT:
+                self._plans.clear()
+            plan = self._plans[key] = self._plan(event)
+        if plan is None:
+            if event.status == "error" and not any(getattr(event, f) for f in TOKEN_FIELDS):
+                return Priced(0, "computed")  # a failed call that used nothing cost nothing
+            return _UNPRICED
+        # A long-context tier applies per request: an imported daily row of 50 requests with 5M
+        # input tokens in total is 100k per request, i.e. base prices on all of it.
+        if plan.tier_start is not None and event.input_tokens // max(event.requests, 1) >= plan.tier_start:
+            cost = plan.price.calc_price(genai_prices.Usage(**_usage_kwargs(event)))["total_price"]
+        else:
+            c = plan.coefficients
+            cost = (c[0] * event.requests + c[1] * event.input_tokens + c[2] * event.cache_read_tokens
+                    + c[3] * event.cache_write_tokens + c[4] * event.cache_write_1h_tokens
+                    + c[5] * event.output_tokens)
+        return Priced(usd_to_nanos(cost * plan.factor), "computed", plan.version, plan.priced_model)
+
+    def _plan(self, event: UsageEvent) -> _Plan | None:
         override = next((o for o in self._overrides if o.matches(event.provider, event.model)), None)
         if override is not None and override.prices is not None:
             price = gp_types.ModelPrice(**override.prices)
-            return Priced(usd_to_nanos(self._cost(price, event)), "computed", "user override", f"override:{event.model}")
+            return _Plan(price, self._coefficients_for(price), Decimal(1), None, "user override",
+                         f"override:{event.model}")
         found = self._lookup(event.provider, event.model)
         if found is None:
-            if event.status == "error" and not any(getattr(event, f) for f in TOKEN_FIELDS):
-                return Priced(0, "computed")  # a failed call that used nothing cost nothing
-            return Priced(None, "unpriced")
+            return None
         provider, model = found
         price, factor, corrected = self._price_set(provider.id, model, event)
-        cost = self._cost(price, event) * factor
         version = GENAI_PRICES_VERSION + (f" + {CORRECTIONS_VERSION}" if corrected else "")
         if override is not None and override.discount is not None:
-            cost *= override.discount
+            factor *= override.discount
             version += " + user discount"
-        return Priced(usd_to_nanos(cost), "computed", version, model.id)
+        tiers = [v for v in price.__dict__.values() if isinstance(v, gp_types.TieredPrices) and v.tiers]
+        tier_start = min(t.tiers[0].start for t in tiers) if tiers else None
+        return _Plan(price, self._coefficients_for(price), factor, tier_start, version, model.id)
 
     def _lookup(self, provider: str, model: str) -> tuple[gp_types.Provider, gp_types.ModelInfo] | None:
         key = (provider, model)
@@ -233,25 +276,6 @@ class Pricer:
             if provider_id in half_price:
                 factor, corrected = Decimal("0.5"), True
         return price, factor, corrected
-
-    def _cost(self, price: gp_types.ModelPrice, event: UsageEvent) -> Decimal:
-        tiers = [v for v in price.__dict__.values() if isinstance(v, gp_types.TieredPrices)]
-        # A long-context tier applies per request: an imported daily row of 50 requests with 5M
-        # input tokens in total is 100k per request, i.e. base prices on all of it.
-        per_request_input = event.input_tokens // max(event.requests, 1)
-        if tiers and per_request_input >= min(t.tiers[0].start for t in tiers if t.tiers):
-            usage = genai_prices.Usage(**_usage_kwargs(event))
-            return price.calc_price(usage)["total_price"]
-        coefficients = self._coefficients_for(price)
-        counts = (
-            event.requests,
-            event.input_tokens,
-            event.cache_read_tokens,
-            event.cache_write_tokens,
-            event.cache_write_1h_tokens,
-            event.output_tokens,
-        )
-        return sum((c * n for c, n in zip(coefficients, counts) if n), Decimal(0))
 
     def _coefficients_for(self, price: gp_types.ModelPrice) -> tuple[Decimal, ...]:
         key = tuple(sorted((k, v if isinstance(v, Decimal) else id(v)) for k, v in price.__dict__.items() if v is not None))
