@@ -126,12 +126,23 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def _check_unicode(value: str, what: str) -> None:
+    """JSON's `\\ud800` escapes decode to lone surrogates, which no database or file can store
+    as UTF-8: refuse them here, by field, instead of failing later in the writer."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _Bad(f"{what}must be valid Unicode: lone surrogate {value[exc.start]!r} at position {exc.start}") from None
+
+
 def _string(max_len: int, *, allow_empty: bool = False) -> Callable[[Any], str | None]:
     def parse(value: Any) -> str | None:
         if not isinstance(value, str):
             raise _Bad(f"must be a string, got {_type_name(value)}")
         if "\x00" in value:
             raise _Bad("must not contain NUL characters")
+        _check_unicode(value, "")
         if len(value) > max_len:
             raise _Bad(f"must be at most {max_len} characters, got {len(value)}")
         if not value.strip():
@@ -238,6 +249,8 @@ def _tags(value: Any) -> dict[str, str]:
             raise _Bad(f"value of {k!r} must be a string, got {_type_name(v)}")
         if len(v) > MAX_TAG_VALUE or "\x00" in v:
             raise _Bad(f"value of {k!r} must be at most {MAX_TAG_VALUE} characters without NUL")
+        _check_unicode(k, "key ")
+        _check_unicode(v, f"value of key {k.encode('utf-8', 'backslashreplace').decode()!r} ")
         out[k] = v
     return out
 
@@ -270,7 +283,10 @@ def parse_ts(value: Any, now: datetime) -> datetime:
         if value < 0:
             raise _Bad(f"must be ≥ 0 Unix seconds, got {value!r}")
         ts = datetime.fromtimestamp(value, UTC)
-    ts = ts.astimezone(UTC)
+    try:
+        ts = ts.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise _Bad(f"{str(value)[:40]} is outside the supported date range") from None
     if ts > now + FUTURE_TOLERANCE:
         raise _Bad(f"{format_ts(ts)} is more than 5 minutes in the future (now {format_ts(now)})")
     return ts

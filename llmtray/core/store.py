@@ -39,7 +39,10 @@ _INSERT_SQL = f"INSERT INTO event ({', '.join(_COLUMNS)}) VALUES ({', '.join('?'
 _TAG_INSERT_SQL = "INSERT INTO event_tag (event, key, value) VALUES (?, ?, ?)"
 _MAX_ROWS_PER_STATEMENT = 128
 _FAR_FUTURE = datetime(9000, 1, 1, tzinfo=UTC)  # stored events were validated already
-_ID_CHUNK = 500  # stays under SQLite's host-parameter limit on old builds
+_ID_CHUNK = 500
+# What one batch's rows can raise (SQLite errors, and values sqlite3 can't bind such as strings
+# with lone surrogates): that batch fails alone, the others in the group commit still commit.
+_BATCH_FAILURES = (sqlite3.Error, UnicodeError, ValueError, OverflowError)  # stays under SQLite's host-parameter limit on old builds
 
 
 def to_us(ts: datetime) -> int:
@@ -112,7 +115,7 @@ class Store:
             if len(rows) == 1:  # alone in its transaction: the transaction is its savepoint
                 try:
                     result, _ = self._insert(conn, rows[0][0], rows[0][1], next_id)
-                except sqlite3.Error as exc:
+                except _BATCH_FAILURES as exc:
                     conn.execute("ROLLBACK")
                     return [exc]
                 conn.execute("COMMIT")
@@ -123,7 +126,7 @@ class Store:
                     result, next_id = self._insert(conn, batch_rows, batch_tags, next_id)
                     conn.execute(f"RELEASE b{i}")
                     results.append(result)
-                except sqlite3.Error as exc:
+                except _BATCH_FAILURES as exc:
                     conn.execute(f"ROLLBACK TO b{i}")
                     conn.execute(f"RELEASE b{i}")
                     next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM event").fetchone()[0]

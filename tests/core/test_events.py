@@ -90,6 +90,9 @@ MALFORMED = [
     ({**OK, "ts": True}, [("ts", "must be an RFC 3339 string or Unix seconds, got boolean")]),
     ({**OK, "ts": 10**400}, [("ts", "10000000000000000000… is in the far future; Unix seconds expected (milliseconds?)")]),
     ({**OK, "latency_ms": 10**400}, [("latency_ms", "must be ≤ 1e+12 ms")]),
+    ({**OK, "model": "gpt-\ud800"}, [("model", "must be valid Unicode: lone surrogate '\\ud800' at position 4")]),
+    ({**OK, "tags": {"k": "v\udc00"}}, [("tags", "value of key 'k' must be valid Unicode: lone surrogate '\\udc00' at position 1")]),
+    ({**OK, "ts": "9999-12-31T23:59:59-01:00"}, [("ts", "9999-12-31T23:59:59-01:00 is outside the supported date range")]),
     # several problems at once: all of them are reported
     ({"provider": "openai", "model": 1, "input_tokens": -2, "colour": "red"},
      [("model", "must be a string, got number"), ("input_tokens", "must be ≥ 0, got -2"), ("colour", "unknown field")]),
