@@ -100,13 +100,15 @@ def shared(qapp, demo_db_template):
     from llmtray.gui.query_worker import Sources
 
     window = Dashboard(Sources(demo_db_template, None), base_url="http://127.0.0.1:8787", can_import=False)
-    spy = QSignalSpy(window.settled)
-    window.show()
-    assert spy.wait(20_000)
-    yield window
-    window.shutdown()
-    window.close()
-    window.deleteLater()
+    try:
+        spy = QSignalSpy(window.settled)
+        window.show()
+        assert spy.count() or spy.wait(20_000), f"no first refresh: {window.status.text()}"
+        yield window
+    finally:  # stop the query threads even if the window never settled (a running QThread must not be collected)
+        window.shutdown()
+        window.close()
+        window.deleteLater()
 
 
 @pytest.fixture
