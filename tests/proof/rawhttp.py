@@ -55,10 +55,13 @@ def final_reply(replies: Replies) -> RawReply:
             return reply
 
 
-def exchange(port: int, data: bytes, *, then: bytes = b"", timeout: float = 20.0) -> tuple[RawReply, RawReply | None]:
-    """Send `data` (and `then`, pipelined in the same write), read the reply to each. The second
-    is None when the server closed the connection after the first."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+def exchange(port: int, data: bytes, *, then: bytes = b"", timeout: float = 20.0, host: str = "127.0.0.1",
+             source: str | None = None) -> tuple[RawReply, RawReply | None]:
+    """Send `data` (and `then`, pipelined in the same write) to `host`:`port`, from the local
+    address `source` if given, and read the reply to each. The second is None when the server
+    closed the connection after the first."""
+    with socket.create_connection((host, port), timeout=timeout,
+                                  source_address=(source, 0) if source else None) as sock:
         try:
             sock.sendall(data + then)
         except (BrokenPipeError, ConnectionResetError):
