@@ -14,16 +14,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QProcess, QSocketNotifier, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QProcess, QSize, QSocketNotifier, QTimer, Signal, Slot
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
+from llmtray import autostart
 from llmtray import paths as pathsmod
+from llmtray.core.alerts import WebhookSink
 from llmtray.core.errors import LLMTrayError
+from llmtray.core.monitor import BudgetMonitor
 from llmtray.core.pricing import Pricer, load_overrides
+from llmtray.core.status import summary
 from llmtray.gui.bridge import CommitBridge
 from llmtray.gui.dashboard import Dashboard
 from llmtray.gui.demo_feed import DemoFeed
+from llmtray.gui.ipc import SingleInstance
+from llmtray.gui.notify import DesktopSink, NotificationRelay
 from llmtray.gui.query_worker import Sources
+from llmtray.gui.tray import SummaryWorker, Tray, TrayActions
+from llmtray.platform_setup import set_app_user_model_id
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +51,25 @@ def optional(module: str, name: str) -> Any:
 
 
 def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
-    """Show the dashboard (with live demo traffic if `demo`); with `screenshot`, save the window
-    as a PNG once the data has loaded and exit 0."""
+    """The tray app: ingest service, budget monitor, notifications, tray icon and dashboard.
+    With `screenshot`, only the window: save it as a PNG once the data has loaded and exit 0."""
+    set_app_user_model_id()  # Windows: before any window or tray icon, or toasts are dropped
     paths = pathsmod.demo_paths(ctx.paths) if demo else ctx.paths
     paths.ensure()
     config = ctx.config
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("llmtray")
+    app.setDesktopFileName("llmtray")  # Wayland app_id → llmtray.desktop and its icon
+    app.setWindowIcon(app_icon())
+    instance = None
+    if not screenshot:
+        instance = SingleInstance(paths.runtime_dir, paths.data)
+        if not instance.claim():
+            log.info("llmtray is already running on %s: asked it to show its window", paths.data)
+            return 0
+        repair_autostart()
     # The window may close while the tray keeps running; without a tray, closing it quits.
-    app.setQuitOnLastWindowClosed(not QSystemTrayIcon.isSystemTrayAvailable())
+    app.setQuitOnLastWindowClosed(screenshot is not None or not QSystemTrayIcon.isSystemTrayAvailable())
     quit_on_signals(app)
 
     bridge = CommitBridge()
@@ -82,17 +101,145 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
         feed = DemoFeed(paths.db, bridge.notify, tz=config.tz, pricer=sources.make_pricer, ingest=ingest,
                         live=shot is None, on_loaded=shot.loaded.emit if shot else None)
         feed.start()
-    try:
-        if shot is not None:
+    if shot is not None:
+        try:
             return shot.take(wait_for_demo=demo)
-        window.show()
+        finally:
+            if feed is not None:
+                feed.stop()
+            window.shutdown()
+
+    desk = Desktop(app, window, actions, paths, config, base_url, ingest)
+    bridge.committed.connect(desk.tray.request_refresh)
+    if instance is not None:
+        instance.show_requested.connect(actions.open_dashboard)
+    try:
+        desk.start(show_window=demo or ingest_error is not None or is_first_start(paths))
         return app.exec()
     finally:
         if feed is not None:
             feed.stop()
         if ingest is not None:
-            ingest.stop()
+            ingest.stop()  # the writer's last commits still reach the monitor
+        desk.stop()
         window.shutdown()
+        if instance is not None:
+            instance.release()
+
+
+def is_first_start(paths: pathsmod.Paths) -> bool:
+    """No event stored yet: open the dashboard, whose onboarding panel says how to begin."""
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{paths.db}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT 1 FROM event LIMIT 1").fetchone() is None
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return True
+
+
+def app_icon() -> QIcon:
+    """Window/taskbar icon from the bundled PNGs (each size drawn for it; no SVG plugin needed)."""
+    icon = QIcon()
+    for size in (16, 22, 24, 32, 48, 64, 128, 256, 512):
+        icon.addFile(str(pathsmod.resource(f"icons/llmtray-{size}.png")), QSize(size, size))
+    return icon
+
+
+def repair_autostart() -> None:
+    try:
+        if fixed := autostart.repair():
+            log.info("start-at-login entry repaired: %s", fixed)
+    except OSError as exc:
+        log.warning("could not check the start-at-login entry: %s", exc)
+
+
+HOOK_SNIPPET = """import llmtray.hooks as lt
+client = lt.instrument(openai.OpenAI())   # or anthropic.Anthropic()
+with lt.tags(feature="my-feature"):
+    client.chat.completions.create(...)
+"""
+
+
+class Desktop(QObject):
+    """The parts that live beside the window: tray icon, budget monitor, notifications, dialogs.
+
+    The monitor's alerts go to the alert history (the window's Alerts tab), to native
+    notifications through `NotificationRelay`, and to the webhook when one is set.
+
+    Signals: alerted() — the monitor stored an alert (emitted from its thread)."""
+
+    alerted = Signal()
+
+    def __init__(self, app: QApplication, window: Dashboard, actions: WindowActions, paths: pathsmod.Paths,
+                 config: Any, base_url: str, ingest: Any):
+        super().__init__(window)
+        self.app, self.window, self.actions, self.paths, self.config = app, window, actions, paths, config
+        self.proxy_url = f"{base_url}/proxy/openai/v1"
+        self.tray = Tray(TrayActions(
+            open_dashboard=actions.open_dashboard,
+            import_usage=actions.open_import,
+            budgets=self.open_budgets,
+            settings=self.open_settings,
+            snooze=self.snooze,
+            copy_proxy_url=lambda: app.clipboard().setText(self.proxy_url),
+            copy_hook_snippet=lambda: app.clipboard().setText(HOOK_SNIPPET),
+            quit=app.quit,
+        ), SummaryWorker(paths.db, config.tz, lambda q, now: summary(q, now, week_start=config.week_start)))
+        self.tray.unavailable.connect(self._no_tray)
+        icon_path = str(pathsmod.resource("icons/llmtray-128.png"))
+        self.relay = NotificationRelay(self.tray.icon, icon_path, parent=self)
+        self.relay.clicked.connect(actions.open_dashboard)
+        self.webhook = WebhookSink()
+        self.monitor = BudgetMonitor(paths.db, config, [DesktopSink(self.relay), self.webhook],
+                                     on_alert=lambda _alert: self.alerted.emit())
+        self.alerted.connect(window.refresh)  # the Alerts tab shows it within the second
+        if ingest is not None:
+            ingest.add_listener(self.monitor.on_commit)
+        self._dialogs: list[QObject] = []
+
+    def start(self, *, show_window: bool) -> None:
+        self.monitor.start()
+        self.tray.show()
+        if show_window:
+            self.actions.open_dashboard()
+
+    def stop(self) -> None:
+        self.monitor.stop()
+        self.webhook.close()
+        self.relay.close()
+        self.tray.close()
+
+    @Slot()
+    def _no_tray(self) -> None:
+        self.app.setQuitOnLastWindowClosed(True)
+        self.window.show_notice("No system tray found (on GNOME, install the AppIndicator extension): "
+                                "alerts are shown in this window.")
+        self.actions.open_dashboard()
+
+    def snooze(self, until: Any) -> None:
+        self.monitor.snooze(until)
+
+    def open_budgets(self) -> None:
+        from llmtray.gui.budgets_dialog import BudgetsDialog
+
+        dialog = BudgetsDialog(self.paths.db, self.config.tz, self.config.week_start, self.window)
+        dialog.changed.connect(self.tray.request_refresh)
+        dialog.changed.connect(self.window.refresh)
+        dialog.show()
+        dialog.raise_()
+
+    def open_settings(self) -> None:
+        from llmtray.gui.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.paths, self.window)
+        dialog.saved.connect(lambda _config: self.window.show_notice(
+            "Settings saved; a new port or time zone applies after restarting llmtray."))
+        dialog.show()
+        dialog.raise_()
 
 
 def start_ingest(paths: pathsmod.Paths, config: Any, bridge: CommitBridge, budget_entries: Any,
@@ -116,6 +263,14 @@ class WindowActions(QObject):
     def __init__(self, window: Dashboard, paths: pathsmod.Paths, import_dialog: Any):
         super().__init__(window)
         self._window, self._paths, self._import_dialog = window, paths, import_dialog
+
+    @Slot()
+    @Slot(object)
+    def open_dashboard(self, *_: object) -> None:
+        """Show, raise and focus the window (from the tray, a notification or a second start)."""
+        self._window.showNormal()
+        self._window.raise_()
+        self._window.activateWindow()
 
     @Slot()
     def open_import(self) -> None:

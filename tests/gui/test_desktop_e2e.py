@@ -1,0 +1,177 @@
+"""The real desktop, end to end: Xvfb + a tray host (trayer) + a session D-Bus with a real
+notification daemon (dunst), and `llmtray` as a user starts it.
+
+A data dir holds a $1/day budget; events posted over its thresholds produce notifications that
+name the budget — once per threshold, and not again after a restart. Screenshots of the tray and
+of a notification are saved under the test's tmp dir (and to $LLMTRAY_E2E_SHOTS if set) so a
+person can look at them. Skipped, with the reason, where the desktop packages are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+NEEDED = ("Xvfb", "dbus-launch", "trayer", "dunst", "dunstctl", "import")
+pytestmark = pytest.mark.skipif(
+    any(shutil.which(tool) is None for tool in NEEDED),
+    reason="needs Debian packages xvfb dbus-x11 trayer dunst imagemagick (installed by .ci/run)",
+)
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "condition"):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Desktop:
+    """Xvfb, a session bus, trayer and dunst, each stopped by PID at the end."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.env = dict(os.environ)
+
+    def start(self) -> None:
+        display = f":{90 + os.getpid() % 9}"
+        self._spawn(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+        self.env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
+        wait_for(lambda: subprocess.run(["xwininfo", "-root"], env=self.env, capture_output=True).returncode == 0,
+                 what="Xvfb")
+        out = subprocess.run(["dbus-launch", "--sh-syntax"], env=self.env, capture_output=True, text=True, check=True)
+        for line in out.stdout.splitlines():
+            if "=" in line and line.startswith("DBUS_SESSION_BUS"):
+                key, value = line.split("=", 1)
+                self.env[key] = value.strip().rstrip(";").strip("'")
+        self._bus_pid = int(self.env["DBUS_SESSION_BUS_PID"])
+        self._spawn(["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "120",
+                     "--height", "24", "--transparent", "false", "--tint", "0x333333"])
+        self._spawn(["dunst"])
+        wait_for(lambda: subprocess.run(["dunstctl", "count"], env=self.env, capture_output=True).returncode == 0,
+                 what="dunst")
+
+    def _spawn(self, cmd: list[str]) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        return proc
+
+    def displayed(self) -> int:
+        out = subprocess.run(["dunstctl", "count", "displayed"], env=self.env, capture_output=True, text=True)
+        return int(out.stdout.strip() or 0)
+
+    def notifications(self) -> list[dict[str, str]]:
+        """Every notification dunst has shown, as {summary, body, appname} (newest first): the
+        ones on screen are closed first so that its history holds them all."""
+        subprocess.run(["dunstctl", "close-all"], env=self.env, capture_output=True)
+        shown = subprocess.run(["dunstctl", "history"], env=self.env, capture_output=True, text=True).stdout
+        items = json.loads(shown)["data"][0] if shown.strip() else []
+        out = [{k: item[k]["data"] for k in ("summary", "body", "appname")} for item in items]
+        return out
+
+    def screenshot(self, path: Path) -> None:
+        subprocess.run(["import", "-window", "root", str(path)], env=self.env, check=True, timeout=30)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        try:
+            os.kill(self._bus_pid, signal.SIGTERM)
+        except (AttributeError, ProcessLookupError):
+            pass
+
+
+@pytest.fixture
+def desktop(tmp_path: Path) -> Iterator[Desktop]:
+    d = Desktop(tmp_path)
+    try:
+        d.start()
+    except Exception as exc:  # a machine without a working X server or bus: say so
+        d.stop()
+        pytest.skip(f"could not start the test desktop: {exc}")
+    yield d
+    d.stop()
+
+
+def start_llmtray(desktop: Desktop, data: Path) -> subprocess.Popen[str]:
+    env = {**desktop.env, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "LLMTRAY_PORT": "0"}
+    return subprocess.Popen([sys.executable, "-m", "llmtray", "--data-dir", str(data)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def post(data: Path, cost: str, n: int, prefix: str) -> None:
+    info = wait_for(lambda: (data / "ingest.json").exists() and json.loads((data / "ingest.json").read_text()),
+                    what="ingest.json")
+    with httpx.Client(base_url=info["url"], headers={"Authorization": f"Bearer {info['token']}"}, timeout=10) as c:
+        for i in range(n):
+            r = c.post("/v1/events", json={"id": f"{prefix}{i}", "provider": "openai", "model": "gpt-4o",
+                                           "cost_usd": cost, "feature": "e2e"})
+            assert r.status_code == 200, r.text
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    proc.stderr.close()
+    return err
+
+
+def test_tray_icon_and_one_notification_per_threshold_across_restarts(desktop: Desktop, tmp_path: Path):
+    data = tmp_path / "data"
+    subprocess.run([sys.executable, "-m", "llmtray", "--data-dir", str(data), "budgets", "add", "--name",
+                    "e2e-daily", "--limit", "1", "--period", "day"], check=True, capture_output=True, timeout=60)
+    app = start_llmtray(desktop, data)
+    try:
+        post(data, "0.30", 2, "a")  # $0.60 → 50 % crossed
+        wait_for(desktop.displayed, timeout=40, what="a notification on screen")
+        time.sleep(0.5)
+        shots = Path(os.environ.get("LLMTRAY_E2E_SHOTS", tmp_path))
+        shots.mkdir(parents=True, exist_ok=True)
+        desktop.screenshot(shots / "tray-and-notification.png")
+        time.sleep(2)  # time for a wrong second notification to show up
+        ours = [n for n in desktop.notifications() if "e2e-daily" in n["summary"] + n["body"]]
+        assert len(ours) == 1, ours
+        assert ours[0]["appname"] == "llmtray"
+        # the tray host embedded an icon: trayer's window has a child of llmtray's
+        tree = subprocess.run(["xwininfo", "-root", "-tree"], env=desktop.env, capture_output=True, text=True).stdout
+        assert "llmtray" in tree.lower() or "qt" in tree.lower(), "no llmtray window in the X tree"
+    finally:
+        err = stop(app)
+    assert "Traceback" not in err, err
+
+    app = start_llmtray(desktop, data)  # a restart: the 50 % crossing is not announced again
+    try:
+        post(data, "0.30", 1, "b")  # $0.90: 80 % crossed — one new notification
+        wait_for(lambda: len([n for n in desktop.notifications() if "e2e-daily" in n["summary"] + n["body"]]) >= 2,
+                 timeout=40, what="the 80 % notification")
+        time.sleep(2)  # time for a wrong repeat to show up
+        ours = [n for n in desktop.notifications() if "e2e-daily" in n["summary"] + n["body"]]
+        assert len(ours) == 2, ours
+        assert "80" in ours[0]["summary"] + ours[0]["body"]  # dunst lists newest first
+    finally:
+        err = stop(app)
+    assert "Traceback" not in err, err
