@@ -151,6 +151,10 @@ MUTATIONS: list[tuple[str, Any, str]] = [
     ("no UTC offset", lambda e: {**e, "ts": "2025-01-01T00:00:00"}, "ts"),
     ("milliseconds", lambda e: {**e, "ts": 1.7e12}, "ts"),
     ("negative latency", lambda e: {**e, "latency_ms": -1}, "latency_ms"),
+    ("lone surrogate in the model", lambda e: {**e, "model": "gpt-\ud800"}, "model"),
+    ("lone surrogate in a tag key", lambda e: {**e, "tags": {"\udfff": "x"}}, "tags"),
+    ("year 1 with an offset", lambda e: {**e, "ts": "0001-01-01T00:00:00+01:00"}, "ts"),
+    ("year 9999 with an offset", lambda e: {**e, "ts": "9999-12-31T23:59:59-01:00"}, "ts"),
     ("not an object", lambda e: "event", ""),
     ("an array", lambda e: [e], ""),
 ]
@@ -172,8 +176,12 @@ def shape(events: list[Any], draw: st.DrawFn) -> Any:
 
 
 def serialise(value: Any, draw: st.DrawFn) -> bytes:
-    return json.dumps(value, ensure_ascii=draw(st.booleans()), indent=draw(st.sampled_from([None, 0, 2])),
-                      separators=draw(st.sampled_from([None, (",", ":")]))).encode()
+    """JSON in one of several layouts; a lone surrogate can only travel as a `\\ud800` escape."""
+    layout = {"indent": draw(st.sampled_from([None, 0, 2])), "separators": draw(st.sampled_from([None, (",", ":")]))}
+    try:
+        return json.dumps(value, ensure_ascii=draw(st.booleans()), **layout).encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True, **layout).encode()
 
 
 @st.composite

@@ -1,10 +1,10 @@
-"""Bad input found by the fuzzer: each must be a 400 naming its field, and must never fail
+"""Bad input the fuzzer found (fixed in 8fd00ee): each is a 400 naming its field, and never fails
 anyone else's batch (DESIGN §5: invalid events → 400, nothing stored; a batch is atomic — its
 own, not its neighbours' in the same group commit).
 
 Two inputs got past validation: JSON's `\\ud800` escapes (a lone surrogate is valid JSON but
 not Unicode; SQLite can't encode it) and timestamps at the edge of the calendar whose UTC
-conversion overflows. The first failed the whole group commit — another client's good batch,
+conversion overflowed. The first failed the whole group commit — another client's good batch,
 committed in the same transaction, was refused with a 503 (and hook senders retry a 503
 forever); the second was a 500 with a traceback in the log.
 """
@@ -27,17 +27,11 @@ from llmtray.core.events import UsageEvent
 from llmtray.core.store import AddResult, Batch, Store
 from tests.ingest.conftest import event, make_service, stored_ids
 
-SURROGATE_BUG = ("core/events.py accepts lone surrogates (JSON '\\ud800' escapes) in string fields; "
-                 "SQLite can't encode them, so the commit fails (503) instead of a 400")
-GROUP_BUG = ("core/store.py add_many rolls back the whole group when a batch fails with anything but "
-             "sqlite3.Error (UnicodeEncodeError here): other clients' batches in the group get a 503")
-TS_BUG = "core/events.py parse_ts: ts.astimezone(UTC) overflows at year 1 / 9999 with an offset: a 500"
-
-POISON_BODIES = [
-    b'{"provider": "openai", "model": "gpt-\\ud800"}',
-    b'{"provider": "openai", "model": "m", "tags": {"\\udfff": "x"}}',
-    b'{"provider": "openai", "model": "m", "feature": "caf\\udce9"}',
-    b'{"provider": "openai", "model": "m", "id": "\\udc80"}',
+POISON = [  # (body, the field its 400 names)
+    (b'{"provider": "openai", "model": "gpt-\\ud800"}', "model"),
+    (b'{"provider": "openai", "model": "m", "tags": {"\\udfff": "x"}}', "tags"),
+    (b'{"provider": "openai", "model": "m", "feature": "caf\\udce9"}', "feature"),
+    (b'{"provider": "openai", "model": "m", "id": "\\udc80"}', "id"),
 ]
 
 
@@ -47,20 +41,18 @@ def _post(url: str, token: str, body: bytes) -> httpx.Response:
         return client.post(f"{url}/v1/events", content=body)
 
 
-@pytest.mark.xfail(strict=True, reason=SURROGATE_BUG)
-@pytest.mark.parametrize("body", POISON_BODIES, ids=["model", "tag key", "feature", "id"])
-def test_a_lone_surrogate_is_a_400_naming_the_field(data_dir: Path, body: bytes):
+@pytest.mark.parametrize(("body", "field"), POISON, ids=[f for _, f in POISON])
+def test_a_lone_surrogate_is_a_400_naming_the_field(data_dir: Path, body: bytes, field: str):
     service = make_service(data_dir)
     try:
         reply = _post(service.url, service.token, body)
         assert reply.status_code == 400, reply.text
-        assert reply.json()["errors"][0]["index"] == 0
+        assert {"index": 0, "field": field} == {k: reply.json()["errors"][0][k] for k in ("index", "field")}
     finally:
         service.stop()
     assert stored_ids(service.paths.db) == set()
 
 
-@pytest.mark.xfail(strict=True, reason=TS_BUG)
 @pytest.mark.parametrize("ts", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
 def test_a_timestamp_at_the_calendars_edge_is_a_400(data_dir: Path, ts: str):
     service = make_service(data_dir)
@@ -79,7 +71,6 @@ def _wait(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         time.sleep(0.005)
 
 
-@pytest.mark.xfail(strict=True, reason=f"{SURROGATE_BUG}; {GROUP_BUG}")
 def test_one_clients_bad_batch_never_fails_another_clients_batch(data_dir: Path):
     """A good batch and a poisoned one queue while the writer waits for the database lock, so
     they meet in one group commit; the good one must be stored and acknowledged regardless."""
@@ -97,7 +88,7 @@ def test_one_clients_bad_batch_never_fails_another_clients_batch(data_dir: Path)
         threads[-1].start()
         _wait(lambda: service.writer.backlog == 1)
         threads.append(threading.Thread(target=post, args=("good", b'[%s, %s]' % (_json(event(1)), _json(event(2))))))
-        threads.append(threading.Thread(target=post, args=("poison", POISON_BODIES[0])))
+        threads.append(threading.Thread(target=post, args=("poison", POISON[0][0])))
         for t in threads[1:]:
             t.start()
         _wait(lambda: service.writer.backlog == 4 or (service.writer.backlog == 3 and "poison" in replies))
@@ -117,7 +108,6 @@ def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value).encode()
 
 
-@pytest.mark.xfail(strict=True, reason=GROUP_BUG)
 def test_store_add_many_keeps_the_other_batches_when_one_cannot_be_encoded(data_dir: Path):
     """The store's own promise ("a batch that fails yields its exception; the others still
     commit"), for a failure SQLite raises while binding parameters rather than executing."""
