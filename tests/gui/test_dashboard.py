@@ -7,6 +7,8 @@ ignores a filter, or a chart that draws the wrong series, fails here.
 
 from __future__ import annotations
 
+import time
+
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +17,6 @@ import httpx
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtTest import QSignalSpy
 
 from llmtray.config import Config
 from llmtray.core import periods
@@ -101,9 +102,13 @@ def shared(qapp, demo_db_template):
 
     window = Dashboard(Sources(demo_db_template, None), base_url="http://127.0.0.1:8787", can_import=False)
     try:
-        spy = QSignalSpy(window.settled)
         window.show()
-        assert spy.count() or spy.wait(20_000), f"no first refresh: {window.status.text()}"
+        # polled, not QSignalSpy: a spy on a Python-declared signal never fires on PySide6 6.11
+        deadline = time.monotonic() + 20
+        while not window.is_settled() and time.monotonic() < deadline:
+            qapp.processEvents()
+            time.sleep(0.01)
+        assert window.is_settled(), f"no first refresh: {window.status.text()}"
         yield window
     finally:  # stop the query threads even if the window never settled (a running QThread must not be collected)
         window.shutdown()
