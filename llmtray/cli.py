@@ -82,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # httpx logs every request's full URL at INFO: webhook URLs (secrets) and proxied URLs with
+    # ?key= API keys must never reach a log, even with -v.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx = Context(paths.resolve(args.data_dir))
     try:
         if args.command is None:

@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import stat
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,17 +115,29 @@ def _read_file(path: Path) -> str | None:
 
 
 def _file_fallback(path: Path, why: str) -> Token:
-    token = new_token()
+    """Create the token file atomically: written and fsync'd under a temporary name, then linked
+    into place only if no other process got there first — so a crash never leaves an empty file
+    that every later start would have to work around. An empty file left by an older version
+    (or a power cut) is replaced."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".token-", dir=path.parent)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process got there first: share its token
-        existing = _read_file(path)
-        if existing:
-            return Token(existing, f"file {path} (0600)")
-        raise
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(token + "\n")
+        os.chmod(tmp, 0o600)
+        token = new_token()
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(token + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            existing = _read_file(path)
+            if existing:  # another process got there first: share its token
+                return Token(existing, f"file {path} (0600)")
+            os.replace(tmp, path)  # an empty or unreadable leftover: ours replaces it
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     warning = f"{why}: the ingest token is stored in plain text in {path} (mode 0600)"
     log.warning("%s", warning)
     return Token(token, f"file {path} (0600)", warning)

@@ -38,9 +38,8 @@ from llmtray.ingest.service import IngestService, RemoteBindRefused
 from llmtray.paths import Paths
 from tests.ingest.conftest import event, make_service, stored_ids
 from tests.ingest.test_serve import start_serve
-from tests.proof.conftest import llmtray_threads
+from tests.proof.conftest import LIMITS, proxying_service
 from tests.proof.rawhttp import Exchange, exchange
-from tests.proof.test_fuzz_api import LIMITS
 from tests.proxy.conftest import stub_config
 from tests.proxy.stub import StubUpstream
 
@@ -61,16 +60,8 @@ def local_address() -> str | None:
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[IngestService, StubUpstream]]:
     """The real service (proxy to a stub upstream) for the browser, Host and token checks."""
-    before = llmtray_threads()
-    stub = StubUpstream()
-    data = tmp_path_factory.mktemp("guarded")
-    service = IngestService(Paths(data, data, data), stub_config(stub), port=0, limits=LIMITS)
-    service.start()
-    assert service.wait_ready(30)
-    yield service, stub
-    service.stop()
-    stub.close()
-    assert not sorted(t.name for t in llmtray_threads() - before)
+    with proxying_service(tmp_path_factory.mktemp("guarded")) as served:
+        yield served
 
 
 def request(method: str, target: str, headers: list[tuple[str, str]], body: bytes = b"") -> bytes:
@@ -379,9 +370,6 @@ def test_no_secret_in_the_log_or_the_database(tmp_path: Path):
 
 
 @POSIX
-@pytest.mark.xfail(strict=True, reason="cli.py: `-v` sets the root logger to DEBUG, so httpx's INFO line "
-                   "'HTTP Request: POST <full URL>' prints the webhook URL (a secret kept in the keyring) and "
-                   "proxied URLs with their ?key= API keys")
 def test_no_secret_in_the_verbose_log(tmp_path: Path):
     err, secrets, _ = _secrets_run(tmp_path, verbose=True)
     assert "DEBUG" in err
@@ -389,9 +377,6 @@ def test_no_secret_in_the_verbose_log(tmp_path: Path):
         assert secret not in err, f"{secret[:12]}… in serve's -v stderr"
 
 
-@pytest.mark.xfail(strict=True, reason="credentials.py: an empty token file (a crash between O_EXCL-creating it and "
-                   "writing the token, or a power cut before its data reached the disk: it is never fsync'd) is "
-                   "neither used nor replaced: every start makes a new 'this run only' token, blaming the keyring")
 def test_an_empty_token_file_left_by_a_crash_still_gives_a_stable_token(data_dir: Path, caplog):
     (data_dir / "token").touch(mode=0o600)
     tokens = []
