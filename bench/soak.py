@@ -382,11 +382,17 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=5.0,
                         help="minutes compared at the start and the end (default 5; at most a third of the run)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write samples and checks as JSON")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="serve's data folder, kept afterwards (default: a temporary one, removed)")
     args = parser.parse_args()
     if not Path("/proc/self/status").exists():
         raise SystemExit("bench/soak.py reads /proc: Linux only")
-    with tempfile.TemporaryDirectory(prefix="llmtray-soak-") as tmp:
-        result = run(args, Path(tmp))
+    if args.data_dir is not None:
+        args.data_dir.mkdir(parents=True, exist_ok=True)
+        result = run(args, args.data_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="llmtray-soak-") as tmp:
+            result = run(args, Path(tmp))
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2))
     checks = result["checks"]

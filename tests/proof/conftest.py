@@ -19,12 +19,22 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import strategies as st
+
+from llmtray.ingest.service import IngestService
+from llmtray.ingest.wire import Limits
+from llmtray.paths import Paths
+from tests.proxy.conftest import stub_config
+from tests.proxy.stub import StubUpstream
 
 PROOF_ENV = "LLMTRAY_PROOF"
+# Short waits, so a slow or broken client is cut off within a fuzz example's time.
+LIMITS = Limits(header_timeout=5.0, body_timeout=5.0, shutdown_grace=2.0, linger=0.5)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,13 +65,33 @@ def llmtray_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("llmtray-") and t.is_alive()}
 
 
-@pytest.fixture(scope="module")
-def module_threads() -> Iterator[None]:
-    """Module-scoped servers stop before the module ends: none of their threads may outlive it."""
+@contextmanager
+def threads_stopped() -> Iterator[None]:
+    """No llmtray thread started inside the block outlives it (for servers shared by a module)."""
     before = llmtray_threads()
     yield
     leaked = sorted(t.name for t in llmtray_threads() - before)
     assert not leaked, f"threads left running: {leaked}"
+
+
+@contextmanager
+def proxying_service(data: Path) -> Iterator[tuple[IngestService, StubUpstream]]:
+    """The real service with every proxy upstream pointed at a local stub upstream."""
+    with threads_stopped():
+        stub = StubUpstream()
+        service = IngestService(Paths(data, data, data), stub_config(stub), port=0, limits=LIMITS)
+        try:
+            service.start()
+            assert service.wait_ready(30)
+            yield service, stub
+        finally:
+            service.stop()  # before the stub: the proxy's pooled connections go first
+            stub.close()
+
+
+def rarely(draw: st.DrawFn, one_in: int) -> bool:
+    """True about once in `one_in` draws (Hypothesis' own integers lean on boundary values)."""
+    return draw(st.randoms(use_true_random=True)).random() * one_in < 1
 
 
 def row_count(db: Path, where: str = "", *args: object) -> int:

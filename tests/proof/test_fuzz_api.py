@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import string
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,23 +24,20 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from llmtray.ingest.service import IngestService
-from llmtray.ingest.wire import Limits
 from tests.ingest.conftest import make_service
-from tests.proof.conftest import Mode, assert_no_traceback, llmtray_threads
+from tests.proof.conftest import LIMITS, Mode, assert_no_traceback, rarely, threads_stopped
 from tests.proof.rawhttp import HEALTH, Exchange, exchange, health
 
-LIMITS = Limits(header_timeout=5.0, body_timeout=5.0, shutdown_grace=2.0, linger=0.5)
 DOCUMENTED = {200, 400, 401, 403, 404, 405, 413, 415, 501, 503}
 NOW = datetime.now(UTC)
 
 
 @pytest.fixture(scope="module")
 def fuzz_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IngestService]:
-    before = llmtray_threads()
-    service = make_service(tmp_path_factory.mktemp("fuzz-api"), LIMITS)
-    yield service
-    service.stop()
-    assert not sorted(t.name for t in llmtray_threads() - before)
+    with threads_stopped():
+        service = make_service(tmp_path_factory.mktemp("fuzz-api"), LIMITS)
+        yield service
+        service.stop()
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -242,7 +238,6 @@ class Plan:
     why: str
     body: Body
     source: str = "api"
-    notes: list[str] = field(default_factory=list)
 
 
 HOSTS = [("127.0.0.1:{port}", True), ("localhost", True), ("[::1]:{port}", True), ("LOCALHOST:1", True),
@@ -264,11 +259,6 @@ ROUTES = [("POST", "/v1/events", None), ("POST", "/v1/events?debug=1", None), ("
           ("POST", "/v1/events/", 404), ("POST", "/V1/EVENTS", 404)]
 HEADER_VALUE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"),
                        max_size=60).map(str.strip)
-
-
-def rarely(draw: st.DrawFn, one_in: int) -> bool:
-    """True about once in `one_in` draws (Hypothesis' own integers lean on boundary values)."""
-    return draw(st.randoms(use_true_random=True)).random() * one_in < 1
 
 
 @st.composite

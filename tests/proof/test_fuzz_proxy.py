@@ -25,11 +25,8 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from llmtray.ingest.service import IngestService
-from llmtray.paths import Paths
-from tests.proof.conftest import Mode, assert_no_traceback, llmtray_threads
+from tests.proof.conftest import Mode, assert_no_traceback, proxying_service, rarely
 from tests.proof.rawhttp import Exchange, exchange, health
-from tests.proof.test_fuzz_api import LIMITS, rarely
-from tests.proxy.conftest import stub_config
 from tests.proxy.stub import StubUpstream
 
 CHAT = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -52,18 +49,37 @@ LATIN1 = st.text(st.characters(min_codepoint=0x21, max_codepoint=0xFF, blacklist
                  min_size=1, max_size=20).filter(lambda s: not s[0].isspace() and not s[-1].isspace())
 
 
+STUB_SCENARIOS = ("fail-", "stall-", "cut", "gated", "endless", "br")  # models that make the stub act up
+# no lone surrogates or NULs: the stub echoes the model, and no provider answers with those
+MODEL_TEXT = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(MODEL_TEXT, max_size=20),
+                    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(MODEL_TEXT, max_size=8), kids,
+                                                                              max_size=4),
+                    max_leaves=15)
+
+
+@st.composite
+def chat_bodies(draw: st.DrawFn) -> bytes:
+    """What a caller may post to a recorded endpoint: JSON objects of any shape (the model a long
+    or odd string, `stream` not a boolean, deep extras), or bytes that aren't JSON at all. The
+    proxy reads what it can for the event and forwards every byte as it came."""
+    if rarely(draw, 4):
+        return b"x" + draw(st.binary(max_size=2000))
+    body: dict[str, object] = draw(st.dictionaries(st.text(MODEL_TEXT, max_size=8), JSON, max_size=5))
+    if draw(st.booleans()):
+        body["model"] = draw(st.one_of(st.text(MODEL_TEXT, min_size=1, max_size=300), st.just("m" * 300)).filter(
+            lambda m: not m.startswith(STUB_SCENARIOS)))
+    else:
+        body.pop("model", None)
+    if draw(st.booleans()):
+        body["stream"] = draw(st.sampled_from([True, False, "yes", 1, None, []]))
+    return json.dumps(body, ensure_ascii=draw(st.booleans())).encode()
+
+
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[IngestService, StubUpstream]]:
-    before = llmtray_threads()
-    stub = StubUpstream()
-    data = tmp_path_factory.mktemp("fuzz-proxy")
-    service = IngestService(Paths(data, data, data), stub_config(stub), port=0, limits=LIMITS)
-    service.start()
-    assert service.wait_ready(30)
-    yield service, stub
-    service.stop()
-    stub.close()
-    assert not sorted(t.name for t in llmtray_threads() - before)
+    with proxying_service(tmp_path_factory.mktemp("fuzz-proxy")) as served:
+        yield served
 
 
 def wire(text: str, latin1: bool) -> str:
@@ -101,6 +117,8 @@ class Call:
 def calls(draw: st.DrawFn) -> Call:
     method, target, body, recorded, expect = draw(st.sampled_from(ROUTES))
     why = f"{method} {target}"
+    if body == CHAT and rarely(draw, 3):
+        body = draw(chat_bodies())
     headers: list[tuple[str, str]] = [("Host", draw(st.sampled_from(["127.0.0.1", "localhost:8787", "[::1]"])))]
     fields: dict[str, str] = {}
     for name in draw(st.lists(st.sampled_from(ATTRIBUTION), unique=True)):
@@ -188,6 +206,7 @@ def test_proxy_header_fuzz(proxied: tuple[IngestService, StubUpstream], mode: Mo
             got = stub.received[-1]
             assert len(stub.received) == forwarded + 1
             assert (got.method, got.target) == (call.exchange.method, call.upstream_target)
+            assert got.body == call.exchange.body  # every byte, as it came
             names = got.names()
             sent = {k.lower() for k, _ in call.exchange.headers}
             assert not names & sent & call.dropped - {"host", "content-length"}

@@ -20,9 +20,8 @@ from llmtray.hooks.endpoint import Endpoint
 from llmtray.hooks.sender import Sender
 from llmtray.ingest.service import IngestService
 from tests.ingest.conftest import event, make_service, stored_ids
-from tests.proof.conftest import Mode, id_counts
+from tests.proof.conftest import LIMITS, Mode, id_counts
 from tests.proof.rawhttp import health
-from tests.proof.test_fuzz_api import LIMITS
 
 BACKLOG = 1_000  # events: one flood batch fills it (the default, 50,000, needs more clients than cores here)
 

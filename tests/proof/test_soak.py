@@ -9,6 +9,8 @@ growth. The full soak is `python bench/soak.py --minutes 30 --rate 500` (prints 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,8 @@ import pytest
 
 from tests.proof.conftest import Mode
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc"),
+              pytest.mark.timeout(1200)]  # long mode soaks for 5 minutes: past the suite's 300 s default
 
 SOAK = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
 # Sockets open at the moment of a sample (clients mid-request) come and go: this much is noise.
@@ -30,11 +33,19 @@ RSS_GROWTH_MB = 100
 def test_soak(tmp_path: Path, mode: Mode):
     minutes, sample = mode.pick(20 / 60, 5), mode.pick(2, 10)
     out = tmp_path / "soak.json"
-    done = subprocess.run([sys.executable, str(SOAK), "--minutes", str(minutes), "--rate", "500",
-                           "--proxy-rate", "5", "--sample", str(sample), "--json", str(out)],
-                          capture_output=True, text=True, timeout=minutes * 60 + 300)
-    print(done.stdout)
-    assert done.returncode == 0, done.stdout + done.stderr
+    # its own process group: whatever ends this test (a timeout too) ends serve and the upstream with it
+    proc = subprocess.Popen([sys.executable, str(SOAK), "--minutes", str(minutes), "--rate", "500",
+                             "--proxy-rate", "5", "--sample", str(sample), "--json", str(out),
+                             "--data-dir", str(tmp_path / "data")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=minutes * 60 + 300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    print(stdout)
+    assert proc.returncode == 0, stdout + stderr
     result = json.loads(out.read_text())
     checks = result["checks"]
     assert checks["lost"] == 0 and checks["stored_api"] == checks["acknowledged"] > 0
