@@ -249,6 +249,25 @@ def live_events(rng: random.Random, now: datetime | None = None) -> list[UsageEv
     return [_event(rng, f, now - timedelta(milliseconds=rng.randrange(2000))) for f in picked]
 
 
+DEMO_BUDGETS = (
+    ("Monthly total", "1200", "month", {}),
+    ("Agent loop guard", "15", "day", {"feature": "agent"}),
+    ("Code review", "400", "month", {"feature": "code-review"}),
+)
+
+
+def add_budgets(store: Store) -> None:
+    """Sample budgets for the demo database, so the tray gauge, the KPI strip and the alerts have
+    something to show (they are created once, with the history)."""
+    from llmtray.core.budgets import Budget, BudgetBook, Scope, parse_limit
+
+    book = BudgetBook(store.db)
+    existing = {b.name for b in book.list()}
+    for name, limit, period, scope in DEMO_BUDGETS:
+        if name not in existing:
+            book.add(Budget(name, parse_limit(limit), period, Scope(**scope)))
+
+
 def fill(store: Store, *, days: int = 90, seed: int = 1, per_day: int = DEFAULT_PER_DAY,
          now: datetime | None = None, tz: tzinfo | None = None, chunk: int = 20_000,
          progress=None) -> int:  # noqa: ANN001 - progress: Callable[[int], None] | None

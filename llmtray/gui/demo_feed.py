@@ -65,6 +65,7 @@ class DemoFeed:
 
                 demo.fill(store, days=self._days, seed=self._seed, per_day=self._per_day, tz=self._tz,
                           progress=progress)
+                demo.add_budgets(store)
             self.history_loaded.set()
             if self._on_loaded is not None:
                 self._on_loaded()
