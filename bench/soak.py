@@ -9,10 +9,10 @@ per request), `--proxy-rate` calls/s through the metering proxy to a local upstr
 second each: /v1/health, /v1/summary, an invalid batch (400), a wrong token (401), a browser
 Origin (403) and a client that hangs up mid-request.
 
-Every `--sample` seconds the serve process's RSS, open file descriptors, threads, CPU and the
-WAL's size are read from /proc (Linux) and printed as a table row; at the end the first and
-last windows (5 minutes, or a third of a shorter run) are compared — the baseline here is the
-process itself, early on. Also checked at the end: every acknowledged event is stored,
+Every `--sample` seconds the serve process's RSS, open file descriptors, threads and CPU (from
+/proc: Linux only) and the sizes of the database and its WAL are printed as a table row; at the
+end the first and last windows (5 minutes, or a third of a shorter run) are compared — the
+baseline here is the process itself, early on. Also checked at the end: every acknowledged event is stored,
 `PRAGMA integrity_check` is ok, `serve` logged no error and exited cleanly on SIGTERM.
 """
 
@@ -236,6 +236,7 @@ class Sample:
     rss_mb: float
     fds: int
     threads: int
+    db_mb: float
     wal_mb: float
     cpu_pct: float
     p50_ms: float | None
@@ -272,7 +273,7 @@ def sample(pid: int, db: Path, t: float, dt: float, rows_before: int, cpu_before
     wal = db.with_name(db.name + "-wal")
     return Sample(
         t=round(t, 1), stored_per_s=(rows - rows_before) / dt, rss_mb=int(status["VmRSS"].split()[0]) / 1024,
-        fds=len(os.listdir(f"/proc/{pid}/fd")), threads=int(status["Threads"]),
+        fds=len(os.listdir(f"/proc/{pid}/fd")), threads=int(status["Threads"]), db_mb=db.stat().st_size / 1e6,
         wal_mb=(wal.stat().st_size if wal.exists() else 0) / 1e6, cpu_pct=(cpu - cpu_before) / dt * 100,
         p50_ms=pct(counters.latencies, 50), p99_ms=pct(counters.latencies, 99), errors=counters.error_count,
     ), rows, cpu
@@ -282,7 +283,7 @@ def row(s: Sample) -> str:
     def ms(v: float | None) -> str:
         return "–" if v is None else f"{v:.1f}"
     return (f"| {s.t:7.0f} | {s.stored_per_s:8.0f} | {s.rss_mb:7.1f} | {s.fds:4d} | {s.threads:3d} | "
-            f"{s.wal_mb:7.2f} | {s.cpu_pct:5.1f} | {ms(s.p50_ms)} | {ms(s.p99_ms)} | {s.errors} |")
+            f"{s.db_mb:7.1f} | {s.wal_mb:7.2f} | {s.cpu_pct:5.1f} | {ms(s.p50_ms)} | {ms(s.p99_ms)} | {s.errors} |")
 
 
 def windows(samples: list[Sample], seconds: float) -> tuple[list[Sample], list[Sample]]:
@@ -323,8 +324,8 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     samples: list[Sample] = []
     print(f"soak: {args.minutes:g} min at {args.rate:g} events/s + {args.proxy_rate:g} proxied calls/s, "
           f"serve pid {serve.pid}; {os.cpu_count()} CPUs, {load()} at start", flush=True)
-    print("\n| t (s) | stored/s | RSS MB | fds | thr | WAL MB | CPU % | p50 ms | p99 ms | errors |\n"
-          "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+    print("\n| t (s) | stored/s | RSS MB | fds | thr | DB MB | WAL MB | CPU % | p50 ms | p99 ms | errors |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
     traffic = Traffic(port, token, args.rate, args.proxy_rate)
     try:
         t0 = last_t = time.monotonic()
