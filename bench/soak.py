@@ -12,8 +12,9 @@ Origin (403) and a client that hangs up mid-request.
 Every `--sample` seconds the serve process's RSS, open file descriptors, threads and CPU (from
 /proc: Linux only) and the sizes of the database and its WAL are printed as a table row; at the
 end the first and last windows (5 minutes, or a third of a shorter run) are compared — the
-baseline here is the process itself, early on. Also checked at the end: every acknowledged event is stored,
-`PRAGMA integrity_check` is ok, `serve` logged no error and exited cleanly on SIGTERM.
+baseline here is the process itself, early on. Also checked at the end: every acknowledged
+event is stored, `PRAGMA integrity_check` is ok, `serve` logged no error and exited cleanly on
+SIGTERM (exit status 1 otherwise).
 """
 
 from __future__ import annotations
