@@ -37,7 +37,8 @@ class Bench:
 
 
 BENCHES = [
-    Bench("store", ("--events", "200000", "--baseline-events", "10000"), ("--events", "20000", "--baseline-events", "2000"),
+    Bench("store", ("--events", "200000", "--baseline-events", "10000"),
+          ("--events", "20000", "--baseline-events", "2000"),
           "Store.add throughput and dashboard queries vs connect+INSERT+COMMIT per event and plain GROUP BY"),
     Bench("ingest", ("--seconds", "3"), ("--seconds", "1", "--clients", "2"),
           "POST /v1/events through `llmtray serve` vs a naive per-event commit and SQLite's own ceiling"),
@@ -145,7 +146,8 @@ def main() -> int:
     parser.add_argument("--only", metavar="NAMES", help="comma-separated benches to run (default: all)")
     parser.add_argument("--skip", metavar="NAMES", default="", help="comma-separated benches to leave out")
     parser.add_argument("--timeout", type=float, help="seconds per bench (default 600 quick, 2400 normal)")
-    parser.add_argument("--out", type=Path, default=OUT, help=f"markdown file to write (default {OUT.relative_to(ROOT)})")
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help=f"markdown file to write (default {OUT.relative_to(ROOT)})")
     args = parser.parse_args()
     names = [b.name for b in BENCHES]
     chosen = args.only.split(",") if args.only else names

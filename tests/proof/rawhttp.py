@@ -26,7 +26,8 @@ class Exchange:
     def encode(self) -> bytes:
         lines = [f"{self.method} {self.target} {self.version}", *(f"{k}: {v}" for k, v in self.headers)]
         if self.chunks is None:
-            lines.append(f"Content-Length: {self.declared_length if self.declared_length is not None else len(self.body)}")
+            length = self.declared_length if self.declared_length is not None else len(self.body)
+            lines.append(f"Content-Length: {length}")
             payload = self.body
         else:
             lines.append("Transfer-Encoding: chunked")

@@ -213,10 +213,11 @@ def bodies(draw: st.DrawFn) -> Body:
         data = json.dumps([{**template, "id": f"big-{run}-{i}"} for i in range(n)]).encode()
         return Body(data, 200, n, why=f"{n} valid events, {len(data) // 1024} KiB")
     if kind == "json":
-        leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+        leaves = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                  | st.text())
+        keys = st.sampled_from(["events", "provider", "model", "x"]) | st.text(max_size=8)
         value = draw(st.recursive(leaves, lambda kids: st.lists(kids, max_size=4)
-                                  | st.dictionaries(st.sampled_from(["events", "provider", "model", "x"]) | st.text(max_size=8),
-                                                    kids, max_size=4), max_leaves=12))
+                                  | st.dictionaries(keys, kids, max_size=4), max_leaves=12))
         empty = value == [] or value == {"events": []}
         return Body(json.dumps(value).encode(), 200 if empty else 400, why=f"arbitrary JSON {value!r:.80}")
     data = draw(st.binary(max_size=300))

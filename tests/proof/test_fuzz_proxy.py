@@ -52,7 +52,8 @@ LATIN1 = st.text(st.characters(min_codepoint=0x21, max_codepoint=0xFF, blacklist
 STUB_SCENARIOS = ("fail-", "stall-", "cut", "gated", "endless", "br")  # models that make the stub act up
 # no lone surrogates or NULs: the stub echoes the model, and no provider answers with those
 MODEL_TEXT = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(MODEL_TEXT, max_size=20),
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                    | st.text(MODEL_TEXT, max_size=20),
                     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(MODEL_TEXT, max_size=8), kids,
                                                                               max_size=4),
                     max_leaves=15)
