@@ -208,6 +208,9 @@ def error_text(body: bytes) -> str:
     return body.decode("utf-8", "replace").strip()[:MAX_ERROR]
 
 
+_END_EVENTS = frozenset({"message_stop", "response.completed", "response.incomplete", "response.failed"})
+
+
 class ResponseMeter:
     """Fed the raw chunks of one response as they are relayed; never raises into the relay."""
 
@@ -218,6 +221,9 @@ class ResponseMeter:
         self.bytes = 0
         self.reading = Reading()
         self.note: str | None = None  # why the usage could not be read, if it couldn't
+        # The stream's own end marker was seen: a client that hangs up after it (SDKs close as
+        # soon as they read it, often before the upstream's final bytes) got the whole answer.
+        self.ended = False
         media = (content_type or "").split(";", 1)[0].strip().lower()
         self.sse = media == "text/event-stream"
         json_body = media in ("", "application/json") or media.endswith("+json")
@@ -252,6 +258,8 @@ class ResponseMeter:
             self.note = f"response body unreadable: {type(exc).__name__}: {exc}"[:MAX_ERROR]
 
     def _event(self, name: str, data: bytes, clipped: bool) -> None:
+        if name in _END_EVENTS or data.strip() == b"[DONE]":
+            self.ended = True
         first = self.reading.model is None and self.reading.request_id is None
         if not (first or name == "error" or _WORTH_DECODING.search(data)):
             return

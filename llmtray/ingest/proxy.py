@@ -202,7 +202,8 @@ class Proxy:
                     meter.feed(chunk)
                 yield chunk
         except (GeneratorExit, asyncio.CancelledError):  # the client left, or the server is stopping
-            stream_end = "abandoned"
+            if meter is None or not meter.ended:  # leaving after the end marker is a complete call
+                stream_end = "abandoned"
             raise
         except httpx.TimeoutException as exc:
             error = f"upstream stopped sending mid-response ({type(exc).__name__})"
