@@ -248,7 +248,7 @@ def ceiling(conn: sqlite3.Connection, rows: list[list], sql: str, batch: int) ->
 
 def sqlite_figures(tmp: Path, seconds: float, batch: int) -> dict[str, float]:
     from llmtray.core import db as dbmod
-    from llmtray.core.store import _COLUMNS, _INSERT_SQL
+    from llmtray.core.store import COLUMNS, _INSERT_SQL
 
     rows = prebuilt_rows(40_000)
     out: dict[str, float] = {}
@@ -266,7 +266,7 @@ def sqlite_figures(tmp: Path, seconds: float, batch: int) -> dict[str, float]:
     conn = sqlite3.connect(tmp / "ceiling-bare.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode = wal")
     conn.execute("PRAGMA synchronous = normal")
-    conn.execute(f"CREATE TABLE event ({', '.join(_COLUMNS)})")
+    conn.execute(f"CREATE TABLE event ({', '.join(COLUMNS)})")
     out["ceiling_bare"] = ceiling(conn, rows, _INSERT_SQL, batch)
     conn.close()
     return out

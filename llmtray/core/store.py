@@ -27,15 +27,16 @@ from llmtray.core import db as dbmod
 from llmtray.core.events import ATTRIBUTION_FIELDS, UsageEvent, format_ts, parse_event
 from llmtray.core.money import nanos_to_str
 from llmtray.core.pricing import Priced, Pricer
+from llmtray.core.rollups import add_to_rollups
 
-_COLUMNS = (
+COLUMNS = (
     "id", "event_id", "ts", "received", "provider", "model", "operation",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
     "reasoning_tokens", "requests", "cost_nanos", "cost_source", "pricing_version", "priced_model",
     "service_tier", "latency_ms", "ttft_ms", "status", "error", "stream",
     "feature", "user", "project", "env", "tags", "request_id", "source", "dataset_id",
 )
-_INSERT_SQL = f"INSERT INTO event ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_INSERT_SQL = f"INSERT INTO event ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _TAG_INSERT_SQL = "INSERT INTO event_tag (event, key, value) VALUES (?, ?, ?)"
 _MAX_ROWS_PER_STATEMENT = 128
 _FAR_FUTURE = datetime(9000, 1, 1, tzinfo=UTC)  # stored events were validated already
@@ -185,7 +186,7 @@ class Store:
         _insert_rows(conn, _INSERT_SQL, fresh)
         if tag_rows:
             _insert_rows(conn, _TAG_INSERT_SQL, tag_rows)
-        _add_to_rollups(conn, fresh, tag_rows)
+        add_to_rollups(conn, fresh, tag_rows)
         ts = [r[2] for r in fresh]
         result = AddResult(len(fresh), len(rows) - len(fresh), min(ts, default=None), max(ts, default=None))
         return result, next_id
@@ -244,70 +245,6 @@ class Store:
 
 
 # --- many rows per statement ----------------------------------------------------------------
-
-
-# Row positions (see _COLUMNS) of the rollup key and sums.
-_BUCKET_KEY = (4, 5, 24, 26, 27, 30, 21)  # provider model feature project env source status = ROLLUP_DIMENSIONS
-assert tuple(_COLUMNS[i] for i in _BUCKET_KEY) == dbmod.ROLLUP_DIMENSIONS
-_ROLLUP_UPSERT = (
-    f"INSERT INTO rollup (bucket, {', '.join(dbmod.ROLLUP_DIMENSIONS)}, events, requests, input_tokens,"
-    " output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens,"
-    f" cost_nanos, unpriced) VALUES ({', '.join('?' * (len(dbmod.ROLLUP_DIMENSIONS) + 11))})"
-    " ON CONFLICT DO UPDATE SET events = events + excluded.events, requests = requests + excluded.requests,"
-    " input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,"
-    " cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,"
-    " cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,"
-    " cache_write_1h_tokens = cache_write_1h_tokens + excluded.cache_write_1h_tokens,"
-    " reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,"
-    " cost_nanos = cost_nanos + excluded.cost_nanos, unpriced = unpriced + excluded.unpriced"
-)
-_TAG_ROLLUP_UPSERT = (
-    "INSERT INTO tag_rollup (bucket, key, value, source, events, requests, cost_nanos, unpriced)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET events = events + excluded.events,"
-    " requests = requests + excluded.requests, cost_nanos = cost_nanos + excluded.cost_nanos,"
-    " unpriced = unpriced + excluded.unpriced"
-)
-
-
-def _add_to_rollups(conn: sqlite3.Connection, rows: list[list[Any]], tag_rows: list[tuple[int, str, str]]) -> None:
-    """Add a batch's rows to the 15-minute rollups with one upsert per touched rollup row.
-
-    Summed here rather than by a trigger per event (DB migration 4): a batch of 500 live events
-    touches a handful of (bucket, model, feature, …) rows, so this does ~1/50 of the writes."""
-    sums: dict[tuple[Any, ...], list[int]] = {}
-    by_id: dict[int, tuple[int, str, int, int, int]] = {}
-    for r in rows:
-        bucket = r[2] // dbmod.BUCKET_US
-        key = (bucket, r[4], r[5], r[24], r[26], r[27], r[30], r[21])
-        cost, requests = r[14], r[13]
-        unpriced = requests if cost is None else 0
-        acc = sums.get(key)
-        if acc is None:
-            sums[key] = [1, requests, r[7], r[8], r[9], r[10], r[11], r[12], cost or 0, unpriced]
-        else:
-            acc[0] += 1
-            acc[1] += requests
-            acc[2] += r[7]
-            acc[3] += r[8]
-            acc[4] += r[9]
-            acc[5] += r[10]
-            acc[6] += r[11]
-            acc[7] += r[12]
-            acc[8] += cost or 0
-            acc[9] += unpriced
-        if tag_rows:
-            by_id[r[0]] = (bucket, r[30], requests, cost or 0, unpriced)
-    conn.executemany(_ROLLUP_UPSERT, [(*k, *v) for k, v in sums.items()])
-    if tag_rows:
-        tag_sums: dict[tuple[Any, ...], list[int]] = {}
-        for event_id, key, value in tag_rows:
-            bucket, source, requests, cost, unpriced = by_id[event_id]
-            acc = tag_sums.setdefault((bucket, key, value, source), [0, 0, 0, 0])
-            acc[0] += 1
-            acc[1] += requests
-            acc[2] += cost
-            acc[3] += unpriced
-        conn.executemany(_TAG_ROLLUP_UPSERT, [(*k, *v) for k, v in tag_sums.items()])
 
 
 def _insert_rows(conn: sqlite3.Connection, single_sql: str, rows: Sequence[Sequence[Any]]) -> None:

@@ -162,3 +162,12 @@ def test_writer_and_reader_threads_never_see_partial_batches(data_dir: Path):
 def test_time_round_trip_is_exact():
     ts = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
     assert from_us(to_us(ts)) == ts
+
+
+def test_rollup_key_positions_name_the_rollup_dimensions():
+    """rollups.add_to_rollups reads rows by position; this keeps those positions in step with the columns."""
+    from llmtray.core import rollups
+    from llmtray.core.db import ROLLUP_DIMENSIONS
+    from llmtray.core.store import COLUMNS
+
+    assert tuple(COLUMNS[i] for i in rollups.KEY_POSITIONS) == ROLLUP_DIMENSIONS
