@@ -8,9 +8,15 @@ metered on the way through (`meter.ResponseMeter`): the usage event is submitted
 ends, is cut, or the client leaves.
 
 Choices worth knowing:
-- HTTP/1.1 with keep-alive pooling to upstreams, not HTTP/2: httpx's HTTP/2 still fails long-lived
+- HTTP/1.1 with keep-alive pooling to upstreams, not HTTP/2, through our own small client
+  (`upstream_client`: httpx alone cost more CPU per call than the proxy's whole 1 ms budget on
+  the build machine; see that module). HTTP/2 was never used: httpx's still fails long-lived
   connections that see many requests (`ConnectionTerminated` after the server's GOAWAY,
   encode/httpx#3324), which is exactly a proxy's life, and the SDKs themselves speak HTTP/1.1.
+- The proxy's own work stays off the answer's path: a JSON answer with a Content-Length up to
+  `INLINE_BODY_BYTES` is read whole and written in one go, and it is metered and recorded just
+  after (`loop.call_soon`: the write has happened by then); a stream is metered as it passes and
+  recorded after its last chunk has been written.
 - Client gone mid-stream: the upstream request is closed at the next chunk (that is when a write
   fails) and the event is recorded like the SDK hooks record an abandoned stream — status `ok`, tag
   `llmtray.stream=abandoned`, usage as far as the stream had reported it (`llmtray.usage=partial`
@@ -35,14 +41,11 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
-from http.cookiejar import CookieJar, DefaultCookiePolicy
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import httpx
 
 from llmtray.config import Config
 from llmtray.core.budgets import (PERIOD_PHRASE, Budget, evaluate, exhausted_enforced_budget,
@@ -58,6 +61,8 @@ from llmtray.ingest.codings import narrow_accept_encoding
 from llmtray.ingest.meter import (Attribution, Call, Reading, RequestFacts, ResponseMeter, build_event,
                                   error_dialect, recorded_call, request_facts)
 from llmtray.ingest.reply import HttpError
+from llmtray.ingest.upstream_client import (TimeoutException, Timeouts, UpstreamClient, UpstreamError,
+                                            UpstreamResponse)
 from llmtray.ingest.upstreams import Upstream, error_body, upstreams
 from llmtray.ingest.wire import HOP_BY_HOP, Headers, Request, Response
 
@@ -74,7 +79,9 @@ INLINE_PARSE_BYTES = 256 * 1024  # larger request bodies are parsed for their mo
 FLUSH_AFTER_S = 0.05
 FLUSH_EVENTS = 256
 # Like the SDKs' own default (600 s): the proxy must never give up before its client would.
-DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0, pool=30.0)
+DEFAULT_TIMEOUT = Timeouts(read=600.0, connect=10.0, write=600.0, pool=30.0)
+# Answers with a Content-Length up to this are read whole, then written at once (not streamed).
+INLINE_BODY_BYTES = 256 * 1024
 _NOT_FORWARDED = HOP_BY_HOP | {"host", "expect", "proxy-authorization"}
 _NOT_RETURNED = (HOP_BY_HOP - {"content-length"}) | {"date", "server"}  # the server writes its own
 ATTRIBUTION_HEADERS = {"x-llmtray-feature": "feature", "x-llmtray-user": "user",
@@ -115,7 +122,7 @@ class Proxy:
         self._db_path, self._config = db_path, config
         self._queries: Queries | None = None  # the loop thread's read connection, for budget checks
         self._refusals: dict[Budget, str] = {}  # a budget (as defined now) → its 429 text, until the next commit
-        self._client: httpx.AsyncClient | None = None
+        self.client = UpstreamClient(max_connections=256, max_idle=64, keepalive_expiry=30.0)
         self._events: list[UsageEvent] = []  # recorded, not yet handed to the writer
         self._flush_timer: asyncio.TimerHandle | None = None
         self._parser: ThreadPoolExecutor | None = None
@@ -137,8 +144,7 @@ class Proxy:
     async def aclose(self) -> None:
         """Hand over the last events, release the connection pool (on the server's loop, at stop)."""
         self._flush()
-        if self._client is not None:
-            await self._client.aclose()
+        await self.client.aclose()
         if self._queries is not None:
             self._queries.conn.close()
         if self._parser is not None:
@@ -171,52 +177,85 @@ class Proxy:
                 log.info("proxy: refused a %s call to %s: %s", facts.model or "?", name, refusal)
                 return _error(dialect, 429, refusal, "budget_exhausted", (("x-should-retry", "false"),))
             recorded = _Recorded(name, call, facts, attribution, wall, t0)
-        client = self._http()
-        outgoing = client.build_request(request.method, upstream.url(path, request.query),
-                                        headers=forward_headers(request.headers), content=request.body,
-                                        timeout=self.timeout)
         try:
-            response = await client.send(outgoing, stream=True)
-        except httpx.TimeoutException as exc:
+            response = await self.client.send(request.method, upstream.origin, upstream.target(path, request.query),
+                                              forward_headers(request.headers), request.body, self.timeout)
+        except TimeoutException as exc:
             message = f"llmtray proxy: {name} did not answer in time ({type(exc).__name__})"
             self._record(recorded, error=message)
             return _error(dialect, 504, message, "upstream_timeout")
-        except httpx.HTTPError as exc:
+        except UpstreamError as exc:
             message = f"llmtray proxy: could not reach {name} at {upstream.base}: {type(exc).__name__}: {exc}"
             self._record(recorded, error=message)
             return _error(dialect, 502, message, "upstream_unreachable")
         meter = None
         if recorded is not None:
-            meter = ResponseMeter(status=response.status_code, content_type=response.headers.get("content-type"),
-                                  content_encoding=response.headers.get("content-encoding"), t0=t0)
-        return Response(response.status_code, response_headers(response), self._relay(response, meter, recorded))
+            meter = ResponseMeter(status=response.status_code, content_type=response.header(b"content-type"),
+                                  content_encoding=response.header(b"content-encoding"), t0=t0)
+        headers = response_headers(response)
+        length = response.header(b"content-length")
+        if (length is not None and length.isdigit() and int(length) <= INLINE_BODY_BYTES
+                and request.method != "HEAD" and not (meter is not None and meter.sse)):
+            pieces: list[bytes] = []
+            try:
+                async for piece in response.aiter_raw():
+                    pieces.append(piece)
+            except UpstreamError as exc:  # cut: the client gets what came, then a cut connection
+                return Response(response.status_code, headers, self._relay(response, meter, recorded, pieces, exc))
+            finally:
+                response.close()  # back to the pool when read to the end, else closed
+            body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            if meter is not None:
+                asyncio.get_running_loop().call_soon(self._meter_whole, recorded, meter, body)
+            return Response(response.status_code, headers, body)
+        return Response(response.status_code, headers, self._relay(response, meter, recorded))
 
-    async def _relay(self, response: httpx.Response, meter: ResponseMeter | None,
-                     recorded: _Recorded | None) -> AsyncIterator[bytes]:
-        """The upstream body, chunk by chunk as it arrives; records the call however it ends."""
+    def _meter_whole(self, recorded: _Recorded | None, meter: ResponseMeter, body: bytes) -> None:
+        """Meter and record an answer that was written whole (runs once the write is done)."""
+        meter.feed(body)
+        self._finish(recorded, meter)
+
+    def _finish(self, recorded: _Recorded | None, meter: ResponseMeter) -> None:
+        self._record(recorded, meter=meter, reading=meter.finish())
+
+    async def _relay(self, response: UpstreamResponse, meter: ResponseMeter | None, recorded: _Recorded | None,
+                     received: Sequence[bytes] = (), failed: UpstreamError | None = None) -> AsyncIterator[bytes]:
+        """The upstream body, chunk by chunk as it arrives (after `received`, if its reading
+        already `failed`); records the call however it ends."""
         error: str | None = None
         stream_end: str | None = None
+        complete = False
         try:
+            for chunk in received:
+                if meter is not None:
+                    meter.feed(chunk)
+                yield chunk
+            if failed is not None:
+                raise failed
             async for chunk in response.aiter_raw():
                 if meter is not None:
                     meter.feed(chunk)
                 yield chunk
+            complete = True
         except (GeneratorExit, asyncio.CancelledError):  # the client left, or the server is stopping
             if meter is None or not meter.ended:  # leaving after the end marker is a complete call
                 stream_end = "abandoned"
             raise
-        except httpx.TimeoutException as exc:
+        except TimeoutException as exc:
             error = f"upstream stopped sending mid-response ({type(exc).__name__})"
             stream_end = "interrupted"
             raise UpstreamCut(error) from None
-        except httpx.HTTPError as exc:
+        except UpstreamError as exc:
             error = f"upstream response cut: {type(exc).__name__}: {exc}"
             stream_end = "interrupted"
             raise UpstreamCut(error) from None
         finally:
-            await response.aclose()
+            response.close()
             if meter is not None:
-                self._record(recorded, meter=meter, reading=meter.finish(), error=error, stream_end=stream_end)
+                if complete:  # recorded after the server has written the last chunk
+                    asyncio.get_running_loop().call_soon(self._finish, recorded, meter)
+                else:
+                    self._record(recorded, meter=meter, reading=meter.finish(), error=error, stream_end=stream_end)
 
     def _record(self, recorded: _Recorded | None, *, meter: ResponseMeter | None = None,
                 reading: Reading | None = None, error: str | None = None, stream_end: str | None = None) -> None:
@@ -252,16 +291,6 @@ class Proxy:
         future.add_done_callback(_log_failure)
 
     # --- helpers ----------------------------------------------------------------------------
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:  # created on the loop that uses it
-            self._client = httpx.AsyncClient(
-                timeout=DEFAULT_TIMEOUT, follow_redirects=False,
-                # a jar that keeps nothing: one caller's Set-Cookie must not ride along on another's calls
-                cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0))
-            self._client.headers.clear()  # no default User-Agent / Accept-Encoding: only what the caller sent
-        return self._client
 
     async def _facts(self, body: bytes, call: Call) -> RequestFacts:
         if len(body) <= INLINE_PARSE_BYTES:
@@ -331,11 +360,11 @@ def forward_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def response_headers(response: httpx.Response) -> list[tuple[str, str]]:
+def response_headers(response: UpstreamResponse) -> list[tuple[str, str]]:
     """The upstream's headers for the client, exactly as received, minus this hop's own."""
-    named = _connection_tokens(response.headers.get_list("connection"))
+    named = _connection_tokens(response.header_values(b"connection"))
     out = []
-    for raw_name, raw_value in response.headers.raw:
+    for raw_name, raw_value in response.raw_headers:
         name = raw_name.decode("latin-1")
         lower = name.lower()
         if lower not in _NOT_RETURNED and lower not in named:

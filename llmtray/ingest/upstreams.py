@@ -14,8 +14,9 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-import httpx
+from llmtray.ingest.upstream_client import Origin
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +33,34 @@ BUILT_IN: dict[str, str] = {
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # an upstream name is also the event's provider
 
 
+_UNSAFE_PATH = re.compile(r"[\x00-\x20\x7f-\U0010ffff]")  # controls, spaces, non-ASCII: not in a base path
+
+
 @dataclass(frozen=True)
 class Upstream:
     name: str
-    base: httpx.URL
+    base: str  # as configured, for messages
+    origin: Origin
+    base_path: bytes  # without its trailing slash
 
-    def url(self, path: str, query: str) -> httpx.URL:
-        """The upstream URL for a request path (relative to the base) and raw query, both kept
-        byte for byte: the authority is never parsed from anything the client sent."""
-        raw = self.base.raw_path.rstrip(b"/") + path.encode("latin-1")
+    def target(self, path: str, query: str) -> bytes:
+        """The request target for a path (relative to the base) and raw query, both kept byte
+        for byte: the authority is never parsed from anything the client sent."""
+        raw = self.base_path + path.encode("latin-1")
         if query:
             raw += b"?" + query.encode("latin-1")
-        return self.base.copy_with(raw_path=raw)
+        return raw
+
+
+def parse_upstream(name: str, base: str) -> Upstream:
+    """An upstream from its base URL; ValueError says what is wrong with it."""
+    parts = urlsplit(base)
+    port = parts.port  # ValueError for a port out of range or not a number
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment
+            or parts.username is not None or _UNSAFE_PATH.search(parts.path)):
+        raise ValueError("must be http(s)://host[:port][/path] without credentials, query or fragment")
+    origin = Origin(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80))
+    return Upstream(name, base, origin, parts.path.rstrip("/").encode("ascii"))
 
 
 def upstreams(overrides: Mapping[str, str]) -> dict[str, Upstream]:
@@ -56,15 +73,9 @@ def upstreams(overrides: Mapping[str, str]) -> dict[str, Upstream]:
                         "(lowercase letters, digits, '.', '_' or '-')", name)
             continue
         try:
-            url = httpx.URL(base)
-        except httpx.InvalidURL as exc:
-            log.warning("proxy.upstreams.%s: skipped: %r is not a URL (%s)", name, base, exc)
-            continue
-        if url.scheme not in ("http", "https") or not url.host or url.query or url.fragment:
-            log.warning("proxy.upstreams.%s: skipped: %r must be http(s)://host[:port][/path] "
-                        "without query or fragment", name, base)
-            continue
-        out[name] = Upstream(name, url)
+            out[name] = parse_upstream(name, base)
+        except ValueError as exc:
+            log.warning("proxy.upstreams.%s: skipped: %r %s", name, base, exc)
     return out
 
 

@@ -139,8 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Set-Cookie", "a=1")
         self.send_header("Set-Cookie", "b=2")
         self.end_headers()
+        self._record(data)  # before the write: a fast proxy's client may look at once
         self.wfile.write(data)
-        self._record(data)
 
     def _record(self, data: bytes) -> None:
         with self.upstream._lock:
@@ -158,6 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Encoding", "gzip")
         self.end_headers()
         body = bytearray()
+        recorded = False
 
         def chunk(data: bytes) -> None:
             if gz is not None:
@@ -188,9 +189,11 @@ class _Handler(BaseHTTPRequestHandler):
                         if self.upstream.release.wait(0.01):
                             break
                     return
-            if gz is not None:
-                tail = gz.flush(zlib.Z_FINISH)
-                body.extend(tail)
+            tail = gz.flush(zlib.Z_FINISH) if gz is not None else b""
+            body.extend(tail)
+            self._record(bytes(body))  # before the last bytes: a fast proxy's client may look at once
+            recorded = True
+            if tail:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(tail), tail))
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
@@ -198,7 +201,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.upstream.abandoned.set()
             self.close_connection = True
         finally:
-            self._record(bytes(body))
+            if not recorded:
+                self._record(bytes(body))
 
     # --- routing ------------------------------------------------------------------------------
 
@@ -243,8 +247,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
         self._record(data)
+        self.wfile.write(data)
 
     # --- the APIs -----------------------------------------------------------------------------
 

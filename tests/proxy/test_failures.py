@@ -13,6 +13,7 @@ import pytest
 
 from llmtray.config import Config
 from llmtray.ingest.service import IngestService
+from llmtray.ingest.upstream_client import Timeouts
 from llmtray.paths import Paths
 from tests.proxy.conftest import FAST_LIMITS, wait_events
 from tests.proxy.stub import USAGE
@@ -25,7 +26,7 @@ MESSAGES_INPUT = (USAGE["messages"]["input_tokens"] + USAGE["messages"]["cache_r
 
 
 def test_upstream_timeout_is_a_504_in_the_providers_shape(service, stub):
-    service.proxy.timeout = httpx.Timeout(0.5)
+    service.proxy.timeout = Timeouts.all(0.5)
     with openai.OpenAI(base_url=f"{service.url}/proxy/openai/v1", api_key="sk-x", max_retries=0) as client:
         with pytest.raises(openai.APIStatusError) as caught:
             client.chat.completions.create(model="stall-headers", messages=CHAT["messages"])
@@ -39,7 +40,7 @@ def test_upstream_timeout_is_a_504_in_the_providers_shape(service, stub):
 
 
 def test_upstream_stalling_mid_stream_cuts_the_client_and_records_an_error(service, stub):
-    service.proxy.timeout = httpx.Timeout(0.5)
+    service.proxy.timeout = Timeouts.all(0.5)
     with httpx.Client(timeout=10) as client:
         with client.stream("POST", f"{service.url}/proxy/openai/v1/chat/completions",
                            json={**CHAT, "model": "stall-stream", "stream": True}) as response:
