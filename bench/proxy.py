@@ -7,9 +7,10 @@ serve` with `[proxy.upstreams] openai` pointed at it, and this client, which spe
 HTTP/1.1 over keep-alive sockets so its own overhead stays out of the figures. Prints, direct vs
 through the proxy: latency of non-streamed calls (p50/p99, interleaved so drift hits both), time
 to first byte of SSE streams, requests/s with 8 concurrent clients, and the serve process's CPU
-per proxied call. For scale: one call through a bare `httpx.AsyncClient` (the proxy's own
-upstream hop, its floor) and a CPU calibration line. Last, the per-request budget check (cached,
-and recomputed after a commit) with 20,000 events and 3 enforced budgets.
+per proxied call. For scale: one bare call to the upstream through each candidate for the
+proxy's own hop (httpx.AsyncClient, which it used first; httpcore's pool directly; llmtray's
+UpstreamClient, which it uses now) and a CPU calibration line. Last, the per-request budget
+check (cached, and recomputed after a commit) with 20,000 events and 3 enforced budgets.
 Target: under 1 ms added at p50.
 """
 
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -210,24 +212,49 @@ def enforcement_cost(rounds: int = 2000) -> tuple[float, float]:
         return cached, fresh
 
 
-def httpx_floor(port: int, calls: int) -> tuple[float, float]:
-    """(p50 ms, CPU µs per call) of one bare httpx.AsyncClient call to the upstream: the proxy's own hop."""
+def client_floors(port: int, calls: int) -> dict[str, tuple[float, float]]:
+    """(p50 ms, CPU µs per call) of one bare call to the upstream through each candidate for the
+    proxy's upstream hop: httpx.AsyncClient (what the proxy used first), httpcore's pool directly
+    (httpx without its client layers) and llmtray's own UpstreamClient (what it uses now)."""
+    import httpcore
     import httpx
 
-    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    from llmtray.ingest.upstream_client import Origin, Timeouts, UpstreamClient
 
-    async def run() -> tuple[float, float]:
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    headers = [(b"Content-Type", b"application/json"), (b"Authorization", b"Bearer sk-bench")]
+
+    async def measure(call: Callable[[], Awaitable[object]]) -> tuple[float, float]:
+        for _ in range(20):
+            await call()
+        times = []
+        cpu = time.process_time()
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            await call()
+            times.append(time.perf_counter() - t0)
+        return pct(times, 50), (time.process_time() - cpu) / calls * 1e6
+
+    async def run() -> dict[str, tuple[float, float]]:
+        out = {}
         async with httpx.AsyncClient() as client:
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            for _ in range(20):
-                await client.post(url, content=body)
-            times = []
-            cpu = time.process_time()
-            for _ in range(calls):
-                t0 = time.perf_counter()
-                await client.post(url, content=body)
-                times.append(time.perf_counter() - t0)
-            return pct(times, 50), (time.process_time() - cpu) / calls * 1e6
+            out["httpx.AsyncClient"] = await measure(lambda: client.post(url, content=body, headers=headers))
+        async with httpcore.AsyncConnectionPool() as pool:
+            out["httpcore pool"] = await measure(lambda: pool.request("POST", url, headers=headers, content=body))
+        ours = UpstreamClient()
+        origin, timeouts = Origin("http", "127.0.0.1", port), Timeouts()
+
+        async def own() -> bytes:
+            response = await ours.send("POST", origin, b"/v1/chat/completions", headers, body, timeouts)
+            try:
+                return await response.read()
+            finally:
+                response.close()
+
+        out["llmtray UpstreamClient"] = await measure(own)
+        await ours.aclose()
+        return out
 
     return asyncio.run(run())
 
@@ -284,9 +311,9 @@ def main() -> int:
             per_call = (process_cpu(serve.pid) - cpu0) / args.calls * 1e6
             direct.close()
             proxied.close()
-            floor_p50, floor_cpu = httpx_floor(up_port, args.calls)
-            print(f"  {'CPU per proxied call':<27} serve process {per_call:6.0f} µs (relay, metering, storing) | "
-                  f"one bare httpx.AsyncClient call: p50 {floor_p50:.3f} ms, {floor_cpu:.0f} µs CPU")
+            print(f"  {'CPU per proxied call':<27} serve process {per_call:6.0f} µs (relay, metering, storing)")
+            for name, (floor_p50, floor_cpu) in client_floors(up_port, args.calls).items():
+                print(f"  {'one bare upstream call':<27} {name:<23} p50 {floor_p50:6.3f} ms  {floor_cpu:5.0f} µs CPU")
             d = throughput(up_port, "/v1/chat/completions", args.seconds)
             p = throughput(proxy_port, "/proxy/openai/v1/chat/completions", args.seconds)
             print(f"  {'requests/s, 8 clients':<27} direct {d:8.0f}          | proxy {p:8.0f}          "
