@@ -90,6 +90,7 @@ class Options:
 
     mapping: Any = None
     meter: ByteMeter = field(default_factory=ByteMeter)
+    fast: bool = True  # a format's per-file fast mapper, if it has one (tests compare it with `row()`)
 
 
 class Format:

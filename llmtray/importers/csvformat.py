@@ -6,7 +6,7 @@ opening, column counts, placeholder rows and turning `RowProblem`s into line-num
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -39,6 +39,13 @@ class CsvFormat(Format):
     def row(self, row: Mapping[str, str], options: Options) -> dict[str, Any] | None:
         raise NotImplementedError
 
+    def fast_row(self, header: tuple[str, ...], options: Options) -> Callable[[list[str]], dict[str, Any] | None] | None:
+        """`row()` with the column positions and converters resolved once for this file's
+        header: takes the row's cells, returns what `row()` returns for them. It may raise
+        `RowProblem` on any row it does not take the common path for; that row then goes
+        through `row()`, which maps it or names the problem. None: no fast path."""
+        return None
+
     def parsed(self, line: int, data: dict[str, Any]) -> Parsed:
         """The item for a mapped row; llmtray's own export attaches stored pricing here."""
         return Parsed(line, data)
@@ -49,21 +56,25 @@ class CsvFormat(Format):
             header = reader.header
             self.check_header(header)
             width = len(header)
-            for record in reader:
-                cells = record.cells
-                if record.error is not None:
-                    yield RowError(record.line, f"line {record.line}", record.error)
+            fast = self.fast_row(header, options) if options.fast else None
+            for line, cells in reader.cells():
+                if isinstance(cells, str):
+                    yield RowError(line, f"line {line}", cells)
                     continue
                 if len(cells) != width:
                     if not any(c.strip() for c in cells):
-                        yield Skipped(record.line, "blank line")
+                        yield Skipped(line, "blank line")
                     else:
-                        yield RowError(record.line, f"line {record.line}",
-                                       f"expected {width} columns, found {len(cells)}")
+                        yield RowError(line, f"line {line}", f"expected {width} columns, found {len(cells)}")
                     continue
                 try:
-                    data = self.row(dict(zip(header, cells)), options)
-                    item = Skipped(record.line, self.placeholder) if data is None else self.parsed(record.line, data)
-                except RowProblem as problem:
-                    item = RowError(record.line, f"line {record.line}", str(problem))
-                yield item
+                    if fast is None:
+                        raise RowProblem("no fast path")
+                    data = fast(cells)
+                except RowProblem:
+                    try:
+                        data = self.row(dict(zip(header, cells)), options)
+                    except RowProblem as problem:
+                        yield RowError(line, f"line {line}", str(problem))
+                        continue
+                yield Skipped(line, self.placeholder) if data is None else self.parsed(line, data)

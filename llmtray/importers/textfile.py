@@ -102,19 +102,24 @@ class CsvReader:
         self._reader = csv.reader(text, delimiter=delimiter, strict=True)
 
     def __iter__(self) -> Iterator[CsvRecord]:
+        for line, cells in self.cells():
+            yield CsvRecord(line, [], cells) if isinstance(cells, str) else CsvRecord(line, cells)
+
+    def cells(self) -> Iterator[tuple[int, list[str] | str]]:
+        """(line, cells) per record — or (line, message) for a record that is not valid CSV.
+        Plain tuples: this loop runs once per row of multi-GB files."""
         reader = self._reader
-        previous_end = 0
+        records = iter(reader)
+        previous_end = 0  # the header is line 1
         while True:
-            start = previous_end + 2  # the header is line 1
             try:
-                cells = next(reader)
-            except StopIteration:
+                for cells in records:
+                    yield previous_end + 2, cells
+                    previous_end = reader.line_num
                 return
             except csv.Error as exc:
-                yield CsvRecord(start, [], f"not valid CSV: {exc}")
-            else:
-                yield CsvRecord(start, cells)
-            previous_end = reader.line_num
+                yield previous_end + 2, f"not valid CSV: {exc}"
+                previous_end = reader.line_num
 
 
 def read_head(path: Path) -> Head:
