@@ -65,6 +65,11 @@ def read_status(sock: socket.socket, buf: bytearray) -> int:
     return int(head[9:12])
 
 
+def full_insert_sql(columns: tuple[str, ...]) -> str:
+    """One event row with every column bound: the plain INSERT a first draft writes."""
+    return f"INSERT INTO event ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a process (Linux /proc); None elsewhere."""
     try:
@@ -225,12 +230,13 @@ def prebuilt_rows(n: int) -> list[list]:
 
 def naive(db: Path, rows: list[list], seconds: float) -> tuple[int, float]:
     """(c): what a first draft does — connect, insert, commit, close — per event."""
-    from llmtray.core.store import _INSERT_SQL
+    from llmtray.core.store import COLUMNS
+    insert_sql = full_insert_sql(COLUMNS)
 
     n, t0 = 0, time.perf_counter()
     while n < len(rows) and time.perf_counter() - t0 < seconds:
         conn = sqlite3.connect(db)
-        conn.execute(_INSERT_SQL, rows[n])
+        conn.execute(insert_sql, rows[n])
         conn.commit()
         conn.close()
         n += 1
@@ -248,7 +254,8 @@ def ceiling(conn: sqlite3.Connection, rows: list[list], sql: str, batch: int) ->
 
 def sqlite_figures(tmp: Path, seconds: float, batch: int) -> dict[str, float]:
     from llmtray.core import db as dbmod
-    from llmtray.core.store import COLUMNS, _INSERT_SQL
+    from llmtray.core.store import COLUMNS
+    insert_sql = full_insert_sql(COLUMNS)
 
     rows = prebuilt_rows(40_000)
     out: dict[str, float] = {}
@@ -261,13 +268,13 @@ def sqlite_figures(tmp: Path, seconds: float, batch: int) -> dict[str, float]:
     conn = sqlite3.connect(real, isolation_level=None)
     for pragma, value in dbmod.PRAGMAS.items():
         conn.execute(f"PRAGMA {pragma} = {value}")
-    out["ceiling_real"] = ceiling(conn, rows, _INSERT_SQL, batch)
+    out["ceiling_real"] = ceiling(conn, rows, insert_sql, batch)
     conn.close()
     conn = sqlite3.connect(tmp / "ceiling-bare.db", isolation_level=None)
     conn.execute("PRAGMA journal_mode = wal")
     conn.execute("PRAGMA synchronous = normal")
     conn.execute(f"CREATE TABLE event ({', '.join(COLUMNS)})")
-    out["ceiling_bare"] = ceiling(conn, rows, _INSERT_SQL, batch)
+    out["ceiling_bare"] = ceiling(conn, rows, insert_sql, batch)
     conn.close()
     return out
 

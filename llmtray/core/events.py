@@ -41,12 +41,19 @@ _PROVIDER_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _RFC3339_RE = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
+# `2026-01-02T10:00:00.123Z`: what hooks, the proxy and most exporters write. `fromisoformat`
+# takes it as it is (UTC, at most microseconds), so the general path's normalising is skipped.
+_RFC3339_UTC_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UsageEvent:
     """A validated, normalised usage event. `ts` is timezone-aware UTC; money is a Decimal here
-    and becomes integer nano-dollars in the store."""
+    and becomes integer nano-dollars in the store.
+
+    Treat it as immutable (`with_id` returns a copy). It is not `frozen` because a frozen
+    dataclass sets each of its 26 fields through `object.__setattr__`: that alone was a third of
+    validating an event on the ingest hot path."""
 
     provider: str
     model: str
@@ -142,7 +149,8 @@ def _string(max_len: int, *, allow_empty: bool = False) -> Callable[[Any], str |
             raise _Bad(f"must be a string, got {_type_name(value)}")
         if "\x00" in value:
             raise _Bad("must not contain NUL characters")
-        _check_unicode(value, "")
+        if not value.isascii():
+            _check_unicode(value, "")
         if len(value) > max_len:
             raise _Bad(f"must be at most {max_len} characters, got {len(value)}")
         if not value.strip():
@@ -260,6 +268,15 @@ def parse_ts(value: Any, now: datetime) -> datetime:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise _Bad(f"must be an RFC 3339 string or Unix seconds, got {_type_name(value)}")
     if isinstance(value, str):
+        if _RFC3339_UTC_RE.fullmatch(value):  # the usual shape: no normalising needed
+            try:
+                ts = datetime.fromisoformat(value)
+            except ValueError:
+                pass  # e.g. February 30th: the general path below words the error
+            else:
+                if ts > now + FUTURE_TOLERANCE:
+                    raise _Bad(f"{format_ts(ts)} is more than 5 minutes in the future (now {format_ts(now)})")
+                return ts
         text = value.strip()
         m = _RFC3339_RE.match(text)
         if not m:
@@ -318,13 +335,21 @@ def _closest(name: str) -> str:
 
 
 def event_errors(data: Any, *, now: datetime, index: int | None = None) -> tuple[UsageEvent | None, list[FieldError]]:
-    """Validate one JSON-able event; returns (event, []) or (None, every error found)."""
+    """Validate one JSON-able event; returns (event, []) or (None, every error found).
+
+    This runs for every event that enters llmtray, so the common case is kept cheap: plain
+    in-range token counts are taken without a parser call, and the cross-field rules only run
+    when a field they compare is present."""
     if not isinstance(data, dict):
         return None, [FieldError("", f"an event must be a JSON object, got {_type_name(data)}", index)]
     errors: list[FieldError] = []
     clean: dict[str, Any] = {}
+    parsers, plain_counts = _PARSERS, _PLAIN_COUNTS
     for key, value in data.items():
-        parser = _PARSERS.get(key) if isinstance(key, str) else None  # one lookup per field: hot path
+        if key in plain_counts and type(value) is int and 0 <= value <= MAX_TOKENS:
+            clean[key] = value
+            continue
+        parser = parsers.get(key) if isinstance(key, str) else None
         if parser is None and key != "ts":
             errors.append(FieldError(str(key), f"unknown field{_closest(str(key))}", index))
             continue
@@ -334,18 +359,28 @@ def event_errors(data: Any, *, now: datetime, index: int | None = None) -> tuple
             clean[key] = parse_ts(value, now) if parser is None else parser(value)
         except _Bad as bad:
             errors.append(FieldError(key, str(bad), index))
-    for required in ("provider", "model"):
-        if data.get(required) is None:
-            errors.append(FieldError(required, "is required", index))
-    _check_subsets(clean, errors, index)
-    if clean.get("error") and clean.get("status", "error") == "ok":
-        errors.append(FieldError("error", "is only allowed with status 'error'", index))
+    if "provider" not in clean or "model" not in clean:
+        for required in ("provider", "model"):
+            if data.get(required) is None:
+                errors.append(FieldError(required, "is required", index))
+    if not _SUBSET_FIELDS.isdisjoint(clean):
+        _check_subsets(clean, errors, index)
+    if "error" in clean:
+        if clean.get("status", "error") == "ok":
+            errors.append(FieldError("error", "is only allowed with status 'error'", index))
+        else:
+            clean["status"] = "error"
     if errors:
         return None, errors
-    if clean.get("error"):
-        clean["status"] = "error"
-    clean.setdefault("ts", now.astimezone(UTC))
+    if "ts" not in clean:
+        clean["ts"] = now.astimezone(UTC)
     return UsageEvent(**clean), []
+
+
+# Token counts that need no parser when they are plain ints in range (the usual case).
+_PLAIN_COUNTS = frozenset(TOKEN_FIELDS)
+# Fields that the subset rules compare; input_tokens alone can't break a rule.
+_SUBSET_FIELDS = frozenset(("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens"))
 
 
 def _check_subsets(clean: dict[str, Any], errors: list[FieldError], index: int | None) -> None:

@@ -11,13 +11,15 @@ above it we call genai-prices itself. A test checks both paths agree on random u
 from __future__ import annotations
 
 import fnmatch
+import math
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import genai_prices
 from genai_prices import types as gp_types
@@ -25,7 +27,7 @@ from genai_prices.data_snapshot import get_snapshot
 
 from llmtray.core.errors import ConfigError
 from llmtray.core.events import TOKEN_FIELDS, UsageEvent
-from llmtray.core.money import usd_to_nanos
+from llmtray.core.money import NANOS_PER_USD, usd_to_nanos
 
 GENAI_PRICES_VERSION = f"genai-prices {genai_prices.__version__}"
 CORRECTIONS_VERSION = "corrections 1"
@@ -41,9 +43,11 @@ _TIER_CONTEXT: dict[str, dict[str, str]] = {
 _MTOK_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok")
 
 
-@dataclass(frozen=True, slots=True)
-class Priced:
-    """How much an event cost and how we know: `cost_nanos` is None exactly when unpriced."""
+class Priced(NamedTuple):
+    """How much an event cost and how we know: `cost_nanos` is None exactly when unpriced.
+
+    A named tuple, not a frozen dataclass: one is made per stored event, and a frozen
+    dataclass's field-by-field `object.__setattr__` cost more than the pricing itself."""
 
     cost_nanos: int | None
     cost_source: str  # reported | computed | unpriced
@@ -183,8 +187,12 @@ class _Plan:
     half hour is exact, and a batch of live events reuses one plan."""
 
     price: gp_types.ModelPrice
-    coefficients: tuple[Decimal, ...]
     factor: Decimal
+    # `coefficients` × `factor` in nano-dollars, as integers over one common `denominator`: the
+    # exact cost is an integer sum, rounded once (half-even, as `usd_to_nanos`) — no Decimal
+    # arithmetic per event.
+    nano_coefficients: tuple[int, ...]
+    denominator: int
     tier_start: int | None  # input tokens per request from which a long-context tier applies
     version: str
     priced_model: str
@@ -222,19 +230,19 @@ class Pricer:
         # input tokens in total is 100k per request, i.e. base prices on all of it.
         if plan.tier_start is not None and event.input_tokens // max(event.requests, 1) >= plan.tier_start:
             cost = plan.price.calc_price(genai_prices.Usage(**_usage_kwargs(event)))["total_price"]
-        else:
-            c = plan.coefficients
-            cost = (c[0] * event.requests + c[1] * event.input_tokens + c[2] * event.cache_read_tokens
-                    + c[3] * event.cache_write_tokens + c[4] * event.cache_write_1h_tokens
-                    + c[5] * event.output_tokens)
-        return Priced(usd_to_nanos(cost * plan.factor), "computed", plan.version, plan.priced_model)
+            return Priced(usd_to_nanos(cost * plan.factor), "computed", plan.version, plan.priced_model)
+        c = plan.nano_coefficients
+        scaled = (c[0] * event.requests + c[1] * event.input_tokens + c[2] * event.cache_read_tokens
+                  + c[3] * event.cache_write_tokens + c[4] * event.cache_write_1h_tokens
+                  + c[5] * event.output_tokens)
+        return Priced(_round_half_even(scaled, plan.denominator), "computed", plan.version, plan.priced_model)
 
     def _plan(self, event: UsageEvent) -> _Plan | None:
         override = next((o for o in self._overrides if o.matches(event.provider, event.model)), None)
         if override is not None and override.prices is not None:
             price = gp_types.ModelPrice(**override.prices)
-            return _Plan(price, self._coefficients_for(price), Decimal(1), None, "user override",
-                         f"override:{event.model}")
+            return _Plan(price, Decimal(1), *_in_nanos(self._coefficients_for(price), Decimal(1)), None,
+                         "user override", f"override:{event.model}")
         found = self._lookup(event.provider, event.model)
         if found is None:
             return None
@@ -246,7 +254,7 @@ class Pricer:
             version += " + user discount"
         tiers = [v for v in price.__dict__.values() if isinstance(v, gp_types.TieredPrices) and v.tiers]
         tier_start = min(t.tiers[0].start for t in tiers) if tiers else None
-        return _Plan(price, self._coefficients_for(price), factor, tier_start, version, model.id)
+        return _Plan(price, factor, *_in_nanos(self._coefficients_for(price), factor), tier_start, version, model.id)
 
     def _lookup(self, provider: str, model: str) -> tuple[gp_types.Provider, gp_types.ModelInfo] | None:
         key = (provider, model)
@@ -306,6 +314,23 @@ def _linear_coefficients(price: gp_types.ModelPrice) -> tuple[Decimal, ...]:
     write_1h = cost(input_tokens=1, cache_write_tokens=1, cache_write_1h_tokens=1) - fixed - base_in - cache_write
     output = cost(output_tokens=1) - fixed
     return fixed, base_in, cache_read, cache_write, write_1h, output
+
+
+def _in_nanos(coefficients: tuple[Decimal, ...], factor: Decimal) -> tuple[tuple[int, ...], int]:
+    """Dollar coefficients × factor as nano-dollar integers over a common denominator (exact:
+    every Decimal is a fraction with a power-of-ten denominator)."""
+    ratios = [(Fraction(c) * Fraction(factor) * NANOS_PER_USD).as_integer_ratio() for c in coefficients]
+    denominator = math.lcm(*(d for _, d in ratios))
+    return tuple(n * (denominator // d) for n, d in ratios), denominator
+
+
+def _round_half_even(numerator: int, denominator: int) -> int:
+    """numerator / denominator rounded to the nearest integer, ties to even (`usd_to_nanos`'s rule)."""
+    quotient, remainder = divmod(numerator, denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient & 1):
+        quotient += 1
+    return quotient
 
 
 def data_cutoff() -> date:

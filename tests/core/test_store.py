@@ -171,3 +171,31 @@ def test_rollup_key_positions_name_the_rollup_dimensions():
     from llmtray.core.store import COLUMNS
 
     assert tuple(COLUMNS[i] for i in rollups.KEY_POSITIONS) == ROLLUP_DIMENSIONS
+
+
+def test_every_field_round_trips_whichever_columns_a_batch_leaves_to_defaults(store: Store):
+    """A batch binds only the optional columns some row sets; the rest come from the schema's
+    DEFAULTs. Rows with every field set, none set, and duplicates with tags (skipped by the unique
+    index) must all read back exactly as sent, and the tag rollup must count only stored rows."""
+    from llmtray.core.store import event_json, iter_event_rows
+
+    full = dict(id="full", operation="responses", input_tokens=900, cache_read_tokens=100, cache_write_tokens=50,
+                cache_write_1h_tokens=20, output_tokens=80, reasoning_tokens=30, requests=3, service_tier="flex",
+                latency_ms=12.5, ttft_ms=3.0, status="error", error="boom", stream=True, feature="f", user="u",
+                project="p", env="prod", tags={"team": "a", "plan": "pro"}, request_id="req-1", cost_usd="0.5")
+    bare = [ev(i) for i in range(3)]  # only the required fields: every optional column at its default
+    first = store.add(bare, "api")
+    second = store.add([ev(10, **full), ev(11, id="t1", tags={"team": "b"}), ev(12, id="t1", tags={"team": "c"})], "hook")
+    third = store.add([ev(10, **full), ev(13, id="t2", tags={"team": "d"})], "hook")
+    assert (first.accepted, second.accepted, second.duplicates, third.accepted, third.duplicates) == (3, 2, 1, 1, 1)
+    stored = [event_json(row, include_meta=False) for row in iter_event_rows(store.conn)]
+    sent = [e.to_json() for e in [*bare, ev(10, **full), ev(11, id="t1", tags={"team": "b"}),
+                                  ev(13, id="t2", tags={"team": "d"})]]
+    for s in sent:
+        s.pop("cost_usd", None)
+    for s in stored:
+        s.pop("cost_usd", None)
+    assert stored == sent
+    tags = store.conn.execute("SELECT key, value, events FROM tag_rollup ORDER BY key, value").fetchall()
+    assert tags == [("plan", "pro", 1), ("team", "a", 1), ("team", "b", 1), ("team", "d", 1)]
+    assert store.conn.execute("SELECT count(*) FROM event_tag").fetchone()[0] == 4
