@@ -5,8 +5,8 @@ to a full refresh of the real window, and the GUI process's memory — against a
     python bench/dashboard.py [--sizes 100k,1M,10M] [--repeat 3] [--no-gui]
 
 Databases are generated once with the demo generator (`llmtray.demo`, 90 days) and cached in
-bench/out/ (keyed by size and the generator's source, so a changed generator rebuilds); building
-10M takes a while the first time. Views are computed "as of" the moment each database was built,
+bench/out/ (keyed by size and the generator's source; after a generator change the old one is
+still used unless --rebuild); building 10M takes a while the first time. Views are computed "as of" the moment each database was built,
 so a cached database gives the same figures next week. Targets: each view < 50 ms at 1M events
 and < 250 ms at 10M; GUI RSS < 200 MB.
 """
@@ -50,11 +50,18 @@ def generator_key() -> str:
     return hashlib.sha256(Path(demo.__file__).read_bytes()).hexdigest()[:10]
 
 
-def ensure_db(label: str) -> tuple[Path, datetime]:
-    """The cached database for `label` and the instant its history ends (built if missing)."""
+def ensure_db(label: str, rebuild: bool = False) -> tuple[Path, datetime]:
+    """The cached database for `label` and the instant its history ends (built if missing, or
+    if `rebuild` and the cached one came from another version of the generator)."""
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"dashboard-{label}-{generator_key()}.db"
     meta = path.with_suffix(".json")
+    if not rebuild and not (path.exists() and meta.exists()):
+        cached = [m.with_suffix(".db") for m in sorted(OUT.glob(f"dashboard-{label}-*.json"), key=lambda m: m.stat().st_mtime)
+                  if m.with_suffix(".db").exists()]
+        if cached:  # a generator change alone doesn't throw away a database that took many minutes to build
+            path, meta = cached[-1], cached[-1].with_suffix(".json")
+            print(f"  (reusing {path.name}, built by an older demo generator; --rebuild makes a new one)")
     if path.exists() and meta.exists():
         return path, datetime.fromisoformat(json.loads(meta.read_text())["now"])
     for stale in OUT.glob(f"dashboard-{label}-*"):
@@ -226,6 +233,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="100k", help="comma-separated: 100k,1M,10M (default 100k)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-gui", action="store_true", help="query times only")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="rebuild a cached database the current demo generator didn't make")
     args = parser.parse_args()
     print(f"CPU calibration: {calibration_s():.2f} s for sum(range(10**7)) (about 0.15 s on an idle core); "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
@@ -233,7 +242,7 @@ def main() -> int:
     for label in args.sizes.split(","):
         if label not in SIZES:
             parser.error(f"unknown size {label!r}; choose from {', '.join(SIZES)}")
-        path, now = ensure_db(label)
+        path, now = ensure_db(label, args.rebuild)
         db = open_db(path)
         events = count_events(db.connection())
         db.close()

@@ -26,6 +26,8 @@ from llmtray.core.errors import SchemaTooNewError
 log = logging.getLogger(__name__)
 
 BUCKET_US = 900 * 1_000_000  # 15 minutes: every real UTC offset is a multiple, so local days are exact
+HOUR_US = 4 * BUCKET_US
+DAY_US = 96 * BUCKET_US  # a UTC day
 PRAGMAS = {
     "journal_mode": "wal",
     "synchronous": "normal",  # durable against process crashes in WAL; fsync at checkpoints
@@ -204,23 +206,25 @@ TAG_SUMS = ("events", "requests", "cost_nanos", "unpriced")
 
 
 def rebuild_rollups(conn: sqlite3.Connection) -> None:
-    """Recompute both rollups from the event table, inside the caller's transaction: for
-    migrations, and for bulk copies done in plain SQL that bypass the store."""
-    dims = ", ".join(ROLLUP_DIMENSIONS)
+    """Recompute every rollup table the schema has so far from the event table, inside the
+    caller's transaction: for migrations, and for bulk copies done in plain SQL that bypass the
+    store."""
+    tables = _tables(conn)
+    levels = [lv for lv in LEVELS if lv.table in tables]
+    _drop_level_triggers(conn)
+    for table in ("tag_rollup", *(lv.table for lv in levels)):
+        conn.execute(f"DELETE FROM {table}")
     e = _rollup_values("e")
-    conn.execute("DELETE FROM rollup")
-    conn.execute("DELETE FROM tag_rollup")
-    conn.execute(
-        f"INSERT INTO rollup (bucket, {dims}, {', '.join(_ROLLUP_SUMS)})"
-        f" SELECT e.ts / {BUCKET_US}, {', '.join(f'e.{d}' for d in ROLLUP_DIMENSIONS)},"
-        f" {', '.join(f'sum({e[s]})' for s in _ROLLUP_SUMS)}"
-        f" FROM event e GROUP BY 1, {', '.join(f'e.{d}' for d in ROLLUP_DIMENSIONS)}"
-    )
     conn.execute(
         f"INSERT INTO tag_rollup (bucket, key, value, source, {', '.join(TAG_SUMS)})"
         f" SELECT e.ts / {BUCKET_US}, t.key, t.value, e.source, {', '.join(f'sum({e[s]})' for s in TAG_SUMS)}"
         " FROM event_tag t JOIN event e ON e.id = t.event GROUP BY 1, 2, 3, 4"
     )
+    _fill_levels(conn, levels)
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 def _m3_budgets(conn: sqlite3.Connection) -> None:
@@ -281,11 +285,162 @@ def _m4_store_maintained_rollups(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TRIGGER IF EXISTS event_tag_rollup_insert")
 
 
+@dataclass(frozen=True)
+class Level:
+    """One rollup table: sums per `unit_us`-wide UTC span (its `time` column counts them since
+    the epoch), per `keys` and ROLLUP_DIMENSIONS. A level with a `parent` is summed from that
+    finer table by triggers on it, so it follows whatever the parent follows (store inserts,
+    dataset removal, repricing, rebuilds); a level without one is written by the store
+    (`core.rollups`) and kept right by triggers on `event`."""
+
+    table: str
+    time: str
+    unit_us: int
+    keys: tuple[str, ...] = ()
+    parent: Level | None = None
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return (*self.keys, *ROLLUP_DIMENSIONS)
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        # tag levels lead with the tag: a tag filter reads its own rows only
+        lead = (*self.keys, self.time) if self.keys == TAG_KEYS else (self.time, *self.keys)
+        return (*lead, *ROLLUP_DIMENSIONS)
+
+
+TAG_KEYS = ("key", "value")
+ROLLUP = Level("rollup", "bucket", BUCKET_US)
+ROLLUP_HOUR = Level("rollup_hour", "hour", HOUR_US, parent=ROLLUP)
+ROLLUP_DAY = Level("rollup_day", "day", DAY_US, parent=ROLLUP_HOUR)
+ROLLUP_TAG = Level("rollup_tag", "bucket", BUCKET_US, TAG_KEYS)
+ROLLUP_TAG_HOUR = Level("rollup_tag_hour", "hour", HOUR_US, TAG_KEYS, ROLLUP_TAG)
+ROLLUP_TAG_DAY = Level("rollup_tag_day", "day", DAY_US, TAG_KEYS, ROLLUP_TAG_HOUR)
+# No 15-minute user level: with end users in the key it would hold nearly a row per event. Views
+# by user read whole hours here and the odd quarter-hours at a range's edges from the events.
+ROLLUP_USER_HOUR = Level("rollup_user_hour", "hour", HOUR_US, ("user",))
+ROLLUP_USER_DAY = Level("rollup_user_day", "day", DAY_US, ("user",), ROLLUP_USER_HOUR)
+# Families, coarsest level first: what a query may read instead of events.
+PLAIN_LEVELS = (ROLLUP_DAY, ROLLUP_HOUR, ROLLUP)
+TAG_LEVELS = (ROLLUP_TAG_DAY, ROLLUP_TAG_HOUR, ROLLUP_TAG)
+USER_LEVELS = (ROLLUP_USER_DAY, ROLLUP_USER_HOUR)
+LEVELS = (*PLAIN_LEVELS, *TAG_LEVELS, *USER_LEVELS)
+
+
+def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
+    """Hour and day rollups, and rollups per tag and per end user, so that a 90-day view of ten
+    million events reads a few thousand rows, tag filters and by-user breakdowns included.
+
+    Coarse levels are summed from finer ones by triggers (`Level.parent`). The tag and user
+    levels at the bottom are written by the store and corrected by triggers on `event` for
+    removal and repricing; the tag one must see the event's tags before they go, so the
+    BEFORE DELETE trigger that removes them is replaced by one that updates both tag rollups."""
+    new = [lv for lv in LEVELS if lv is not ROLLUP]
+    for level in new:
+        _create_level(conn, level)
+    old = _rollup_values("OLD")
+    tag_sums = ", ".join(f"{s} = {s} - {old[s]}" for s in TAG_SUMS)
+    all_sums = ", ".join(f"{s} = {s} - {old[s]}" for s in _ROLLUP_SUMS)
+    dims_old = " AND ".join(f"{d} = OLD.{d}" for d in ROLLUP_DIMENSIONS)
+    old_tags = "(key, value) IN (SELECT key, value FROM event_tag WHERE event = OLD.id)"
+    tag_match = f"{old_tags} AND bucket = OLD.ts / {BUCKET_US} AND {dims_old}"
+    user_match = f"hour = OLD.ts / {HOUR_US} AND user = OLD.user AND {dims_old}"
+    reprice = (f"cost_nanos = cost_nanos - {old['cost_nanos']} + {_rollup_values('NEW')['cost_nanos']},"
+               f" unpriced = unpriced - {old['unpriced']} + {_rollup_values('NEW')['unpriced']}")
+    _execute_script(conn, f"""
+        DROP TRIGGER event_tag_rollup_delete;
+        CREATE TRIGGER event_tag_rollup_delete BEFORE DELETE ON event BEGIN
+            UPDATE tag_rollup SET {tag_sums}
+              WHERE bucket = OLD.ts / {BUCKET_US} AND source = OLD.source
+                AND {old_tags};
+            DELETE FROM tag_rollup WHERE bucket = OLD.ts / {BUCKET_US} AND source = OLD.source AND events = 0;
+            UPDATE rollup_tag SET {all_sums} WHERE {tag_match};
+            DELETE FROM rollup_tag WHERE {tag_match} AND events = 0;
+            DELETE FROM event_tag WHERE event = OLD.id;
+        END;
+        CREATE TRIGGER event_tag_levels_reprice AFTER UPDATE OF cost_nanos ON event BEGIN
+            UPDATE rollup_tag SET {reprice} WHERE {tag_match};
+        END;
+        CREATE TRIGGER event_user_rollup_delete AFTER DELETE ON event BEGIN
+            UPDATE rollup_user_hour SET {all_sums} WHERE {user_match};
+            DELETE FROM rollup_user_hour WHERE {user_match} AND events = 0;
+        END;
+        CREATE TRIGGER event_user_rollup_reprice AFTER UPDATE OF cost_nanos ON event BEGIN
+            UPDATE rollup_user_hour SET {reprice} WHERE {user_match};
+        END;
+        """)
+    _fill_levels(conn, new)
+
+
+def _create_level(conn: sqlite3.Connection, level: Level) -> None:
+    cols = ", ".join(
+        [f"{level.time} INTEGER NOT NULL"]
+        + [f"{c} TEXT NOT NULL" for c in level.key_columns]
+        + [f"{s} INTEGER NOT NULL DEFAULT 0" for s in _ROLLUP_SUMS]
+    )
+    conn.execute(f"CREATE TABLE {level.table} ({cols}, PRIMARY KEY ({', '.join(level.primary_key)})) WITHOUT ROWID")
+
+
+def _fill_levels(conn: sqlite3.Connection, levels: list[Level]) -> None:
+    """Fill empty level tables (finest first, each coarse one from its parent) with their
+    parent triggers dropped meanwhile, then (re)create those triggers: one GROUP BY per table
+    instead of a trigger per parent row."""
+    _drop_level_triggers(conn)
+    e = _rollup_values("e")
+    for level in sorted(levels, key=lambda lv: lv.unit_us):
+        cols = ", ".join(level.key_columns)
+        if level.parent is not None:
+            p = level.parent
+            select = (f"SELECT {p.time} / {level.unit_us // p.unit_us}, {cols}, {', '.join(f'sum({s})' for s in _ROLLUP_SUMS)}"
+                      f" FROM {p.table} GROUP BY 1, {cols}")
+        else:
+            source = "event_tag t JOIN event e ON e.id = t.event" if level.keys == TAG_KEYS else "event e"
+            select = (f"SELECT e.ts / {level.unit_us}, {', '.join(('t.' if c in TAG_KEYS else 'e.') + c for c in level.key_columns)},"
+                      f" {', '.join(f'sum({e[s]})' for s in _ROLLUP_SUMS)} FROM {source} GROUP BY 1, {cols}")
+        conn.execute(f"INSERT INTO {level.table} ({level.time}, {cols}, {', '.join(_ROLLUP_SUMS)}) {select}")
+    for level in levels:
+        if level.parent is not None:
+            _execute_script(conn, _level_triggers(level))
+
+
+def _drop_level_triggers(conn: sqlite3.Connection) -> None:
+    for level in LEVELS:
+        if level.parent is not None:
+            for action in ("add", "change", "remove"):
+                conn.execute(f"DROP TRIGGER IF EXISTS {level.table}_{action}")
+
+
+def _level_triggers(level: Level) -> str:
+    """Triggers that carry every change of `level.parent` into `level` as a delta."""
+    p = level.parent
+    assert p is not None
+    cols = level.key_columns
+    time = f"{p.time} / {level.unit_us // p.unit_us}"
+    match = " AND ".join([f"{level.time} = OLD.{time}", *(f"{c} = OLD.{c}" for c in cols)])
+    return f"""
+        CREATE TRIGGER {level.table}_add AFTER INSERT ON {p.table} BEGIN
+            INSERT INTO {level.table} ({level.time}, {", ".join(cols)}, {", ".join(_ROLLUP_SUMS)})
+            VALUES (NEW.{time}, {", ".join(f"NEW.{c}" for c in cols)}, {", ".join(f"NEW.{s}" for s in _ROLLUP_SUMS)})
+            ON CONFLICT DO UPDATE SET {", ".join(f"{s} = {s} + excluded.{s}" for s in _ROLLUP_SUMS)};
+        END;
+        CREATE TRIGGER {level.table}_change AFTER UPDATE ON {p.table} BEGIN
+            UPDATE {level.table} SET {", ".join(f"{s} = {s} + NEW.{s} - OLD.{s}" for s in _ROLLUP_SUMS)}
+             WHERE {match};
+        END;
+        CREATE TRIGGER {level.table}_remove AFTER DELETE ON {p.table} BEGIN
+            UPDATE {level.table} SET {", ".join(f"{s} = {s} - OLD.{s}" for s in _ROLLUP_SUMS)} WHERE {match};
+            DELETE FROM {level.table} WHERE {match} AND events = 0;
+        END;
+        """
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial", _m1_initial),
     Migration(2, "rollups", _m2_rollups),
     Migration(3, "budgets", _m3_budgets),
     Migration(4, "store-maintained-rollups", _m4_store_maintained_rollups),
+    Migration(5, "coarse-rollups", _m5_coarse_rollups),
 ]
 
 

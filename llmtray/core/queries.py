@@ -1,9 +1,10 @@
 """Every aggregation the views, budgets and CLI need, on a read connection of their own.
 
-Reads come from the exact 15-minute rollups whenever the filters allow (no tag filter, range on
-15-minute boundaries), and from the event table otherwise — through the *same* SQL, because the
-event-table source is a subquery with the rollup's columns. That keeps one code path and makes
-the brute-force tests meaningful for both.
+Reads come from the exact rollups (`db.LEVELS`): a range is covered by whole UTC days, then
+whole hours, then quarter-hours, and only what is left (a range's ragged edges, or a filter no
+rollup keys, such as two tags at once) from the event table — never a unit that a day of the
+chart splits (`_cover`). Every source is a subquery with the same columns, so the aggregations
+are one SQL text whatever they read, and the brute-force tests check every path.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from llmtray.core.db import BUCKET_US, ROLLUP_DIMENSIONS
 from llmtray.core import periods
+from llmtray.core.db import (BUCKET_US, DAY_US, PLAIN_LEVELS, ROLLUP_DIMENSIONS, ROLLUP_USER_DAY, TAG_LEVELS,
+                             USER_LEVELS, Level)
 
 SUMS = ("events", "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
         "cache_write_1h_tokens", "reasoning_tokens", "cost_nanos", "unpriced")
@@ -24,14 +26,12 @@ GROUPABLE = ("provider", "model", "feature", "user", "project", "env", "source",
 PAGE_ORDERS = ("ts", "provider", "model", "feature", "user", "input_tokens", "output_tokens", "cost_nanos",
                "latency_ms", "ttft_ms", "status", "source")
 DIMENSIONS = GROUPABLE
-_RAW_SOURCE = (
-    f"(SELECT e.ts / {BUCKET_US} AS bucket, "
-    + ", ".join(f"e.{d} AS {d}" for d in DIMENSIONS)
-    + ", 1 AS events, e.requests AS requests, e.input_tokens AS input_tokens, e.output_tokens AS output_tokens,"
+_OPEN = (2**62 // DAY_US) * DAY_US  # stands in for an open end of a range: a whole number of every unit
+_RAW_SUMS = (
+    "1 AS events, e.requests AS requests, e.input_tokens AS input_tokens, e.output_tokens AS output_tokens,"
     " e.cache_read_tokens AS cache_read_tokens, e.cache_write_tokens AS cache_write_tokens,"
     " e.cache_write_1h_tokens AS cache_write_1h_tokens, e.reasoning_tokens AS reasoning_tokens,"
     " coalesce(e.cost_nanos, 0) AS cost_nanos, (e.cost_nanos IS NULL) * e.requests AS unpriced"
-    " FROM event e WHERE {where})"
 )
 
 
@@ -56,12 +56,6 @@ class Filters:
 
     def _dims(self) -> dict[str, tuple[str, ...]]:
         return {d: getattr(self, d) for d in DIMENSIONS if getattr(self, d)}
-
-    def rollup_ok(self) -> bool:
-        """Whether the exact 15-minute rollups can answer: no tag or user filter, and the range
-        on bucket boundaries."""
-        aligned = all(t is None or t % BUCKET_US == 0 for t in (self.start_us, self.end_us))
-        return aligned and not self.tags and not self.user
 
 
 @dataclass
@@ -156,29 +150,49 @@ class Queries:
 
     # --- the shared SQL builder ------------------------------------------------------------
 
-    def _source_and_where(self, f: Filters, group: tuple[str, ...] = ()) -> tuple[str, str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
+    def _source(self, f: Filters, group: tuple[str, ...] = (), cuts: list[int] | None = None,
+                grain: int | None = None, tag_key: str | None = None) -> tuple[str, list[Any]]:
+        """A subquery of rows (`bucket`, *group, *SUMS) whose sums are exactly those of the events
+        `f` selects, with `bucket` (15-minute units) as fine as the caller needs: no row spans a
+        point of `cuts` (local day edges) or a multiple of `grain` µs. `tag_key`: `group` holds
+        `value`, that tag's value (events without the tag are left out)."""
+        levels, keyed, key_args = _levels_for(f, group, tag_key)
+        levels = tuple(lv for lv in levels if grain is None or grain % lv.unit_us == 0)
+        parts, raw = _cover(f.start_us, f.end_us, cuts or [], levels)
+        dims_sql, dims_args = [], []
         for dim, values in f._dims().items():
-            clauses.append(f"{dim} IN ({','.join('?' * len(values))})")
-            params.extend(values)
-        if f.rollup_ok() and all(g in ROLLUP_DIMENSIONS or g == "bucket" for g in group):
-            if f.start_us is not None:
-                clauses.append("bucket >= ?")
-                params.append(f.start_us // BUCKET_US)
-            if f.end_us is not None:
-                clauses.append("bucket < ?")
-                params.append(f.end_us // BUCKET_US)
-            return "rollup", " AND ".join(clauses) or "1", params
-        raw_where, raw_params = _raw_clauses(f, dims=False)
-        source = _RAW_SOURCE.format(where=" AND ".join(raw_where))
-        return source, " AND ".join(clauses) or "1", raw_params + params
+            dims_sql.append(f"{dim} IN ({','.join('?' * len(values))})")
+            dims_args.extend(values)
+        arms: list[str] = []
+        params: list[Any] = []
+        group = tuple(g for g in group if g != "bucket")  # every arm's first column
+        for level, runs in parts:
+            ranges, where = _ranges_sql(level.time, runs)
+            cols = "".join(f", {g}" for g in group)
+            arms.append(f"SELECT {level.time} * {level.unit_us // BUCKET_US} AS bucket{cols}, {', '.join(SUMS)}"
+                        f" FROM {ranges}{level.table} WHERE {' AND '.join([where, *keyed, *dims_sql])}")
+            params += key_args + dims_args
+        if raw:
+            ranges, where = _ranges_sql("e.ts", raw)
+            clauses, args = _raw_clauses(f.between(None, None))
+            join = ""
+            if tag_key is not None:
+                join = " JOIN event_tag t ON t.event = e.id AND t.key = ?"
+                args = [tag_key, *args]
+            cols = "".join(f", {'t' if g == 'value' else 'e'}.{g} AS {g}" for g in group)
+            arms.append(f"SELECT e.ts / {BUCKET_US} AS bucket{cols}, {_RAW_SUMS}"
+                        f" FROM {ranges}event e{join} WHERE {' AND '.join([where, *clauses])}")
+            params += args
+        if not arms:  # an empty range
+            arms.append(f"SELECT 0 AS bucket{''.join(f', NULL AS {g}' for g in group)}, "
+                        + ", ".join(f"0 AS {s}" for s in SUMS) + " WHERE 0")
+        return "(" + " UNION ALL ".join(arms) + ")", params
 
-    def _grouped(self, f: Filters, group: tuple[str, ...]) -> list[tuple[Any, ...]]:
-        source, where, params = self._source_and_where(f, group)
+    def _grouped(self, f: Filters, group: tuple[str, ...], grain: int | None = None) -> list[tuple[Any, ...]]:
+        source, params = self._source(f, group, grain=grain)
         cols = ", ".join(group)
         sums = ", ".join(f"sum({s})" for s in SUMS)
-        sql = f"SELECT {cols + ', ' if cols else ''}{sums} FROM {source} WHERE {where}"
+        sql = f"SELECT {cols + ', ' if cols else ''}{sums} FROM {source}"
         if group:
             sql += f" GROUP BY {cols}"
         return self.conn.execute(sql, params).fetchall()
@@ -199,17 +213,18 @@ class Queries:
         return rows
 
     def _by_tag(self, key: str, f: Filters) -> list[tuple[str, Totals]]:
-        """Per tag value; untagged events are grouped under ''."""
-        clauses, args = _raw_clauses(f)
-        sql = (
-            "SELECT coalesce(t.value, ''), count(*), sum(e.requests), sum(e.input_tokens), sum(e.output_tokens),"
-            " sum(e.cache_read_tokens), sum(e.cache_write_tokens), sum(e.cache_write_1h_tokens),"
-            " sum(e.reasoning_tokens), sum(coalesce(e.cost_nanos, 0)), sum((e.cost_nanos IS NULL) * e.requests)"
-            " FROM event e LEFT JOIN event_tag t ON t.event = e.id AND t.key = ?"
-            f" WHERE {' AND '.join(clauses)} GROUP BY 1"
-        )
-        rows = self.conn.execute(sql, [key, *args]).fetchall()
+        """Per tag value; untagged events are grouped under '' (all events less the tagged ones:
+        an event has at most one value per key)."""
+        source, params = self._source(f, ("value",), tag_key=key)
+        sums = ", ".join(f"sum({s})" for s in SUMS)
+        rows = self.conn.execute(f"SELECT value, {sums} FROM {source} GROUP BY value", params).fetchall()
         out = [(r[0], Totals.from_row(r[1:])) for r in rows]
+        untagged = self.totals(f)
+        for _, t in out:
+            for name in SUMS:
+                setattr(untagged, name, getattr(untagged, name) - getattr(t, name))
+        if untagged.events:
+            out.append(("", untagged))
         out.sort(key=lambda kv: (-kv[1].cost_nanos, -kv[1].requests, kv[0]))
         return out
 
@@ -224,10 +239,10 @@ class Queries:
         """(key, value) tag pairs seen in `f`'s time range, for the tag filter picker."""
         clauses, params = ["1"], []
         for bound, op in ((f.start_us, ">="), (f.end_us, "<")):
-            if bound is not None:  # whole buckets either side: a picker may offer a little more, never less
-                clauses.append(f"bucket {op} ?")
-                params.append(bound // BUCKET_US + (op == "<" and bound % BUCKET_US > 0))
-        sql = f"SELECT DISTINCT key, value FROM tag_rollup WHERE {' AND '.join(clauses)} ORDER BY 1, 2"
+            if bound is not None:  # whole UTC days either side: a picker may offer a little more, never less
+                clauses.append(f"day {op} ?")
+                params.append(bound // DAY_US + (op == "<" and bound % DAY_US > 0))
+        sql = f"SELECT DISTINCT key, value FROM rollup_tag_day WHERE {' AND '.join(clauses)} ORDER BY 1, 2"
         return [(k, v) for k, v in self.conn.execute(sql, params)]
 
     def values_seen(self, dims: tuple[str, ...], f: Filters = Filters()) -> dict[str, list[str]]:
@@ -236,22 +251,22 @@ class Queries:
         for dim in dims:
             if dim not in GROUPABLE:
                 raise ValueError(f"unknown dimension {dim!r}")
-        source, where, params = self._source_and_where(f, dims)
+        source, params = self._source(f, dims)
         seen: dict[str, set[str]] = {d: set() for d in dims}
-        for row in self.conn.execute(f"SELECT DISTINCT {', '.join(dims)} FROM {source} WHERE {where}", params):
+        for row in self.conn.execute(f"SELECT DISTINCT {', '.join(dims)} FROM {source}", params):
             for dim, value in zip(dims, row):
                 if value:
                     seen[dim].add(value)
         return {d: sorted(v) for d, v in seen.items()}
 
     def tag_keys(self, f: Filters = Filters()) -> list[str]:
-        return [k for (k,) in self.conn.execute("SELECT DISTINCT key FROM tag_rollup ORDER BY key")]
+        return [k for (k,) in self.conn.execute("SELECT DISTINCT key FROM rollup_tag_day ORDER BY key")]
 
     def distinct(self, dimension: str) -> list[str]:
         """Values seen for a dimension, for filter pickers and budget scopes."""
         if dimension not in GROUPABLE:
             raise ValueError(f"unknown dimension {dimension!r}")
-        table = "rollup" if dimension in ROLLUP_DIMENSIONS else "event"
+        table = "rollup_day" if dimension in ROLLUP_DIMENSIONS else ROLLUP_USER_DAY.table
         return [v for (v,) in self.conn.execute(f"SELECT DISTINCT {dimension} FROM {table} ORDER BY 1") if v]
 
     def daily(self, f: Filters, first: date, last: date, split: str = "model", top: int = 8) -> DailySeries:
@@ -267,20 +282,20 @@ class Queries:
         out.requests, out.totals, out.unpriced = [0] * ndays, [0] * ndays, [0] * ndays
         per_key: dict[str, list[int]] = {}
         first_seen: dict[str, int] = {}
-        source, where, params = self._source_and_where(f, ("bucket", split))
+        source, params = self._source(f, ("bucket", split), cuts=edges)
         day = _day_index([e // BUCKET_US for e in edges])
         rows = self.conn.execute(
-            f"SELECT {day} AS day, {split}, sum(cost_nanos), sum(requests), sum(unpriced), min(bucket)"
-            f" FROM {source} WHERE {where} GROUP BY 1, 2",
+            f"SELECT {day} AS day, {split}, sum(cost_nanos), sum(requests), sum(unpriced)"
+            f" FROM {source} GROUP BY 1, 2",
             params,
         )
-        for i, key, cost, requests, unpriced, seen in rows:
+        for i, key, cost, requests, unpriced in rows:
             per_key.setdefault(key, [0] * ndays)[i] += cost
-            first_seen[key] = min(seen, first_seen.get(key, seen))
+            first_seen[key] = min(i, first_seen.get(key, i))
             out.requests[i] += requests
             out.totals[i] += cost
             out.unpriced[i] += unpriced
-        # most expensive first; ties in the order the keys first appear in time
+        # most expensive first; ties by the day each key first appears (not finer: rollups may be whole days)
         ranked = sorted(per_key, key=lambda k: (-sum(per_key[k]), first_seen[k], k))
         for key in ranked[:top]:
             out.series[key or "(none)"] = per_key[key]
@@ -300,7 +315,7 @@ class Queries:
             raise ValueError("bucket width must be a multiple of 15 minutes")
         factor = bucket_us // BUCKET_US
         merged: dict[int, Totals] = {}
-        for row in self._grouped(f, ("bucket",)):
+        for row in self._grouped(f, ("bucket",), grain=bucket_us):
             start = (row[0] // factor) * bucket_us
             merged.setdefault(start, Totals()).add(Totals.from_row(row[1:]))
         return sorted(merged.items())
@@ -403,6 +418,74 @@ class Queries:
         elapsed = max(now_us - window_start, 3_600_000_000)
         remaining = max(end - now_us, 0)
         return spent, spent.cost_nanos + rate_spend * remaining // elapsed
+
+
+def _levels_for(f: Filters, group: tuple[str, ...],
+                tag_key: str | None) -> tuple[tuple[Level, ...], list[str], list[Any]]:
+    """The rollup family that keys everything `f` and `group` need (with the clauses that pick
+    its rows), or none: the event table then answers alone. Tags and end users are never keyed
+    together, nor two tags at once."""
+    by_user = bool(f.user) or "user" in group
+    if tag_key is not None:
+        return ((), [], []) if f.tags or by_user else (TAG_LEVELS, ["key = ?"], [tag_key])
+    if f.tags:
+        if len(f.tags) > 1 or by_user:
+            return (), [], []
+        return TAG_LEVELS, ["key = ?", "value = ?"], list(f.tags[0])
+    return (USER_LEVELS if by_user else PLAIN_LEVELS), [], []
+
+
+def _cover(start: int | None, end: int | None, cuts: list[int],
+           levels: tuple[Level, ...]) -> tuple[list[tuple[Level, list[tuple[int, int]]]], list[tuple[int, int]]]:
+    """Split `[start, end)` into runs of whole units of each level (coarsest first) and the µs
+    ranges left over for the event table. A unit that a cut falls strictly inside is left to
+    finer levels, so every row read lies within one of the caller's groups (local days)."""
+    todo = [(-_OPEN if start is None else start, _OPEN if end is None else end)]
+    parts: list[tuple[Level, list[tuple[int, int]]]] = []
+    for level in levels:
+        unit = level.unit_us
+        runs: list[tuple[int, int]] = []
+        rest: list[tuple[int, int]] = []
+        for a, b in todo:
+            lo, hi = -(-a // unit), b // unit
+            if lo >= hi:
+                rest.append((a, b))
+                continue
+            if a < lo * unit:
+                rest.append((a, lo * unit))
+            pos = lo
+            for u in sorted({c // unit for c in cuts if lo * unit < c < hi * unit and c % unit}):
+                if pos < u:
+                    runs.append((pos, u))
+                rest.append((u * unit, (u + 1) * unit))
+                pos = u + 1
+            if pos < hi:
+                runs.append((pos, hi))
+            if hi * unit < b:
+                rest.append((hi * unit, b))
+        if runs:
+            parts.append((level, runs))
+        todo = rest
+    raw: list[tuple[int, int]] = []
+    for a, b in sorted(todo):
+        if a >= b:
+            continue
+        if raw and raw[-1][1] == a:
+            raw[-1] = (raw[-1][0], b)
+        else:
+            raw.append((a, b))
+    return parts, raw
+
+
+def _ranges_sql(col: str, runs: list[tuple[int, int]]) -> tuple[str, str]:
+    """(FROM prefix, WHERE clause) selecting `col` in any of `runs` (half-open): one range as a
+    plain index range; several through a small table of bounds joined first (CROSS JOIN keeps
+    SQLite's loop order), so each is an index range too. The bounds are integers we computed."""
+    if len(runs) == 1:
+        lo, hi = runs[0]
+        return "", f"{col} >= {lo} AND {col} < {hi}"
+    bounds = ", ".join(f"({lo}, {hi})" for lo, hi in runs)
+    return f"(VALUES {bounds}) AS r CROSS JOIN ", f"{col} >= r.column1 AND {col} < r.column2"
 
 
 def _day_index(bucket_edges: list[int]) -> str:
