@@ -54,6 +54,8 @@ _DEFAULTS: dict[str, Any] = {
     "request_id": None, "dataset_id": None,
 }
 _OPTIONAL = tuple((i, itemgetter(i), _DEFAULTS[c]) for i, c in enumerate(COLUMNS) if c in _DEFAULTS)
+_ALL_COLUMNS = tuple(range(len(COLUMNS)))
+_LEAN_FROM_ROWS = 16  # below this, finding the omittable columns costs more than binding them
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 
@@ -182,10 +184,13 @@ class Store:
         for row in rows:
             row[0] = next_id
             next_id += 1
-        omitted = _omittable(rows)
-        columns = tuple(i for i in range(len(COLUMNS)) if i not in omitted)
-        project = itemgetter(*columns)
-        inserted = _insert_rows(conn, _event_insert(columns), [project(r) for r in rows])
+        if len(rows) < _LEAN_FROM_ROWS:
+            inserted = _insert_rows(conn, _event_insert(_ALL_COLUMNS), rows)
+        else:
+            omitted = _omittable(rows)
+            columns = tuple(i for i in _ALL_COLUMNS if i not in omitted)
+            project = itemgetter(*columns)
+            inserted = _insert_rows(conn, _event_insert(columns), [project(r) for r in rows])
         fresh, fresh_tags = rows, tags
         if inserted < len(rows):
             stored = {i for (i,) in conn.execute("SELECT id FROM event WHERE id >= ? AND id < ?", (first_id, next_id))}

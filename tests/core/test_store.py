@@ -173,24 +173,29 @@ def test_rollup_key_positions_name_the_rollup_dimensions():
     assert tuple(COLUMNS[i] for i in rollups.KEY_POSITIONS) == ROLLUP_DIMENSIONS
 
 
-def test_every_field_round_trips_whichever_columns_a_batch_leaves_to_defaults(store: Store):
-    """A batch binds only the optional columns some row sets; the rest come from the schema's
-    DEFAULTs. Rows with every field set, none set, and duplicates with tags (skipped by the unique
-    index) must all read back exactly as sent, and the tag rollup must count only stored rows."""
+@pytest.mark.parametrize("padding", [0, 40], ids=["small batches", "large batches"])
+def test_every_field_round_trips_whichever_columns_a_batch_leaves_to_defaults(store: Store, padding: int):
+    """A large batch binds only the optional columns some row sets; the rest come from the
+    schema's DEFAULTs. Rows with every field set, none set, and duplicates with tags (skipped by
+    the unique index) must all read back exactly as sent, and the tag rollup must count only
+    stored rows — in small batches (every column bound) and large ones alike."""
     from llmtray.core.store import event_json, iter_event_rows
 
+    pad = [ev(1000 + i, id=f"pad{i}") for i in range(padding)]
     full = dict(id="full", operation="responses", input_tokens=900, cache_read_tokens=100, cache_write_tokens=50,
                 cache_write_1h_tokens=20, output_tokens=80, reasoning_tokens=30, requests=3, service_tier="flex",
                 latency_ms=12.5, ttft_ms=3.0, status="error", error="boom", stream=True, feature="f", user="u",
                 project="p", env="prod", tags={"team": "a", "plan": "pro"}, request_id="req-1", cost_usd="0.5")
     bare = [ev(i) for i in range(3)]  # only the required fields: every optional column at its default
-    first = store.add(bare, "api")
-    second = store.add([ev(10, **full), ev(11, id="t1", tags={"team": "b"}), ev(12, id="t1", tags={"team": "c"})], "hook")
-    third = store.add([ev(10, **full), ev(13, id="t2", tags={"team": "d"})], "hook")
-    assert (first.accepted, second.accepted, second.duplicates, third.accepted, third.duplicates) == (3, 2, 1, 1, 1)
+    first = store.add(bare + pad, "api")
+    second = store.add([ev(10, **full), ev(11, id="t1", tags={"team": "b"}), ev(12, id="t1", tags={"team": "c"}),
+                        *pad], "hook")
+    third = store.add([ev(10, **full), *pad, ev(13, id="t2", tags={"team": "d"})], "hook")
+    assert (first.accepted, second.accepted, second.duplicates, third.accepted, third.duplicates) == (
+        3 + padding, 2, 1 + padding, 1, 1 + padding)
     stored = [event_json(row, include_meta=False) for row in iter_event_rows(store.conn)]
     sent = [e.to_json() for e in [*bare, ev(10, **full), ev(11, id="t1", tags={"team": "b"}),
-                                  ev(13, id="t2", tags={"team": "d"})]]
+                                  ev(13, id="t2", tags={"team": "d"}), *pad]]
     for s in sent:
         s.pop("cost_usd", None)
     for s in stored:
