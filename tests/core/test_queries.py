@@ -1,10 +1,12 @@
 """Every aggregation against a brute-force Python computation over the same random events,
-in time zones with DST changes and a quarter-hour offset."""
+in time zones with DST changes and quarter- and half-hour offsets, through every rollup level
+(day, hour, quarter-hour, per tag, per user) and the event table."""
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -13,6 +15,7 @@ import pytest
 
 from llmtray.core.events import UsageEvent, parse_event
 from llmtray.core.periods import midnight_us
+from llmtray.core.pricing import Pricer, load_overrides
 from llmtray.core.queries import Filters, Queries, Totals
 from llmtray.core.store import Store, to_us
 
@@ -249,3 +252,121 @@ def test_distinct_values_for_pickers(loaded):
     assert q.distinct("user") == ["u1", "u2"]
     assert q.tag_keys() == ["exp", "team"]
     assert midnight_us(date(2026, 1, 1), UTC) == to_us(datetime(2026, 1, 1, tzinfo=UTC))
+
+
+# --- every path through the rollup levels (day, hour, quarter-hour, events) ------------------
+
+HALF_HOUR_ZONES = ["Asia/Kolkata", "Australia/Adelaide"]  # +5:30; +9:30/+10:30 with DST
+PATH_FILTERS = [
+    Filters(),
+    Filters(provider=("openai",)),
+    Filters(tags=(("team", "a"),)),
+    Filters(tags=(("team", "b"),), model=("gpt-4o", "mystery-1")),
+    Filters(user=("u1",)),
+    Filters(tags=(("team", "a"), ("exp", "y"))),
+    Filters(user=("u2",), tags=(("exp", "x"),)),
+]
+
+
+def rows_from(conn) -> list[dict]:
+    cur = conn.execute("SELECT * FROM event")
+    rows = [dict(zip([d[0] for d in cur.description], r)) for r in cur]
+    tags = defaultdict(dict)
+    for eid, k, v in conn.execute("SELECT event, key, value FROM event_tag"):
+        tags[eid][k] = v
+    for r in rows:
+        r["tagmap"] = tags[r["id"]]
+    return rows
+
+
+def brute_by(rows: list[dict], dimension: str) -> dict[str, Totals]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[r["tagmap"].get(dimension[4:], "") if dimension.startswith("tag:") else r[dimension]].append(r)
+    return {k: brute_totals(v) for k, v in groups.items()}
+
+
+def check_every_path(q: Queries, rows: list[dict], tz) -> None:
+    """Ranges from local midnight to local midnight (not whole UTC hours in a half-hour zone),
+    ragged ranges, open ranges; every filter; totals, breakdowns, daily, pickers, time series."""
+    first, last = date(2026, 10, 17), date(2026, 11, 16)
+    ranges = [
+        (midnight_us(first, tz), midnight_us(last + timedelta(days=1), tz)),
+        (midnight_us(first, tz) + 7 * 60_000_000 + 3, midnight_us(last, tz) - 11 * 60_000_000),
+        (midnight_us(first, tz), None),
+        (None, None),
+    ]
+    for f0 in PATH_FILTERS:
+        for start, end in ranges:
+            f = f0.between(start, end)
+            sel = brute_filter(rows, f)
+            assert q.totals(f) == brute_totals(sel), f
+            for dim in ("model", "user", "feature", "tag:team", "tag:exp"):
+                assert dict(q.by(dim, f)) == brute_by(sel, dim), (dim, f)
+            assert q.values_seen(("provider", "model", "user"), f) == {
+                d: sorted({r[d] for r in sel if r[d]}) for d in ("provider", "model", "user")}, f
+        series = q.daily(f0, first, last, split="model", top=100)
+        expected: dict[str, dict[date, int]] = defaultdict(lambda: defaultdict(int))
+        requests: dict[date, int] = defaultdict(int)
+        for r in brute_filter(rows, f0):
+            d = local_day(r["ts"], tz)
+            if first <= d <= last:
+                expected[r["model"]][d] += r["cost_nanos"] or 0
+                requests[d] += r["requests"]
+        assert {m: s for m, s in series.series.items()} == {
+            m: [per_day.get(d, 0) for d in series.days] for m, per_day in expected.items()}, f0
+        assert series.requests == [requests.get(d, 0) for d in series.days], f0
+        span = Filters(start_us=ranges[1][0] - ranges[1][0] % 900_000_000, end_us=ranges[0][1] - ranges[0][1] % 900_000_000)
+        span = replace(span, provider=f0.provider, model=f0.model, user=f0.user, tags=f0.tags)
+        for width in (900_000_000, 3_600_000_000, 86_400_000_000):
+            expected_buckets: dict[int, list[dict]] = defaultdict(list)
+            for r in brute_filter(rows, span):
+                expected_buckets[r["ts"] // width * width].append(r)
+            assert dict(q.per_bucket(span, width)) == {b: brute_totals(v) for b, v in expected_buckets.items()}
+
+
+@pytest.mark.parametrize("zone", ["UTC", *ZONES, *HALF_HOUR_ZONES])
+def test_every_rollup_path_matches_brute_force(loaded, zone):
+    path, rows = loaded
+    store = Store.open(path)
+    try:
+        check_every_path(Queries(store.conn, ZoneInfo(zone)), rows, ZoneInfo(zone))
+    finally:
+        store.close()
+
+
+def test_paths_stay_exact_after_dataset_removal_and_reprice(tmp_path):
+    """Removing an import and repricing change every level; the answers still equal the events'."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    store = Store.open(data_dir / "llmtray.db")
+    try:
+        events = random_events(1500, seed=11)
+        store.add(events[:1000], "hook")
+        ds = store.create_dataset("usage.csv", "openai-usage", None)
+        store.add(events[1000:], "import:openai-usage", ds)
+        tz = ZoneInfo("Asia/Kolkata")
+        q = Queries(store.conn, tz)
+        check_every_path(q, rows_from(store.conn), tz)
+        assert store.remove_dataset(ds) == 500
+        check_every_path(q, rows_from(store.conn), tz)
+        (data_dir / "pricing.toml").write_text(
+            "[[model]]\nprovider='acme'\nmodel='mystery-1'\ninput_mtok=1\noutput_mtok=2\n")
+        store.pricer = Pricer(load_overrides(data_dir / "pricing.toml"))
+        assert store.reprice()[1] > 0
+        rows = rows_from(store.conn)
+        assert not [r for r in rows if r["cost_nanos"] is None and r["model"] == "mystery-1"]
+        check_every_path(q, rows, tz)
+    finally:
+        store.close()
+
+
+def test_user_and_tag_pickers(loaded):
+    path, rows = loaded
+    store = Store.open(path)
+    try:
+        q = Queries(store.conn, UTC)
+        assert q.tag_values() == sorted({kv for r in rows for kv in r["tagmap"].items()})
+        assert q.distinct("user") == sorted({r["user"] for r in rows if r["user"]})
+    finally:
+        store.close()
