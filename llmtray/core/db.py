@@ -221,6 +221,14 @@ def rebuild_rollups(conn: sqlite3.Connection) -> None:
         " FROM event_tag t JOIN event e ON e.id = t.event GROUP BY 1, 2, 3, 4"
     )
     _fill_levels(conn, levels)
+    if "event_tag_time" in tables:
+        conn.execute("DELETE FROM event_tag_time")
+        _fill_tag_times(conn)
+
+
+def _fill_tag_times(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO event_tag_time (key, value, ts, event)"
+                 " SELECT t.key, t.value, e.ts, e.id FROM event_tag t JOIN event e ON e.id = t.event")
 
 
 def _tables(conn: sqlite3.Connection) -> set[str]:
@@ -330,7 +338,8 @@ LEVELS = (*PLAIN_LEVELS, *TAG_LEVELS, *USER_LEVELS)
 
 def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
     """Hour and day rollups, and rollups per tag and per end user, so that a 90-day view of ten
-    million events reads a few thousand rows, tag filters and by-user breakdowns included.
+    million events reads a few thousand rows, tag filters and by-user breakdowns included; and
+    the latency view's paths to the newest calls (an index, and tagged events by time).
 
     Coarse levels are summed from finer ones by triggers (`Level.parent`). The tag and user
     levels at the bottom are written by the store and corrected by triggers on `event` for
@@ -339,6 +348,17 @@ def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
     new = [lv for lv in LEVELS if lv is not ROLLUP]
     for level in new:
         _create_level(conn, level)
+    _execute_script(conn, """
+        -- The latency view takes the newest N successful calls under the filters: this walks
+        -- them newest first without reading rows that a provider/model/feature/source filter
+        -- rejects, and event_tag_time walks a tag's events newest first.
+        CREATE INDEX event_latency ON event (ts, id, provider, model, feature, source, latency_ms)
+            WHERE status = 'ok' AND latency_ms IS NOT NULL;
+        CREATE TABLE event_tag_time (
+            key TEXT NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL, event INTEGER NOT NULL,
+            PRIMARY KEY (key, value, ts, event)
+        ) WITHOUT ROWID;
+        """)
     old = _rollup_values("OLD")
     tag_sums = ", ".join(f"{s} = {s} - {old[s]}" for s in TAG_SUMS)
     all_sums = ", ".join(f"{s} = {s} - {old[s]}" for s in _ROLLUP_SUMS)
@@ -357,6 +377,7 @@ def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
             DELETE FROM tag_rollup WHERE bucket = OLD.ts / {BUCKET_US} AND source = OLD.source AND events = 0;
             UPDATE rollup_tag SET {all_sums} WHERE {tag_match};
             DELETE FROM rollup_tag WHERE {tag_match} AND events = 0;
+            DELETE FROM event_tag_time WHERE {old_tags} AND ts = OLD.ts AND event = OLD.id;
             DELETE FROM event_tag WHERE event = OLD.id;
         END;
         CREATE TRIGGER event_tag_levels_reprice AFTER UPDATE OF cost_nanos ON event BEGIN
@@ -371,6 +392,7 @@ def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
         END;
         """)
     _fill_levels(conn, new)
+    _fill_tag_times(conn)
 
 
 def _create_level(conn: sqlite3.Connection, level: Level) -> None:

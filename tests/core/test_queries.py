@@ -370,3 +370,28 @@ def test_user_and_tag_pickers(loaded):
         assert q.distinct("user") == sorted({r["user"] for r in rows if r["user"]})
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("f", PATH_FILTERS, ids=[f"f{i}" for i in range(len(PATH_FILTERS))])
+def test_latency_of_the_newest_calls_matches_brute_force(loaded, f):
+    """The newest-N sample is the same set (ties by the later id) whichever path finds it: the
+    latency index, or a tag's events by time."""
+    path, rows = loaded
+    store = Store.open(path)
+    try:
+        q = Queries(store.conn, UTC)
+        for start, end in ((None, None), (to_us(datetime(2026, 11, 1, 0, 7, tzinfo=UTC)), to_us(datetime(2026, 11, 9, tzinfo=UTC)))):
+            ranged = f.between(start, end)
+            calls = sorted((r for r in brute_filter(rows, ranged) if r["status"] == "ok" and r["latency_ms"] is not None),
+                           key=lambda r: (r["ts"], r["id"]), reverse=True)[:60]
+            per_model: dict[str, list[float]] = defaultdict(list)
+            for r in calls:
+                per_model[r["model"]].append(r["latency_ms"])
+            got = {s.model: (s.count, s.p50, s.p95, s.p99) for s in q.latency(ranged, limit_models=100, newest=60)}
+            expected = {}
+            for model, xs in per_model.items():
+                xs.sort()
+                expected[model] = (len(xs), *(xs[max(0, -(-p * len(xs) // 100) - 1)] for p in (50, 95, 99)))
+            assert got == expected, ranged
+    finally:
+        store.close()

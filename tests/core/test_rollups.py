@@ -15,7 +15,7 @@ from llmtray.core.pricing import Pricer, load_overrides
 from llmtray.core.store import COLUMNS, Store
 
 T0 = datetime(2026, 3, 27, 20, 7, tzinfo=UTC)
-TABLES = ("rollup", "tag_rollup", *(lv.table for lv in dbmod.LEVELS if lv is not dbmod.ROLLUP))
+TABLES = ("rollup", "tag_rollup", "event_tag_time", *(lv.table for lv in dbmod.LEVELS if lv is not dbmod.ROLLUP))
 
 
 def events(n: int, seed: int) -> list[UsageEvent]:
