@@ -221,23 +221,29 @@ class Proxy:
     async def _relay(self, response: UpstreamResponse, meter: ResponseMeter | None, recorded: _Recorded | None,
                      received: Sequence[bytes] = (), failed: UpstreamError | None = None) -> AsyncIterator[bytes]:
         """The upstream body, chunk by chunk as it arrives (after `received`, if its reading
-        already `failed`); records the call however it ends."""
+        already `failed`); records the call however it ends. A chunk is metered once the server
+        asks for the next one, i.e. after it has been written: metering never delays a chunk."""
         error: str | None = None
         stream_end: str | None = None
         complete = False
+        unmetered: bytes | None = None
         try:
-            for chunk in received:
+            for unmetered in received:
+                yield unmetered
                 if meter is not None:
-                    meter.feed(chunk)
-                yield chunk
+                    meter.feed(unmetered)
+                unmetered = None
             if failed is not None:
                 raise failed
-            async for chunk in response.aiter_raw():
+            async for unmetered in response.aiter_raw():
+                yield unmetered
                 if meter is not None:
-                    meter.feed(chunk)
-                yield chunk
+                    meter.feed(unmetered)
+                unmetered = None
             complete = True
         except (GeneratorExit, asyncio.CancelledError):  # the client left, or the server is stopping
+            if meter is not None and unmetered is not None:
+                meter.feed(unmetered)  # it may hold the end marker the client left after
             if meter is None or not meter.ended:  # leaving after the end marker is a complete call
                 stream_end = "abandoned"
             raise

@@ -114,8 +114,10 @@ class Origin:
 class _Connection(asyncio.Protocol):
     """One socket: a receive buffer the response reads from, and a single waiter for more."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, pool: UpstreamClient, origin: Origin):
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: UpstreamClient, origin: Origin,
+                 live: set[_Connection]):
         self.loop, self.pool, self.origin = loop, pool, origin
+        self._live = live  # the client's open sockets, whatever their state
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.eof = False  # the upstream closed its side (or the socket failed: see `error`)
@@ -128,6 +130,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self._live.add(self)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -140,6 +143,7 @@ class _Connection(asyncio.Protocol):
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._live.discard(self)
         self.eof = True
         if exc is not None and self.error is None:
             self.error = exc
@@ -333,6 +337,7 @@ class UpstreamClient:
         self._n_idle = 0
         self._open = 0  # connections open or being opened
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._live: set[_Connection] = set()
         self._closed = False
 
     @property
@@ -441,6 +446,9 @@ class UpstreamClient:
             if conn.usable and now - conn.idle_since < self.keepalive_expiry:
                 return conn
             self._discard(conn)
+        if self._open >= self.max_connections and self._n_idle:  # idle ones of other origins make room
+            oldest = min((c for conns in self._idle.values() for c in conns), key=lambda c: c.idle_since)
+            self._forget_idle(oldest)
         if self._open >= self.max_connections:
             await self._wait_for_room(timeouts.pool)
             return await self._acquire(origin, timeouts)
@@ -481,7 +489,7 @@ class UpstreamClient:
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(loop, self, origin), origin.host, origin.port, ssl=tls,
+                    lambda: _Connection(loop, self, origin, self._live), origin.host, origin.port, ssl=tls,
                     server_hostname=origin.host if tls else None, ssl_handshake_timeout=timeout if tls else None)
         except TimeoutError:
             raise ConnectTimeout(f"no connection to {origin.host}:{origin.port} within {timeout:g} s") from None
@@ -519,6 +527,8 @@ class UpstreamClient:
             self._discard(conn)
 
     async def aclose(self) -> None:
+        """Close every connection now (at shutdown: no TLS close_notify exchange to wait for,
+        so no socket outlives the loop)."""
         self._closed = True
         for idle in list(self._idle.values()):
             for conn in list(idle):
@@ -527,7 +537,10 @@ class UpstreamClient:
         for waiter in self._waiting:
             if not waiter.done():
                 waiter.set_exception(PoolTimeout("the upstream client is closing"))
-        await asyncio.sleep(0)  # let the transports' close callbacks run before the loop stops
+        for conn in list(self._live):
+            if conn.transport is not None:
+                conn.transport.abort()
+        await asyncio.sleep(0)  # the transports' connection_lost callbacks close the sockets
 
     @property
     def open_connections(self) -> int:

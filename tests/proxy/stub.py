@@ -10,7 +10,8 @@ FORMATS.md and the providers' references: OpenAI chat (with the `choices: []` us
 The requested model picks a scenario: `fail-<status>` (an error in the provider's shape),
 `stall-headers` / `stall-stream` (wait on `release` before answering / mid-stream), `cut` (the
 connection dies mid-stream), `gated` (the first event, then wait on `gate`), `endless` (events
-until a write fails, then set `abandoned`), `br` (a body labelled Content-Encoding: br).
+until a write fails, then set `abandoned`), `br` (a body labelled Content-Encoding: br),
+`hang-up` (a JSON answer, then the connection closed without `Connection: close`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Received:
     target: str
     headers: list[tuple[str, str]]
     body: bytes
+    peer: int = 0  # the client's port: one per connection the proxy opened
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
@@ -222,6 +224,9 @@ class _Handler(BaseHTTPRequestHandler):
         if model == "stall-headers":
             self.upstream.release.wait(20)
             return self._send_json(200, {})
+        if model == "hang-up":
+            self.close_connection = True  # closed after this answer, unannounced (as an idle timeout does)
+            return self._chat(request, model, cost=False)
         if model == "br":
             return self._send_raw(b"\x1b\x00\xf8\xa5@\x02", {"Content-Type": "application/json",
                                                            "Content-Encoding": "br"})
@@ -239,7 +244,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _receive(self, body: bytes) -> None:
         with self.upstream._lock:
-            self.upstream.received.append(Received(self.command, self.path, list(self.headers.items()), body))
+            self.upstream.received.append(Received(self.command, self.path, list(self.headers.items()), body,
+                                                   self.client_address[1]))
 
     def _send_raw(self, data: bytes, headers: dict[str, str]) -> None:
         self.send_response(200)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 import zlib
 
 import httpx
@@ -179,3 +180,21 @@ def test_browser_pages_and_dot_segments_are_refused(service, stub, http):
                 reply += chunk
         assert reply.startswith(b"HTTP/1.1 400") and b"'..' are not forwarded" in reply
     assert stub.received == []
+
+
+def test_upstream_connections_are_kept_alive_and_replaced_when_the_upstream_hangs_up(service, stub, http):
+    """Calls share one pooled upstream connection; one the upstream closed after answering (as an
+    idle timeout does, unannounced) leaves the pool, and the next call opens a fresh one."""
+    for _ in range(3):
+        assert http.post("/openai/v1/chat/completions", json=CHAT).status_code == 200
+    r = http.post("/openai/v1/chat/completions", json={**CHAT, "model": "hang-up"})
+    assert r.status_code == 200 and r.content == stub.sent[-1]
+    pool = service.proxy.client
+    deadline = time.monotonic() + 10
+    while pool.open_connections and time.monotonic() < deadline:  # the loop sees the close
+        time.sleep(0.01)
+    assert pool.open_connections == 0
+    assert http.post("/openai/v1/chat/completions", json=CHAT).status_code == 200
+    peers = [received.peer for received in stub.received]
+    assert len(set(peers[:4])) == 1 and peers[4] != peers[0]
+    assert [e["status"] for e in wait_events(service, 5)] == ["ok"] * 5
