@@ -2,6 +2,11 @@
 generic CSV, against SQLite's own `.import` of the same file (the floor: no parsing beyond
 CSV, no validation, no pricing, no rollups), plus where the time goes per row.
 
+Each file is imported twice: read in this process, and read by a second process (what
+`llmtray import` does with a big file on a machine with two cores or more), with the CPU time
+each process spent per row. The stages are then measured apart on the first `--sample` rows,
+including the cost of sending events from the reader process (pickle + unpickle).
+
     python bench/import.py              # 1M rows per file (a few minutes)
     python bench/import.py --rows 50000 # quick look
 
@@ -11,6 +16,11 @@ Figures only, no assertions: the target is ≥ 100,000 rows/s.
 from __future__ import annotations
 
 import argparse
+import gc
+import os
+import io
+import pickle
+import resource
 import shutil
 import subprocess
 import sys
@@ -27,6 +37,7 @@ from llmtray.importers import detect  # noqa: E402
 from llmtray.importers.base import Options, Parsed  # noqa: E402
 from llmtray.importers.engine import Importer  # noqa: E402
 from llmtray.importers.mapping import ColumnMapping  # noqa: E402
+from llmtray.importers.pipeline import _DISPATCH, CHUNK_ROWS  # noqa: E402
 from tests.importers.generate import generic_rows, openrouter_generations  # noqa: E402
 
 SQLITE = shutil.which("sqlite3") or "/usr/bin/sqlite3"
@@ -34,12 +45,23 @@ GENERIC_MAPPING = ColumnMapping({"ts": "When", "provider": "Vendor", "model": "M
                                  "output_tokens": "Completion"})  # no cost column: every row is priced
 
 
-def llmtray_import(path: Path, work: Path, fmt: str | None, mapping: ColumnMapping | None) -> tuple[float, int]:
-    store = Store.open(work / "llmtray.db")
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def llmtray_import(path: Path, db: Path, fmt: str | None, mapping: ColumnMapping | None,
+                   parallel: bool) -> tuple[float, int, float, float]:
+    """(seconds, rows imported, CPU s of this process, CPU s of the reader process)."""
+    store = Store.open(db)
     try:
+        store.pricer.price  # noqa: B018 - prices load once per process, not per import
+        cpu, children = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        result = Importer(store).run(path, format_name=fmt, mapping=mapping)
-        return time.perf_counter() - start, result.imported
+        result = Importer(store, parallel=parallel).run(path, format_name=fmt, mapping=mapping)
+        seconds = time.perf_counter() - start
+        return (seconds, result.imported, _cpu(resource.RUSAGE_SELF) - cpu,
+                _cpu(resource.RUSAGE_CHILDREN) - children)
     finally:
         store.close()
 
@@ -52,7 +74,16 @@ def sqlite_import(path: Path, work: Path) -> float:
 
 
 def phases(path: Path, fmt: str | None, mapping: ColumnMapping | None, work: Path, sample: int) -> dict[str, float]:
-    """µs per row of each stage, measured apart on the first `sample` rows."""
+    """µs per row of each stage, measured apart on the first `sample` rows (with the garbage
+    collector's view of the heap frozen at the start, as during an import)."""
+    gc.freeze()
+    try:
+        return _phases(path, fmt, mapping, work, sample)
+    finally:
+        gc.unfreeze()
+
+
+def _phases(path: Path, fmt: str | None, mapping: ColumnMapping | None, work: Path, sample: int) -> dict[str, float]:
     detection = detect(path, format_name=fmt)
     options = Options(mapping=mapping)
     start = time.perf_counter()
@@ -66,6 +97,14 @@ def phases(path: Path, fmt: str | None, mapping: ColumnMapping | None, work: Pat
     start = time.perf_counter()
     events = [event_errors(i.data, now=now)[0] for i in items if isinstance(i, Parsed)]
     validate = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in range(0, len(events), CHUNK_ROWS):  # as the reader process sends them
+        out = io.BytesIO()
+        pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+        pickler.dispatch_table = _DISPATCH
+        pickler.dump(events[i:i + CHUNK_ROWS])
+        pickle.loads(out.getvalue())
+    transfer = time.perf_counter() - start
     store = Store.open(work / "phases.db")
     try:
         start = time.perf_counter()
@@ -79,6 +118,7 @@ def phases(path: Path, fmt: str | None, mapping: ColumnMapping | None, work: Pat
         store.close()
     n = len(events) or 1
     return {"read + map": read / n * 1e6, "validate (event_errors)": validate / n * 1e6,
+            "reader → main (pickle)": transfer / n * 1e6,
             "price": price / n * 1e6, "insert (Store.add_many)": insert / n * 1e6}
 
 
@@ -93,20 +133,26 @@ def main() -> None:
             ("OpenRouter per-request", openrouter_generations(root / "openrouter.csv", args.rows), None, None),
             ("generic CSV", generic_rows(root / "generic.csv", args.rows), "generic-csv", GENERIC_MAPPING),
         ]
-        print(f"{args.rows:,} rows per file; sqlite3 CLI at {SQLITE}\n")
-        print(f"{'file':<24}{'llmtray import':>18}{'sqlite3 .import':>18}{'ratio':>8}")
+        print(f"{args.rows:,} rows per file; sqlite3 CLI at {SQLITE}; {os.cpu_count()} cores, "
+              f"load average {os.getloadavg()[0]:.2f}\n")
+        print(f"{'file':<24}{'llmtray import':>18}{'2 processes':>16}{'sqlite3 .import':>18}{'ratio':>8}")
         for name, path, fmt, mapping in cases:
             work = root / name.replace(" ", "_")
             work.mkdir()
-            seconds, imported = llmtray_import(path, work, fmt, mapping)
+            alone = llmtray_import(path, work / "alone.db", fmt, mapping, parallel=False)
+            paired = llmtray_import(path, work / "paired.db", fmt, mapping, parallel=True)
             base = sqlite_import(path, work)
-            print(f"{name:<24}{imported / seconds:>14,.0f} r/s{args.rows / base:>14,.0f} r/s{base / seconds:>8.2f}")
+            best = max(alone[1] / alone[0], paired[1] / paired[0])
+            print(f"{name:<24}{alone[1] / alone[0]:>14,.0f} r/s{paired[1] / paired[0]:>12,.0f} r/s"
+                  f"{args.rows / base:>14,.0f} r/s{best * base / args.rows:>8.2f}")
+            n = paired[1] or 1
+            print(f"    CPU per row, 2 processes: main {paired[2] / n * 1e6:.1f} µs, reader {paired[3] / n * 1e6:.1f} µs"
+                  f" (one process: {alone[2] / (alone[1] or 1) * 1e6:.1f} µs)")
             breakdown = phases(path, fmt, mapping, work, min(args.sample, args.rows))
             for stage, us in breakdown.items():
                 print(f"    {stage:<28}{us:>8.1f} µs/row")
-            print(f"    {'sum of stages':<28}{sum(breakdown.values()):>8.1f} µs/row "
-                  f"(≈ {1e6 / sum(breakdown.values()):,.0f} rows/s)")
-
+            one = sum(us for stage, us in breakdown.items() if "pickle" not in stage)
+            print(f"    {'sum (one process)':<28}{one:>8.1f} µs/row (≈ {1e6 / one:,.0f} rows/s)")
 
 if __name__ == "__main__":
     main()
