@@ -66,14 +66,6 @@ class ConnectError(UpstreamError):
     pass
 
 
-class ReadError(UpstreamError):
-    pass
-
-
-class WriteError(UpstreamError):
-    pass
-
-
 class RemoteProtocolError(UpstreamError):
     """The upstream broke HTTP/1.1: a malformed head, a truncated body, a connection closed early."""
 
@@ -123,6 +115,7 @@ class _Connection(asyncio.Protocol):
         self.eof = False  # the upstream closed its side (or the socket failed: see `error`)
         self.error: Exception | None = None
         self.idle_since = 0.0
+        self.discarded = False  # closed by the pool; its place there already freed
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
 
@@ -148,8 +141,7 @@ class _Connection(asyncio.Protocol):
         if exc is not None and self.error is None:
             self.error = exc
         self._wake()
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_exception(WriteError(f"connection lost while sending: {exc or 'closed'}"))
+        self.resume_writing()  # a sender waiting to drain goes on to find the connection closed
         self.pool._forget_idle(self)
 
     def pause_writing(self) -> None:
@@ -181,17 +173,15 @@ class _Connection(asyncio.Protocol):
             self._waiter = None
 
     async def drained(self, timeout: float) -> None:
+        """Until the socket's send buffer has room again; `WriteTimeout` if it stays full."""
         drain = self._drain
         if drain is None or drain.done():
-            if drain is not None and drain.exception() is not None:
-                raise drain.exception()  # type: ignore[misc]
             return
         timer = self.loop.call_later(timeout, _expire, drain, WriteTimeout)
         try:
             await drain
         finally:
             timer.cancel()
-
 
 
 def _expire(future: asyncio.Future[None], kind: type[TimeoutException]) -> None:
@@ -509,9 +499,9 @@ class UpstreamClient:
 
     def _discard(self, conn: _Connection) -> None:
         """A connection that can't be reused: closed, and its place in the pool freed (once)."""
-        if conn.pool is not self:
+        if conn.discarded:
             return
-        conn.pool = _CLOSED
+        conn.discarded = True
         self._forget_idle(conn)
         if conn.transport is not None:
             conn.transport.close()
@@ -546,21 +536,3 @@ class UpstreamClient:
     def open_connections(self) -> int:
         """Connections open or being opened (for tests and the bench)."""
         return self._open
-
-
-class _ClosedPool:
-    """Stands in for the pool of a discarded connection, so late callbacks do nothing."""
-
-    def _forget_idle(self, conn: _Connection) -> None:
-        pass
-
-    def _release(self, conn: _Connection) -> None:
-        if conn.transport is not None:
-            conn.transport.close()
-
-    def _discard(self, conn: _Connection) -> None:
-        if conn.transport is not None:
-            conn.transport.close()
-
-
-_CLOSED = _ClosedPool()

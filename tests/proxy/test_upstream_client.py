@@ -160,6 +160,17 @@ def test_request_is_sent_in_one_piece_with_host_and_length(serve):
                     b"Content-Type: application/json\r\n\r\n{\"a\": 1}" % server.port]
 
 
+def test_a_large_request_body_is_sent_whole(serve):
+    """Bigger than the socket buffers: written with flow control, then the answer is read."""
+    def script(sock: socket.socket, n: int) -> None:
+        request = read_request(sock)
+        sock.sendall(answer(b"%d" % len(request.partition(b"\r\n\r\n")[2])))
+
+    server = serve(script)
+    body = b"x" * (8 << 20)
+    assert run(lambda client: call(client, server, body=body))[1] == b"%d" % len(body)  # type: ignore[index]
+
+
 def test_chunked_body_split_at_every_byte_is_decoded_and_the_connection_reused(serve):
     wire = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kept: a\r\nx-kept: b\r\n\r\n"
             b"5;ext=1\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nTrailer-Field: x\r\n\r\n")
