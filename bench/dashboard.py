@@ -2,32 +2,40 @@
 to a full refresh of the real window, and the GUI process's memory — against a naive baseline
 (the same numbers summed straight from the event table) in the same run.
 
-    python bench/dashboard.py [--sizes 100k,1M,10M] [--repeat 3] [--no-gui]
+    python bench/dashboard.py [--sizes 100k,1M,10M] [--repeat 3] [--no-gui] [--rebuild]
 
 Databases are generated once with the demo generator (`llmtray.demo`, 90 days) and cached in
 bench/out/ (keyed by size and the generator's source; after a generator change the old one is
-still used unless --rebuild); building 10M takes a while the first time. Views are computed "as of" the moment each database was built,
-so a cached database gives the same figures next week. Targets: each view < 50 ms at 1M events
-and < 250 ms at 10M; GUI RSS < 200 MB.
+still used unless --rebuild); building 10M takes a while the first time, and a cached database
+from an older schema is migrated on first open (timed and printed). Views are computed "as of"
+the moment each database was built, so a cached database gives the same figures next week.
+Every scenario's breakdown and daily totals are also checked against the event table: the
+rollups must be exact, not just fast. Targets: each view < 50 ms at 1M events and < 250 ms at
+10M; GUI RSS < 200 MB.
 """
 
 from __future__ import annotations
 
 import argparse
+from bisect import bisect_right
+from contextlib import closing
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from llmtray import demo  # noqa: E402
-from llmtray.core.db import open_db  # noqa: E402
+from llmtray.core.db import MIGRATIONS, open_db, schema_version  # noqa: E402
 from llmtray.core.pricing import Pricer  # noqa: E402
 from llmtray.core.queries import Filters, Queries  # noqa: E402
 from llmtray.core.store import Store, count_events  # noqa: E402
@@ -37,12 +45,17 @@ SIZES = {"100k": 100_000, "1M": 1_000_000, "10M": 10_000_000}
 TARGET_MS = {"1M": 50.0, "10M": 250.0}
 RSS_TARGET_MB = 200.0
 DAYS = 90
-# What the user can pick: the default view, a provider filter, a tag filter, the long range.
-SCENARIOS = {
-    "30d": dict(range_key="30d"),
-    "30d provider": dict(range_key="30d", filters=Filters(provider=("anthropic",))),
-    "30d tag": dict(range_key="30d", filters=Filters(tags=(("plan", "pro"),))),
-    "90d": dict(range_key="90d"),
+# What the user can pick: the default view, a provider filter, a tag filter, the long range, the
+# breakdown by end user, and all of it in a half-hour zone (local days start at hh:30 UTC).
+IST = ZoneInfo("Asia/Kolkata")
+SCENARIOS: dict[str, tuple[dict[str, Any], tzinfo | None]] = {
+    "30d": (dict(range_key="30d"), None),
+    "30d provider": (dict(range_key="30d", filters=Filters(provider=("anthropic",))), None),
+    "30d tag": (dict(range_key="30d", filters=Filters(tags=(("plan", "pro"),))), None),
+    "90d": (dict(range_key="90d"), None),
+    "30d by user": (dict(range_key="30d", breakdown="user"), None),
+    "90d tag IST": (dict(range_key="90d", filters=Filters(tags=(("plan", "pro"),))), IST),
+    "30d by user IST": (dict(range_key="30d", breakdown="user"), IST),
 }
 
 
@@ -87,11 +100,11 @@ def time_views(path: Path, now: datetime, repeat: int) -> dict[str, dict[str, fl
     from llmtray.gui import views  # no Qt: the view functions are plain Python
 
     db = open_db(path)
-    q = Queries(db.connection(), None)
     pricer = Pricer()
     out: dict[str, dict[str, float]] = {}
     try:
-        for scenario, kwargs in SCENARIOS.items():
+        for scenario, (kwargs, tz) in SCENARIOS.items():
+            q = Queries(db.connection(), tz)
             request = views.ViewRequest(**kwargs)
             runs: dict[str, list[float]] = {}
             for _ in range(repeat + 1):
@@ -131,6 +144,46 @@ def time_naive(path: Path, now: datetime) -> dict[str, float]:
     finally:
         db.close()
     return out
+
+
+def check_exact(path: Path, now: datetime) -> list[str]:
+    """Each scenario's breakdown and daily totals against the same sums straight from the event
+    table: rollups are only allowed if they give exactly the same answer."""
+    from llmtray.core import periods
+    from llmtray.gui import views
+
+    db = open_db(path)
+    conn = db.connection()
+    wrong = []
+    try:
+        for scenario, (kwargs, tz) in SCENARIOS.items():
+            request = views.ViewRequest(**kwargs)
+            ctx = views.ViewContext(Queries(conn, tz), request, now, Pricer())
+            w, f = ctx.window, request.filters
+            where, args = ["e.ts >= ?", "e.ts < ?"], [w.start_us, w.end_us]
+            for dim in ("provider", "model", "feature", "source"):
+                if getattr(f, dim):
+                    where.append(f"e.{dim} IN ({','.join('?' * len(getattr(f, dim)))})")
+                    args += getattr(f, dim)
+            for key, value in f.tags:
+                where.append("EXISTS (SELECT 1 FROM event_tag t WHERE t.event = e.id AND t.key = ? AND t.value = ?)")
+                args += [key, value]
+            raw = conn.execute(f"SELECT e.{request.breakdown}, count(*), sum(e.requests), sum(coalesce(e.cost_nanos, 0))"
+                               f" FROM event e WHERE {' AND '.join(where)} GROUP BY 1", args).fetchall()
+            got = {k: (t.events, t.requests, t.cost_nanos) for k, t in views.breakdown(ctx).rows}
+            if got != {k: (n, r, c) for k, n, r, c in raw}:
+                wrong.append(f"{scenario}: breakdown by {request.breakdown}")
+            per_bucket = conn.execute(f"SELECT e.ts / 900000000, sum(coalesce(e.cost_nanos, 0)) FROM event e"
+                                      f" WHERE {' AND '.join(where)} GROUP BY 1", args).fetchall()
+            edges = periods.day_edges_us(w.first, w.last, tz)
+            days = [0] * (len(edges) - 1)
+            for bucket, cost in per_bucket:
+                days[bisect_right(edges, bucket * 900_000_000) - 1] += cost
+            if views.daily(ctx).totals != days:
+                wrong.append(f"{scenario}: daily totals")
+    finally:
+        db.close()
+    return wrong
 
 
 GUI_PROBE = r"""
@@ -199,10 +252,10 @@ def calibration_s() -> float:
 
 
 def report(label: str, views_ms: dict[str, dict[str, float]], naive: dict[str, float],
-           gui: dict[str, float] | None) -> bool:
+           gui: dict[str, float] | None, wrong: list[str]) -> bool:
     target = TARGET_MS.get(label)
     print(f"\n== {label} events ==")
-    header = "view".ljust(12) + "".join(s.rjust(15) for s in SCENARIOS)
+    header = "view".ljust(12) + "".join(s.rjust(16) for s in SCENARIOS)
     print(header + "   (ms, best of runs)")
     ok = True
     for name, per in views_ms.items():
@@ -211,7 +264,7 @@ def report(label: str, views_ms: dict[str, dict[str, float]], naive: dict[str, f
             ms = per[scenario]
             over = target is not None and ms > target
             ok &= not over
-            cells.append((f"{ms:.1f}" + (" !" if over else "")).rjust(15))
+            cells.append((f"{ms:.1f}" + (" !" if over else "")).rjust(16))
         print(name.ljust(12) + "".join(cells))
     print("naive baseline (30 days straight from the event table):")
     for name, ms in naive.items():
@@ -223,9 +276,11 @@ def report(label: str, views_ms: dict[str, dict[str, float]], naive: dict[str, f
               f"{gui['full_refresh_s'] * 1000:.0f} ms, next refresh {gui['second_refresh_s'] * 1000:.0f} ms; "
               f"RSS {gui['rss_mb']:.0f} MB (peak {gui['rss_peak_mb']:.0f} MB, {gui['rss_before_window_mb']:.0f} MB "
               f"before the window){'' if rss_ok else ' !'}")
+    print("exact: every scenario's breakdown and daily totals equal the event table's" if not wrong
+          else f"NOT exact: {'; '.join(wrong)}")
     if target is not None:
         print(f"target: every view < {target:.0f} ms — {'met' if ok else 'NOT met (marked !)'}")
-    return ok
+    return ok and not wrong
 
 
 def main() -> int:
@@ -243,12 +298,18 @@ def main() -> int:
         if label not in SIZES:
             parser.error(f"unknown size {label!r}; choose from {', '.join(SIZES)}")
         path, now = ensure_db(label, args.rebuild)
+        with closing(sqlite3.connect(path)) as conn:
+            version = schema_version(conn)
+        started = time.perf_counter()
         db = open_db(path)
+        if version != MIGRATIONS[-1].version:
+            print(f"migrated {path.name} from schema {version} to {MIGRATIONS[-1].version} in "
+                  f"{time.perf_counter() - started:.0f} s (backup included)")
         events = count_events(db.connection())
         db.close()
         print(f"\n{label}: {events:,} events in {path.name} ({path.stat().st_size / 1e6:.0f} MB), as of {now:%Y-%m-%d %H:%M} UTC")
         all_ok &= report(label, time_views(path, now, args.repeat), time_naive(path, now),
-                         None if args.no_gui else time_gui(path, now))
+                         None if args.no_gui else time_gui(path, now), check_exact(path, now))
     return 0 if all_ok else 1
 
 
