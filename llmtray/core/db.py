@@ -306,16 +306,22 @@ class Level:
     unit_us: int
     keys: tuple[str, ...] = ()
     parent: Level | None = None
+    dims: tuple[str, ...] = ROLLUP_DIMENSIONS
+
+    @property
+    def tagged(self) -> bool:
+        return self.keys[:2] == TAG_KEYS
 
     @property
     def key_columns(self) -> tuple[str, ...]:
-        return (*self.keys, *ROLLUP_DIMENSIONS)
+        return (*self.keys, *self.dims)
 
     @property
     def primary_key(self) -> tuple[str, ...]:
         # tag levels lead with the tag: a tag filter reads its own rows only
-        lead = (*self.keys, self.time) if self.keys == TAG_KEYS else (self.time, *self.keys)
-        return (*lead, *ROLLUP_DIMENSIONS)
+        if self.tagged:
+            return (*TAG_KEYS, self.time, *self.keys[2:], *self.dims)
+        return (self.time, *self.key_columns)
 
 
 TAG_KEYS = ("key", "value")
@@ -329,11 +335,16 @@ ROLLUP_TAG_DAY = Level("rollup_tag_day", "day", DAY_US, TAG_KEYS, ROLLUP_TAG_HOU
 # by user read whole hours here and the odd quarter-hours at a range's edges from the events.
 ROLLUP_USER_HOUR = Level("rollup_user_hour", "hour", HOUR_US, ("user",))
 ROLLUP_USER_DAY = Level("rollup_user_day", "day", DAY_US, ("user",), ROLLUP_USER_HOUR)
+# A tag filter with the breakdown by user: per tag and user only (no other dimension), which
+# keeps it a fraction of the size of a per-tag-and-user copy of every key.
+ROLLUP_TAG_USER_HOUR = Level("rollup_tag_user_hour", "hour", HOUR_US, (*TAG_KEYS, "user"), dims=())
+ROLLUP_TAG_USER_DAY = Level("rollup_tag_user_day", "day", DAY_US, (*TAG_KEYS, "user"), ROLLUP_TAG_USER_HOUR, dims=())
 # Families, coarsest level first: what a query may read instead of events.
 PLAIN_LEVELS = (ROLLUP_DAY, ROLLUP_HOUR, ROLLUP)
 TAG_LEVELS = (ROLLUP_TAG_DAY, ROLLUP_TAG_HOUR, ROLLUP_TAG)
 USER_LEVELS = (ROLLUP_USER_DAY, ROLLUP_USER_HOUR)
-LEVELS = (*PLAIN_LEVELS, *TAG_LEVELS, *USER_LEVELS)
+TAG_USER_LEVELS = (ROLLUP_TAG_USER_DAY, ROLLUP_TAG_USER_HOUR)
+LEVELS = (*PLAIN_LEVELS, *TAG_LEVELS, *USER_LEVELS, *TAG_USER_LEVELS)
 
 
 def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
@@ -366,6 +377,7 @@ def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
     old_tags = "(key, value) IN (SELECT key, value FROM event_tag WHERE event = OLD.id)"
     tag_match = f"{old_tags} AND bucket = OLD.ts / {BUCKET_US} AND {dims_old}"
     user_match = f"hour = OLD.ts / {HOUR_US} AND user = OLD.user AND {dims_old}"
+    tag_user_match = f"{old_tags} AND hour = OLD.ts / {HOUR_US} AND user = OLD.user"
     reprice = (f"cost_nanos = cost_nanos - {old['cost_nanos']} + {_rollup_values('NEW')['cost_nanos']},"
                f" unpriced = unpriced - {old['unpriced']} + {_rollup_values('NEW')['unpriced']}")
     _execute_script(conn, f"""
@@ -377,11 +389,14 @@ def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
             DELETE FROM tag_rollup WHERE bucket = OLD.ts / {BUCKET_US} AND source = OLD.source AND events = 0;
             UPDATE rollup_tag SET {all_sums} WHERE {tag_match};
             DELETE FROM rollup_tag WHERE {tag_match} AND events = 0;
+            UPDATE rollup_tag_user_hour SET {all_sums} WHERE {tag_user_match};
+            DELETE FROM rollup_tag_user_hour WHERE {tag_user_match} AND events = 0;
             DELETE FROM event_tag_time WHERE {old_tags} AND ts = OLD.ts AND event = OLD.id;
             DELETE FROM event_tag WHERE event = OLD.id;
         END;
         CREATE TRIGGER event_tag_levels_reprice AFTER UPDATE OF cost_nanos ON event BEGIN
             UPDATE rollup_tag SET {reprice} WHERE {tag_match};
+            UPDATE rollup_tag_user_hour SET {reprice} WHERE {tag_user_match};
         END;
         CREATE TRIGGER event_user_rollup_delete AFTER DELETE ON event BEGIN
             UPDATE rollup_user_hour SET {all_sums} WHERE {user_match};
@@ -417,7 +432,7 @@ def _fill_levels(conn: sqlite3.Connection, levels: list[Level]) -> None:
             select = (f"SELECT {p.time} / {level.unit_us // p.unit_us}, {cols}, {', '.join(f'sum({s})' for s in _ROLLUP_SUMS)}"
                       f" FROM {p.table} GROUP BY 1, {cols}")
         else:
-            source = "event_tag t JOIN event e ON e.id = t.event" if level.keys == TAG_KEYS else "event e"
+            source = "event_tag t JOIN event e ON e.id = t.event" if level.tagged else "event e"
             select = (f"SELECT e.ts / {level.unit_us}, {', '.join(('t.' if c in TAG_KEYS else 'e.') + c for c in level.key_columns)},"
                       f" {', '.join(f'sum({e[s]})' for s in _ROLLUP_SUMS)} FROM {source} GROUP BY 1, {cols}")
         conn.execute(f"INSERT INTO {level.table} ({level.time}, {cols}, {', '.join(_ROLLUP_SUMS)}) {select}")

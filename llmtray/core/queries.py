@@ -17,7 +17,7 @@ from typing import Any
 
 from llmtray.core import periods
 from llmtray.core.db import (BUCKET_US, DAY_US, PLAIN_LEVELS, ROLLUP_DIMENSIONS, ROLLUP_USER_DAY, TAG_LEVELS,
-                             USER_LEVELS, Level)
+                             TAG_USER_LEVELS, USER_LEVELS, Level)
 
 SUMS = ("events", "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
         "cache_write_1h_tokens", "reasoning_tokens", "cost_nanos", "unpriced")
@@ -436,16 +436,22 @@ class Queries:
 def _levels_for(f: Filters, group: tuple[str, ...],
                 tag_key: str | None) -> tuple[tuple[Level, ...], list[str], list[Any]]:
     """The rollup family that keys everything `f` and `group` need (with the clauses that pick
-    its rows), or none: the event table then answers alone. Tags and end users are never keyed
-    together, nor two tags at once."""
+    its rows), or none: the event table then answers alone (two tags at once, or a tag with
+    end users and another dimension)."""
     by_user = bool(f.user) or "user" in group
+    if len(f.tags) > 1 or (tag_key is not None and f.tags):
+        return (), [], []
     if tag_key is not None:
-        return ((), [], []) if f.tags or by_user else (TAG_LEVELS, ["key = ?"], [tag_key])
-    if f.tags:
-        if len(f.tags) > 1 or by_user:
-            return (), [], []
-        return TAG_LEVELS, ["key = ?", "value = ?"], list(f.tags[0])
-    return (USER_LEVELS if by_user else PLAIN_LEVELS), [], []
+        clauses, args = ["key = ?"], [tag_key]
+    elif f.tags:
+        clauses, args = ["key = ?", "value = ?"], list(f.tags[0])
+    else:
+        return (USER_LEVELS if by_user else PLAIN_LEVELS), [], []
+    if not by_user:
+        return TAG_LEVELS, clauses, args
+    if set(f._dims()) <= {"user"} and set(group) <= {"user", "bucket", "value"}:
+        return TAG_USER_LEVELS, clauses, args
+    return (), [], []
 
 
 def _cover(start: int | None, end: int | None, cuts: list[int],

@@ -2,8 +2,8 @@
 
 Rows arrive in the store's column layout (`llmtray.core.store.COLUMNS`); the positions below
 name the rollup key and sums in that layout, and a test checks they still match it. The store
-writes the bottom level of each family (`rollup`, `rollup_tag`, `rollup_user_hour`, and the
-older `tag_rollup`) and `event_tag_time`; triggers sum the coarser levels from these (DB
+writes the bottom level of each family (`rollup`, `rollup_tag`, `rollup_user_hour`,
+`rollup_tag_user_hour`, and the older `tag_rollup`) and `event_tag_time`; triggers sum the coarser levels from these (DB
 migration 5).
 """
 
@@ -32,6 +32,7 @@ def _upsert(level: dbmod.Level) -> str:
 _ROLLUP_UPSERT = _upsert(dbmod.ROLLUP)
 _TAG_LEVEL_UPSERT = _upsert(dbmod.ROLLUP_TAG)
 _USER_LEVEL_UPSERT = _upsert(dbmod.ROLLUP_USER_HOUR)
+_TAG_USER_LEVEL_UPSERT = _upsert(dbmod.ROLLUP_TAG_USER_HOUR)
 _TAG_TIME_INSERT = "INSERT INTO event_tag_time (key, value, ts, event) VALUES (?, ?, ?, ?)"
 _TAG_ROLLUP_UPSERT = (
     "INSERT INTO tag_rollup (bucket, key, value, source, events, requests, cost_nanos, unpriced)"
@@ -63,24 +64,27 @@ def add_to_rollups(conn: sqlite3.Connection, rows: list[list[Any]], tag_rows: li
     touches a handful of (bucket, model, feature, …) rows, so this does ~1/50 of the writes."""
     plain: dict[tuple[Any, ...], list[int]] = {}
     per_user: dict[tuple[Any, ...], list[int]] = {}
-    by_id: dict[int, tuple[int, int, tuple[Any, ...], list[int]]] = {}
+    by_id: dict[int, tuple[list[Any], int, tuple[Any, ...], list[int]]] = {}
     for r in rows:
         bucket, dims, sums = r[2] // dbmod.BUCKET_US, _key_of(r), _sums(r)
         _accumulate(plain, (bucket, *dims), sums)
         _accumulate(per_user, (r[2] // dbmod.HOUR_US, r[USER_POSITION], *dims), sums)
         if tag_rows:
-            by_id[r[0]] = (r[2], bucket, dims, sums)
+            by_id[r[0]] = (r, bucket, dims, sums)
     conn.executemany(_ROLLUP_UPSERT, [(*k, *v) for k, v in plain.items()])
     conn.executemany(_USER_LEVEL_UPSERT, [(*k, *v) for k, v in per_user.items()])
     if tag_rows:
         per_tag: dict[tuple[Any, ...], list[int]] = {}
+        per_tag_user: dict[tuple[Any, ...], list[int]] = {}
         old_tag: dict[tuple[Any, ...], list[int]] = {}
         times: list[tuple[str, str, int, int]] = []
         for event_id, key, value in tag_rows:
-            ts, bucket, dims, sums = by_id[event_id]
+            r, bucket, dims, sums = by_id[event_id]
             _accumulate(per_tag, (bucket, key, value, *dims), sums)
+            _accumulate(per_tag_user, (r[2] // dbmod.HOUR_US, key, value, r[USER_POSITION]), sums)
             _accumulate(old_tag, (bucket, key, value, dims[5]), [sums[0], sums[1], sums[8], sums[9]])
-            times.append((key, value, ts, event_id))
+            times.append((key, value, r[2], event_id))
         conn.executemany(_TAG_TIME_INSERT, times)
         conn.executemany(_TAG_LEVEL_UPSERT, [(*k, *v) for k, v in per_tag.items()])
+        conn.executemany(_TAG_USER_LEVEL_UPSERT, [(*k, *v) for k, v in per_tag_user.items()])
         conn.executemany(_TAG_ROLLUP_UPSERT, [(*k, *v) for k, v in old_tag.items()])
