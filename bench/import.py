@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import io
 import pickle
 import resource
 import shutil
@@ -37,7 +36,7 @@ from llmtray.importers import detect  # noqa: E402
 from llmtray.importers.base import Options, Parsed  # noqa: E402
 from llmtray.importers.engine import Importer  # noqa: E402
 from llmtray.importers.mapping import ColumnMapping  # noqa: E402
-from llmtray.importers.pipeline import _DISPATCH, CHUNK_ROWS  # noqa: E402
+from llmtray.importers.pipeline import CHUNK_ROWS, pack, unpack  # noqa: E402
 from tests.importers.generate import generic_rows, openrouter_generations  # noqa: E402
 
 SQLITE = shutil.which("sqlite3") or "/usr/bin/sqlite3"
@@ -99,11 +98,8 @@ def _phases(path: Path, fmt: str | None, mapping: ColumnMapping | None, work: Pa
     validate = time.perf_counter() - start
     start = time.perf_counter()
     for i in range(0, len(events), CHUNK_ROWS):  # as the reader process sends them
-        out = io.BytesIO()
-        pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
-        pickler.dispatch_table = _DISPATCH
-        pickler.dump(events[i:i + CHUNK_ROWS])
-        pickle.loads(out.getvalue())
+        sent = pickle.dumps(pack(events[i:i + CHUNK_ROWS]), protocol=pickle.HIGHEST_PROTOCOL)
+        list(unpack(pickle.loads(sent)))
     transfer = time.perf_counter() - start
     store = Store.open(work / "phases.db")
     try:

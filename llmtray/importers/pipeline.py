@@ -3,9 +3,10 @@
 Per row, reading CSV, mapping cells to an event dict and validating it is pure Python, about
 as costly as pricing and inserting; run side by side on two cores the import takes the longer
 of the two instead of their sum. The reader process sends what it made in chunks through a
-pipe, in file order: validated `UsageEvent`s (pickled as their field values, rebuilt by one
-constructor call), `Restored` events that carry stored pricing, and the `Skipped` rows and
-`RowError`s. The pipe holds at most a chunk or two, so memory stays flat however big the
+pipe, in file order: validated `UsageEvent`s, `Restored` events that carry stored pricing,
+and the `Skipped` rows and `RowError`s. A chunk's events travel column by column (a column with
+the same object in every row, such as `operation` or a zero token count, as that one value):
+half the pickling cost of whole events, and each event is rebuilt by one constructor call. The pipe holds at most a chunk or two, so memory stays flat however big the
 file, and leaving the stream early (cancel, an error) stops the reader.
 
 Small files, frozen apps and machines with one core are read in this process, by the very same
@@ -14,17 +15,17 @@ code: the events, their order and every error are the same either way (tests com
 
 from __future__ import annotations
 
-import copyreg
 import gc
 import os
 import pickle
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
 from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,16 +105,24 @@ def _start_reader(fmt: Format, path: Path, options: Options, now: datetime) -> s
     if getattr(sys, "frozen", False) or not sys.executable:
         return None
     try:
-        process = subprocess.Popen([sys.executable, "-c", _READER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        # -P: no current directory on the path, where a stray pickle.py would be imported first
+        process = subprocess.Popen([sys.executable, "-P", "-c", _READER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     except OSError:
         return None
-    with process.stdin:
-        pickle.dump(sys.path, process.stdin)  # first, in builtins only: then llmtray can be found
-        pickle.dump((fmt.name, path, options.mapping, options.fast, now), process.stdin)
+    try:
+        with process.stdin:
+            pickle.dump([os.path.abspath(p) for p in sys.path], process.stdin)  # ours, where llmtray is found
+            pickle.dump((fmt.name, path, options.mapping, options.fast, now), process.stdin)
+    except OSError:  # it died before reading (a broken interpreter): read here
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        return None
     return process
 
 
-_READER = "from llmtray.importers.pipeline import read_for_parent; read_for_parent()"
+_READER = ("import pickle, sys; sys.path[:0] = pickle.load(sys.stdin.buffer); "
+           "from llmtray.importers.pipeline import read_for_parent; read_for_parent()")
 
 
 def _received(process: subprocess.Popen, options: Options) -> Iterator[Entry]:
@@ -125,7 +134,7 @@ def _received(process: subprocess.Popen, options: Options) -> Iterator[Entry]:
             raise ImportFileError(f"the file's reader process stopped unexpectedly (exit code {process.wait()})") from None
         meter.done, meter.total = done, total
         if kind == "rows":
-            yield from payload
+            yield from unpack(payload)
         elif kind == "end":
             return
         elif kind == "file-error":
@@ -137,9 +146,9 @@ def _received(process: subprocess.Popen, options: Options) -> Iterator[Entry]:
 def read_for_parent() -> None:
     """The reader process (stdin: what to read; stdout: pickled chunks, then `end` or what
     went wrong). Only ever run by `entries`, which trusts what it sends back."""
-    sys.path[:0] = [p for p in pickle.load(sys.stdin.buffer) if p not in sys.path]
     format_name, path, mapping, fast, now = pickle.load(sys.stdin.buffer)
-    out = sys.stdout.buffer
+    out = os.fdopen(os.dup(1), "wb")  # the channel; a stray print() goes to stderr, not into it
+    os.dup2(2, 1)
     from llmtray.importers import get_format
 
     gc.freeze()  # the modules just imported: never garbage, not worth scanning for each chunk
@@ -147,37 +156,71 @@ def read_for_parent() -> None:
     meter = options.meter
 
     def send(kind: str, payload: Any) -> None:
-        pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
-        pickler.dispatch_table = _DISPATCH
-        pickler.dump((kind, payload, meter.done, meter.total))
+        if kind == "rows":
+            payload = pack(payload)
+        pickle.dump((kind, payload, meter.done, meter.total), out, protocol=pickle.HIGHEST_PROTOCOL)
         out.flush()
 
+    try:
+        _read_and_send(get_format(format_name), path, options, now, send)
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass  # the importer stopped reading (cancelled, or failed storing)
+    finally:
+        try:
+            out.close()
+        except BrokenPipeError:
+            pass
+
+
+def _read_and_send(fmt: Format, path: Path, options: Options, now: datetime,
+                   send: Callable[[str, Any], None]) -> None:
     chunk: list[Entry] = []
     try:
-        for entry in validated(get_format(format_name).items(path, options), now):
+        for entry in validated(fmt.items(path, options), now):
             chunk.append(entry)
             if len(chunk) >= CHUNK_ROWS:
                 send("rows", chunk)
                 chunk = []
         send("rows", chunk)
         send("end", None)
-    except (BrokenPipeError, KeyboardInterrupt):
-        pass  # the importer stopped reading (cancelled, or failed storing)
     except ImportFileError as exc:
         send("rows", chunk)  # the rows before the problem, as when read in-process
         send("file-error", str(exc))
+    except (BrokenPipeError, KeyboardInterrupt):
+        raise
     except BaseException:  # noqa: BLE001 - reported to the importer, which raises it
         send("rows", chunk)
         send("crash", traceback.format_exc())
 
-
-_event_values = attrgetter(*EVENT_FIELDS)
-
-
-def _reduce_event(event: UsageEvent) -> tuple[type[UsageEvent], tuple[Any, ...]]:
-    """An event as its class and field values: rebuilt by one positional constructor call,
-    instead of pickle's default of setting each of its slots one by one."""
-    return UsageEvent, _event_values(event)
+_FIELD_VALUES = tuple(attrgetter(name) for name in EVENT_FIELDS)
+Packed = tuple[int, list[tuple[Any] | list[Any]], list[tuple[int, Entry]]]
 
 
-_DISPATCH = {**copyreg.dispatch_table, UsageEvent: _reduce_event}
+def pack(chunk: list[Entry]) -> Packed:
+    """A chunk as (number of events, their columns, the other entries with their positions). A
+    column holding one object in every row is sent as a 1-tuple of it (identity, not equality:
+    `Decimal('0.10') == Decimal('0.1')`, yet they are different texts)."""
+    events = [e for e in chunk if type(e) is UsageEvent]
+    others = [(i, e) for i, e in enumerate(chunk) if type(e) is not UsageEvent] if len(events) < len(chunk) else []
+    columns: list[tuple[Any] | list[Any]] = []
+    for value_of in _FIELD_VALUES:
+        column = list(map(value_of, events))
+        first = column[0] if column else None
+        columns.append((first,) if all(v is first for v in column) else column)
+    return len(events), columns, others
+
+
+def unpack(packed: Packed) -> Iterator[Entry]:
+    """The chunk `pack` packed, in its order."""
+    count, columns, others = packed
+    events = map(UsageEvent, *(repeat(c[0], count) if type(c) is tuple else c for c in columns))
+    if not others:
+        yield from events
+        return
+    at = 0
+    for position, entry in others:
+        for _ in range(position - at):
+            yield next(events)
+        yield entry
+        at = position + 1
+    yield from events

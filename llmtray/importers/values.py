@@ -40,7 +40,7 @@ def whole(text: str | None, column: str) -> int:
     text = text.strip()
     if not text:
         return 0
-    if text.isdigit():
+    if text.isdecimal():  # not isdigit(): '²' is a digit int() refuses
         return int(text)
     cleaned = _clean_number(text)
     try:
@@ -145,7 +145,7 @@ _DAYS_MAX = 100_000
 
 def whole_fast(cell: str, column: str) -> int:
     """`whole()` for a cell of plain digits; anything else through `whole()` itself."""
-    return int(cell) if cell.isdigit() else whole(cell, column)
+    return int(cell) if cell.isdecimal() else whole(cell, column)
 
 
 _BOOLEANS: dict[str, bool | None] = {
@@ -164,7 +164,7 @@ def boolean_fast(cell: str, column: str) -> bool | None:
 
 def decimal_number_fast(cell: str, column: str) -> float | None:
     """`decimal_number()` for a cell of plain digits or empty."""
-    if cell.isdigit():
+    if cell.isdecimal():
         return float(cell)
     return None if not cell else decimal_number(cell, column)
 

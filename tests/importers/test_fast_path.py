@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from llmtray.importers import GENERIC, detect
-from llmtray.importers.base import Options, Parsed, RowError, Skipped
+from llmtray.importers.base import Options, Parsed, RowError, RowProblem, Skipped
 from llmtray.importers.mapping import ColumnMapping
-from llmtray.importers.values import boolean, boolean_fast, timestamp, timestamp_fast, whole, whole_fast
+from llmtray.importers.values import (
+    boolean, boolean_fast, decimal_number, decimal_number_fast, timestamp, timestamp_fast, whole, whole_fast,
+)
 from tests.importers.conftest import DATA, MALFORMED
 from tests.importers.generate import GENERATIONS_HEADER
 
@@ -115,13 +117,13 @@ def test_generic_repeated_column_names_take_row(tmp_path):
     assert item[2]["input_tokens"] == 2
 
 
-CELLS = ["", " ", "0", "12", "012", "12.0", "1,234", " 3", "-1", "x", "²", "true", "True", "TRUE", "tRuE", "no",
+CELLS = ["", " ", "0", "12", "012", "12.0", "1,234", " 3", "-1", "x", "²", "٣", "true", "True", "TRUE", "tRuE", "no",
          "2026-05-01", "2026-05-01 10:00:00", "2026-05-01T10:00:00.5Z", "2026-05-01T10:00:00+00:00",
          "2026-05-01T10:00:00-01:00", "2026-02-29 10:00:00", "2024-02-29T23:59:59.999999", "1719532800"]
 
 
 @pytest.mark.parametrize(("fast", "slow"), [(whole_fast, whole), (boolean_fast, boolean),
-                                            (timestamp_fast, timestamp)])
+                                            (timestamp_fast, timestamp), (decimal_number_fast, decimal_number)])
 def test_fast_converters_agree_with_the_full_parsers(fast, slow):
     def outcome(convert, cell):
         try:
@@ -131,3 +133,9 @@ def test_fast_converters_agree_with_the_full_parsers(fast, slow):
 
     for cell in CELLS:
         assert outcome(fast, cell) == outcome(slow, cell), cell
+
+
+def test_a_superscript_digit_is_a_row_error_not_a_crash():
+    with pytest.raises(RowProblem, match=r"tokens: not a number: '²'"):
+        whole("²", "tokens")
+    assert whole_fast("٣", "tokens") == whole("٣", "tokens") == 3  # Arabic-Indic three: a decimal digit

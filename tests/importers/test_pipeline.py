@@ -12,6 +12,7 @@ import pytest
 
 from llmtray.core.events import parse_event
 from llmtray.core.store import Store
+from llmtray.importers.base import Options
 from llmtray.importers.engine import Importer
 from llmtray.importers.mapping import ColumnMapping
 from tests.importers.conftest import DATA, MALFORMED, rows, totals
@@ -124,3 +125,47 @@ def test_overlap_pass_reads_in_the_reader_too(store, tmp_path):
     assert (skipped.imported, skipped.overlap_skipped, skipped.overlap) == \
         (expected.imported, expected.overlap_skipped, expected.overlap)
     assert skipped.overlap_skipped > 0 and _readers() == []
+
+
+def test_pack_keeps_order_and_values(tmp_path):
+    import pickle
+    from decimal import Decimal
+
+    from llmtray.importers.base import RowError, Skipped
+    from llmtray.importers.pipeline import pack, unpack
+
+    def ev(n: int, cost: str) -> object:
+        return parse_event({"ts": f"2026-05-01T10:00:{n:02d}Z", "provider": "openai", "model": "gpt-4o",
+                            "input_tokens": n, "cost_usd": cost, "tags": {"n": str(n)} if n % 2 else {}})
+
+    events = [ev(n, "0.10" if n % 2 else "0.1") for n in range(6)]
+    assert events[0].cost_usd == events[1].cost_usd  # equal, yet written differently: not one constant
+    skip, error = Skipped(3, "blank line"), RowError(5, "line 5", "bad")
+    for chunk in ([], [skip], [events[0]], events, [skip, *events[:2], error, error, *events[2:], skip],
+                  [events[0], skip, events[1]]):
+        back = list(unpack(pickle.loads(pickle.dumps(pack(chunk)))))
+        assert back == chunk
+        assert [str(e.cost_usd) for e in back if hasattr(e, "cost_usd")] == \
+            [str(e.cost_usd) for e in chunk if hasattr(e, "cost_usd")]
+    assert isinstance(events[0].cost_usd, Decimal)
+
+
+def test_the_reader_reports_a_crash_after_the_rows_before_it(tmp_path):
+    from datetime import UTC, datetime
+
+    from llmtray.importers.base import Format, Parsed, Skipped
+    from llmtray.importers.pipeline import _read_and_send
+
+    class Breaks(Format):
+        name, label = "breaks", "breaks"
+
+        def items(self, path, options):
+            yield Parsed(2, {"ts": "2026-05-01T10:00:00Z", "provider": "openai", "model": "gpt-4o"})
+            yield Skipped(3, "blank line")
+            raise ZeroDivisionError("boom")
+
+    sent = []
+    _read_and_send(Breaks(), tmp_path / "x", Options(), datetime.now(UTC), lambda kind, payload: sent.append((kind, payload)))
+    assert [kind for kind, _ in sent] == ["rows", "crash"]
+    assert [type(e).__name__ for e in sent[0][1]] == ["UsageEvent", "Skipped"]
+    assert "ZeroDivisionError: boom" in sent[1][1]
