@@ -10,22 +10,36 @@ arrives (Content-Length, chunked or close-delimited framing; chunk data is passe
 chunk ends, so SSE is never held back), TLS through asyncio's `ssl`, connections reused when
 the response was read to its end. `bench/proxy.py` prints all three floors side by side.
 
-What it deliberately doesn't do: HTTP/2 (the proxy spoke HTTP/1.1 under httpx too, see
-`proxy.py`), redirects, cookies, proxies from the environment, retries (a request whose
-connection fails is an error for the caller, never sent twice: LLM calls are not idempotent).
-Exceptions mirror httpx's names (`ConnectError`, `ReadTimeout`, `RemoteProtocolError`, …)
-because those names appear in recorded events' error texts.
+What httpx did by default and this keeps: certificates checked against `SSL_CERT_FILE` /
+`SSL_CERT_DIR` or else certifi's bundle (not the OS store, which python.org's macOS builds and
+frozen apps may lack), and `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY` honoured
+(an http:// proxy: a CONNECT tunnel for https upstreams, absolute-form requests for http ones;
+loopback upstreams never go through one). Exceptions mirror httpx's names (`ConnectError`,
+`ReadTimeout`, `RemoteProtocolError`, …) because those names appear in recorded events' error
+texts. What it deliberately doesn't do: HTTP/2 (the proxy spoke HTTP/1.1 under httpx too, see
+`proxy.py`), redirects, cookies, retries (a request whose connection fails is an error for the
+caller, never sent twice: LLM calls are not idempotent).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
+import ipaddress
+import logging
+import os
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+import urllib.request
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import certifi
+
+log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 256
@@ -95,10 +109,55 @@ class Origin:
 
     @property
     def host_header(self) -> bytes:
+        return self._host() + (b":%d" % self.port if self.port != _DEFAULT_PORTS[self.scheme] else b"")
+
+    @property
+    def authority(self) -> bytes:
+        """host:port, always with the port (a CONNECT target)."""
+        return self._host() + b":%d" % self.port
+
+    def _host(self) -> bytes:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        if self.port != _DEFAULT_PORTS[self.scheme]:
-            host += f":{self.port}"
         return host.encode("idna") if not host.isascii() else host.encode("ascii")
+
+
+@dataclass(frozen=True)
+class ForwardProxy:
+    """An http:// proxy that upstream connections go through."""
+
+    host: str
+    port: int
+    authorization: bytes | None = None  # Proxy-Authorization, from the proxy URL's credentials
+
+
+def environment_proxies() -> dict[str, ForwardProxy]:
+    """Upstream scheme → proxy, from HTTP_PROXY / HTTPS_PROXY / ALL_PROXY (and the OS settings
+    `urllib` reads), as httpx's `trust_env` did. Other kinds of proxy (socks, https://) are
+    skipped with a warning: the connection then goes direct."""
+    found = urllib.request.getproxies()
+    out: dict[str, ForwardProxy] = {}
+    for scheme in ("http", "https"):
+        url = found.get(scheme) or found.get("all")
+        if not url:
+            continue
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme != "http" or not parts.hostname:
+            log.warning("proxy: the %s proxy %r is not an http:// proxy; %s upstreams are reached directly",
+                        scheme, parts._replace(netloc=parts.hostname or "").geturl(), scheme)
+            continue
+        auth = None
+        if parts.username is not None:
+            secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            auth = b"Basic " + base64.b64encode(secret)
+        out[scheme] = ForwardProxy(parts.hostname, parts.port or 80, auth)
+    return out
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 # --- one connection ----------------------------------------------------------------------------
@@ -115,6 +174,8 @@ class _Connection(asyncio.Protocol):
         self.eof = False  # the upstream closed its side (or the socket failed: see `error`)
         self.error: Exception | None = None
         self.idle_since = 0.0
+        self.target_prefix = b""  # through a plain proxy: requests name the origin (absolute-form)
+        self.proxy_authorization: bytes | None = None
         self.discarded = False  # closed by the pool; its place there already freed
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
@@ -320,9 +381,11 @@ class UpstreamClient:
     """Keep-alive connections per origin, used from one event loop (created on it, lazily)."""
 
     def __init__(self, *, max_connections: int = 256, max_idle: int = 64, keepalive_expiry: float = 30.0,
-                 ssl_context: ssl.SSLContext | None = None):
+                 ssl_context: ssl.SSLContext | None = None, proxies: Mapping[str, ForwardProxy] | None = None):
+        """`proxies` (upstream scheme → proxy) defaults to the environment's."""
         self.max_connections, self.max_idle, self.keepalive_expiry = max_connections, max_idle, keepalive_expiry
         self._ssl = ssl_context
+        self._proxies = environment_proxies() if proxies is None else dict(proxies)
         self._idle: dict[Origin, list[_Connection]] = {}
         self._n_idle = 0
         self._open = 0  # connections open or being opened
@@ -332,8 +395,13 @@ class UpstreamClient:
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:  # built on first HTTPS use: loading the system CAs takes a while
-            self._ssl = ssl.create_default_context()
+        if self._ssl is None:  # built on first HTTPS use: loading the CAs takes a while
+            if os.environ.get("SSL_CERT_FILE"):
+                self._ssl = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+            elif os.environ.get("SSL_CERT_DIR"):
+                self._ssl = ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+            else:
+                self._ssl = ssl.create_default_context(cafile=certifi.where())
             self._ssl.set_alpn_protocols(["http/1.1"])
         return self._ssl
 
@@ -343,9 +411,12 @@ class UpstreamClient:
         Content-Length; `headers` must hold no framing headers of their own."""
         conn = await self._acquire(origin, timeouts)
         try:
-            head = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method.encode("ascii"), target, origin.host_header)]
+            head = [b"%s %s%s HTTP/1.1\r\nHost: %s\r\n" % (method.encode("ascii"), conn.target_prefix, target,
+                                                           origin.host_header)]
             if body or method in ("POST", "PUT", "PATCH"):
                 head.append(b"Content-Length: %d\r\n" % len(body))
+            if conn.proxy_authorization:
+                head.append(b"Proxy-Authorization: %s\r\n" % conn.proxy_authorization)
             head += [b"%s: %s\r\n" % pair for pair in headers]
             head.append(b"\r\n")
             if len(body) < 65536:
@@ -414,7 +485,7 @@ class UpstreamClient:
                     keep_alive = True
         if status == 101:
             raise RemoteProtocolError("the upstream switched protocols; the proxy relays HTTP/1.1 only")
-        if method == "HEAD" or status in (204, 304):
+        if method == "HEAD" or status in (204, 304) or (method == "CONNECT" and 200 <= status < 300):
             length, chunked = 0, False
         elif chunked:
             keep_alive = keep_alive and length is None  # with a Content-Length too: chunked wins, then close
@@ -476,16 +547,50 @@ class UpstreamClient:
     async def _connect(self, origin: Origin, timeout: float) -> _Connection:
         loop = asyncio.get_running_loop()
         tls = self.ssl_context if origin.scheme == "https" else None
+        proxy = self._proxies.get(origin.scheme)
+        if proxy is not None and (_is_loopback(origin.host) or urllib.request.proxy_bypass(origin.host)):
+            proxy = None  # NO_PROXY
+        host, port = (proxy.host, proxy.port) if proxy is not None else (origin.host, origin.port)
+        direct_tls = tls if proxy is None else None
+        conn: _Connection | None = None
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(loop, self, origin, self._live), origin.host, origin.port, ssl=tls,
-                    server_hostname=origin.host if tls else None, ssl_handshake_timeout=timeout if tls else None)
-        except TimeoutError:
-            raise ConnectTimeout(f"no connection to {origin.host}:{origin.port} within {timeout:g} s") from None
-        except (OSError, ssl.SSLError) as exc:
-            raise ConnectError(str(exc) or type(exc).__name__) from None
+                    lambda: _Connection(loop, self, origin, self._live), host, port, ssl=direct_tls,
+                    server_hostname=origin.host if direct_tls else None,
+                    ssl_handshake_timeout=timeout if direct_tls else None)
+                if proxy is not None and tls is not None:
+                    await self._tunnel(conn, proxy, tls, timeout)
+                elif proxy is not None:
+                    conn.target_prefix = b"http://" + origin.host_header
+                    conn.proxy_authorization = proxy.authorization
+        except BaseException as exc:
+            if conn is not None and conn.transport is not None:
+                conn.transport.abort()
+            via = f" through the proxy {proxy.host}:{proxy.port}" if proxy is not None else ""
+            if isinstance(exc, TimeoutError):
+                raise ConnectTimeout(f"no connection to {origin.host}:{origin.port}{via} within {timeout:g} s") from None
+            if isinstance(exc, (OSError, ssl.SSLError, RemoteProtocolError)):
+                raise ConnectError(f"{str(exc) or type(exc).__name__}{via}") from None
+            raise
         return conn
+
+    async def _tunnel(self, conn: _Connection, proxy: ForwardProxy, tls: ssl.SSLContext, timeout: float) -> None:
+        """CONNECT through `proxy`, then TLS with the upstream inside the tunnel."""
+        origin = conn.origin
+        head = b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n" % (origin.authority, origin.authority)
+        if proxy.authorization:
+            head += b"Proxy-Authorization: %s\r\n" % proxy.authorization
+        assert conn.transport is not None
+        conn.transport.write(head + b"\r\n")
+        answer = await self._response(conn, "CONNECT", timeout)
+        if not 200 <= answer.status_code < 300:
+            raise ConnectError(f"the proxy {proxy.host}:{proxy.port} refused a tunnel to {origin.host}:{origin.port}: "
+                               f"HTTP {answer.status_code} {answer.reason.decode('latin-1')}")
+        transport = await asyncio.get_running_loop().start_tls(
+            conn.transport, conn, tls, server_hostname=origin.host, ssl_handshake_timeout=timeout)
+        assert transport is not None
+        conn.transport = transport
 
     def _release(self, conn: _Connection) -> None:
         """A connection whose response was read to the end: kept for the next request."""

@@ -1,11 +1,12 @@
 """The proxy's own HTTP/1.1 upstream client against scripted servers on real sockets: framings
 (Content-Length, chunked split anywhere, close-delimited), keep-alive reuse, an upstream that
-closes a pooled connection, broken answers, timeouts, the pool limit, and TLS with a
-self-signed certificate."""
+closes a pooled connection, broken answers, timeouts, the pool limit, TLS with a self-signed
+certificate, and forward proxies (a CONNECT tunnel, absolute-form requests, the environment)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import ipaddress
 import socket
@@ -20,8 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from llmtray.ingest.upstream_client import (ConnectError, Origin, PoolTimeout, ReadTimeout, RemoteProtocolError,
-                                            Timeouts, UpstreamClient, UpstreamResponse)
+from llmtray.ingest.upstream_client import (ConnectError, ForwardProxy, Origin, PoolTimeout, ReadTimeout,
+                                            RemoteProtocolError, Timeouts, UpstreamClient, UpstreamResponse,
+                                            environment_proxies)
 
 FAST = Timeouts.all(5.0)
 Script = Callable[[socket.socket, int], None]
@@ -363,7 +365,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.DNSName("upstream.test"),
                                                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
             .sign(key, hashes.SHA256()))
@@ -394,3 +396,108 @@ def test_tls_upstream_verified_against_its_certificate(serve, certificate):
             await call(client, server)
 
     run(untrusted)
+
+
+# --- forward proxies -----------------------------------------------------------------------------
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def tunnelling_proxy(target_port: int, seen: list[bytes], status: bytes = b"200 Connection established") -> Script:
+    """A CONNECT proxy that sends every tunnel to 127.0.0.1:`target_port` (whatever host was named)."""
+    def script(sock: socket.socket, n: int) -> None:
+        head = read_request(sock)
+        seen.append(head)
+        sock.sendall(b"HTTP/1.1 %s\r\n\r\n" % status)
+        if not status.startswith(b"200"):
+            return
+        with socket.create_connection(("127.0.0.1", target_port), timeout=10) as upstream:
+            back = threading.Thread(target=_pipe, args=(upstream, sock))
+            back.start()
+            _pipe(sock, upstream)
+            back.join(10)
+    return script
+
+
+def test_https_upstream_through_a_connect_tunnel(serve, certificate):
+    cert, key = certificate
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    upstream = serve(keep_answering, tls=server_ctx)
+    seen: list[bytes] = []
+    proxy = serve(tunnelling_proxy(upstream.port, seen))
+    origin = Origin("https", "upstream.test", 443)  # only the proxy resolves it; TLS checks the name
+
+    async def go(client: UpstreamClient) -> list[bytes]:
+        bodies = []
+        for _ in range(2):
+            response = await client.send("GET", origin, b"/v1/models", [], b"", FAST)
+            bodies.append(await response.read())
+            response.close()
+        return bodies
+
+    via = {"https": ForwardProxy("127.0.0.1", proxy.port, b"Basic dTpw")}
+    assert run(go, ssl_context=ssl.create_default_context(cafile=str(cert)), proxies=via) == [b'{"ok": true}'] * 2
+    assert seen == [b"CONNECT upstream.test:443 HTTP/1.1\r\nHost: upstream.test:443\r\n"
+                    b"Proxy-Authorization: Basic dTpw\r\n\r\n"]  # one tunnel, kept alive
+    assert upstream.connections == 1
+
+
+def test_a_refused_tunnel_is_a_connect_error(serve):
+    proxy = serve(tunnelling_proxy(1, [], b"407 Proxy Authentication Required"))
+    via = {"https": ForwardProxy("127.0.0.1", proxy.port)}
+
+    async def go(client: UpstreamClient) -> None:
+        with pytest.raises(ConnectError, match="refused a tunnel to upstream.test:443: HTTP 407"):
+            await client.send("GET", Origin("https", "upstream.test", 443), b"/", [], b"", FAST)
+        assert client.open_connections == 0
+
+    run(go, proxies=via)
+
+
+def test_http_upstream_through_a_proxy_gets_absolute_form_requests(serve):
+    seen: list[bytes] = []
+
+    def script(sock: socket.socket, n: int) -> None:
+        while request := read_request(sock):
+            seen.append(request.split(b"\r\n\r\n")[0])
+            sock.sendall(answer())
+
+    proxy = serve(script)
+    via = {"http": ForwardProxy("127.0.0.1", proxy.port, b"Basic dTpw")}
+    origin = Origin("http", "upstream.test", 8080)
+
+    async def go(client: UpstreamClient) -> bytes:
+        response = await client.send("GET", origin, b"/v1/models?x=1", [(b"Authorization", b"Bearer k")], b"", FAST)
+        try:
+            return await response.read()
+        finally:
+            response.close()
+
+    assert run(go, proxies=via) == b'{"ok": true}'
+    assert seen == [b"GET http://upstream.test:8080/v1/models?x=1 HTTP/1.1\r\nHost: upstream.test:8080\r\n"
+                    b"Proxy-Authorization: Basic dTpw\r\nAuthorization: Bearer k"]
+
+
+def test_proxies_come_from_the_environment(monkeypatch, caplog):
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                 "NO_PROXY", "REQUEST_METHOD"):
+        monkeypatch.delenv(name, raising=False)
+    assert environment_proxies() == {}
+    monkeypatch.setenv("HTTPS_PROXY", "http://us%40er:p%3Ass@proxy.corp:3128")
+    monkeypatch.setenv("ALL_PROXY", "socks5://proxy.corp:1080")
+    with caplog.at_level("WARNING"):
+        proxies = environment_proxies()
+    assert proxies == {"https": ForwardProxy("proxy.corp", 3128, b"Basic " + base64.b64encode(b"us@er:p:ss"))}
+    assert "the http proxy 'socks5://proxy.corp' is not an http:// proxy" in caplog.text  # no credentials logged
