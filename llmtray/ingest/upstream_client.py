@@ -569,7 +569,8 @@ class UpstreamClient:
                 conn.transport.abort()
             via = f" through the proxy {proxy.host}:{proxy.port}" if proxy is not None else ""
             if isinstance(exc, TimeoutError):
-                raise ConnectTimeout(f"no connection to {origin.host}:{origin.port}{via} within {timeout:g} s") from None
+                raise ConnectTimeout(f"no connection to {origin.host}:{origin.port}{via} "
+                                     f"within {timeout:g} s") from None
             if isinstance(exc, (OSError, ssl.SSLError, RemoteProtocolError)):
                 raise ConnectError(f"{str(exc) or type(exc).__name__}{via}") from None
             raise
