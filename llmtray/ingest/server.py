@@ -2,7 +2,7 @@
 
 Why asyncio on a thread of its own: the GUI thread never waits for ingest, the headless daemon
 needs no Qt, thousands of idle keep-alive connections cost no threads, and the metering proxy
-can stream through httpx's async client (connection pooling) on the same loop. Blocking work
+streams through its own pooled upstream client (`upstream_client`) on the same loop. Blocking work
 stays off the loop: commits happen on the writer thread (requests await a future), summaries
 and the validation of large bodies run on one worker thread.
 
@@ -19,7 +19,7 @@ Origin/Host guard (and the bearer-token check if `token_required`). The request 
 are decoded; larger than `max_body_bytes` → 413 before the handler runs). Return
 `Response(status, headers, body)`; `body` is bytes or an async iterator of byte chunks: each
 chunk is written and flushed as it arrives (SSE), with backpressure. When the client goes away
-mid-stream, iteration stops and the iterator's `aclose()` is awaited (closing an httpx stream
+mid-stream, iteration stops and the iterator's `aclose()` is awaited (closing an upstream stream
 inside it releases the upstream connection); the same happens after normal completion, so a
 `finally:` in an async generator is the place to record the usage event. Hop-by-hop headers
 (Connection, Transfer-Encoding, Content-Length of a stream …) are dropped: the server frames.
