@@ -50,14 +50,14 @@ def _cpu(who: int) -> float:
 
 
 def llmtray_import(path: Path, db: Path, fmt: str | None, mapping: ColumnMapping | None,
-                   parallel: bool) -> tuple[float, int, float, float]:
+                   parallel: bool, dry_run: bool = False) -> tuple[float, int, float, float]:
     """(seconds, rows imported, CPU s of this process, CPU s of the reader process)."""
     store = Store.open(db)
     try:
         store.pricer.price  # noqa: B018 - prices load once per process, not per import
         cpu, children = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        result = Importer(store, parallel=parallel).run(path, format_name=fmt, mapping=mapping)
+        result = Importer(store, parallel=parallel).run(path, format_name=fmt, mapping=mapping, dry_run=dry_run)
         seconds = time.perf_counter() - start
         return (seconds, result.imported, _cpu(resource.RUSAGE_SELF) - cpu,
                 _cpu(resource.RUSAGE_CHILDREN) - children)
@@ -144,6 +144,11 @@ def main() -> None:
             n = paired[1] or 1
             print(f"    CPU per row, 2 processes: main {paired[2] / n * 1e6:.1f} µs, reader {paired[3] / n * 1e6:.1f} µs"
                   f" (one process: {alone[2] / (alone[1] or 1) * 1e6:.1f} µs)")
+            for label, parallel in (("one process", False), ("2 processes", True)):
+                dry = llmtray_import(path, work / f"dry-{parallel}.db", fmt, mapping, parallel, dry_run=True)
+                print(f"    --dry-run, {label} (all but price + store): {dry[1] / dry[0]:,.0f} r/s; CPU per row "
+                      f"{dry[2] / (dry[1] or 1) * 1e6:.1f} µs" + (f" + reader {dry[3] / (dry[1] or 1) * 1e6:.1f} µs"
+                                                               if parallel else ""))
             breakdown = phases(path, fmt, mapping, work, min(args.sample, args.rows))
             for stage, us in breakdown.items():
                 print(f"    {stage:<28}{us:>8.1f} µs/row")

@@ -13,7 +13,7 @@ from typing import Any
 from llmtray.core import usage
 from llmtray.importers.base import Head, Options, RowProblem
 from llmtray.importers.csvformat import CsvFormat
-from llmtray.importers.mapping import ColumnMapping
+from llmtray.importers.mapping import TARGETS, ColumnMapping
 from llmtray.importers.values import decimal_number_fast, key_id, money, stable_id, text, timestamp_fast, whole_fast
 
 _COUNTS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -37,7 +37,7 @@ class GenericCsv(CsvFormat):
         mapping: ColumnMapping = options.mapping
         values = {**mapping.constants, **{name: row[column] for name, column in mapping.columns.items()}}
         row_id = stable_id(self.name, *row.values(), *sorted(mapping.constants.items()))
-        return _event(values, mapping.columns, row_id)
+        return _Plan(mapping).event(values, row_id)
 
     def fast_row(self, header: tuple[str, ...], options: Options) -> Callable[[list[str]], dict[str, Any] | None] | None:
         """`row()` without the row dict: fields read by position, the id's key joined directly."""
@@ -46,54 +46,65 @@ class GenericCsv(CsvFormat):
         mapping: ColumnMapping = options.mapping
         at = {column: i for i, column in enumerate(header)}
         fields = tuple((name, at[column]) for name, column in mapping.columns.items())
-        constants, labels = dict(mapping.constants), mapping.columns
+        constants = dict(mapping.constants)
         id_suffix = "".join(f"\x1f{pair}" for pair in sorted(mapping.constants.items()))
-        name = self.name
+        event, name = _Plan(mapping).event, self.name
 
         def fast(cells: list[str]) -> dict[str, Any] | None:
             values = constants.copy()
             for field, i in fields:
                 values[field] = cells[i]
-            return _event(values, labels, key_id(name, "\x1f".join(cells) + id_suffix))
+            return event(values, key_id(name, "\x1f".join(cells) + id_suffix))
 
         return fast
 
 
-def _event(values: Mapping[str, str], labels: Mapping[str, str], row_id: str) -> dict[str, Any] | None:
-    """The event of one row's mapped `values` (field → cell text); errors name the user's
-    column (`labels`: field → column), not our field."""
-    counts = {name: whole_fast(values[name], labels.get(name, name)) for name in _COUNTS if name in values}
-    requests = whole_fast(values["requests"], labels.get("requests", "requests")) if "requests" in values else 1
-    if "cost_cents" in values:
-        cost = money(values["cost_cents"], labels.get("cost_cents", "cost_cents"), cents=True)
-    else:
-        cost = money(values.get("cost_usd"), labels.get("cost_usd", "cost_usd"))
-    model = text(values.get("model"))
-    if not any(counts.values()) and cost in (None, "0") and (requests == 0 or model is None):
-        return None
-    if model is None:
-        raise RowProblem(f"{labels.get('model', 'model')}: no model")
-    provider = text(values.get("provider"))
-    if provider is None:
-        raise RowProblem(f"{labels.get('provider', 'provider')}: no provider")
-    event: dict[str, Any] = {
-        "id": row_id,
-        "ts": timestamp_fast(values.get("ts") or "", labels.get("ts", "ts")),
-        "provider": provider.lower(),
-        "model": model,
-        "requests": max(requests, 1),
-        **counts,
-        "cost_usd": cost,
-    }
-    if "latency_ms" in values:
-        event["latency_ms"] = decimal_number_fast(values["latency_ms"], labels.get("latency_ms", "latency_ms"))
-    for name in _TEXTS:
-        if name in values:
+class _Plan:
+    """What a mapping fills and how each field is labelled in errors (the user's column, not
+    our field name), worked out once per file instead of once per row."""
+
+    def __init__(self, mapping: ColumnMapping):
+        present = {*mapping.columns, *mapping.constants}
+        label = {name: mapping.columns.get(name, name) for name in TARGETS}
+        self.label = label
+        self.counts = tuple((name, label[name]) for name in _COUNTS if name in present)
+        self.requests = "requests" in present
+        self.cost = ("cost_cents", True) if "cost_cents" in present else ("cost_usd", False)
+        self.latency = "latency_ms" in present
+        self.texts = tuple(name for name in _TEXTS if name in present)
+        self.tier, self.status = "service_tier" in present, "status" in present
+
+    def event(self, values: Mapping[str, str], row_id: str) -> dict[str, Any] | None:
+        """The event of one row's mapped `values` (field → cell text), or None for a row
+        without usage."""
+        label = self.label
+        counts = {name: whole_fast(values[name], column) for name, column in self.counts}
+        requests = whole_fast(values["requests"], label["requests"]) if self.requests else 1
+        cost_field, cents = self.cost
+        cost = money(values.get(cost_field), label[cost_field], cents=cents)
+        model = text(values.get("model"))
+        if not any(counts.values()) and cost in (None, "0") and (requests == 0 or model is None):
+            return None
+        if model is None:
+            raise RowProblem(f"{label['model']}: no model")
+        provider = text(values.get("provider"))
+        if provider is None:
+            raise RowProblem(f"{label['provider']}: no provider")
+        event: dict[str, Any] = {
+            "id": row_id,
+            "ts": timestamp_fast(values.get("ts") or "", label["ts"]),
+            "provider": provider.lower(),
+            "model": model,
+            "requests": max(requests, 1),
+            **counts,
+            "cost_usd": cost,
+        }
+        if self.latency:
+            event["latency_ms"] = decimal_number_fast(values["latency_ms"], label["latency_ms"])
+        for name in self.texts:
             event[name] = text(values[name])
-    tier = text(values.get("service_tier"))
-    if tier is not None:
-        event["service_tier"] = usage.service_tier(tier) or tier
-    status = text(values.get("status"))
-    if status is not None:
-        event["status"] = _STATUS.get(status.lower(), status)
-    return event
+        if self.tier and (tier := text(values["service_tier"])) is not None:
+            event["service_tier"] = usage.service_tier(tier) or tier
+        if self.status and (status := text(values["status"])) is not None:
+            event["status"] = _STATUS.get(status.lower(), status)
+        return event

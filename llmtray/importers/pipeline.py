@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import repeat
-from operator import attrgetter
+from operator import attrgetter, is_
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +76,15 @@ def use_reader_process(path: Path, parallel: bool | None) -> bool:
         size = path.stat().st_size
     except OSError:
         return False  # the in-process reader reports it
-    return size >= PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1
+    return size >= PARALLEL_MIN_BYTES and _usable_cores() > 1
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (a container or `taskset` may allow fewer than exist)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 @contextmanager
@@ -206,7 +214,8 @@ def pack(chunk: list[Entry]) -> Packed:
     for value_of in _FIELD_VALUES:
         column = list(map(value_of, events))
         first = column[0] if column else None
-        columns.append((first,) if all(v is first for v in column) else column)
+        constant = column[-1] is first and all(map(is_, column, repeat(first))) if column else True
+        columns.append((first,) if constant else column)
     return len(events), columns, others
 
 
