@@ -142,7 +142,8 @@ def main() -> None:
             print(f"{name:<24}{alone[1] / alone[0]:>14,.0f} r/s{paired[1] / paired[0]:>12,.0f} r/s"
                   f"{args.rows / base:>14,.0f} r/s{best * base / args.rows:>8.2f}")
             n = paired[1] or 1
-            print(f"    CPU per row, 2 processes: main {paired[2] / n * 1e6:.1f} µs, reader {paired[3] / n * 1e6:.1f} µs"
+            print(f"    CPU per row, 2 processes: main {paired[2] / n * 1e6:.1f} µs, "
+                  f"reader {paired[3] / n * 1e6:.1f} µs"
                   f" (one process: {alone[2] / (alone[1] or 1) * 1e6:.1f} µs)")
             for label, parallel in (("one process", False), ("2 processes", True)):
                 dry = llmtray_import(path, work / f"dry-{parallel}.db", fmt, mapping, parallel, dry_run=True)

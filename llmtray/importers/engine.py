@@ -3,8 +3,8 @@ counting, and store in chunks — in constant memory, whatever the file's size.
 
 Every row a format yields goes through `llmtray.core.events.event_errors` (the same validation
 as the HTTP API; for a big file in a second process, see `llmtray.importers.pipeline`), then
-through `Store.add` in chunks of a few thousand, each chunk its own transaction. An import is one dataset (file, format, time, counts) that can be listed and
-removed. Cancelling, or a file that turns unreadable midway, leaves the dataset **partial**:
+through `Store.add` in chunks of a few thousand, each chunk its own transaction. An import is
+one dataset (file, format, time, counts) that can be listed and removed. Cancelling, or a file that turns unreadable midway, leaves the dataset **partial**:
 the chunks already committed stay (consistent, counted and removable as one), and importing the
 file again completes it, since rows already stored are duplicates.
 """

@@ -1,12 +1,13 @@
 """Reading, mapping and validating a big file in a second process while this one stores it.
 
-Per row, reading CSV, mapping cells to an event dict and validating it is pure Python, about
-as costly as pricing and inserting; run side by side on two cores the import takes the longer
-of the two instead of their sum. The reader process sends what it made in chunks through a
-pipe, in file order: validated `UsageEvent`s, `Restored` events that carry stored pricing,
-and the `Skipped` rows and `RowError`s. A chunk's events travel column by column (a column with
-the same object in every row, such as `operation` or a zero token count, as that one value):
-half the pickling cost of whole events, and each event is rebuilt by one constructor call. The pipe holds at most a chunk or two, so memory stays flat however big the
+Reading CSV, mapping cells to an event dict and validating it is pure Python and a large share
+of an import's work per row; run beside the storing on a second core, the import takes the
+longer of the two instead of their sum. The reader process sends what it made in chunks
+through a pipe, in file order: validated `UsageEvent`s, `Restored` events that carry stored
+pricing, and the `Skipped` rows and `RowError`s. A chunk's events travel column by column (a
+column holding the same object in every row, such as `operation` or a zero token count, as
+that one value): half the pickling cost of whole events, and each event is rebuilt by one
+constructor call. The pipe holds a chunk or two at most, so memory stays flat however big the
 file, and leaving the stream early (cancel, an error) stops the reader.
 
 Small files, frozen apps and machines with one core are read in this process, by the very same
@@ -139,7 +140,8 @@ def _received(process: subprocess.Popen, options: Options) -> Iterator[Entry]:
         try:
             kind, payload, done, total = pickle.load(stream)
         except EOFError:
-            raise ImportFileError(f"the file's reader process stopped unexpectedly (exit code {process.wait()})") from None
+            code = process.wait()
+            raise ImportFileError(f"the file's reader process stopped unexpectedly (exit code {code})") from None
         meter.done, meter.total = done, total
         if kind == "rows":
             yield from unpack(payload)

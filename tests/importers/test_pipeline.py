@@ -60,8 +60,9 @@ def test_every_fixture_imports_the_same_in_a_reader_process(tmp_path, path):
 def test_big_generated_files_import_the_same(tmp_path):
     mapping = ColumnMapping({"ts": "When", "provider": "Vendor", "model": "Model", "input_tokens": "Prompt",
                              "output_tokens": "Completion", "cost_usd": "Spend"})
+    generic = {"format_name": "generic-csv", "mapping": mapping}
     for path, kw in ((openrouter_generations(tmp_path / "gen.csv", 7_000), {}),
-                     (generic_rows(tmp_path / "generic.csv", 7_000), {"format_name": "generic-csv", "mapping": mapping})):
+                     (generic_rows(tmp_path / "generic.csv", 7_000), generic)):
         here = _import(tmp_path, f"here-{path.stem}", path, parallel=False, **kw)
         there = _import(tmp_path, f"there-{path.stem}", path, parallel=True, **kw)
         assert there == here and here[0][3] == 7_000
@@ -165,7 +166,8 @@ def test_the_reader_reports_a_crash_after_the_rows_before_it(tmp_path):
             raise ZeroDivisionError("boom")
 
     sent = []
-    _read_and_send(Breaks(), tmp_path / "x", Options(), datetime.now(UTC), lambda kind, payload: sent.append((kind, payload)))
+    _read_and_send(Breaks(), tmp_path / "x", Options(), datetime.now(UTC),
+                   lambda kind, payload: sent.append((kind, payload)))
     assert [kind for kind, _ in sent] == ["rows", "crash"]
     assert [type(e).__name__ for e in sent[0][1]] == ["UsageEvent", "Skipped"]
     assert "ZeroDivisionError: boom" in sent[1][1]
