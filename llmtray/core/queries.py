@@ -16,8 +16,8 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from llmtray.core import periods
-from llmtray.core.db import (BUCKET_US, DAY_US, PLAIN_LEVELS, ROLLUP_DIMENSIONS, ROLLUP_USER_DAY, TAG_LEVELS,
-                             TAG_USER_LEVELS, USER_LEVELS, Level)
+from llmtray.core.db import (BUCKET_US, DAY_US, PLAIN_LEVELS, ROLLUP_DIMENSIONS, ROLLUP_USER_TOTAL_DAY,
+                             TAG_LEVELS, TAG_USER_LEVELS, USER_LEVELS, USER_TOTAL_LEVELS, Level)
 
 SUMS = ("events", "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
         "cache_write_1h_tokens", "reasoning_tokens", "cost_nanos", "unpriced")
@@ -266,7 +266,7 @@ class Queries:
         """Values seen for a dimension, for filter pickers and budget scopes."""
         if dimension not in GROUPABLE:
             raise ValueError(f"unknown dimension {dimension!r}")
-        table = "rollup_day" if dimension in ROLLUP_DIMENSIONS else ROLLUP_USER_DAY.table
+        table = "rollup_day" if dimension in ROLLUP_DIMENSIONS else ROLLUP_USER_TOTAL_DAY.table
         return [v for (v,) in self.conn.execute(f"SELECT DISTINCT {dimension} FROM {table} ORDER BY 1") if v]
 
     def daily(self, f: Filters, first: date, last: date, split: str = "model", top: int = 8) -> DailySeries:
@@ -445,13 +445,18 @@ def _levels_for(f: Filters, group: tuple[str, ...],
         clauses, args = ["key = ?"], [tag_key]
     elif f.tags:
         clauses, args = ["key = ?", "value = ?"], list(f.tags[0])
+    elif not by_user:
+        return PLAIN_LEVELS, [], []
     else:
-        return (USER_LEVELS if by_user else PLAIN_LEVELS), [], []
+        return (USER_TOTAL_LEVELS if _only_user(f, group) else USER_LEVELS), [], []
     if not by_user:
         return TAG_LEVELS, clauses, args
-    if set(f._dims()) <= {"user"} and set(group) <= {"user", "bucket", "value"}:
-        return TAG_USER_LEVELS, clauses, args
-    return (), [], []
+    return (TAG_USER_LEVELS, clauses, args) if _only_user(f, group) else ((), [], [])
+
+
+def _only_user(f: Filters, group: tuple[str, ...]) -> bool:
+    """Whether `f` and `group` need no dimension but the end user (levels keyed by user alone)."""
+    return set(f._dims()) <= {"user"} and set(group) <= {"user", "bucket", "value"}
 
 
 def _cover(start: int | None, end: int | None, cuts: list[int],
