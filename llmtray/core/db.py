@@ -221,14 +221,15 @@ def rebuild_rollups(conn: sqlite3.Connection) -> None:
         " FROM event_tag t JOIN event e ON e.id = t.event GROUP BY 1, 2, 3, 4"
     )
     _fill_levels(conn, levels)
-    if "event_tag_time" in tables:
-        conn.execute("DELETE FROM event_tag_time")
-        _fill_tag_times(conn)
+    if "event_tag_latency" in tables:
+        conn.execute("DELETE FROM event_tag_latency")
+        _fill_tag_latencies(conn)
 
 
-def _fill_tag_times(conn: sqlite3.Connection) -> None:
-    conn.execute("INSERT INTO event_tag_time (key, value, ts, event)"
-                 " SELECT t.key, t.value, e.ts, e.id FROM event_tag t JOIN event e ON e.id = t.event")
+def _fill_tag_latencies(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO event_tag_latency (key, value, ts, event, model, latency_ms)"
+                 " SELECT t.key, t.value, e.ts, e.id, e.model, e.latency_ms FROM event_tag t JOIN event e ON e.id = t.event"
+                 " WHERE e.status = 'ok' AND e.latency_ms IS NOT NULL")
 
 
 def _tables(conn: sqlite3.Connection) -> set[str]:
@@ -366,11 +367,12 @@ def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
     _execute_script(conn, """
         -- The latency view takes the newest N successful calls under the filters: this walks
         -- them newest first without reading rows that a provider/model/feature/source filter
-        -- rejects, and event_tag_time walks a tag's events newest first.
+        -- rejects; event_tag_latency does the same for the calls that carry a tag.
         CREATE INDEX event_latency ON event (ts, id, provider, model, feature, source, latency_ms)
             WHERE status = 'ok' AND latency_ms IS NOT NULL;
-        CREATE TABLE event_tag_time (
+        CREATE TABLE event_tag_latency (
             key TEXT NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL, event INTEGER NOT NULL,
+            model TEXT NOT NULL, latency_ms REAL NOT NULL,
             PRIMARY KEY (key, value, ts, event)
         ) WITHOUT ROWID;
         """)
@@ -395,7 +397,7 @@ def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
             DELETE FROM rollup_tag WHERE {tag_match} AND events = 0;
             UPDATE rollup_tag_user_hour SET {all_sums} WHERE {tag_user_match};
             DELETE FROM rollup_tag_user_hour WHERE {tag_user_match} AND events = 0;
-            DELETE FROM event_tag_time WHERE {old_tags} AND ts = OLD.ts AND event = OLD.id;
+            DELETE FROM event_tag_latency WHERE {old_tags} AND ts = OLD.ts AND event = OLD.id;
             DELETE FROM event_tag WHERE event = OLD.id;
         END;
         CREATE TRIGGER event_tag_levels_reprice AFTER UPDATE OF cost_nanos ON event BEGIN
@@ -411,7 +413,7 @@ def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
         END;
         """)
     _fill_levels(conn, new)
-    _fill_tag_times(conn)
+    _fill_tag_latencies(conn)
 
 
 def _create_level(conn: sqlite3.Connection, level: Level) -> None:

@@ -338,20 +338,24 @@ class Queries:
         to read, while the latest tens of thousands say the same about how fast each model
         answers now. They are found newest first through `event_latency` (which holds the
         filterable columns, so rejected calls cost no row read) or, under a tag filter, through
-        that tag's `event_tag_time` entries."""
+        that tag's `event_tag_latency` entries (the same calls, by tag)."""
         tag = f.tags[0] if newest is not None and f.tags else None
-        clauses, args = _raw_clauses(replace(f, tags=f.tags[1:]).between(None, None) if tag else f)
-        clauses += ["e.status = 'ok'", "e.latency_ms IS NOT NULL"]  # event_latency's condition, word for word
-        source, newest_first = "event e", "e.ts DESC, e.id DESC"
-        if tag is not None:
-            source, newest_first = "event_tag_time x CROSS JOIN event e ON e.id = x.event", "x.ts DESC, x.event DESC"
+        if tag is None:
+            clauses, args = _raw_clauses(f)
+            clauses += ["e.status = 'ok'", "e.latency_ms IS NOT NULL"]  # event_latency's condition, word for word
+            source, cols, newest_first = "event e", "e.model, e.latency_ms", "e.ts DESC, e.id DESC"
+        else:
+            clauses, args = _raw_clauses(replace(f, tags=f.tags[1:]).between(None, None))
+            source, cols, newest_first = "event_tag_latency x", "x.model, x.latency_ms", "x.ts DESC, x.event DESC"
+            if len(clauses) > 1:  # other filters: read the rows they need
+                source += " CROSS JOIN event e ON e.id = x.event"
             clauses += ["x.key = ?", "x.value = ?"]
             args += list(tag)
             for bound, op in ((f.start_us, ">="), (f.end_us, "<")):
                 if bound is not None:
                     clauses.append(f"x.ts {op} ?")
                     args.append(bound)
-        sql = f"SELECT e.model, e.latency_ms FROM {source} WHERE {' AND '.join(clauses)}"
+        sql = f"SELECT {cols} FROM {source} WHERE {' AND '.join(clauses)}"
         if newest is not None:
             sql += f" ORDER BY {newest_first} LIMIT ?"
             args.append(newest)

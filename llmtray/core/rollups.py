@@ -3,8 +3,8 @@
 Rows arrive in the store's column layout (`llmtray.core.store.COLUMNS`); the positions below
 name the rollup key and sums in that layout, and a test checks they still match it. The store
 writes the bottom level of each family (`rollup`, `rollup_tag`, `rollup_user_hour`,
-`rollup_tag_user_hour`, and the older `tag_rollup`) and `event_tag_time`; triggers sum the coarser levels from these (DB
-migration 5).
+`rollup_tag_user_hour`, and the older `tag_rollup`) and `event_tag_latency`; triggers sum the
+coarser levels from these (DB migration 5).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ _ROLLUP_UPSERT = _upsert(dbmod.ROLLUP)
 _TAG_LEVEL_UPSERT = _upsert(dbmod.ROLLUP_TAG)
 _USER_LEVEL_UPSERT = _upsert(dbmod.ROLLUP_USER_HOUR)
 _TAG_USER_LEVEL_UPSERT = _upsert(dbmod.ROLLUP_TAG_USER_HOUR)
-_TAG_TIME_INSERT = "INSERT INTO event_tag_time (key, value, ts, event) VALUES (?, ?, ?, ?)"
+_TAG_LATENCY_INSERT = "INSERT INTO event_tag_latency (key, value, ts, event, model, latency_ms) VALUES (?, ?, ?, ?, ?, ?)"
 _TAG_ROLLUP_UPSERT = (
     "INSERT INTO tag_rollup (bucket, key, value, source, events, requests, cost_nanos, unpriced)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET events = events + excluded.events,"
@@ -77,14 +77,15 @@ def add_to_rollups(conn: sqlite3.Connection, rows: list[list[Any]], tag_rows: li
         per_tag: dict[tuple[Any, ...], list[int]] = {}
         per_tag_user: dict[tuple[Any, ...], list[int]] = {}
         old_tag: dict[tuple[Any, ...], list[int]] = {}
-        times: list[tuple[str, str, int, int]] = []
+        latencies: list[tuple[str, str, int, int, str, float]] = []
         for event_id, key, value in tag_rows:
             r, bucket, dims, sums = by_id[event_id]
             _accumulate(per_tag, (bucket, key, value, *dims), sums)
             _accumulate(per_tag_user, (r[2] // dbmod.HOUR_US, key, value, r[USER_POSITION]), sums)
             _accumulate(old_tag, (bucket, key, value, dims[5]), [sums[0], sums[1], sums[8], sums[9]])
-            times.append((key, value, r[2], event_id))
-        conn.executemany(_TAG_TIME_INSERT, times)
+            if r[21] == "ok" and r[19] is not None:  # status, latency_ms: a call the latency view samples
+                latencies.append((key, value, r[2], event_id, r[5], r[19]))
+        conn.executemany(_TAG_LATENCY_INSERT, latencies)
         conn.executemany(_TAG_LEVEL_UPSERT, [(*k, *v) for k, v in per_tag.items()])
         conn.executemany(_TAG_USER_LEVEL_UPSERT, [(*k, *v) for k, v in per_tag_user.items()])
         conn.executemany(_TAG_ROLLUP_UPSERT, [(*k, *v) for k, v in old_tag.items()])

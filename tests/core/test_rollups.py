@@ -15,7 +15,7 @@ from llmtray.core.pricing import Pricer, load_overrides
 from llmtray.core.store import COLUMNS, Store
 
 T0 = datetime(2026, 3, 27, 20, 7, tzinfo=UTC)
-TABLES = ("rollup", "tag_rollup", "event_tag_time", *(lv.table for lv in dbmod.LEVELS if lv is not dbmod.ROLLUP))
+TABLES = ("rollup", "tag_rollup", "event_tag_latency", *(lv.table for lv in dbmod.LEVELS if lv is not dbmod.ROLLUP))
 
 
 def events(n: int, seed: int) -> list[UsageEvent]:
@@ -30,6 +30,7 @@ def events(n: int, seed: int) -> list[UsageEvent]:
             "requests": rng.choice([1, 1, 2]),
             "feature": rng.choice(["chat", "", "search"]), "user": rng.choice(["u1", "u2", "u3", ""]),
             "status": rng.choice(["ok", "ok", "error"]),
+            "latency_ms": round(rng.uniform(50, 900), 1) if rng.random() < 0.8 else None,
             "tags": {k: rng.choice(["a", "b"]) for k in ("team", "exp") if rng.random() < 0.5},
         }, now=T0 + timedelta(days=30)))
     return out
@@ -114,10 +115,11 @@ def test_migration_5_fills_the_new_levels_from_v4_data(tmp_path: Path):
     rows = []
     for i, e in enumerate(events(400, seed=4), start=1):
         rows.append((i, e.ts.timestamp() * 1_000_000 // 1, e.provider, e.model, e.input_tokens, e.requests,
-                     None if e.provider == "acme" else 10 * i, e.feature or "", e.user or "", e.status))
+                     None if e.provider == "acme" else 10 * i, e.feature or "", e.user or "", e.status, e.latency_ms))
     conn.execute("BEGIN")
     conn.executemany("INSERT INTO event (id, ts, received, provider, model, input_tokens, requests, cost_nanos,"
-                     " cost_source, feature, user, status, source) VALUES (?, ?, 0, ?, ?, ?, ?, ?, 'computed', ?, ?, ?, 'api')",
+                     " cost_source, feature, user, status, latency_ms, source)"
+                     " VALUES (?, ?, 0, ?, ?, ?, ?, ?, 'computed', ?, ?, ?, ?, 'api')",
                      rows)
     conn.executemany("INSERT INTO event_tag (event, key, value) VALUES (?, 'team', ?)",
                      [(i, "ab"[i % 2]) for i in range(1, 401, 3)])
@@ -143,6 +145,6 @@ def test_migration_5_fills_the_new_levels_from_v4_data(tmp_path: Path):
 def test_row_positions_name_the_user_and_the_sums():
     """add_to_rollups reads rows by position (store.COLUMNS); these must stay in step."""
     assert COLUMNS[rollups.USER_POSITION] == "user"
-    assert [COLUMNS[i] for i in (13, 7, 8, 9, 10, 11, 12, 14, 2, 0)] == [
+    assert [COLUMNS[i] for i in (13, 7, 8, 9, 10, 11, 12, 14, 2, 0, 5, 19, 21)] == [
         "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-        "cache_write_1h_tokens", "reasoning_tokens", "cost_nanos", "ts", "id"]
+        "cache_write_1h_tokens", "reasoning_tokens", "cost_nanos", "ts", "id", "model", "latency_ms", "status"]
