@@ -34,11 +34,17 @@ from typing import TYPE_CHECKING, Any
 from llmtray.core.events import EVENT_FIELDS, UsageEvent, event_errors
 from llmtray.importers.base import Format, ImportFileError, Item, Options, Parsed, RowError, Skipped
 
+try:
+    import fcntl
+except ImportError:  # Windows: the pipe keeps its default size
+    fcntl = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     from llmtray.core.pricing import Priced
 
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024  # below this, starting a process (~0.3 s) costs more than it saves
-CHUNK_ROWS = 2000
+CHUNK_ROWS = 1000
+PIPE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +133,18 @@ def _start_reader(fmt: Format, path: Path, options: Options, now: datetime) -> s
         process.wait()
         process.stdout.close()
         return None
+    _widen(process.stdout.fileno())
     return process
+
+
+def _widen(pipe: int) -> None:
+    """Room for a few chunks in the pipe (Linux allows 1 MiB unprivileged; the default 64 KiB
+    holds a quarter of one): else the reader waits while we store a chunk, and we wait while it
+    reads the next — one at a time again instead of side by side."""
+    try:
+        fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (AttributeError, OSError):  # not Linux, or a lower limit: the default still works
+        pass
 
 
 _READER = ("import pickle, sys; sys.path[:0] = pickle.load(sys.stdin.buffer); "
