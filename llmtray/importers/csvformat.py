@@ -2,6 +2,9 @@
 
 A concrete format lists the columns that identify it and writes `row()`; this class handles
 opening, column counts, placeholder rows and turning `RowProblem`s into line-numbered errors.
+A format with big files also writes `fast_row()`: `row()` with the header's column positions
+and converters resolved once per file, taking the row's cells as csv.reader gives them; any
+row it does not take the common path for goes through `row()`, the reference.
 """
 
 from __future__ import annotations
