@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from llmtray.core import periods
-from llmtray.core.db import (BUCKET_US, DAY_US, PLAIN_LEVELS, ROLLUP_DIMENSIONS, ROLLUP_USER_TOTAL_DAY,
+from llmtray.core.db import (BUCKET_US, DAY_US, PLAIN_LEVELS, ROLLUP_DIMENSIONS, ROLLUP_TAG_DAY, ROLLUP_USER_TOTAL_DAY,
                              TAG_LEVELS, TAG_USER_LEVELS, USER_LEVELS, USER_TOTAL_LEVELS, Level)
 
 SUMS = ("events", "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
@@ -26,6 +26,8 @@ GROUPABLE = ("provider", "model", "feature", "user", "project", "env", "source",
 PAGE_ORDERS = ("ts", "provider", "model", "feature", "user", "input_tokens", "output_tokens", "cost_nanos",
                "latency_ms", "ttft_ms", "status", "source")
 DIMENSIONS = GROUPABLE
+# Where tag pairs were seen: by day, and by bucket (tag_rollup leads with the bucket) at the edges.
+_TAG_PAIR_LEVELS = (ROLLUP_TAG_DAY, Level("tag_rollup", "bucket", BUCKET_US, ("key", "value"), dims=("source",)))
 _OPEN = (2**62 // DAY_US) * DAY_US  # stands in for an open end of a range: a whole number of every unit
 _RAW_SUMS = (
     "1 AS events, e.requests AS requests, e.input_tokens AS input_tokens, e.output_tokens AS output_tokens,"
@@ -236,14 +238,18 @@ class Queries:
         return rows
 
     def tag_values(self, f: Filters = Filters()) -> list[tuple[str, str]]:
-        """(key, value) tag pairs seen in `f`'s time range, for the tag filter picker."""
-        clauses, params = ["1"], []
-        for bound, op in ((f.start_us, ">="), (f.end_us, "<")):
-            if bound is not None:  # whole UTC days either side: a picker may offer a little more, never less
-                clauses.append(f"day {op} ?")
-                params.append(bound // DAY_US + (op == "<" and bound % DAY_US > 0))
-        sql = f"SELECT DISTINCT key, value FROM rollup_tag_day WHERE {' AND '.join(clauses)} ORDER BY 1, 2"
-        return [(k, v) for k, v in self.conn.execute(sql, params)]
+        """(key, value) tag pairs seen in `f`'s time range, for the tag filter picker: whole UTC
+        days from `rollup_tag_day`, whole buckets at the edges (a picker may offer a little
+        more, never less)."""
+        start = None if f.start_us is None else f.start_us - f.start_us % BUCKET_US
+        end = None if f.end_us is None else -(-f.end_us // BUCKET_US) * BUCKET_US
+        selects = []
+        for level, runs in _cover(start, end, [], _TAG_PAIR_LEVELS)[0]:
+            ranges, where = _ranges_sql(level.time, runs)
+            selects.append(f"SELECT DISTINCT key, value FROM {ranges}{level.table} WHERE {where}")
+        if not selects:
+            return []
+        return [(k, v) for k, v in self.conn.execute(" UNION ".join(selects) + " ORDER BY 1, 2")]
 
     def values_seen(self, dims: tuple[str, ...], f: Filters = Filters()) -> dict[str, list[str]]:
         """The values of several dimensions under `f`, from one scan instead of one per

@@ -367,6 +367,12 @@ def test_user_and_tag_pickers(loaded):
     try:
         q = Queries(store.conn, UTC)
         assert q.tag_values() == sorted({kv for r in rows for kv in r["tagmap"].items()})
+        q15 = 900_000_000
+        for start, end in ((to_us(datetime(2026, 11, 1, 0, 7, tzinfo=UTC)), to_us(datetime(2026, 11, 3, 5, 50, tzinfo=UTC))),
+                           (to_us(datetime(2026, 11, 2, 10, 1, tzinfo=UTC)), to_us(datetime(2026, 11, 2, 10, 20, tzinfo=UTC)))):
+            lo, hi = start - start % q15, -(-end // q15) * q15  # whole buckets either side
+            assert q.tag_values(Filters(start_us=start, end_us=end)) == sorted(
+                {kv for r in rows if lo <= r["ts"] < hi for kv in r["tagmap"].items()})
         assert q.distinct("user") == sorted({r["user"] for r in rows if r["user"]})
     finally:
         store.close()
