@@ -3,6 +3,7 @@
 A thin layer over `llmtray.importers.engine`: it prints, per file, rows read, imported,
 duplicates and errors with their lines (the first 20, then a count), and exits 1 when any row
 or file failed or an import was refused because it overlaps events llmtray observed itself.
+A file with bad rows imports nothing unless `--skip-bad-rows` is given.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=tuple(BY_NAME), metavar="NAME",
                    help=f"skip detection and read the files as NAME: {', '.join(BY_NAME)}")
     p.add_argument("--dry-run", action="store_true", help="read and check everything, store nothing")
+    p.add_argument("--skip-bad-rows", action="store_true",
+                   help="import a file's good rows even if some rows can't be read (they are still listed, "
+                        "and the exit code is still 1); without it, a file with bad rows imports nothing")
     p.add_argument("--overlap", choices=POLICIES[1:], metavar="keep|skip|replace",
                    help="when imported rows fall on days that already have events observed by hooks/proxy "
                         "for the same provider: keep both, skip those rows, or replace the observed events "
@@ -66,12 +70,12 @@ def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
         try:
             mapping = _mapping(args, importer, path)
             result = importer.run(path, format_name=args.format, overlap=args.overlap or "refuse",
-                                  dry_run=args.dry_run, mapping=mapping)
+                                  dry_run=args.dry_run, mapping=mapping, skip_bad_rows=args.skip_bad_rows)
         except ImportFileError as exc:
             print(f"{name}: error: {exc}", file=sys.stderr)
             failed = True
             continue
-        _print(name, result, args.dry_run)
+        _print(name, result, args.dry_run, args.skip_bad_rows)
         failed = failed or not result.ok
     return 1 if failed else 0
 
@@ -106,7 +110,7 @@ def _mapping(args: argparse.Namespace, importer: Importer, path: Path) -> Column
     return guessed
 
 
-def _print(name: str, r: ImportResult, dry_run: bool) -> None:
+def _print(name: str, r: ImportResult, dry_run: bool, skip_bad_rows: bool) -> None:
     print(f"{name}: {r.label} [{r.format}]" + (f", dataset {r.dataset_id}" if r.dataset_id is not None else ""))
     if r.state == "refused":
         print(f"  refused: rows fall on days that already have observed events: {describe(r.overlap)}", file=sys.stderr)
@@ -126,9 +130,12 @@ def _print(name: str, r: ImportResult, dry_run: bool) -> None:
     if r.other_imports:
         print(f"  note: other imports cover the same days: {describe_imports(r.other_imports)}. A provider's usage "
               "and cost exports describe the same spend: keep one (llmtray import --list, --remove ID)")
-    if r.state == "partial":
-        print(f"  stopped early ({r.message or 'cancelled'}); the rows stored so far are kept as a partial dataset",
-              file=sys.stderr)
+    if r.state == "rejected" or (dry_run and r.error_count and not skip_bad_rows):
+        print(f"  {'would not be' if dry_run else 'NOT'} imported: {r.error_count} bad "
+              f"row{'s' if r.error_count != 1 else ''}; nothing {'would be' if dry_run else 'was'} stored from "
+              "this file. Fix them, or run again with --skip-bad-rows to import the good rows", file=sys.stderr)
+    elif r.state == "cancelled":
+        print("  cancelled: nothing was stored from this file", file=sys.stderr)
     for error in r.errors[:SHOW_ERRORS]:
         print(f"  {error}", file=sys.stderr)
     if r.error_count > SHOW_ERRORS:

@@ -4,9 +4,9 @@ progress bar and a cancel button, and read the result with every error's line.
 
 Everything that touches a file or the database runs on a worker thread with its own `Store`
 (DESIGN: the GUI never blocks); the dialog and the worker only talk through queued signals.
-Cancel stops at the next chunk: the rows committed so far stay as a dataset marked *partial*
-(counted, listed by `llmtray import --list`, removable as one), and importing the same file
-again completes it, because rows already stored are duplicates.
+A file imports whole or not at all: Cancel stops at the next chunk and removes what the file
+had stored, and a file with bad rows stores nothing (every error is still listed) unless
+"Skip bad rows" is ticked, which imports its good rows.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from PySide6.QtCore import QCoreApplication, QMetaObject, QObject, Qt, QThread, 
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QTextCursor
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDialog,
     QFileDialog,
@@ -142,8 +143,8 @@ class ImportWorker(QObject):
             info.preview_header, info.preview = header, _raw_rows(Path(info.path))
             info.error = ""
 
-    @Slot(object, str)
-    def run(self, jobs: list[tuple[str, str, object]], overlap: str) -> None:
+    @Slot(object, str, bool)
+    def run(self, jobs: list[tuple[str, str, object]], overlap: str, skip_bad_rows: bool) -> None:
         """Import each (path, format name, mapping) in turn until done or cancelled."""
         for index, (path, format_name, mapping) in enumerate(jobs):
             if self._cancel.is_set():
@@ -154,6 +155,7 @@ class ImportWorker(QObject):
                     Path(path), format_name=format_name or None, overlap=overlap,
                     mapping=mapping if isinstance(mapping, ColumnMapping) else None,
                     progress=lambda p, i=index: self.progressed.emit(i, p), cancel=self._cancel,
+                    skip_bad_rows=skip_bad_rows,
                 )
                 self.file_done.emit(index, result)
             except Exception as exc:  # ImportFileError, a database error: reported per file
@@ -251,7 +253,7 @@ class ImportDialog(QDialog):
 
     imported = Signal(object)
     _inspect = Signal(str, str, object)
-    _run = Signal(object, str)
+    _run = Signal(object, str, bool)
 
     def __init__(self, paths: Paths, parent: QWidget | None = None):
         super().__init__(parent)
@@ -343,6 +345,9 @@ class ImportDialog(QDialog):
         overlap_label.setWordWrap(True)
         overlap_row.addWidget(overlap_label, 1)
         overlap_row.addWidget(self.overlap)
+        self.skip_bad_rows = QCheckBox("Skip bad rows (import the good ones)")
+        self.skip_bad_rows.setToolTip("Off: a file with any row that can't be read imports nothing, and every "
+                                      "bad row is listed so you can fix the file.")
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
@@ -379,6 +384,7 @@ class ImportDialog(QDialog):
         layout.addWidget(intro)
         layout.addWidget(splitter, 1)
         layout.addLayout(overlap_row)
+        layout.addWidget(self.skip_bad_rows)
         layout.addLayout(buttons)
 
     # --- files -----------------------------------------------------------------------
@@ -502,11 +508,11 @@ class ImportDialog(QDialog):
                 for i in rows]
         for i in rows:
             self._set_status(i, "waiting")
-        self._run.emit(jobs, self.overlap.currentData())
+        self._run.emit(jobs, self.overlap.currentData(), self.skip_bad_rows.isChecked())
         self._update_buttons()
 
     def cancel(self) -> None:
-        """Stop after the current chunk; what was committed stays as a partial dataset."""
+        """Stop after the current chunk; the file being imported leaves nothing stored."""
         if self._running:
             self._cancel.set()
             self.progress.setFormat("cancelling…")
@@ -553,6 +559,7 @@ class ImportDialog(QDialog):
         self.add_button.setEnabled(not self._running)
         self.remove_button.setEnabled(not self._running and self.files.currentRow() >= 0)
         self.overlap.setEnabled(not self._running)
+        self.skip_bad_rows.setEnabled(not self._running)
 
     @property
     def running(self) -> bool:
@@ -585,6 +592,10 @@ class ImportDialog(QDialog):
 def _status(r: ImportResult) -> str:
     if r.state == "refused":
         return "refused: overlapping days"
+    if r.state == "rejected":
+        return f"not imported: {r.error_count:,} bad rows"
+    if r.state == "cancelled":
+        return "cancelled: nothing imported"
     text = f"{r.state}: {r.imported:,} imported, {r.duplicates:,} duplicates"
     return text + (f", {r.error_count:,} errors" if r.error_count else "")
 
@@ -605,9 +616,11 @@ def _summary(name: str, r: ImportResult) -> str:
     if r.other_imports:
         lines.append(f"  Note: other imports cover the same days: {describe_imports(r.other_imports)}. A provider's "
                      "usage and cost exports describe the same spend: keep one of them.")
-    if r.state == "partial":
-        lines.append(f"  Stopped early ({r.message or 'cancelled'}): the rows stored so far are kept as a partial "
-                     "dataset; import the file again to complete it.")
+    if r.state == "rejected":
+        lines.append(f"  Nothing was imported from this file: {r.error_count:,} bad row{'s' if r.error_count != 1 else ''} "
+                     "(below). Fix them, or tick \"Skip bad rows\" to import the good ones.")
+    elif r.state == "cancelled":
+        lines.append("  Cancelled: nothing was imported from this file.")
     lines.extend(f"  {e}" for e in r.errors)
     if r.error_count > len(r.errors):
         lines.append(f"  … and {r.error_count - len(r.errors):,} more errors")

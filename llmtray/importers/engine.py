@@ -3,10 +3,18 @@ counting, and store in chunks — in constant memory, whatever the file's size.
 
 Every row a format yields goes through `llmtray.core.events.event_errors` (the same validation
 as the HTTP API; for a big file in a second process, see `llmtray.importers.pipeline`), then
-through `Store.add` in chunks of a few thousand, each chunk its own transaction. An import is
-one dataset (file, format, time, counts) that can be listed and removed. Cancelling, or a file that turns unreadable midway, leaves the dataset **partial**:
-the chunks already committed stay (consistent, counted and removable as one), and importing the
-file again completes it, since rows already stored are duplicates.
+through `Store.add` in chunks of a few thousand, each chunk its own transaction (one transaction
+for a whole file would hold the write lock, and live ingest, for minutes). An import is one
+dataset (file, format, time, counts) that can be listed and removed.
+
+A file imports whole or not at all. Its first bad row (unless `skip_bad_rows`), a cancel, or a
+file that turns unreadable midway removes the dataset again — its events in one transaction,
+the rollups following through the store's triggers — so nothing of the file is left, not even a
+dataset row in `llmtray import --list`. A file with bad rows is still read to its end, storing
+nothing more, so that every error is listed at once. `--overlap replace` deletes observed events
+as imported rows arrive, which removing the dataset would not bring back: that policy first
+reads the whole file to validate it, and a cancel after replacing puts the deleted observed
+events back (`_restore_observed`).
 """
 
 from __future__ import annotations
@@ -22,24 +30,26 @@ from pathlib import Path
 
 from llmtray.core.events import UsageEvent
 from llmtray.core.pricing import Priced
-from llmtray.core.store import AddResult, Batch, Store
+from llmtray.core.store import AddResult, Batch, Store, event_json
 from llmtray.importers import GENERIC, Detection, detect
 from llmtray.importers.base import Format, ImportFileError, Options, RowError, Skipped
+from llmtray.importers.llmtray_export import LlmtrayJsonl, restore
 from llmtray.importers.mapping import ColumnMapping, MappingStore
-from llmtray.importers.overlap import POLICIES, ProviderDays, observed_days, other_imports, replacing
-from llmtray.importers.pipeline import Restored, entries
+from llmtray.importers.overlap import POLICIES, ProviderDays, ReplaceLog, observed_days, other_imports, replacing
+from llmtray.importers.pipeline import Restored, entries, validated
 
 CHUNK_SIZE = 5000
 KEEP_ERRORS = 100  # row errors kept for display; all are counted
 _ID_CHUNK = 500
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_OBSERVED = LlmtrayJsonl()  # restored observed events carry their own source and pricing
 
 
 @dataclass
 class ImportResult:
-    """What one file's import did. `state`: done; partial (cancelled or stopped midway: the rows
-    committed so far are kept, in a dataset marked partial); cancelled (before anything was
-    stored); refused (overlapping days, nothing stored); dry-run."""
+    """What one file's import did. `state`: done; dry-run; rejected (bad rows and no
+    `skip_bad_rows`: nothing stored, every error listed); cancelled (nothing stored); refused
+    (overlapping days, nothing stored). Only `done` leaves a dataset (`dataset_id`)."""
 
     path: Path
     format: str
@@ -57,11 +67,15 @@ class ImportResult:
     overlap: list[tuple[str, int]] = field(default_factory=list)  # (provider, UTC day number)
     # (format, provider, day): rows of other import formats on the days this file covers
     other_imports: list[tuple[str, str, int]] = field(default_factory=list)
-    message: str | None = None  # why a partial import stopped early (None: cancelled)
 
     @property
     def ok(self) -> bool:
         return self.state in ("done", "dry-run") and self.error_count == 0
+
+    @property
+    def stored_nothing(self) -> bool:
+        """The file left nothing in the store (its rows were rejected, or it was cancelled)."""
+        return self.state in ("rejected", "cancelled")
 
     def add_error(self, error: RowError) -> None:
         self.error_count += 1
@@ -112,9 +126,11 @@ class Importer:
         mapping: ColumnMapping | None = None,
         progress: Callable[[Progress], None] | None = None,
         cancel: threading.Event | None = None,
+        skip_bad_rows: bool = False,
     ) -> ImportResult:
-        """Import one file. File-level problems raise `ImportFileError` before anything is
-        stored; row problems are collected in the result with their lines."""
+        """Import one file, whole or not at all. File-level problems raise `ImportFileError`
+        with nothing stored; row problems are collected in the result with their lines, and
+        unless `skip_bad_rows` (store the good rows) any of them means nothing is stored."""
         if overlap not in POLICIES:
             raise ValueError(f"overlap policy must be one of {', '.join(POLICIES)}, got {overlap!r}")
         detection = self.detect(path, format_name)
@@ -137,25 +153,37 @@ class Importer:
             if days:
                 result.state, result.overlap = "refused", sorted(days)
                 return result
+        replace = overlap == "replace" and bool(observed) and not dry_run
+        if replace and not skip_bad_rows:
+            # Replacing deletes observed events as the rows arrive; a bad row found then would
+            # leave them deleted. So a first pass, storing nothing, finds the bad rows before.
+            with _gc_frozen():
+                self._check(fmt, path, options, result, progress, cancel)
+            if result.error_count or result.state == "cancelled":
+                return result
+            result.rows_read = result.skipped = 0  # the import pass counts them again
         if not dry_run:
             result.dataset_id = self.store.create_dataset(path.name, fmt.name, str(path.resolve()))
         try:
-            guard = replacing(self.store.conn, result.dataset_id, observed) \
-                if overlap == "replace" and observed and not dry_run else nullcontext()
+            guard = replacing(self.store.conn, result.dataset_id, observed) if replace else nullcontext()
             with guard as replace_log, _gc_frozen():
-                self._import(fmt, path, options, result, observed, overlap, progress, cancel)
-                if replace_log is not None:
+                try:
+                    self._import(fmt, path, options, result, observed, overlap, progress, cancel,
+                                 stop_at_error=not skip_bad_rows and not dry_run, replace_log=replace_log)
+                except BaseException:
+                    self._discard(result, replace_log)
+                    raise
+                if cancel is not None and cancel.is_set():
+                    result.state = "cancelled"
+                if result.stored_nothing:
+                    self._discard(result, replace_log)
+                elif replace_log is not None:
                     result.replaced = sum(n for _, _, n in replace_log.replaced())
-        except BaseException as exc:
-            stored = self._abandon(result)
-            if isinstance(exc, ImportFileError) and stored:
-                result.state, result.message = "partial", str(exc)
-                return result
+        except BaseException:
+            self._discard(result, None)  # `replacing` itself failed: the empty dataset goes
             raise
-        if cancel is not None and cancel.is_set():
-            result.state = "partial"
         if result.dataset_id is not None:
-            self._finish(result, result.state)
+            self._finish(result, "done")
             if fmt is GENERIC and self.mappings is not None and detection.head.header:
                 self.mappings.save(detection.head.header, options.mapping)  # the next such file maps itself
         return result
@@ -190,10 +218,44 @@ class Importer:
         settle()
         return found
 
+    def _check(self, fmt: Format, path: Path, options: Options, result: ImportResult,
+               progress: Callable[[Progress], None] | None, cancel: threading.Event | None) -> None:
+        """A validating pass that stores nothing: counts the rows and collects every error into
+        `result` (state `rejected` if there are any, `cancelled` if cancelled)."""
+        with entries(fmt, path, options, datetime.now(UTC), parallel=self.parallel) as stream:
+            self._read_rest(stream, result, options, progress, cancel)
+        if result.error_count:
+            result.state = "rejected"
+
+    def _read_rest(self, stream: Iterator[object], result: ImportResult, options: Options,
+                   progress: Callable[[Progress], None] | None, cancel: threading.Event | None) -> None:
+        """Read `stream` to its end, storing nothing, counting rows and collecting errors."""
+        read = result.rows_read
+        next_report = read + self.chunk_size
+        for entry in stream:
+            read += 1
+            kind = type(entry)
+            if kind is RowError:
+                result.add_error(entry)
+            elif kind is Skipped:
+                result.skipped += 1
+            if read >= next_report:
+                next_report += self.chunk_size
+                result.rows_read = read
+                if progress is not None:
+                    progress(self._progress(result, options))
+                if cancel is not None and cancel.is_set():
+                    result.state = "cancelled"
+                    break
+        result.rows_read = read
+
     def _import(self, fmt: Format, path: Path, options: Options, result: ImportResult, observed: ProviderDays,
-                overlap: str, progress: Callable[[Progress], None] | None, cancel: threading.Event | None) -> None:
+                overlap: str, progress: Callable[[Progress], None] | None, cancel: threading.Event | None,
+                stop_at_error: bool, replace_log: ReplaceLog | None) -> None:
         """The import pass. It runs once per row of files with millions of rows, so the loop keeps
-        its counters in locals and does per row only what the row needs."""
+        its counters in locals and does per row only what the row needs. With `stop_at_error`,
+        the first bad row stops storing: what the file stored is removed, and the rest of the
+        file is only read for its errors."""
         now = datetime.now(UTC)
         chunk = _Chunk()
         events = chunk.events
@@ -224,6 +286,9 @@ class Importer:
                     continue
                 else:
                     result.add_error(entry)
+                    if stop_at_error:
+                        result.state = "rejected"
+                        break
                     continue
                 key = (event.provider, event.ts.toordinal() - _EPOCH_ORDINAL)  # ts is UTC
                 if key != last_covered:
@@ -241,8 +306,17 @@ class Importer:
                     self._flush(fmt, chunk, result)
                     chunk = _Chunk()
                     events = chunk.events
-        result.rows_read = read
-        self._flush(fmt, chunk, result)  # after a cancel too: what was read is kept, as one partial dataset
+            result.rows_read = read
+            if result.state == "rejected":
+                self._discard(result, replace_log)  # before reading on: the file's rows leave the store at once
+                self._read_rest(stream, result, options, progress, cancel)
+                result.state = "rejected"  # a cancel while collecting errors still stored nothing
+                if progress is not None:
+                    progress(self._progress(result, options))
+                return
+        if cancel is not None and cancel.is_set():
+            return  # `run` removes what was stored
+        self._flush(fmt, chunk, result)
         result.overlap = sorted(overlapping)
         result.other_imports = other_imports(self.store.conn, fmt.name, covered)
         if progress is not None:
@@ -261,7 +335,7 @@ class Importer:
         result.imported += added.accepted
         result.duplicates += added.duplicates
 
-    def _store(self, fmt: Format, chunk: _Chunk, dataset_id: int) -> AddResult:
+    def _store(self, fmt: Format, chunk: _Chunk, dataset_id: int | None) -> AddResult:
         if chunk.restored:
             price = self.store.pricer.price
             priced = [None] * len(chunk.events)
@@ -290,17 +364,39 @@ class Importer:
             seen.add(event_id)
         return AddResult(len(chunk.events) - duplicates, duplicates)
 
-    def _abandon(self, result: ImportResult) -> bool:
-        """After a failure midway: a dataset that stored nothing is removed; otherwise it is
-        marked partial. Returns whether rows were stored."""
+    def _discard(self, result: ImportResult, replace_log: ReplaceLog | None) -> None:
+        """Leave nothing of the file: remove its dataset (its events go in one transaction, the
+        rollups follow through triggers) and put back any observed events it replaced. The
+        dataset row goes too, so `import --list` shows no trace of it."""
         if result.dataset_id is None:
-            return False
-        if result.imported == 0:
-            self.store.remove_dataset(result.dataset_id)
-            result.dataset_id = None
-            return False
-        self._finish(result, "partial")
-        return True
+            return
+        self.store.remove_dataset(result.dataset_id)
+        result.dataset_id = None
+        result.imported = result.duplicates = result.replaced = 0
+        if replace_log is not None:
+            self._restore_observed(replace_log)
+
+    def _restore_observed(self, replace_log: ReplaceLog) -> None:
+        """Store again, as they were (same id, cost, cost provenance, source and tags), the
+        observed events `--overlap replace` deleted before the import was cancelled or failed.
+        They go back in the transaction after the dataset's removal, through the store's own
+        writes, so the rollups stay exact; only their row number and receive time are new."""
+        now = datetime.now(UTC)
+        chunk = _Chunk()
+        for row in replace_log.deleted():
+            parsed = restore(event_json(row), 0)
+            if row["event_id"] is None:
+                parsed.data.pop("id")  # stored without an id: restored without one
+            for entry in validated([parsed], now):
+                if type(entry) is not Restored:
+                    raise RuntimeError(f"observed event {row['id']} can't be restored: {entry}")
+                chunk.restored.append((len(chunk.events), entry.priced, entry.source))
+                chunk.events.append(entry.event)
+            if len(chunk.events) >= self.chunk_size:
+                self._store(_OBSERVED, chunk, None)
+                chunk = _Chunk()
+        if chunk.events:
+            self._store(_OBSERVED, chunk, None)
 
     def _finish(self, result: ImportResult, state: str) -> None:
         self.store.finish_dataset(result.dataset_id, rows_read=result.rows_read, imported=result.imported,

@@ -5,7 +5,8 @@ provider on one of those days, importing the export as well would double the day
 chooses: `refuse` (the default: nothing is stored, the days are listed), `keep` (store both,
 knowingly), `skip` (drop imported rows on those days) or `replace` (the imported rows win: the
 observed events of each such provider-day are deleted in the same transaction that stores the
-day's first imported row).
+day's first imported row, and kept aside until the import ends, so that a cancelled import can
+put them back).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
+from typing import Any
 
 from llmtray.core.db import BUCKET_US
 from llmtray.importers.values import US_PER_DAY
@@ -96,11 +98,14 @@ def describe(days: Iterable[tuple[str, int]], limit: int = 10) -> str:
 def replacing(conn: sqlite3.Connection, dataset_id: int, observed: ProviderDays) -> Iterator[ReplaceLog]:
     """While active, the first row of `dataset_id` stored on an observed provider-day deletes
     that day's observed events, inside the store's own insert transaction (a temporary trigger
-    on this connection only), so no reader ever sees the day twice or not at all."""
+    on this connection only), so no reader ever sees the day twice or not at all. The deleted
+    rows are copied to a temporary table first (`ReplaceLog.deleted`): until the import has
+    finished they are the only copy of those observed events."""
     conn.execute(
         "CREATE TEMP TABLE import_replace (provider TEXT NOT NULL, day INTEGER NOT NULL, removed INTEGER, "
         "PRIMARY KEY (provider, day)) WITHOUT ROWID"
     )
+    conn.execute("CREATE TEMP TABLE import_replaced_event AS SELECT * FROM main.event WHERE 0")
     try:
         conn.executemany("INSERT INTO import_replace (provider, day) VALUES (?, ?)",
                          [(p, d) for p, days in observed.items() for d in days])
@@ -114,6 +119,7 @@ def replacing(conn: sqlite3.Connection, dataset_id: int, observed: ProviderDays)
             BEGIN
                 UPDATE import_replace SET removed = (SELECT count(*) FROM event WHERE {in_day})
                   WHERE provider = NEW.provider AND day = {day};
+                INSERT INTO import_replaced_event SELECT * FROM event WHERE {in_day};
                 DELETE FROM event WHERE {in_day};
             END"""
         )
@@ -121,6 +127,7 @@ def replacing(conn: sqlite3.Connection, dataset_id: int, observed: ProviderDays)
     finally:
         conn.execute("DROP TRIGGER IF EXISTS temp.import_replace_observed")
         conn.execute("DROP TABLE IF EXISTS temp.import_replace")
+        conn.execute("DROP TABLE IF EXISTS temp.import_replaced_event")
 
 
 class ReplaceLog:
@@ -133,3 +140,10 @@ class ReplaceLog:
         return list(self._conn.execute(
             "SELECT provider, day, removed FROM import_replace WHERE removed IS NOT NULL ORDER BY 1, 2"
         ))
+
+    def deleted(self) -> Iterator[dict[str, Any]]:
+        """The observed event rows deleted so far, as they were stored (`event`'s columns)."""
+        cur = self._conn.execute("SELECT * FROM temp.import_replaced_event ORDER BY ts, id")
+        columns = [d[0] for d in cur.description]
+        for row in cur.fetchall():
+            yield dict(zip(columns, row))

@@ -3,15 +3,19 @@ results back with plain SQL (independent of the importer code under test)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from llmtray.core import db as dbmod
 from llmtray.core.store import Store
 from llmtray.importers.engine import Importer
 from llmtray.importers.mapping import MappingStore
 
+ROLLUP_TABLES = ("rollup", "tag_rollup", "event_tag_latency",
+                 *(lv.table for lv in dbmod.LEVELS if lv is not dbmod.ROLLUP))
 DATA = Path(__file__).resolve().parent.parent / "data" / "import"
 MALFORMED = DATA / "malformed"
 SUMS = ("count(*)", "sum(requests)", "sum(input_tokens)", "sum(output_tokens)", "sum(cache_read_tokens)",
@@ -34,3 +38,21 @@ def rows(store: Store, where: str = "1", params: tuple = ()) -> list[dict]:
     cur = store.conn.execute(f"SELECT * FROM event WHERE {where} ORDER BY ts, id", params)
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r)) for r in cur]
+
+
+def assert_rollups_exact(conn: sqlite3.Connection) -> None:
+    """Every rollup table equals its recomputation from the events (`rebuild_rollups`, rolled
+    back afterwards), and no level keeps a row whose events are gone."""
+    def snapshot() -> dict[str, list[tuple]]:
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall()) for t in ROLLUP_TABLES}
+
+    current = snapshot()
+    conn.execute("SAVEPOINT rebuild")
+    try:
+        dbmod.rebuild_rollups(conn)
+        assert current == snapshot()
+    finally:
+        conn.execute("ROLLBACK TO rebuild")
+        conn.execute("RELEASE rebuild")
+    for level in dbmod.LEVELS:
+        assert conn.execute(f"SELECT count(*) FROM {level.table} WHERE events <= 0").fetchone()[0] == 0

@@ -1,9 +1,10 @@
 """`llmtray import` as a user runs it: output, exit codes, --dry-run, --list, --remove,
---overlap and column mappings for generic CSVs."""
+--overlap, --skip-bad-rows and column mappings for generic CSVs."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from llmtray.cli import main
 from llmtray.core.events import parse_event
 from llmtray.core.store import Store
-from tests.importers.conftest import DATA, MALFORMED
+from tests.importers.conftest import DATA, MALFORMED, assert_rollups_exact
 
 
 def run(data_dir: Path, *args: str) -> int:
@@ -37,7 +38,7 @@ def test_import_prints_counts_and_a_second_run_only_duplicates(data_dir, capsys)
     assert count(data_dir) == 8
 
 
-def test_errors_show_the_first_20_lines_and_a_count_and_exit_1(data_dir, tmp_path, capsys):
+def test_a_file_with_bad_rows_imports_nothing_lists_every_error_and_exits_1(data_dir, tmp_path, capsys):
     header = (DATA / "openrouter_activity.csv").read_text(encoding="utf-8").splitlines()[0]
     good = '"2026-05-12 00:00:00","openai/gpt-5","0.5","0","1","10","10","0"'
     bad = '"2026-05-12 00:00:00","openai/gpt-5","0.5","0","lots","10","10","0"'
@@ -48,7 +49,21 @@ def test_errors_show_the_first_20_lines_and_a_count_and_exit_1(data_dir, tmp_pat
     errors = [line for line in captured.err.splitlines() if "Requests: not a number" in line]
     assert errors[0] == "  line 3: Requests: not a number: 'lots'" and errors[-1].startswith("  line 22:")
     assert len(errors) == 20 and "  … and 5 more errors" in captured.err
-    assert "imported 1, duplicates 0, errors 25" in captured.out
+    assert "imported 0, duplicates 0, errors 25" in captured.out
+    assert ("NOT imported: 25 bad rows; nothing was stored from this file. Fix them, or run again with "
+            "--skip-bad-rows to import the good rows") in captured.err
+    assert count(data_dir) == 0
+    assert run(data_dir, "--list") == 0 and "no imported datasets" in capsys.readouterr().out
+    conn = sqlite3.connect(data_dir / "llmtray.db")
+    try:
+        assert_rollups_exact(conn)
+    finally:
+        conn.close()
+
+    assert run(data_dir, "--skip-bad-rows", str(path)) == 1  # rows still failed
+    captured = capsys.readouterr()
+    assert "imported 1, duplicates 0, errors 25" in captured.out and "NOT imported" not in captured.err
+    assert len([line for line in captured.err.splitlines() if "Requests: not a number" in line]) == 20
     assert count(data_dir) == 1
 
 

@@ -1,11 +1,11 @@
 """Importing the same rows twice, or files whose date ranges overlap, adds nothing; a dry run
-stores nothing; cancelling midway leaves one consistent, partial dataset."""
+stores nothing; cancelling midway leaves nothing of the file."""
 
 from __future__ import annotations
 
 import threading
 
-from tests.importers.conftest import DATA, totals
+from tests.importers.conftest import DATA, assert_rollups_exact, totals
 from tests.importers.generate import openrouter_generations
 
 
@@ -45,7 +45,7 @@ def test_dry_run_stores_nothing_but_counts_what_would_happen(importer, store):
     assert totals(store) == before and len(store.list_datasets()) == 1
 
 
-def test_cancel_midway_leaves_a_consistent_partial_dataset(importer, store, tmp_path):
+def test_cancel_midway_leaves_nothing_of_the_file(importer, store, tmp_path):
     path = openrouter_generations(tmp_path / "gen.csv", 12_000)
     importer.chunk_size = 1000
     cancel = threading.Event()
@@ -57,14 +57,12 @@ def test_cancel_midway_leaves_a_consistent_partial_dataset(importer, store, tmp_
             cancel.set()
 
     result = importer.run(path, progress=on_progress, cancel=cancel)
-    assert result.state == "partial"
-    assert 3000 <= result.imported < 12_000
-    (dataset,) = store.list_datasets()
-    stored = totals(store, "dataset_id = ?", (dataset["id"],))["events"]
-    assert (dataset["state"], dataset["imported"]) == ("partial", stored) and stored == result.imported
-    assert totals(store)["events"] == stored  # nothing outside the dataset
+    assert max(p.imported for p in seen) >= 3000  # committed before the cancel, removed after it
+    assert (result.state, result.imported, result.dataset_id) == ("cancelled", 0, None)
+    assert totals(store)["events"] == 0 and store.list_datasets() == []
+    assert_rollups_exact(store.conn)
     assert all(0 <= p.fraction <= 1 for p in seen)
 
-    rest = importer.run(path)  # importing again completes it
-    assert (rest.state, rest.imported + rest.duplicates) == ("done", 12_000)
-    assert rest.duplicates == stored and totals(store)["events"] == 12_000
+    again = importer.run(path)  # importing again imports it whole
+    assert (again.state, again.imported, again.duplicates) == ("done", 12_000, 0)
+    assert totals(store)["events"] == 12_000

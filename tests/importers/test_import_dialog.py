@@ -1,5 +1,6 @@
 """The Import dialog driven end to end with qtbot: detect, preview, map an unknown CSV,
-import on the worker thread, read the summary; overlap choice; cancel midway."""
+import on the worker thread, read the summary; bad rows stop a file unless skipped; overlap
+choice; cancel midway leaves nothing."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from PySide6.QtGui import QTextCursor
 
 from llmtray.core.events import parse_event
 from llmtray.core.store import Store
 from llmtray.gui.import_dialog import PREVIEW_FIELDS, ImportDialog
 from llmtray.paths import Paths
-from tests.importers.conftest import DATA
+from tests.importers.conftest import DATA, assert_rollups_exact
 from tests.importers.generate import openrouter_generations
 
 WAIT = 60_000
@@ -92,13 +94,25 @@ def test_detects_previews_maps_and_imports(qtbot, dialog, paths, tmp_path):
     assert [r.imported for r in dialog.results()] == [0, 0, 0] and db_count(paths) == 8
 
 
-def test_errors_are_listed_with_their_lines(qtbot, dialog, paths):
+def test_bad_rows_stop_the_file_and_are_listed_with_their_lines(qtbot, dialog, paths, tmp_path):
+    assert not dialog.skip_bad_rows.isChecked()
     add_and_wait(qtbot, dialog, DATA / "malformed" / "openrouter_generations.csv")
     import_and_wait(qtbot, dialog)
     text = dialog.summary.toPlainText()
+    assert "Nothing was imported from this file: 3 bad rows" in text and "Skip bad rows" in text
     assert "line 2: created_at: missing timestamp" in text
     assert "line 3: tokens_prompt: not a whole number: '1.5'" in text
+    assert dialog.files.item(0, 2).text() == "not imported: 3 bad rows"
+    (result,) = dialog.results()
+    assert (result.state, result.imported, result.dataset_id) == ("rejected", 0, None)
+    assert db_count(paths) == 0
+    dialog.summary.moveCursor(QTextCursor.MoveOperation.Start)
+    dialog.grab().save(str(tmp_path / "import-dialog-rejected.png"))  # looked at by hand: see the report
+
+    dialog.skip_bad_rows.setChecked(True)
+    import_and_wait(qtbot, dialog)
     assert dialog.files.item(0, 2).text() == "done: 1 imported, 0 duplicates, 3 errors"
+    assert "Nothing was imported" not in dialog.summary.toPlainText() and db_count(paths) == 1
 
 
 def test_dropped_files_are_added(qtbot, dialog):
@@ -139,21 +153,25 @@ def test_overlap_refused_then_replaced(qtbot, dialog, paths):
     assert db_count(paths, "source = 'hook'") == 0 and db_count(paths) == 3
 
 
-def test_cancel_midway_keeps_a_partial_dataset(qtbot, dialog, paths, tmp_path):
+def test_cancel_midway_leaves_nothing_of_the_file(qtbot, dialog, paths, tmp_path):
     big = openrouter_generations(tmp_path / "big.csv", 60_000)
     add_and_wait(qtbot, dialog, big)
     dialog.import_button.click()
-    qtbot.waitUntil(lambda: "rows read" in dialog.files.item(0, 2).text(), timeout=WAIT * 5)
+    # cancelled once chunks have been committed: those are what must go again
+    qtbot.waitUntil(lambda: "rows read" in dialog.files.item(0, 2).text()
+                    and not dialog.files.item(0, 2).text().endswith(" 0 imported"), timeout=WAIT * 5)
     assert dialog.running and dialog.cancel_button.isEnabled()
     dialog.cancel_button.click()
     qtbot.waitUntil(lambda: not dialog.running, timeout=WAIT * 5)
     (result,) = dialog.results()
-    assert result.state == "partial" and 0 < result.imported < 60_000
-    assert db_count(paths) == result.imported
-    assert "Stopped early (cancelled)" in dialog.summary.toPlainText()
+    assert (result.state, result.imported, result.dataset_id) == ("cancelled", 0, None)
+    assert db_count(paths) == 0
+    assert "Cancelled: nothing was imported from this file." in dialog.summary.toPlainText()
+    assert dialog.files.item(0, 2).text() == "cancelled: nothing imported"
     conn = sqlite3.connect(paths.db)
     try:
-        assert conn.execute("SELECT state, imported FROM dataset").fetchall() == [("partial", result.imported)]
+        assert conn.execute("SELECT count(*) FROM dataset").fetchone() == (0,)
+        assert_rollups_exact(conn)
     finally:
         conn.close()
     assert not dialog.running and dialog.import_button.isEnabled()

@@ -1,12 +1,18 @@
 """A malformed file per format: each bad row is reported with its exact line (or JSON
-location) and message, the good rows are still imported, and nothing else is stored."""
+location) and message; the file stores nothing (exactly the state before the import), unless
+`skip_bad_rows`, which imports the good rows."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
+from llmtray.core.events import parse_event
+from llmtray.importers import ImportFileError
 from llmtray.importers.mapping import ColumnMapping
-from tests.importers.conftest import MALFORMED, totals
+from tests.importers.conftest import DATA, MALFORMED, assert_rollups_exact, rows, totals
+from tests.importers.generate import openrouter_generations
 
 CASES = [
     ("openai_usage.csv", [
@@ -65,8 +71,18 @@ CASES = [
 
 
 @pytest.mark.parametrize(("name", "expected", "good"), CASES, ids=[c[0] for c in CASES])
-def test_bad_rows_are_named_and_good_rows_kept(importer, store, name, expected, good):
+def test_bad_rows_are_named_and_the_file_stores_nothing(importer, store, name, expected, good):
     result = importer.run(MALFORMED / name)
+    assert [(e.where, e.message) for e in result.errors] == expected
+    assert (result.error_count, result.imported, result.state, result.dataset_id) == (len(expected), 0, "rejected", None)
+    assert not result.ok
+    assert totals(store)["events"] == 0 and store.list_datasets() == []
+    assert_rollups_exact(store.conn)
+
+
+@pytest.mark.parametrize(("name", "expected", "good"), CASES, ids=[c[0] for c in CASES])
+def test_skip_bad_rows_names_them_and_keeps_the_good_rows(importer, store, name, expected, good):
+    result = importer.run(MALFORMED / name, skip_bad_rows=True)
     assert [(e.where, e.message) for e in result.errors] == expected
     assert (result.error_count, result.imported, result.state) == (len(expected), good, "done")
     assert not result.ok
@@ -77,7 +93,7 @@ def test_bad_rows_are_named_and_good_rows_kept(importer, store, name, expected, 
 
 def test_generic_csv_bad_timestamp(importer, store):
     mapping = ColumnMapping({"ts": "When", "provider": "Vendor", "model": "Model Name", "input_tokens": "Prompt"})
-    result = importer.run(MALFORMED / "generic.csv", format_name="generic-csv", mapping=mapping)
+    result = importer.run(MALFORMED / "generic.csv", format_name="generic-csv", mapping=mapping, skip_bad_rows=True)
     assert [(e.where, e.message) for e in result.errors] == [("line 2", "When: not a date or timestamp: 'last tuesday'")]
     assert totals(store)["events"] == 1
 
@@ -92,7 +108,7 @@ def test_llmtray_csv_bad_cell(importer, store, tmp_path):
     for tokens in ("12", "x", "3"):
         lines.append(",".join({**good, "input_tokens": tokens}.get(f, "") for f in CSV_FIELDS))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    result = importer.run(path)
+    result = importer.run(path, skip_bad_rows=True)
     assert result.format == "llmtray-csv"
     assert [(e.where, e.message) for e in result.errors] == [("line 3", "input_tokens: not an integer: 'x'")]
     assert totals(store)["input"] == 15
@@ -124,7 +140,7 @@ def test_stray_quote_is_a_row_error_and_other_rows_still_import(importer, store,
              '2026-05-05,"ops,x']
     path = tmp_path / "quotes.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    result = importer.run(path)
+    result = importer.run(path, skip_bad_rows=True)
     assert [(e.where, e.message) for e in result.errors] == [
         ("line 3", "not valid CSV: ',' expected after '\"'"),
         ("line 5", "not valid CSV: unexpected end of data"),
@@ -132,15 +148,111 @@ def test_stray_quote_is_a_row_error_and_other_rows_still_import(importer, store,
     assert totals(store)["events"] == 2
 
 
-def test_unreadable_text_midway_keeps_a_partial_dataset(importer, store, tmp_path):
+def test_unreadable_text_midway_fails_the_file_and_stores_nothing(importer, store, tmp_path):
     header = (MALFORMED.parent / "litellm_ui_team.csv").read_text(encoding="utf-8").splitlines()[0]
     good = "2026-05-{d:02d},team{n},t{n},0.75,3,3,0,300,200,100\n"
     body = "".join(good.format(d=1 + n % 28, n=n) for n in range(2000))  # > 64 KiB, past the encoding sniff
     path = tmp_path / "cut.csv"
     path.write_bytes((header + "\n" + body).encode() + b"2026-05-01,\xff\xfe,x,1,1,1,0,1,1,1\n")
-    importer.chunk_size = 500
-    result = importer.run(path)
-    assert result.state == "partial" and "not valid utf-8-sig text" in result.message
-    assert result.imported >= 500  # the chunks committed before the bad bytes stay
-    (dataset,) = store.list_datasets()
-    assert (dataset["state"], dataset["imported"]) == ("partial", totals(store)["events"])
+    importer.chunk_size = 500  # chunks are committed before the bad bytes are reached; they go again
+    with pytest.raises(ImportFileError, match="not valid utf-8-sig text"):
+        importer.run(path, skip_bad_rows=True)
+    assert totals(store)["events"] == 0 and store.list_datasets() == []
+    assert_rollups_exact(store.conn)
+
+
+def _with_bad_rows(path, at: tuple[int, ...]):
+    """`path` with the data rows at the given 0-based positions made unreadable (a word for a
+    token count), so they fail after the chunks before them were committed."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    column = header.index("tokens_prompt")
+    for n in at:
+        cells = lines[n + 1].split(",")
+        cells[column] = "many"
+        lines[n + 1] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_bad_row_after_committed_chunks_leaves_exactly_the_state_before(importer, store, tmp_path):
+    importer.run(DATA / "openrouter_activity.csv")  # data from before, which must stay as it is
+    before = (totals(store), rows(store), store.list_datasets())
+    path = _with_bad_rows(openrouter_generations(tmp_path / "gen.csv", 5000), at=(3500, 4200))
+    importer.chunk_size = 1000  # three chunks committed before line 3502
+    stored_midway = []
+    result = importer.run(path, progress=lambda p: stored_midway.append(totals(store)["events"]))
+    assert max(stored_midway) >= before[0]["events"] + 3000  # they were committed, then removed
+    assert (result.state, result.imported, result.dataset_id, result.rows_read) == ("rejected", 0, None, 5000)
+    assert [(e.line, e.message) for e in result.errors] == [
+        (3502, "tokens_prompt: not a number: 'many'"), (4202, "tokens_prompt: not a number: 'many'")]
+    assert (totals(store), rows(store), store.list_datasets()) == before
+    assert_rollups_exact(store.conn)
+
+    good = importer.run(path, skip_bad_rows=True)
+    assert (good.state, good.imported, good.error_count) == ("done", 4998, 2)
+    assert totals(store)["events"] == before[0]["events"] + 4998
+    assert_rollups_exact(store.conn)
+
+
+def test_dry_run_with_bad_rows_counts_what_skipping_them_would_import(importer, store):
+    result = importer.run(MALFORMED / "openai_cost.csv", dry_run=True)
+    assert (result.state, result.imported, result.error_count) == ("dry-run", 1, 2)
+    assert totals(store)["events"] == 0 and store.list_datasets() == []
+
+
+def _observe(store):
+    """Observed events on the generated files' first day (2026-04-01, openrouter), with tags, a
+    reported cost and one without an id — what `--overlap replace` deletes — and one on a day
+    the files don't cover."""
+    def ev(ts: str, n: int, **extra) -> object:
+        return parse_event({"ts": ts, "provider": "openrouter", "model": "openai/gpt-4o-mini", "input_tokens": n,
+                            "output_tokens": 1, **extra})
+    store.add([ev("2026-04-01T10:00:00Z", 100, id="obs-1", tags={"team": "a"}, feature="chat"),
+               ev("2026-04-01T11:00:00Z", 200, cost_usd="0.25", user="u1"), ev("2026-04-05T10:00:00Z", 300)], "hook")
+    store.add([ev("2026-04-01T00:00:00Z", 500, id="obs-4", latency_ms=12.5)], "proxy")
+    return rows(store)
+
+
+def _comparable(stored: list[dict]) -> list[dict]:
+    """A stored row without what storing again renews: its row number and receive time."""
+    return [{k: v for k, v in r.items() if k not in ("id", "received")} for r in stored]
+
+
+def test_replace_then_a_bad_row_later_leaves_the_observed_events_intact(importer, store, tmp_path):
+    observed = _observe(store)
+    path = _with_bad_rows(openrouter_generations(tmp_path / "gen.csv", 5000), at=(4500,))
+    importer.chunk_size = 1000
+    result = importer.run(path, overlap="replace")
+    assert (result.state, result.imported, result.replaced, result.dataset_id) == ("rejected", 0, 0, None)
+    assert [e.line for e in result.errors] == [4502]
+    assert rows(store) == observed and store.list_datasets() == []  # untouched, row numbers and all
+    assert_rollups_exact(store.conn)
+
+
+def test_replace_cancelled_after_replacing_puts_the_observed_events_back(importer, store, tmp_path):
+    observed = _observe(store)
+    path = openrouter_generations(tmp_path / "gen.csv", 12_000)
+    importer.chunk_size = 1000
+    cancel = threading.Event()
+    replaced_midway = []
+
+    def on_progress(p):
+        if p.imported >= 5000 and not cancel.is_set():  # in the storing pass, after the validating one
+            replaced_midway.append(totals(store, "source IN ('hook', 'proxy')")["events"])
+            cancel.set()
+
+    result = importer.run(path, overlap="replace", progress=on_progress, cancel=cancel)
+    assert replaced_midway == [1]  # the three observed events of April 1 had been deleted
+    assert (result.state, result.imported, result.replaced, result.dataset_id) == ("cancelled", 0, 0, None)
+    assert _comparable(rows(store)) == _comparable(observed) and store.list_datasets() == []
+    assert_rollups_exact(store.conn)
+
+
+def test_replace_with_skip_bad_rows_replaces_and_keeps_the_good_rows(importer, store, tmp_path):
+    _observe(store)
+    path = _with_bad_rows(openrouter_generations(tmp_path / "gen.csv", 3000), at=(2500,))
+    result = importer.run(path, overlap="replace", skip_bad_rows=True)
+    assert (result.state, result.imported, result.error_count) == ("done", 2999, 1) and result.replaced > 0
+    assert result.replaced == 3 and totals(store)["events"] == 2999 + 1
+    assert_rollups_exact(store.conn)

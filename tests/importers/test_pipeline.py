@@ -12,7 +12,7 @@ import pytest
 
 from llmtray.core.events import parse_event
 from llmtray.core.store import Store
-from llmtray.importers.base import Options
+from llmtray.importers.base import ImportFileError, Options
 from llmtray.importers.engine import Importer
 from llmtray.importers.mapping import ColumnMapping
 from tests.importers.conftest import DATA, MALFORMED, rows, totals
@@ -68,7 +68,7 @@ def test_big_generated_files_import_the_same(tmp_path):
         assert there == here and here[0][3] == 7_000
 
 
-def test_cancel_stops_the_reader_and_keeps_a_consistent_partial_dataset(store, tmp_path):
+def test_cancel_stops_the_reader_and_leaves_nothing(store, tmp_path):
     path = openrouter_generations(tmp_path / "gen.csv", 30_000)
     importer = Importer(store, chunk_size=1000, parallel=True)
     cancel = threading.Event()
@@ -79,10 +79,8 @@ def test_cancel_stops_the_reader_and_keeps_a_consistent_partial_dataset(store, t
             cancel.set()
 
     result = importer.run(path, progress=on_progress, cancel=cancel)
-    assert result.state == "partial" and 3000 <= result.imported < 30_000
-    (dataset,) = store.list_datasets()
-    assert (dataset["state"], dataset["imported"]) == ("partial", totals(store)["events"])
-    assert totals(store)["events"] == result.imported
+    assert (result.state, result.imported, result.dataset_id) == ("cancelled", 0, None)
+    assert totals(store)["events"] == 0 and store.list_datasets() == []
     assert _readers() == []
     rest = importer.run(path)
     assert (rest.state, rest.imported + rest.duplicates, totals(store)["events"]) == ("done", 30_000, 30_000)
@@ -94,9 +92,9 @@ def test_unreadable_text_midway_is_reported_from_the_reader(store, tmp_path):
     body = "".join(good.format(d=1 + n % 28, n=n) for n in range(2000))
     path = tmp_path / "cut.csv"
     path.write_bytes((header + "\n" + body).encode() + b"2026-05-01,\xff\xfe,x,1,1,1,0,1,1,1\n")
-    result = Importer(store, chunk_size=500, parallel=True).run(path)
-    assert result.state == "partial" and "not valid utf-8-sig text" in result.message
-    assert result.imported >= 500 and totals(store)["events"] == result.imported
+    with pytest.raises(ImportFileError, match="not valid utf-8-sig text"):
+        Importer(store, chunk_size=500, parallel=True).run(path)
+    assert totals(store)["events"] == 0 and store.list_datasets() == []
     assert _readers() == []
 
 
