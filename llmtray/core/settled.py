@@ -8,7 +8,7 @@ and an enforcement refresh from ~40 ms into ~1 ms (bench/budgets.py) — both ru
 
 Changes to settled buckets are noticed by a watermark, by anyone (another process's `llmtray
 import` too): every check reads the rows with an id above the last one seen — a few rows — and
-the import datasets' count; a row older than the current bucket or a removed import forgets the
+the import datasets (id and creation time); a row older than the current bucket or a removed import forgets the
 sums. Only `llmtray reprice` changes rows unseen: its new costs show at the next bucket edge
 (within 15 minutes), or at once after `forget()`.
 """
@@ -29,16 +29,16 @@ class SettledTotals:
         self._lock = threading.Lock()
         self._edge: int | None = None
         self._mark: int | None = None  # highest event id whose row the sums account for
-        self._datasets: int | None = None  # import datasets then (fewer: one was removed)
+        self._datasets: frozenset[tuple[int, int]] | None = None  # (id, created) of the imports then
         self._sums: dict[Filters, Totals] = {}
 
     def check(self, conn: sqlite3.Connection) -> None:
         """Forget the sums if settled buckets changed since the last check."""
-        (datasets,) = conn.execute("SELECT count(*) FROM dataset").fetchone()
+        datasets = frozenset(conn.execute("SELECT id, created FROM dataset"))
         with self._lock:
             mark = self._mark
-            if self._datasets is not None and datasets < self._datasets:
-                self._sums = {}
+            if self._datasets is not None and not self._datasets <= datasets:
+                self._sums = {}  # an import was removed (even if another came meanwhile)
             self._datasets = datasets
         if mark is None:  # nothing remembered yet: just note where the table ends
             (newest,) = conn.execute("SELECT coalesce(max(id), 0) FROM event").fetchone()

@@ -71,6 +71,23 @@ def test_settled_totals_equal_a_fresh_sum(steps):
             other.close()
 
 
+def test_an_import_removed_while_another_came_is_noticed(data_dir):
+    """Hypothesis found it: import A, check, import B (no rows in settled buckets), remove A —
+    the number of imports is unchanged, yet A's spend must leave the remembered sums."""
+    store = open_store(data_dir / "llmtray.db")
+    try:
+        first = store.create_dataset("a.csv", "openai", None)
+        store.add([event(NOW - timedelta(days=2), "5")], "import:openai", dataset_id=first)
+        settled, plain = SettledTotals(), Queries(store.conn, TZ)
+        f = Filters(start_us=to_us(NOW - timedelta(days=10)))
+        assert SettledQueries(plain, settled, to_us(NOW)).totals(f).cost_nanos == 5_000_000_000
+        store.create_dataset("b.csv", "openai", None)
+        store.remove_dataset(first)
+        assert SettledQueries(plain, settled, to_us(NOW)).totals(f).cost_nanos == 0
+    finally:
+        store.close()
+
+
 def test_a_removed_import_is_noticed_and_a_reprice_after_forget(data_dir):
     store = open_store(data_dir / "llmtray.db")
     try:
