@@ -218,11 +218,21 @@ class Store:
     def list_datasets(self) -> list[dict[str, Any]]:
         return list(self.models.Dataset.select().order_by(self.models.Dataset.id).dicts())
 
-    def remove_dataset(self, dataset_id: int) -> int:
-        """Delete a dataset and its events (rollups follow through triggers); returns rows removed."""
+    def remove_dataset(self, dataset_id: int, restore: Sequence[Batch] = ()) -> int:
+        """Delete a dataset and its events (rollups follow through triggers); returns rows removed.
+
+        `restore` is stored in the same transaction: a cancelled `--overlap replace` import puts
+        back the observed events it had deleted, with no moment (or crash) where neither the
+        imported rows nor the observed ones are there."""
+        rows = [self._rows(b) for b in restore]
+        conn = self.conn
         with self.db.atomic("IMMEDIATE"):
-            removed = self.conn.execute("DELETE FROM event WHERE dataset_id = ?", (dataset_id,)).rowcount
+            removed = conn.execute("DELETE FROM event WHERE dataset_id = ?", (dataset_id,)).rowcount
             self.models.Dataset.delete_by_id(dataset_id)
+            if rows:
+                next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM event").fetchone()[0]
+                for batch_rows, batch_tags in rows:
+                    _, next_id = self._insert(conn, batch_rows, batch_tags, next_id)
         return removed
 
     # --- repricing ------------------------------------------------------------------------

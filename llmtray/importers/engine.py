@@ -336,21 +336,23 @@ class Importer:
         result.duplicates += added.duplicates
 
     def _store(self, fmt: Format, chunk: _Chunk, dataset_id: int | None) -> AddResult:
-        if chunk.restored:
-            price = self.store.pricer.price
-            priced = [None] * len(chunk.events)
-            sources = [fmt.source] * len(chunk.events)
-            for i, p, source in chunk.restored:
-                priced[i], sources[i] = p, source or fmt.source
-            batch = Batch(chunk.events, fmt.source, dataset_id,
-                          priced=[p if p is not None else price(e) for p, e in zip(priced, chunk.events)],
-                          sources=sources)
-            added = self.store.add_many([batch])[0]
-        else:
-            added = self.store.add(chunk.events, fmt.source, dataset_id)
+        added = self.store.add_many([self._batch(fmt, chunk, dataset_id)])[0]
         if isinstance(added, Exception):
             raise added
         return added
+
+    def _batch(self, fmt: Format, chunk: _Chunk, dataset_id: int | None) -> Batch:
+        """A chunk as a store batch; restored rows (llmtray's own export) keep their cost and source."""
+        if not chunk.restored:
+            return Batch(chunk.events, fmt.source, dataset_id)
+        price = self.store.pricer.price
+        priced = [None] * len(chunk.events)
+        sources = [fmt.source] * len(chunk.events)
+        for i, p, source in chunk.restored:
+            priced[i], sources[i] = p, source or fmt.source
+        return Batch(chunk.events, fmt.source, dataset_id,
+                     priced=[p if p is not None else price(e) for p, e in zip(priced, chunk.events)],
+                     sources=sources)
 
     def _would_store(self, chunk: _Chunk) -> AddResult:
         """Dry run: count what `Store.add` would accept, reading only."""
@@ -366,21 +368,19 @@ class Importer:
 
     def _discard(self, result: ImportResult, replace_log: ReplaceLog | None) -> None:
         """Leave nothing of the file: remove its dataset (its events go in one transaction, the
-        rollups follow through triggers) and put back any observed events it replaced. The
-        dataset row goes too, so `import --list` shows no trace of it."""
+        rollups follow through triggers) and, in that same transaction, put back any observed
+        events it replaced. The dataset row goes too, so `import --list` shows no trace of it."""
         if result.dataset_id is None:
             return
-        self.store.remove_dataset(result.dataset_id)
+        restore = self._observed_batches(replace_log) if replace_log is not None else []
+        self.store.remove_dataset(result.dataset_id, restore)
         result.dataset_id = None
         result.imported = result.duplicates = result.replaced = 0
-        if replace_log is not None:
-            self._restore_observed(replace_log)
 
-    def _restore_observed(self, replace_log: ReplaceLog) -> None:
-        """Store again, as they were (same id, cost, cost provenance, source and tags), the
-        observed events `--overlap replace` deleted before the import was cancelled or failed.
-        They go back in the transaction after the dataset's removal, through the store's own
-        writes, so the rollups stay exact; only their row number and receive time are new."""
+    def _observed_batches(self, replace_log: ReplaceLog) -> list[Batch]:
+        """The observed events `--overlap replace` deleted before the import was cancelled or
+        failed, as batches that store them as they were (same id, cost, cost provenance, source
+        and tags); only their row number and receive time are new."""
         now = datetime.now(UTC)
         chunk = _Chunk()
         for row in replace_log.deleted():
@@ -392,11 +392,7 @@ class Importer:
                     raise RuntimeError(f"observed event {row['id']} can't be restored: {entry}")
                 chunk.restored.append((len(chunk.events), entry.priced, entry.source))
                 chunk.events.append(entry.event)
-            if len(chunk.events) >= self.chunk_size:
-                self._store(_OBSERVED, chunk, None)
-                chunk = _Chunk()
-        if chunk.events:
-            self._store(_OBSERVED, chunk, None)
+        return [self._batch(_OBSERVED, chunk, None)] if chunk.events else []
 
     def _finish(self, result: ImportResult, state: str) -> None:
         self.store.finish_dataset(result.dataset_id, rows_read=result.rows_read, imported=result.imported,
