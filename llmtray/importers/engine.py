@@ -14,7 +14,7 @@ dataset row in `llmtray import --list`. A file with bad rows is still read to it
 nothing more, so that every error is listed at once. `--overlap replace` deletes observed events
 as imported rows arrive, which removing the dataset would not bring back: that policy first
 reads the whole file to validate it, and a cancel after replacing puts the deleted observed
-events back (`_restore_observed`).
+events back (`_observed_batches`, in the same transaction as the removal).
 """
 
 from __future__ import annotations
