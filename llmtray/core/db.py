@@ -367,8 +367,11 @@ def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
     _execute_script(conn, """
         -- The latency view takes the newest N successful calls under the filters: this walks
         -- them newest first without reading rows that a provider/model/feature/source filter
-        -- rejects; event_tag_latency does the same for the calls that carry a tag.
-        CREATE INDEX event_latency ON event (ts, id, provider, model, feature, source, latency_ms)
+        -- rejects; event_model_latency walks one model's calls (a rarely used model would
+        -- otherwise mean walking everyone's); event_tag_latency those that carry a tag.
+        CREATE INDEX event_latency ON event (ts, id, provider, model, feature, source, status, latency_ms)
+            WHERE status = 'ok' AND latency_ms IS NOT NULL;
+        CREATE INDEX event_model_latency ON event (model, ts, id, status, latency_ms)
             WHERE status = 'ok' AND latency_ms IS NOT NULL;
         CREATE TABLE event_tag_latency (
             key TEXT NOT NULL, value TEXT NOT NULL, ts INTEGER NOT NULL, event INTEGER NOT NULL,

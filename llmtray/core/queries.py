@@ -343,8 +343,25 @@ class Queries:
         id): percentiles need every value, and a month of millions of calls would take seconds
         to read, while the latest tens of thousands say the same about how fast each model
         answers now. They are found newest first through `event_latency` (which holds the
-        filterable columns, so rejected calls cost no row read) or, under a tag filter, through
-        that tag's `event_tag_latency` entries (the same calls, by tag)."""
+        filterable columns, so rejected calls cost no row read), per model through
+        `event_model_latency` when the filter names models, or under a tag filter through that
+        tag's `event_tag_latency` entries (the same calls, by tag)."""
+        if newest is not None and f.model and not f.tags:
+            sample = self._newest_calls_of_models(f, newest)
+        else:
+            sample = self._latency_sample(f, newest)
+        values: dict[str, list[float]] = defaultdict(list)
+        for model, ms in sample:
+            values[model].append(ms)
+        out = []
+        for model, xs in values.items():
+            xs.sort()
+            out.append(LatencyStats(model, len(xs), _rank(xs, 50), _rank(xs, 95), _rank(xs, 99)))
+        out.sort(key=lambda s: (-s.count, s.model))  # most-called first; ties by name, not by scan order
+        return out[:limit_models]
+
+    def _latency_sample(self, f: Filters, newest: int | None) -> list[tuple[str, float]]:
+        """(model, latency) of every successful call under `f`, or under a tag filter its newest."""
         tag = f.tags[0] if newest is not None and f.tags else None
         if tag is None:
             clauses, args = _raw_clauses(f)
@@ -365,15 +382,20 @@ class Queries:
         if newest is not None:
             sql += f" ORDER BY {newest_first} LIMIT ?"
             args.append(newest)
-        values: dict[str, list[float]] = defaultdict(list)
-        for model, ms in self.conn.execute(sql, args):
-            values[model].append(ms)
-        out = []
-        for model, xs in values.items():
-            xs.sort()
-            out.append(LatencyStats(model, len(xs), _rank(xs, 50), _rank(xs, 95), _rank(xs, 99)))
-        out.sort(key=lambda s: (-s.count, s.model))  # most-called first; ties by name, not by scan order
-        return out[:limit_models]
+        return self.conn.execute(sql, args).fetchall()
+
+    def _newest_calls_of_models(self, f: Filters, newest: int) -> list[tuple[str, float]]:
+        """(model, latency) of the newest `newest` successful calls under `f`, which names its
+        models: each model's calls newest first from `event_model_latency`, merged. Walking
+        `event_latency` instead would read everyone's calls to find a rarely used model's."""
+        clauses, args = _raw_clauses(replace(f, model=()))
+        clauses += ["e.model = ?", "e.status = 'ok'", "e.latency_ms IS NOT NULL"]
+        sql = (f"SELECT e.ts, e.id, e.latency_ms FROM event e INDEXED BY event_model_latency"
+               f" WHERE {' AND '.join(clauses)} ORDER BY e.ts DESC, e.id DESC LIMIT ?")
+        calls = [(ts, event_id, model, ms) for model in f.model
+                 for ts, event_id, ms in self.conn.execute(sql, [*args, model, newest])]
+        calls.sort(reverse=True)  # (ts, id) newest first; ids are unique, so ties never reach the model
+        return [(model, ms) for _, _, model, ms in calls[:newest]]
 
     def unpriced_models(self, f: Filters = Filters()) -> list[tuple[str, str, int]]:
         """(provider, model, requests) that have no price: shown as a warning, never as $0."""

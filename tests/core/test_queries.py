@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from itertools import product
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -265,6 +266,8 @@ PATH_FILTERS = [
     Filters(user=("u1",)),
     Filters(tags=(("team", "a"), ("exp", "y"))),
     Filters(user=("u2",), tags=(("exp", "x"),)),
+    Filters(model=("gpt-4o", "mystery-1")),
+    Filters(model=("gpt-4o",), provider=("openai",), source=("hook", "proxy")),
 ]
 
 
@@ -386,14 +389,17 @@ def test_latency_of_the_newest_calls_matches_brute_force(loaded, f):
     store = Store.open(path)
     try:
         q = Queries(store.conn, UTC)
-        for start, end in ((None, None), (to_us(datetime(2026, 11, 1, 0, 7, tzinfo=UTC)), to_us(datetime(2026, 11, 9, tzinfo=UTC)))):
+        # 7 and 60: the walk's cut-off (2 × N events back) holds enough calls, or too few under a
+        # narrow filter and the whole range is walked again; 5000: more than there are.
+        for (start, end), newest in product(((None, None), (to_us(datetime(2026, 11, 1, 0, 7, tzinfo=UTC)),
+                                                            to_us(datetime(2026, 11, 9, tzinfo=UTC)))), (7, 60, 5000)):
             ranged = f.between(start, end)
             calls = sorted((r for r in brute_filter(rows, ranged) if r["status"] == "ok" and r["latency_ms"] is not None),
-                           key=lambda r: (r["ts"], r["id"]), reverse=True)[:60]
+                           key=lambda r: (r["ts"], r["id"]), reverse=True)[:newest]
             per_model: dict[str, list[float]] = defaultdict(list)
             for r in calls:
                 per_model[r["model"]].append(r["latency_ms"])
-            got = {s.model: (s.count, s.p50, s.p95, s.p99) for s in q.latency(ranged, limit_models=100, newest=60)}
+            got = {s.model: (s.count, s.p50, s.p95, s.p99) for s in q.latency(ranged, limit_models=100, newest=newest)}
             expected = {}
             for model, xs in per_model.items():
                 xs.sort()
