@@ -59,6 +59,8 @@ SCENARIOS: dict[str, tuple[dict[str, Any], tzinfo | None]] = {
     "30d tag+user": (dict(range_key="30d", filters=PRO, breakdown="user"), None),
     "90d tag IST": (dict(range_key="90d", filters=PRO), IST),
     "30d user IST": (dict(range_key="30d", breakdown="user"), IST),
+    # The least used model in the demo data: its latency sample must not walk everyone's calls.
+    "30d rare model": (dict(range_key="30d", filters=Filters(model=("anthropic/claude-sonnet-4",))), None),
 }
 
 
