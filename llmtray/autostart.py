@@ -342,13 +342,7 @@ class RunKey:
         self._forget_approval()  # a Task Manager "disabled" mark would otherwise still win
 
     def remove(self) -> None:
-        import winreg
-
-        try:
-            with winreg.OpenKey(winreg.HKEY_CURRENT_USER, RUN_KEY, 0, winreg.KEY_SET_VALUE) as key:
-                winreg.DeleteValue(key, NAME)
-        except FileNotFoundError:
-            pass
+        _delete_value(RUN_KEY)
         self._forget_approval()
 
     def _approved(self) -> bool:
@@ -363,13 +357,18 @@ class RunKey:
         return not (isinstance(data, bytes) and data and data[0] & 1)
 
     def _forget_approval(self) -> None:
-        import winreg
+        _delete_value(APPROVED_KEY)
 
-        try:
-            with winreg.OpenKey(winreg.HKEY_CURRENT_USER, APPROVED_KEY, 0, winreg.KEY_SET_VALUE) as key:
-                winreg.DeleteValue(key, NAME)
-        except FileNotFoundError:
-            pass
+
+def _delete_value(key_path: str) -> None:
+    """Remove our value under HKCU\\`key_path`; a missing key or value is already the goal."""
+    import winreg
+
+    try:
+        with winreg.OpenKey(winreg.HKEY_CURRENT_USER, key_path, 0, winreg.KEY_SET_VALUE) as key:
+            winreg.DeleteValue(key, NAME)
+    except FileNotFoundError:
+        pass
 
 
 def _split_windows(command_line: str) -> list[str]:

@@ -10,7 +10,7 @@ coarser levels from these (DB migration 5).
 from __future__ import annotations
 
 import sqlite3
-from operator import itemgetter
+from operator import add, itemgetter
 from typing import Any
 
 from llmtray.core import db as dbmod
@@ -50,11 +50,7 @@ def _sums(r: list[Any]) -> list[int]:
 
 def _accumulate(into: dict[tuple[Any, ...], list[int]], key: tuple[Any, ...], sums: list[int]) -> None:
     acc = into.get(key)
-    if acc is None:
-        into[key] = list(sums)
-    else:
-        for i, v in enumerate(sums):
-            acc[i] += v
+    into[key] = list(sums) if acc is None else list(map(add, acc, sums))  # runs per event and level: no Python loop
 
 
 def add_to_rollups(conn: sqlite3.Connection, rows: list[list[Any]], tag_rows: list[tuple[int, str, str]]) -> None:
