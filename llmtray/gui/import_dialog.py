@@ -61,6 +61,8 @@ _NONE = "(none)"
 # "No mapping" across an `object` signal: not None (PySide6 has mis-counted references to None
 # sent through object signals between threads; see settings_dialog).
 _NO_MAPPING: dict[str, str] = {}
+_PREVIEW_MIN_HEIGHT = 430  # with the column-mapping form beside the preview
+_PLAIN_PREVIEW_MIN_HEIGHT = 160
 
 
 @dataclass
@@ -361,10 +363,11 @@ class ImportDialog(QDialog):
         self.summary.setMaximumBlockCount(2000)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.setChildrenCollapsible(False)
-        for pane, minimum in ((top, 130), (preview_box, 430), (self.summary, 80)):
+        for pane, minimum in ((top, 130), (preview_box, _PREVIEW_MIN_HEIGHT), (self.summary, 80)):
             pane.setMinimumHeight(minimum)
             splitter.addWidget(pane)
         splitter.setSizes([160, 450, 100])
+        self._splitter, self._preview_box = splitter, preview_box
 
         self.import_button = QPushButton("Import")
         self.import_button.setDefault(True)
@@ -474,6 +477,8 @@ class ImportDialog(QDialog):
         self.preview.resizeColumnsToContents()
         generic = info.format_name == GENERIC.name
         self.mapping_editor.setVisible(generic)
+        # The mapping form needs its height; a plain preview can give room to the results.
+        self._preview_box.setMinimumHeight(_PREVIEW_MIN_HEIGHT if generic else _PLAIN_PREVIEW_MIN_HEIGHT)
         if generic:
             self.mapping_editor.load(info.header, info.mapping)
 
@@ -547,11 +552,27 @@ class ImportDialog(QDialog):
     def _on_all_done(self) -> None:
         self._running = False
         cancelled = self._cancel.is_set()
-        self.progress.setFormat("cancelled" if cancelled else "done")
-        if not cancelled:
+        troubled = sum(1 for r in self._results.values() if isinstance(r, str) or not r.ok)
+        if cancelled:
+            self.progress.setFormat("cancelled")
+        else:
+            self.progress.setFormat(f"done — {troubled} of {len(self._results)} file(s) with problems (below)"
+                                    if troubled else "done")
             self.progress.setValue(1000)
+        if troubled:
+            self._make_room_for_summary()
         self.summary.moveCursor(QTextCursor.MoveOperation.Start)  # first file's result first
         self._update_buttons()
+
+    def _make_room_for_summary(self) -> None:
+        """Errors are what the user reads now: grow the results pane, up to its text or half of
+        what the preview and it share, at the preview's expense."""
+        top, preview, summary = self._splitter.sizes()
+        text = self.summary.document().blockCount() * self.summary.fontMetrics().lineSpacing() + 16
+        wanted = min(text, (preview + summary) // 2)
+        give = min(wanted - summary, preview - self._preview_box.minimumHeight())
+        if give > 0:
+            self._splitter.setSizes([top, preview - give, summary + give])
 
     def _update_buttons(self) -> None:
         self.import_button.setEnabled(not self._running and bool(self._importable()))
