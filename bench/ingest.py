@@ -5,7 +5,9 @@ Prints, in one run:
   (b) events/s with batches of 500 from 4 client processes;
   (c) the naive baseline: a fresh sqlite3 connection + INSERT + COMMIT per event;
   the ceiling: raw `executemany` in WAL of pre-built rows, 500 per transaction, into the real
-  schema (indexes and rollup triggers) and into a bare table with the same columns;
+  schema (indexes and rollup triggers) and into a bare table with the same columns (best of 3);
+  the floor: (a) and (b) against `bench/floor_server.py`, a server of the same shape that does
+  no work (no validation, pricing, rollups or indexes), with and without the writer thread;
   and a per-event breakdown of where the server's time goes.
 
 The server runs as a subprocess (`python -m llmtray serve`), so the clients' Python never shares
@@ -111,6 +113,34 @@ def start_server(data: Path) -> tuple[subprocess.Popen, int, str]:
         time.sleep(0.05)
     proc.kill()
     raise SystemExit("llmtray serve did not start")
+
+
+def start_floor(tmp: Path, inline: bool) -> tuple[subprocess.Popen, int]:
+    port_file = tmp / f"floor-{inline}.port"
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("floor_server.py")),
+                             str(tmp / f"floor-{inline}.db"), str(port_file)] + (["--inline"] if inline else []))
+    deadline = time.monotonic() + 60
+    while not (port_file.exists() and port_file.read_text()):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise SystemExit("bench/floor_server.py did not start")
+        time.sleep(0.05)
+    return proc, int(port_file.read_text())
+
+
+def floor_figures(tmp: Path, seconds: float, clients: int, batch: int) -> dict[str, tuple[float, float]]:
+    """(a) requests/s and (b) events/s of the no-work server, with its writer thread and inline."""
+    out: dict[str, tuple[float, float]] = {}
+    for label, inline in (("writer thread", False), ("commit on the loop", True)):
+        proc, port = start_floor(tmp, inline)
+        try:
+            n, t = single_events(port, "-", seconds)
+            m, u = batches(port, "-", clients, batch, seconds, eps_guess=100_000)
+            out[label] = (n / t, m / u)
+        finally:
+            proc.kill()
+            proc.wait()
+    return out
 
 
 def single_events(port: int, token: str, seconds: float) -> tuple[int, float]:
@@ -268,15 +298,22 @@ def sqlite_figures(tmp: Path, seconds: float, batch: int) -> dict[str, float]:
     conn = sqlite3.connect(real, isolation_level=None)
     for pragma, value in dbmod.PRAGMAS.items():
         conn.execute(f"PRAGMA {pragma} = {value}")
-    out["ceiling_real"] = ceiling(conn, rows, insert_sql, batch)
-    conn.close()
-    conn = sqlite3.connect(tmp / "ceiling-bare.db", isolation_level=None)
-    conn.execute("PRAGMA journal_mode = wal")
-    conn.execute("PRAGMA synchronous = normal")
-    conn.execute(f"CREATE TABLE event ({', '.join(COLUMNS)})")
-    out["ceiling_bare"] = ceiling(conn, rows, insert_sql, batch)
-    conn.close()
-    return out
+    best = {"ceiling_real": 0.0, "ceiling_bare": 0.0}
+    for attempt in range(3):  # the best of 3: one run can land on a checkpoint or a busy neighbour
+        real = tmp / f"ceiling-real-{attempt}.db"
+        dbmod.migrate(real)
+        conn = sqlite3.connect(real, isolation_level=None)
+        for pragma, value in dbmod.PRAGMAS.items():
+            conn.execute(f"PRAGMA {pragma} = {value}")
+        best["ceiling_real"] = max(best["ceiling_real"], ceiling(conn, rows, insert_sql, batch))
+        conn.close()
+        conn = sqlite3.connect(tmp / f"ceiling-bare-{attempt}.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode = wal")
+        conn.execute("PRAGMA synchronous = normal")
+        conn.execute(f"CREATE TABLE event ({', '.join(COLUMNS)})")
+        best["ceiling_bare"] = max(best["ceiling_bare"], ceiling(conn, rows, insert_sql, batch))
+        conn.close()
+    return out | best
 
 
 def breakdown(tmp: Path, n: int = 5_000) -> dict[str, float]:
@@ -337,6 +374,7 @@ def main() -> None:
         proc.wait(60)
     split = breakdown(tmp)
     hop = hop_floor(args.seconds / 2)
+    floors = floor_figures(tmp, args.seconds, args.clients, args.batch)
 
     real, bare = figures["ceiling_real"], figures["ceiling_bare"]
     print()
@@ -351,10 +389,12 @@ def main() -> None:
     print(f"ceiling: executemany, real schema           {real:10,.0f} events/s  (b reaches {batched / real:.0%}; "
           f"target ≥ {TARGET_CEILING_SHARE:.0%}: {'met' if batched >= TARGET_CEILING_SHARE * real else 'NOT met'})")
     print(f"ceiling: executemany, bare table            {bare:10,.0f} events/s  (b reaches {batched / bare:.0%})")
+    for label, (a, b) in floors.items():
+        print(f"floor, no-work server, {label + ':':20s} (a) {a:7,.0f} requests/s, (b) {b:9,.0f} events/s")
     print()
     print("where one event's time goes (µs, in-process, same events):")
     for stage, us in split.items():
-        print(f"  {stage:50s} {us:7.1f}")
+        print(f"  {stage:50s} {us:7.1f}  (≈ {1e6 / us:,.0f}/s alone)")
     print(f"  {'executemany, real schema (SQLite only)':50s} {1e6 / real:7.1f}")
     print(f"\nmachine: {load()} at the end (figures are only comparable within one run)")
 
