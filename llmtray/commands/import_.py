@@ -163,6 +163,9 @@ def _remove(ctx, dataset_id: int) -> int:  # noqa: ANN001
     if dataset_id not in known:
         print(f"llmtray: error: no dataset {dataset_id} (see llmtray import --list)", file=sys.stderr)
         return 1
-    removed = store.remove_dataset(dataset_id)
-    print(f"removed dataset {dataset_id} ({known[dataset_id]['name']}): {removed} events")
+    from llmtray.importers.engine import Importer
+
+    removal = Importer(store).remove(dataset_id)
+    restored = f"; restored {removal.restored} observed events it had replaced" if removal.restored else ""
+    print(f"removed dataset {dataset_id} ({known[dataset_id]['name']}): {removal.removed} events{restored}")
     return 0

@@ -43,9 +43,13 @@ ROLLUP_DIMENSIONS = ("provider", "model", "feature", "project", "env", "source",
 
 @dataclass(frozen=True)
 class Migration:
+    """`backup`: copy the database aside first. Off only for a migration that just adds empty
+    tables: a copy of a multi-GB database is not worth making for one that can't lose data."""
+
     version: int
     name: str
     apply: Callable[[sqlite3.Connection], None]
+    backup: bool = True
 
 
 def _m1_initial(conn: sqlite3.Connection) -> None:
@@ -419,6 +423,18 @@ def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
     _fill_tag_latencies(conn)
 
 
+def _m6_replaced_events(conn: sqlite3.Connection) -> None:
+    """The observed events an `--overlap replace` import deleted, kept with the dataset that
+    replaced them (`replaced_by`): removing that import, or one a crash cut short, puts them back,
+    so replacing never leaves the only copy of an event in memory or a temporary table. The
+    columns are `event`'s, in its order (a later migration adding a column to `event` adds it
+    here too; a test pins that); no constraints, as these rows are copies."""
+    columns = ", ".join(f"{name} {decl}" for _, name, decl, *_ in conn.execute("PRAGMA table_info(event)"))
+    conn.execute(f"CREATE TABLE replaced_event (replaced_by INTEGER NOT NULL REFERENCES dataset(id) "
+                 f"ON DELETE CASCADE, {columns})")
+    conn.execute("CREATE INDEX replaced_event_by ON replaced_event(replaced_by)")
+
+
 def _create_level(conn: sqlite3.Connection, level: Level) -> None:
     cols = ", ".join(
         [f"{level.time} INTEGER NOT NULL"]
@@ -487,6 +503,7 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "budgets", _m3_budgets),
     Migration(4, "store-maintained-rollups", _m4_store_maintained_rollups),
     Migration(5, "coarse-rollups", _m5_coarse_rollups),
+    Migration(6, "replaced-events", _m6_replaced_events, backup=False),
 ]
 
 
@@ -520,7 +537,7 @@ def migrate(path: Path, upto: int | None = None) -> int:
                 f"({MIGRATIONS[-1].version}); upgrade llmtray or use another --data-dir"
             )
         pending = [m for m in MIGRATIONS if current < m.version <= target]
-        if pending and current > 0:
+        if current > 0 and any(m.backup for m in pending):
             backup(conn, path.with_name(f"{path.name}.before-v{pending[0].version}.bak"))
         for m in pending:
             log.info("migrating %s to version %d (%s)", path, m.version, m.name)

@@ -80,6 +80,15 @@ class AddResult:
 
 
 @dataclass(frozen=True)
+class Removal:
+    """What removing a dataset did: its events deleted, and events restored in their place (the
+    observed events an `--overlap replace` import had replaced; ids already back don't count)."""
+
+    removed: int
+    restored: int = 0
+
+
+@dataclass(frozen=True)
 class Batch:
     """Validated events from one request or import chunk, all with the same source."""
 
@@ -218,22 +227,24 @@ class Store:
     def list_datasets(self) -> list[dict[str, Any]]:
         return list(self.models.Dataset.select().order_by(self.models.Dataset.id).dicts())
 
-    def remove_dataset(self, dataset_id: int, restore: Sequence[Batch] = ()) -> int:
-        """Delete a dataset and its events (rollups follow through triggers); returns rows removed.
+    def remove_dataset(self, dataset_id: int, restore: Sequence[Batch] = ()) -> Removal:
+        """Delete a dataset and its events (rollups follow through triggers).
 
-        `restore` is stored in the same transaction: a cancelled `--overlap replace` import puts
+        `restore` is stored in the same transaction: removing an `--overlap replace` import puts
         back the observed events it had deleted, with no moment (or crash) where neither the
         imported rows nor the observed ones are there."""
         rows = [self._rows(b) for b in restore]
         conn = self.conn
+        restored = 0
         with self.db.atomic("IMMEDIATE"):
             removed = conn.execute("DELETE FROM event WHERE dataset_id = ?", (dataset_id,)).rowcount
             self.models.Dataset.delete_by_id(dataset_id)
             if rows:
                 next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM event").fetchone()[0]
                 for batch_rows, batch_tags in rows:
-                    _, next_id = self._insert(conn, batch_rows, batch_tags, next_id)
-        return removed
+                    added, next_id = self._insert(conn, batch_rows, batch_tags, next_id)
+                    restored += added.accepted
+        return Removal(removed, restored)
 
     # --- repricing ------------------------------------------------------------------------
 

@@ -12,9 +12,10 @@ file that turns unreadable midway removes the dataset again — its events in on
 the rollups following through the store's triggers — so nothing of the file is left, not even a
 dataset row in `llmtray import --list`. A file with bad rows is still read to its end, storing
 nothing more, so that every error is listed at once. `--overlap replace` deletes observed events
-as imported rows arrive, which removing the dataset would not bring back: that policy first
-reads the whole file to validate it, and a cancel after replacing puts the deleted observed
-events back (`_observed_batches`, in the same transaction as the removal).
+as imported rows arrive and keeps them with the dataset (`overlap.replacing`); removing the
+dataset (`Importer.remove`: a cancel, a failure, `import --remove`, the dialog) puts them back
+in the same transaction. That policy still validates the whole file first, so that a file with
+a bad row never disturbs the observed events at all.
 """
 
 from __future__ import annotations
@@ -30,12 +31,19 @@ from pathlib import Path
 
 from llmtray.core.events import UsageEvent
 from llmtray.core.pricing import Priced
-from llmtray.core.store import AddResult, Batch, Store, event_json
+from llmtray.core.store import AddResult, Batch, Removal, Store, event_json
 from llmtray.importers import GENERIC, Detection, detect
 from llmtray.importers.base import Format, ImportFileError, Options, RowError, Skipped
 from llmtray.importers.llmtray_export import LlmtrayJsonl, restore
 from llmtray.importers.mapping import ColumnMapping, MappingStore
-from llmtray.importers.overlap import POLICIES, ProviderDays, ReplaceLog, observed_days, other_imports, replacing
+from llmtray.importers.overlap import (
+    POLICIES,
+    ProviderDays,
+    observed_days,
+    other_imports,
+    replaced_rows,
+    replacing,
+)
 from llmtray.importers.pipeline import Restored, entries, validated
 
 CHUNK_SIZE = 5000
@@ -169,18 +177,18 @@ class Importer:
             with guard as replace_log, _gc_frozen():
                 try:
                     self._import(fmt, path, options, result, observed, overlap, progress, cancel,
-                                 stop_at_error=not skip_bad_rows and not dry_run, replace_log=replace_log)
+                                 stop_at_error=not skip_bad_rows and not dry_run)
                 except BaseException:
-                    self._discard(result, replace_log)
+                    self._discard(result)
                     raise
                 if cancel is not None and cancel.is_set():
                     result.state = "cancelled"
                 if result.stored_nothing:
-                    self._discard(result, replace_log)
+                    self._discard(result)
                 elif replace_log is not None:
                     result.replaced = sum(n for _, _, n in replace_log.replaced())
         except BaseException:
-            self._discard(result, None)  # `replacing` itself failed: the empty dataset goes
+            self._discard(result)  # `replacing` itself failed: the empty dataset goes
             raise
         if result.dataset_id is not None:
             self._finish(result, "done")
@@ -251,7 +259,7 @@ class Importer:
 
     def _import(self, fmt: Format, path: Path, options: Options, result: ImportResult, observed: ProviderDays,
                 overlap: str, progress: Callable[[Progress], None] | None, cancel: threading.Event | None,
-                stop_at_error: bool, replace_log: ReplaceLog | None) -> None:
+                stop_at_error: bool) -> None:
         """The import pass. It runs once per row of files with millions of rows, so the loop keeps
         its counters in locals and does per row only what the row needs. With `stop_at_error`,
         the first bad row stops storing: what the file stored is removed, and the rest of the
@@ -308,7 +316,7 @@ class Importer:
                     events = chunk.events
             result.rows_read = read
             if result.state == "rejected":
-                self._discard(result, replace_log)  # before reading on: the file's rows leave the store at once
+                self._discard(result)  # before reading on: the file's rows leave the store at once
                 self._read_rest(stream, result, options, progress, cancel)
                 result.state = "rejected"  # a cancel while collecting errors still stored nothing
                 if progress is not None:
@@ -366,24 +374,27 @@ class Importer:
             seen.add(event_id)
         return AddResult(len(chunk.events) - duplicates, duplicates)
 
-    def _discard(self, result: ImportResult, replace_log: ReplaceLog | None) -> None:
-        """Leave nothing of the file: remove its dataset (its events go in one transaction, the
-        rollups follow through triggers) and, in that same transaction, put back any observed
-        events it replaced. The dataset row goes too, so `import --list` shows no trace of it."""
+    def remove(self, dataset_id: int) -> Removal:
+        """Remove an import: its events and dataset row go, and the observed events it replaced
+        come back, all in one transaction (the rollups follow through triggers), so there is no
+        moment, or crash, in which the day has both or neither."""
+        return self.store.remove_dataset(dataset_id, self._observed_batches(dataset_id))
+
+    def _discard(self, result: ImportResult) -> None:
+        """Leave nothing of the file, not even a dataset row in `import --list`."""
         if result.dataset_id is None:
             return
-        restore = self._observed_batches(replace_log) if replace_log is not None else []
-        self.store.remove_dataset(result.dataset_id, restore)
+        self.remove(result.dataset_id)
         result.dataset_id = None
         result.imported = result.duplicates = result.replaced = 0
 
-    def _observed_batches(self, replace_log: ReplaceLog) -> list[Batch]:
-        """The observed events `--overlap replace` deleted before the import was cancelled or
-        failed, as batches that store them as they were (same id, cost, cost provenance, source
-        and tags); only their row number and receive time are new."""
+    def _observed_batches(self, dataset_id: int) -> list[Batch]:
+        """The observed events importing `dataset_id` replaced, as batches that store them as
+        they were (same id, cost, cost provenance, source and tags); only their row number and
+        receive time are new."""
         now = datetime.now(UTC)
         chunk = _Chunk()
-        for row in replace_log.deleted():
+        for row in replaced_rows(self.store.conn, dataset_id):
             parsed = restore(event_json(row), 0)
             if row["event_id"] is None:
                 parsed.data.pop("id")  # stored without an id: restored without one

@@ -5,8 +5,9 @@ provider on one of those days, importing the export as well would double the day
 chooses: `refuse` (the default: nothing is stored, the days are listed), `keep` (store both,
 knowingly), `skip` (drop imported rows on those days) or `replace` (the imported rows win: the
 observed events of each such provider-day are deleted in the same transaction that stores the
-day's first imported row, and kept aside until the import ends, so that a cancelled import can
-put them back).
+day's first imported row, and kept in `replaced_event` under the import's dataset, so that
+removing the import — cancelled, cut short by a crash, or removed by the user months later —
+puts them back).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from datetime import date, timedelta
 from typing import Any
 
 from llmtray.core.db import BUCKET_US
+from llmtray.core.store import COLUMNS
 from llmtray.importers.values import US_PER_DAY
 
 POLICIES = ("refuse", "keep", "skip", "replace")
 OBSERVED_SOURCES = ("hook", "proxy", "api", "otel")
 _BUCKETS_PER_DAY = US_PER_DAY // BUCKET_US
 _SOURCES_SQL = ", ".join(f"'{s}'" for s in OBSERVED_SOURCES)
+_COLUMNS_SQL = ", ".join(COLUMNS)
 _EPOCH_DAY = date(1970, 1, 1)
 
 ProviderDays = dict[str, set[int]]
@@ -99,13 +102,12 @@ def replacing(conn: sqlite3.Connection, dataset_id: int, observed: ProviderDays)
     """While active, the first row of `dataset_id` stored on an observed provider-day deletes
     that day's observed events, inside the store's own insert transaction (a temporary trigger
     on this connection only), so no reader ever sees the day twice or not at all. The deleted
-    rows are copied to a temporary table first (`ReplaceLog.deleted`): until the import has
-    finished they are the only copy of those observed events."""
+    rows are moved, in that same transaction, to `replaced_event` under `dataset_id`
+    (`replaced_rows`): whenever the dataset is removed, they come back."""
     conn.execute(
         "CREATE TEMP TABLE import_replace (provider TEXT NOT NULL, day INTEGER NOT NULL, removed INTEGER, "
         "PRIMARY KEY (provider, day)) WITHOUT ROWID"
     )
-    conn.execute("CREATE TEMP TABLE import_replaced_event AS SELECT * FROM main.event WHERE 0")
     try:
         conn.executemany("INSERT INTO import_replace (provider, day) VALUES (?, ?)",
                          [(p, d) for p, days in observed.items() for d in days])
@@ -119,7 +121,8 @@ def replacing(conn: sqlite3.Connection, dataset_id: int, observed: ProviderDays)
             BEGIN
                 UPDATE import_replace SET removed = (SELECT count(*) FROM event WHERE {in_day})
                   WHERE provider = NEW.provider AND day = {day};
-                INSERT INTO import_replaced_event SELECT * FROM event WHERE {in_day};
+                INSERT INTO replaced_event (replaced_by, {_COLUMNS_SQL})
+                  SELECT {int(dataset_id)}, {_COLUMNS_SQL} FROM event WHERE {in_day};
                 DELETE FROM event WHERE {in_day};
             END"""
         )
@@ -127,11 +130,10 @@ def replacing(conn: sqlite3.Connection, dataset_id: int, observed: ProviderDays)
     finally:
         conn.execute("DROP TRIGGER IF EXISTS temp.import_replace_observed")
         conn.execute("DROP TABLE IF EXISTS temp.import_replace")
-        conn.execute("DROP TABLE IF EXISTS temp.import_replaced_event")
 
 
 class ReplaceLog:
-    """What `replacing` has done so far: the provider-days replaced and events deleted."""
+    """What `replacing` has done so far: each provider-day replaced, with its events deleted."""
 
     def __init__(self, conn: sqlite3.Connection):
         self._conn = conn
@@ -141,9 +143,11 @@ class ReplaceLog:
             "SELECT provider, day, removed FROM import_replace WHERE removed IS NOT NULL ORDER BY 1, 2"
         ))
 
-    def deleted(self) -> Iterator[dict[str, Any]]:
-        """The observed event rows deleted so far, as they were stored (`event`'s columns)."""
-        cur = self._conn.execute("SELECT * FROM temp.import_replaced_event ORDER BY ts, id")
-        columns = [d[0] for d in cur.description]
-        for row in cur.fetchall():
-            yield dict(zip(columns, row))
+
+def replaced_rows(conn: sqlite3.Connection, dataset_id: int) -> Iterator[dict[str, Any]]:
+    """The observed event rows that importing `dataset_id` replaced, as they were stored
+    (`event`'s columns), oldest first."""
+    cur = conn.execute(f"SELECT {_COLUMNS_SQL} FROM replaced_event WHERE replaced_by = ? ORDER BY ts, id",
+                       (dataset_id,))
+    for row in cur.fetchall():
+        yield dict(zip(COLUMNS, row))

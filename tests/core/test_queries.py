@@ -351,7 +351,7 @@ def test_paths_stay_exact_after_dataset_removal_and_reprice(tmp_path):
         tz = ZoneInfo("Asia/Kolkata")
         q = Queries(store.conn, tz)
         check_every_path(q, rows_from(store.conn), tz)
-        assert store.remove_dataset(ds) == 500
+        assert store.remove_dataset(ds).removed == 500
         check_every_path(q, rows_from(store.conn), tz)
         (data_dir / "pricing.toml").write_text(
             "[[model]]\nprovider='acme'\nmodel='mystery-1'\ninput_mtok=1\noutput_mtok=2\n")

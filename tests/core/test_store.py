@@ -16,7 +16,7 @@ from llmtray.core.errors import SchemaTooNewError
 from llmtray.core.events import UsageEvent, parse_event
 from llmtray.core.money import usd_to_nanos
 from llmtray.core.pricing import Pricer, load_overrides
-from llmtray.core.store import Store, from_us, to_us
+from llmtray.core.store import COLUMNS, Store, from_us, to_us
 
 T0 = datetime(2026, 1, 10, 12, tzinfo=UTC)
 
@@ -72,7 +72,7 @@ def test_tags_and_rollups_follow_dataset_removal(store: Store):
     ds = store.create_dataset("usage.csv", "openai-usage", "/tmp/usage.csv")
     store.add([ev(i, tags={"team": "a"}, model="gpt-4o") for i in range(5)], "import:openai-usage", ds)
     assert sums(store.conn)[0] == 15
-    assert store.remove_dataset(ds) == 5
+    assert store.remove_dataset(ds).removed == 5
     after = (sums(store.conn), store.conn.execute("SELECT sum(events), sum(cost_nanos) FROM tag_rollup").fetchone())
     assert after == before
     assert store.conn.execute("SELECT count(*) FROM event_tag").fetchone()[0] == 10
@@ -114,6 +114,23 @@ def test_migration_from_v1_keeps_data_and_backs_up(tmp_path: Path):
         assert store.add([ev(1, id="old-1"), ev(2)], "api").duplicates == 1
     finally:
         store.close()
+
+
+def test_replaced_event_mirrors_event_and_its_migration_copies_nothing_aside(tmp_path: Path):
+    """`--overlap replace` copies `event` rows into `replaced_event` column for column: a
+    migration that changes one table must change the other. Adding that empty table is no
+    reason to copy a multi-GB database aside first."""
+    path = tmp_path / "v5.db"
+    assert dbmod.migrate(path, upto=5) == 5
+    assert dbmod.migrate(path) == dbmod.MIGRATIONS[-1].version
+    assert sorted(p.name for p in tmp_path.iterdir() if ".bak" in p.name) == []
+    conn = sqlite3.connect(path)
+    try:
+        def columns(table: str) -> list[str]:
+            return [name for _, name, *_ in conn.execute(f"PRAGMA table_info({table})")]
+        assert columns("replaced_event") == ["replaced_by", *columns("event")] == ["replaced_by", *COLUMNS]
+    finally:
+        conn.close()
 
 
 def test_newer_schema_is_refused_untouched(tmp_path: Path):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from llmtray.core import db as dbmod
+from llmtray.core.events import parse_event
 from llmtray.core.store import Store
 from llmtray.importers.engine import Importer
 from llmtray.importers.mapping import MappingStore
@@ -56,3 +57,21 @@ def assert_rollups_exact(conn: sqlite3.Connection) -> None:
         conn.execute("RELEASE rebuild")
     for level in dbmod.LEVELS:
         assert conn.execute(f"SELECT count(*) FROM {level.table} WHERE events <= 0").fetchone()[0] == 0
+
+
+def observe_openrouter(store: Store) -> list[dict]:
+    """Observed events on the generated files' first day (2026-04-01, openrouter), with tags, a
+    reported cost and one without an id — what `--overlap replace` deletes — and one on a day
+    the files don't cover."""
+    def ev(ts: str, n: int, **extra) -> object:
+        return parse_event({"ts": ts, "provider": "openrouter", "model": "openai/gpt-4o-mini", "input_tokens": n,
+                            "output_tokens": 1, **extra})
+    store.add([ev("2026-04-01T10:00:00Z", 100, id="obs-1", tags={"team": "a"}, feature="chat"),
+               ev("2026-04-01T11:00:00Z", 200, cost_usd="0.25", user="u1"), ev("2026-04-05T10:00:00Z", 300)], "hook")
+    store.add([ev("2026-04-01T00:00:00Z", 500, id="obs-4", latency_ms=12.5)], "proxy")
+    return rows(store)
+
+
+def comparable(stored: list[dict]) -> list[dict]:
+    """A stored row without what storing again renews: its row number and receive time."""
+    return [{k: v for k, v in r.items() if k not in ("id", "received")} for r in stored]

@@ -103,6 +103,17 @@ def test_overlap_is_refused_by_default_then_chosen(data_dir, capsys):
     assert run(data_dir, "--overlap", "replace", str(DATA / "openai_usage.csv")) == 0
     assert "overlap with observed events on openai: 2026-05-01: replaced 1 observed events" in capsys.readouterr().out
     assert count(data_dir) == 3
+    # removing that import brings the observed event back: replacing never destroys it
+    assert run(data_dir, "--remove", "1") == 0
+    assert capsys.readouterr().out.strip() == ("removed dataset 1 (openai_usage.csv): 3 events; "
+                                               "restored 1 observed events it had replaced")
+    store = Store.open(data_dir / "llmtray.db")
+    try:
+        assert store.conn.execute("SELECT source, input_tokens FROM event").fetchall() == [("hook", 7)]
+        assert store.conn.execute("SELECT count(*) FROM replaced_event").fetchone()[0] == 0
+        assert_rollups_exact(store.conn)
+    finally:
+        store.close()
 
 
 def test_unknown_file_is_an_error_naming_it(data_dir, tmp_path, capsys):

@@ -11,7 +11,15 @@ import pytest
 from llmtray.core.events import parse_event
 from llmtray.importers import ImportFileError
 from llmtray.importers.mapping import ColumnMapping
-from tests.importers.conftest import DATA, MALFORMED, assert_rollups_exact, rows, totals
+from tests.importers.conftest import (
+    DATA,
+    MALFORMED,
+    assert_rollups_exact,
+    comparable,
+    observe_openrouter,
+    rows,
+    totals,
+)
 from tests.importers.generate import openrouter_generations
 
 CASES = [
@@ -201,26 +209,8 @@ def test_dry_run_with_bad_rows_counts_what_skipping_them_would_import(importer, 
     assert totals(store)["events"] == 0 and store.list_datasets() == []
 
 
-def _observe(store):
-    """Observed events on the generated files' first day (2026-04-01, openrouter), with tags, a
-    reported cost and one without an id — what `--overlap replace` deletes — and one on a day
-    the files don't cover."""
-    def ev(ts: str, n: int, **extra) -> object:
-        return parse_event({"ts": ts, "provider": "openrouter", "model": "openai/gpt-4o-mini", "input_tokens": n,
-                            "output_tokens": 1, **extra})
-    store.add([ev("2026-04-01T10:00:00Z", 100, id="obs-1", tags={"team": "a"}, feature="chat"),
-               ev("2026-04-01T11:00:00Z", 200, cost_usd="0.25", user="u1"), ev("2026-04-05T10:00:00Z", 300)], "hook")
-    store.add([ev("2026-04-01T00:00:00Z", 500, id="obs-4", latency_ms=12.5)], "proxy")
-    return rows(store)
-
-
-def _comparable(stored: list[dict]) -> list[dict]:
-    """A stored row without what storing again renews: its row number and receive time."""
-    return [{k: v for k, v in r.items() if k not in ("id", "received")} for r in stored]
-
-
 def test_replace_then_a_bad_row_later_leaves_the_observed_events_intact(importer, store, tmp_path):
-    observed = _observe(store)
+    observed = observe_openrouter(store)
     path = _with_bad_rows(openrouter_generations(tmp_path / "gen.csv", 5000), at=(4500,))
     importer.chunk_size = 1000
     result = importer.run(path, overlap="replace")
@@ -231,7 +221,7 @@ def test_replace_then_a_bad_row_later_leaves_the_observed_events_intact(importer
 
 
 def test_replace_cancelled_after_replacing_puts_the_observed_events_back(importer, store, tmp_path):
-    observed = _observe(store)
+    observed = observe_openrouter(store)
     path = openrouter_generations(tmp_path / "gen.csv", 12_000)
     importer.chunk_size = 1000
     cancel = threading.Event()
@@ -245,12 +235,12 @@ def test_replace_cancelled_after_replacing_puts_the_observed_events_back(importe
     result = importer.run(path, overlap="replace", progress=on_progress, cancel=cancel)
     assert replaced_midway == [1]  # the three observed events of April 1 had been deleted
     assert (result.state, result.imported, result.replaced, result.dataset_id) == ("cancelled", 0, 0, None)
-    assert _comparable(rows(store)) == _comparable(observed) and store.list_datasets() == []
+    assert comparable(rows(store)) == comparable(observed) and store.list_datasets() == []
     assert_rollups_exact(store.conn)
 
 
 def test_replace_with_skip_bad_rows_replaces_and_keeps_the_good_rows(importer, store, tmp_path):
-    _observe(store)
+    observe_openrouter(store)
     path = _with_bad_rows(openrouter_generations(tmp_path / "gen.csv", 3000), at=(2500,))
     result = importer.run(path, overlap="replace", skip_bad_rows=True)
     assert (result.state, result.imported, result.error_count) == ("done", 2999, 1) and result.replaced > 0

@@ -3,13 +3,20 @@ refused by default, and kept, skipped or replaced only when the user says so."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from datetime import date
 
 import pytest
 
+from llmtray.cli import main
 from llmtray.core.events import parse_event
-from tests.importers.conftest import DATA, rows, totals
+from tests.importers.conftest import DATA, assert_rollups_exact, comparable, observe_openrouter, rows, totals
+from tests.importers.generate import openrouter_generations
 
 MAY1 = (date(2026, 5, 1) - date(1970, 1, 1)).days
 
@@ -112,3 +119,78 @@ def test_usage_and_cost_exports_of_the_same_days_are_pointed_out(importer, store
     # the OpenAI usage CSV and Usage API share ids: never "another import" of each other
     importer.run(DATA / "openai_usage.csv")
     assert importer.run(DATA / "openai_usage_api.json").other_imports == []
+
+
+def replaced_count(store, dataset_id=None) -> int:
+    where, params = ("replaced_by = ?", (dataset_id,)) if dataset_id is not None else ("1", ())
+    return store.conn.execute(f"SELECT count(*) FROM replaced_event WHERE {where}", params).fetchone()[0]
+
+
+def test_removing_a_replace_import_later_puts_the_observed_events_back(importer, store, tmp_path):
+    """The replaced events are kept with the dataset, in the import's own transactions: removing
+    the import weeks later restores them exactly (id, cost and its provenance, source, tags,
+    latency), and the rollups with them."""
+    observed = observe_openrouter(store)
+    result = importer.run(openrouter_generations(tmp_path / "gen.csv", 3000), overlap="replace")
+    assert (result.state, result.replaced) == ("done", 3)
+    assert replaced_count(store, result.dataset_id) == 3
+    assert totals(store, "source IN ('hook', 'proxy')")["events"] == 1  # only April 5 is left
+    removal = importer.remove(result.dataset_id)
+    assert (removal.removed, removal.restored) == (result.imported, 3)
+    assert comparable(rows(store)) == comparable(observed)
+    assert store.list_datasets() == [] and replaced_count(store) == 0
+    assert_rollups_exact(store.conn)
+
+
+def test_removing_restores_each_observed_event_once(importer, store, tmp_path):
+    """An observed event that came back meanwhile (a hook re-sent it with its id) is not doubled."""
+    observed = observe_openrouter(store)
+    result = importer.run(openrouter_generations(tmp_path / "gen.csv", 500), overlap="replace")
+    resent = parse_event({"id": "obs-1", "ts": "2026-04-01T10:00:00Z", "provider": "openrouter",
+                          "model": "openai/gpt-4o-mini", "input_tokens": 100, "output_tokens": 1})
+    assert store.add([resent], "hook").accepted == 1
+    removal = importer.remove(result.dataset_id)
+    assert removal.restored == 2  # obs-1 was back already; the event without an id can't be matched
+    assert sorted(r["event_id"] or "" for r in rows(store)) == sorted(r["event_id"] or "" for r in observed)
+    assert_rollups_exact(store.conn)
+
+
+def test_two_replace_imports_each_restore_only_their_own(importer, store, tmp_path):
+    """A second import replacing the same day finds only the first import's rows (not observed):
+    removing either restores what it replaced and nothing else."""
+    observe_openrouter(store)
+    first = importer.run(openrouter_generations(tmp_path / "a.csv", 200), overlap="replace")
+    second = importer.run(DATA / "openai_usage.csv", overlap="replace")  # another provider's days
+    assert (first.replaced, second.replaced) == (3, 0)
+    assert replaced_count(store, second.dataset_id) == 0
+    assert importer.remove(second.dataset_id).restored == 0
+    assert importer.remove(first.dataset_id).restored == 3
+    assert_rollups_exact(store.conn)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="kill -9 of a process group is POSIX")
+def test_a_replace_import_killed_midway_loses_no_observed_event(store, data_dir, tmp_path):
+    """`kill -9` while `llmtray import --overlap replace` is storing: the observed events it had
+    replaced are on disk with its dataset, and `import --remove` of that dataset puts them back."""
+    observed = observe_openrouter(store)
+    path = openrouter_generations(tmp_path / "gen.csv", 60_000)
+    proc = subprocess.Popen([sys.executable, "-m", "llmtray", "--data-dir", str(data_dir), "import",
+                             "--overlap", "replace", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    watcher = sqlite3.connect(data_dir / "llmtray.db", timeout=30)
+    try:
+        deadline = time.monotonic() + 120
+        while watcher.execute("SELECT count(*) FROM replaced_event").fetchone()[0] == 0:
+            assert proc.poll() is None, "the import ended before it replaced anything"
+            assert time.monotonic() < deadline, "the import never reached its storing pass"
+            time.sleep(0.02)
+    finally:
+        watcher.close()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    (dataset,) = store.list_datasets()
+    assert dataset["state"] != "done"
+    assert totals(store, "source IN ('hook', 'proxy')")["events"] == 1  # April 1's three were replaced
+    assert main(["--data-dir", str(data_dir), "import", "--remove", str(dataset["id"])]) == 0
+    assert comparable(rows(store)) == comparable(observed) and store.list_datasets() == []
+    assert_rollups_exact(store.conn)
