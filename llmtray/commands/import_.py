@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmtray.commands.report import UsageError
 from llmtray.importers import BY_NAME, GENERIC, ColumnMapping, ImportFileError, MappingStore
+from llmtray.importers.datasets import HEADERS, cells
 from llmtray.importers.mapping import TARGETS, guess
 from llmtray.importers.overlap import POLICIES, describe, describe_imports
 
@@ -147,10 +147,7 @@ def _list(ctx) -> int:  # noqa: ANN001
     if not datasets:
         print("no imported datasets")
         return 0
-    headers = ("id", "imported at", "format", "file", "rows", "imported", "duplicates", "errors", "state")
-    rows = [(str(d["id"]), datetime.fromtimestamp(d["created"]).strftime("%Y-%m-%d %H:%M"), d["format"], d["name"],
-             str(d["rows_read"]), str(d["imported"]), str(d["duplicates"]), str(d["errors"]), d["state"])
-            for d in datasets]
+    headers, rows = HEADERS, [cells(d) for d in datasets]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     for values in (headers, *rows):
         print("  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip())

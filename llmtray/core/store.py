@@ -225,7 +225,11 @@ class Store:
         ).where(self.models.Dataset.id == dataset_id).execute()
 
     def list_datasets(self) -> list[dict[str, Any]]:
-        return list(self.models.Dataset.select().order_by(self.models.Dataset.id).dicts())
+        """Every dataset, oldest first, with `replaced`: the observed events it replaced (and
+        that removing it restores)."""
+        replaced = dict(self.conn.execute("SELECT replaced_by, count(*) FROM replaced_event GROUP BY 1"))
+        return [d | {"replaced": replaced.get(d["id"], 0)}
+                for d in self.models.Dataset.select().order_by(self.models.Dataset.id).dicts()]
 
     def remove_dataset(self, dataset_id: int, restore: Sequence[Batch] = ()) -> Removal:
         """Delete a dataset and its events (rollups follow through triggers).

@@ -277,6 +277,7 @@ class WindowActions(QObject):
         if self._import_dialog is not None:
             dialog = self._import_dialog(self._paths, self._window)
             dialog.imported.connect(self._window.on_imported)  # imports write through their own Store
+            dialog.import_removed.connect(self._window.on_import_removed)
             dialog.show()
 
     @Slot()

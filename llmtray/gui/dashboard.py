@@ -192,10 +192,13 @@ class Dashboard(QMainWindow):
     def on_committed(self, committed: Committed) -> None:
         """The bridge's `committed` signal lands here (GUI thread); refreshes are throttled, and
         while the window is hidden they wait until it is shown (an idle tray reads nothing)."""
-        if not committed.accepted:
-            return
-        if any(source.startswith("import:") for source in committed.sources):
-            self._options_at = 0.0  # an import may bring new models and features: refresh the pickers
+        if committed.accepted:
+            # an import may bring new models and features: refresh the pickers too
+            self._changed(options=any(source.startswith("import:") for source in committed.sources))
+
+    def _changed(self, *, options: bool) -> None:
+        if options:
+            self._options_at = 0.0
         if self.isVisible():
             self._throttle.trigger()
         else:
@@ -205,8 +208,13 @@ class Dashboard(QMainWindow):
     def on_imported(self, result: Any) -> None:
         """The import dialog stored a file's rows through its own Store, not the ingest writer
         (`result`: an `ImportResult`): refresh, pickers included — a file can bring new models."""
-        self.on_committed(Committed(result.imported, result.duplicates, None, None,
-                                    frozenset({f"import:{result.format}"})))
+        if result.imported:
+            self._changed(options=True)
+
+    @Slot(object)
+    def on_import_removed(self, removal: Any) -> None:
+        """The import dialog removed an import (`removal`: a `Removal`): its models may be gone."""
+        self._changed(options=True)
 
     def show_notice(self, text: str) -> None:
         """A problem the user must know about (e.g. new calls are not being recorded)."""

@@ -6,13 +6,15 @@ Everything that touches a file or the database runs on a worker thread with its 
 (DESIGN: the GUI never blocks); the dialog and the worker only talk through queued signals.
 A file imports whole or not at all: Cancel stops at the next chunk and removes what the file
 had stored, and a file with bad rows stores nothing (every error is still listed) unless
-"Skip bad rows" is ticked, which imports its good rows.
+"Skip bad rows" is ticked, which imports its good rows. The "Previous imports" tab lists every
+import and removes one, with its events, restoring the observed events it replaced.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +32,23 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from llmtray.importers import GENERIC, ImportFileError
 from llmtray.importers.base import Options, Parsed
+from llmtray.importers.datasets import HEADERS as DATASET_HEADERS
+from llmtray.importers.datasets import NUMERIC
+from llmtray.importers.datasets import cells as dataset_cells
 from llmtray.importers.engine import Importer, ImportResult, Progress
 from llmtray.importers.mapping import ColumnMapping, MappingStore, guess
 from llmtray.importers.overlap import describe, describe_imports
@@ -63,6 +70,7 @@ _NONE = "(none)"
 _NO_MAPPING: dict[str, str] = {}
 _PREVIEW_MIN_HEIGHT = 430  # with the column-mapping form beside the preview
 _PLAIN_PREVIEW_MIN_HEIGHT = 160
+_READING = "reading…"
 
 
 @dataclass
@@ -83,13 +91,16 @@ class ImportWorker(QObject):
     """Lives on its own QThread and opens its own Store there.
 
     Signals: inspected(FileInfo); started(index); progressed(index, Progress);
-    file_done(index, ImportResult | str error); all_done()."""
+    file_done(index, ImportResult | str error); all_done(); datasets_listed(list of dataset
+    dicts | str error); dataset_removed(id, Removal | str error)."""
 
     inspected = Signal(object)
     started = Signal(int)
     progressed = Signal(int, object)
     file_done = Signal(int, object)
     all_done = Signal()
+    datasets_listed = Signal(object)
+    dataset_removed = Signal(int, object)
 
     def __init__(self, paths: Paths, cancel: threading.Event):
         super().__init__()
@@ -165,6 +176,23 @@ class ImportWorker(QObject):
         self.all_done.emit()
 
     @Slot()
+    def list_datasets(self) -> None:
+        try:
+            datasets: list[dict[str, Any]] | str = self._get_importer().store.list_datasets()
+        except Exception as exc:  # a locked or broken database: said in the tab
+            datasets = f"{type(exc).__name__}: {exc}"
+        self.datasets_listed.emit(datasets)
+
+    @Slot(int)
+    def remove_dataset(self, dataset_id: int) -> None:
+        """Remove one import (its events; the observed events it replaced come back)."""
+        try:
+            result: object = self._get_importer().remove(dataset_id)
+        except Exception as exc:  # e.g. the database is locked: said in the tab, nothing removed
+            result = f"{type(exc).__name__}: {exc}"
+        self.dataset_removed.emit(dataset_id, result)
+
+    @Slot()
     def release(self) -> None:
         """Close the worker's database connection — on the worker's thread, which owns it."""
         if self._importer is not None:
@@ -191,12 +219,20 @@ def _event_rows(fmt: Any, path: Path, mapping: ColumnMapping | None) -> list[tup
             break
         if isinstance(item, Parsed):
             data = {"requests": 1, "input_tokens": 0, "output_tokens": 0, **item.data}
-            if data.get("cost_usd") is None:
-                data["cost_usd"] = _NOT_REPORTED
+            data["cost_usd"] = _NOT_REPORTED if data.get("cost_usd") is None else _amount(data["cost_usd"])
             out.append(tuple("" if data.get(f) is None else str(data[f]) for f in PREVIEW_FIELDS))
             if len(out) >= PREVIEW_ROWS:
                 break
     return out
+
+
+def _amount(value: object) -> str:
+    """A cost as the user would write it: OpenAI's cost export pads amounts to 36 decimals."""
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        return str(value)  # the import will name the row's error; the preview shows what is there
+    return format(amount.normalize(), "f") if amount.is_finite() else str(value)
 
 
 class MappingEditor(QGroupBox):
@@ -251,11 +287,15 @@ class MappingEditor(QGroupBox):
 
 
 class ImportDialog(QDialog):
-    """Signals: imported(ImportResult) after each file that stored rows, so the window can refresh."""
+    """Signals: imported(ImportResult) after each file that stored rows, and import_removed(Removal)
+    after an import was removed, so the window can refresh."""
 
     imported = Signal(object)
+    import_removed = Signal(object)
     _inspect = Signal(str, str, object)
     _run = Signal(object, str, bool)
+    _list_datasets = Signal()
+    _remove_dataset = Signal(int)
 
     def __init__(self, paths: Paths, parent: QWidget | None = None):
         super().__init__(parent)
@@ -279,6 +319,12 @@ class ImportDialog(QDialog):
         self._worker.progressed.connect(self._on_progress)
         self._worker.file_done.connect(self._on_file_done)
         self._worker.all_done.connect(self._on_all_done)
+        self._list_datasets.connect(self._worker.list_datasets)
+        self._remove_dataset.connect(self._worker.remove_dataset)
+        self._worker.datasets_listed.connect(self._on_datasets_listed)
+        self._worker.dataset_removed.connect(self._on_dataset_removed)
+        self._datasets: list[dict[str, Any]] = []
+        self._removing: int | None = None
         self._thread.start()
         app = QCoreApplication.instance()
         if app is not None:  # a parent window closed with the app must not leave the thread running
@@ -377,18 +423,59 @@ class ImportDialog(QDialog):
         self.close_button = QPushButton("Close")
         self.close_button.clicked.connect(self.close)
         buttons = QHBoxLayout()
-        buttons.addStretch(0)
+        buttons.addStretch(0)  # holds the buttons right while the progress bar is hidden
         buttons.addWidget(self.progress, 1)
         buttons.addWidget(self.import_button)
         buttons.addWidget(self.cancel_button)
-        buttons.addWidget(self.close_button)
 
+        import_tab = QWidget()
+        import_layout = QVBoxLayout(import_tab)
+        import_layout.addWidget(intro)
+        import_layout.addWidget(splitter, 1)
+        import_layout.addLayout(overlap_row)
+        import_layout.addWidget(self.skip_bad_rows)
+        import_layout.addLayout(buttons)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(import_tab, "Import files")
+        self.tabs.addTab(self._build_datasets_tab(), "Previous imports")
+        self.tabs.currentChanged.connect(self._tab_changed)
+        close_row = QHBoxLayout()
+        close_row.addStretch(1)
+        close_row.addWidget(self.close_button)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.tabs, 1)
+        layout.addLayout(close_row)
+
+    def _build_datasets_tab(self) -> QWidget:
+        intro = QLabel("Every file imported so far. Removing an import deletes its events from llmtray; "
+                       "events recorded by hooks or the proxy that it replaced (--overlap replace) come back. "
+                       "The file itself is not touched.")
+        intro.setWordWrap(True)
+        self.datasets = QTableWidget(0, len(DATASET_HEADERS))
+        self.datasets.setHorizontalHeaderLabels([h.capitalize() for h in DATASET_HEADERS])
+        self.datasets.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.datasets.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.datasets.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.datasets.verticalHeader().setVisible(False)
+        header = self.datasets.horizontalHeader()
+        for column in range(len(DATASET_HEADERS)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(DATASET_HEADERS.index("file"), QHeaderView.ResizeMode.Stretch)
+        self.datasets.itemSelectionChanged.connect(self._update_buttons)
+        self.datasets_status = QLabel("")
+        self.datasets_status.setWordWrap(True)
+        self.remove_import_button = QPushButton("Remove import…")
+        self.remove_import_button.clicked.connect(self.remove_selected_import)
+        row = QHBoxLayout()
+        row.addWidget(self.datasets_status, 1)
+        row.addWidget(self.remove_import_button)
+        tab = QWidget()
+        layout = QVBoxLayout(tab)
         layout.addWidget(intro)
-        layout.addWidget(splitter, 1)
-        layout.addLayout(overlap_row)
-        layout.addWidget(self.skip_bad_rows)
-        layout.addLayout(buttons)
+        layout.addWidget(self.datasets, 1)
+        layout.addLayout(row)
+        return tab
 
     # --- files -----------------------------------------------------------------------
 
@@ -562,6 +649,8 @@ class ImportDialog(QDialog):
         if troubled:
             self._make_room_for_summary()
         self.summary.moveCursor(QTextCursor.MoveOperation.Start)  # first file's result first
+        if self.tabs.currentIndex() == 1:  # watched the list meanwhile: show the new import
+            self.refresh_datasets()
         self._update_buttons()
 
     def _make_room_for_summary(self) -> None:
@@ -574,7 +663,77 @@ class ImportDialog(QDialog):
         if give > 0:
             self._splitter.setSizes([top, preview - give, summary + give])
 
+    # --- previous imports -------------------------------------------------------------------
+
+    def _tab_changed(self, index: int) -> None:
+        if index == 1:
+            self.refresh_datasets()
+
+    def refresh_datasets(self) -> None:
+        """Read the list again, on the worker (after an import it waits its turn there)."""
+        self.datasets_status.setText(_READING)
+        self._list_datasets.emit()
+
+    @Slot(object)
+    def _on_datasets_listed(self, datasets: list[dict[str, Any]] | str) -> None:
+        if isinstance(datasets, str):
+            self.datasets_status.setText(f"Could not read the imports: {datasets}")
+            return
+        self._datasets = list(reversed(datasets))  # newest first
+        self.datasets.setRowCount(len(self._datasets))
+        for r, dataset in enumerate(self._datasets):
+            for c, text in enumerate(dataset_cells(dataset)):
+                item = QTableWidgetItem(text)
+                if DATASET_HEADERS[c] in NUMERIC:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if c == DATASET_HEADERS.index("file") and dataset.get("path"):
+                    item.setToolTip(dataset["path"])
+                self.datasets.setItem(r, c, item)
+        if self.datasets_status.text() == _READING:  # not a removal's outcome, which stays
+            self.datasets_status.setText(f"{len(self._datasets)} import(s)" if self._datasets else "No imports yet.")
+        self._update_buttons()
+
+    def _selected_dataset(self) -> dict[str, Any] | None:
+        row = self.datasets.currentRow()
+        return self._datasets[row] if 0 <= row < len(self._datasets) and self.datasets.selectedItems() else None
+
+    def confirm_removal(self, dataset: dict[str, Any]) -> bool:
+        """Ask before deleting (a separate method, so tests can answer for the user)."""
+        restores = (f" The {dataset['replaced']:,} observed events it replaced come back."
+                    if dataset["replaced"] else "")
+        answer = QMessageBox.question(
+            self, "Remove import",
+            f"Remove import {dataset['id']} ({dataset['name']})?\n\nIts {dataset['imported']:,} events are deleted "
+            f"from llmtray.{restores} You can import the file again later.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def remove_selected_import(self) -> None:
+        dataset = self._selected_dataset()
+        if dataset is None or self._running or self._removing is not None or not self.confirm_removal(dataset):
+            return
+        self._removing = dataset["id"]
+        self.datasets_status.setText(f"Removing import {dataset['id']} ({dataset['name']})…")
+        self._remove_dataset.emit(dataset["id"])
+        self._update_buttons()
+
+    @Slot(int, object)
+    def _on_dataset_removed(self, dataset_id: int, result: object) -> None:
+        self._removing = None
+        if isinstance(result, str):
+            self.datasets_status.setText(f"Import {dataset_id} was not removed: {result}")
+        else:
+            restored = getattr(result, "restored", 0)
+            self.datasets_status.setText(
+                f"Removed import {dataset_id}: {getattr(result, 'removed', 0):,} events deleted"
+                + (f", {restored:,} observed events it had replaced restored." if restored else "."))
+            self.import_removed.emit(result)
+        self._list_datasets.emit()
+        self._update_buttons()
+
     def _update_buttons(self) -> None:
+        self.remove_import_button.setEnabled(not self._running and self._removing is None
+                                             and self._selected_dataset() is not None)
         self.import_button.setEnabled(not self._running and bool(self._importable()))
         self.cancel_button.setEnabled(self._running)
         self.add_button.setEnabled(not self._running)

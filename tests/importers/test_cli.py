@@ -81,8 +81,10 @@ def test_list_and_remove(data_dir, capsys):
     capsys.readouterr()
     assert run(data_dir, "--list") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["id", "imported", "at", "format", "file", "rows", "imported", "duplicates", "errors", "state"]
-    assert lines[1].split()[3:] == ["openrouter-generations", "openrouter_generations.csv", "3", "3", "0", "0", "done"]
+    assert lines[0].split() == ["id", "imported", "at", "format", "file", "rows", "imported", "duplicates", "errors",
+                                "replaced", "state"]
+    assert lines[1].split()[3:] == ["openrouter-generations", "openrouter_generations.csv", "3", "3", "0", "0", "0",
+                                    "done"]
     assert run(data_dir, "--remove", "1") == 0
     assert capsys.readouterr().out.strip() == "removed dataset 1 (openrouter_generations.csv): 3 events"
     assert count(data_dir) == 2

@@ -115,6 +115,14 @@ def test_bad_rows_stop_the_file_and_are_listed_with_their_lines(qtbot, dialog, p
     assert "Nothing was imported" not in dialog.summary.toPlainText() and db_count(paths) == 1
 
 
+def test_preview_shows_amounts_as_written_by_people(qtbot, dialog):
+    """OpenAI's cost export pads amounts to 36 decimals; the preview shows the amount itself."""
+    add_and_wait(qtbot, dialog, DATA / "openai_cost.csv")
+    dialog.files.selectRow(0)
+    cost = PREVIEW_FIELDS.index("cost_usd")
+    assert [dialog.preview.item(r, cost).text() for r in range(3)] == ["0.0047133", "0.0012288", "0.0000768"]
+
+
 def test_dropped_files_are_added(qtbot, dialog):
     from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
     from PySide6.QtGui import QDropEvent
@@ -151,6 +159,45 @@ def test_overlap_refused_then_replaced(qtbot, dialog, paths):
     import_and_wait(qtbot, dialog)
     assert "1 observed events replaced" in dialog.summary.toPlainText()
     assert db_count(paths, "source = 'hook'") == 0 and db_count(paths) == 3
+
+    # Previous imports: removing that import brings the hook's event back
+    dialog.tabs.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: dialog.datasets.rowCount() == 1, timeout=WAIT)
+    assert [dialog.datasets.item(0, c).text() for c in (3, 8, 9)] == ["openai_usage.csv", "1", "done"]
+    assert not dialog.remove_import_button.isEnabled()  # nothing selected yet
+    dialog.datasets.selectRow(0)
+    dialog.confirm_removal = lambda dataset: True  # the user answers Yes
+    with qtbot.waitSignal(dialog.import_removed, timeout=WAIT) as removed:
+        dialog.remove_import_button.click()
+    assert (removed.args[0].removed, removed.args[0].restored) == (3, 1)
+    qtbot.waitUntil(lambda: dialog.datasets.rowCount() == 0, timeout=WAIT)
+    assert dialog.datasets_status.text() == ("Removed import 1: 3 events deleted, 1 observed events it had "
+                                             "replaced restored.")
+    assert db_count(paths, "source = 'hook' AND input_tokens = 7") == 1 and db_count(paths) == 1
+    conn = sqlite3.connect(paths.db)
+    try:
+        assert_rollups_exact(conn)
+    finally:
+        conn.close()
+
+
+def test_previous_imports_lists_each_import_and_asks_before_removing(qtbot, dialog, paths):
+    add_and_wait(qtbot, dialog, DATA / "openrouter_generations.csv", DATA / "litellm_ui_team.csv")
+    import_and_wait(qtbot, dialog)
+    dialog.tabs.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: dialog.datasets.rowCount() == 2, timeout=WAIT)
+    assert [dialog.datasets.item(r, 3).text() for r in range(2)] == ["litellm_ui_team.csv", "openrouter_generations.csv"]
+    assert dialog.datasets_status.text() == "2 import(s)"
+    dialog.datasets.selectRow(1)
+    asked = []
+    dialog.confirm_removal = lambda dataset: asked.append(dataset["name"]) or False  # the user says Cancel
+    dialog.remove_import_button.click()
+    assert asked == ["openrouter_generations.csv"] and db_count(paths) == 5
+    dialog.confirm_removal = lambda dataset: True
+    dialog.remove_import_button.click()
+    qtbot.waitUntil(lambda: dialog.datasets.rowCount() == 1, timeout=WAIT)
+    assert dialog.datasets_status.text() == "Removed import 1: 3 events deleted."
+    assert db_count(paths) == 2 and db_count(paths, "source = 'import:litellm-ui'") == 2
 
 
 def test_cancel_midway_leaves_nothing_of_the_file(qtbot, dialog, paths, tmp_path):

@@ -134,6 +134,7 @@ def test_removing_a_replace_import_later_puts_the_observed_events_back(importer,
     result = importer.run(openrouter_generations(tmp_path / "gen.csv", 3000), overlap="replace")
     assert (result.state, result.replaced) == ("done", 3)
     assert replaced_count(store, result.dataset_id) == 3
+    assert [d["replaced"] for d in store.list_datasets()] == [3]  # what --list and the dialog show
     assert totals(store, "source IN ('hook', 'proxy')")["events"] == 1  # only April 5 is left
     removal = importer.remove(result.dataset_id)
     assert (removal.removed, removal.restored) == (result.imported, 3)
