@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,6 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args, ctx) or 0)
     except LLMTrayError as exc:
         print(f"llmtray: error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:
+        from llmtray.core.recovery import is_corruption, mark_damaged
+
+        if not is_corruption(exc):
+            raise
+        mark_damaged(ctx.paths.db, exc)
+        print(f"llmtray: error: the database {ctx.paths.db} is damaged ({exc}). Start llmtray (or `llmtray "
+              "serve`) once: it moves the damaged file aside and salvages every event it can read.", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `llmtray export | head`
         return 0

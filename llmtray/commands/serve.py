@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import sqlite3
+import sys
 import threading
 from types import FrameType
 from typing import Any
@@ -79,6 +80,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         except OSError as exc:
             raise LLMTrayError(f"cannot start: {exc}") from None
         started = True
+        if service.recovered is not None:
+            print(f"llmtray serve: {service.recovered.message()}", file=sys.stderr, flush=True)
         # Budgets: threshold, pace, spike and runaway alerts, delivered to the webhook (if one
         # is set in the keyring) and always to the alert history.
         webhook = WebhookSink()

@@ -11,12 +11,13 @@ import importlib
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QProcess, QSize, QSocketNotifier, QTimer, Signal, Slot
+from PySide6.QtCore import QEventLoop, QObject, QProcess, QSize, QSocketNotifier, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QProgressDialog, QSystemTrayIcon
 
 from llmtray import autostart
 from llmtray import paths as pathsmod
@@ -24,6 +25,7 @@ from llmtray.core.alerts import WebhookSink
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.monitor import BudgetMonitor
 from llmtray.core.pricing import Pricer, load_overrides
+from llmtray.core.recovery import Recovered, ensure_usable
 from llmtray.core.status import summary
 from llmtray.gui.bridge import CommitBridge
 from llmtray.gui.dashboard import Dashboard
@@ -73,6 +75,9 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
     quit_on_signals(app)
 
     bridge = CommitBridge()
+    # Before anything opens the file: a damaged database is set aside and salvaged now, so no
+    # reader holds the old file and the app does not die at every login (DESKTOP.md).
+    recovered = None if screenshot else repair_if_damaged(app, paths.db)
     budgets = optional("llmtray.core.budgets", "budget_entries")
     budget_entries = (lambda q, now: budgets(q, now, config.week_start)) if budgets else None
     ingest, ingest_error = None, None
@@ -90,7 +95,12 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
                        title_note="demo data" if demo else "")
     if ingest_error:
         window.show_notice(f"Not recording new calls: {ingest_error}")
+    elif recovered is not None:
+        window.show_notice(recovered.message())
     bridge.committed.connect(window.on_committed)
+    bridge.ingest_failed.connect(window.on_ingest_failed)
+    if ingest is not None:
+        ingest.when_ready(bridge.ingest_started)
     actions = WindowActions(window, paths, import_dialog)
     window.import_requested.connect(actions.open_import)
     window.demo_requested.connect(actions.open_demo)
@@ -114,7 +124,7 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
     if instance is not None:
         instance.show_requested.connect(actions.open_dashboard)
     try:
-        desk.start(show_window=demo or ingest_error is not None or is_first_start(paths))
+        desk.start(show_window=demo or ingest_error is not None or recovered is not None or is_first_start(paths))
         return app.exec()
     finally:
         if feed is not None:
@@ -125,6 +135,39 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
         window.shutdown()
         if instance is not None:
             instance.release()
+
+
+def repair_if_damaged(app: QApplication, db: Path) -> Recovered | None:
+    """`ensure_usable` on a thread (a salvage can take minutes at millions of events) while the
+    GUI thread keeps handling events, with a busy dialog once it takes more than half a second.
+    An error other than damage is left for the ingest service to report."""
+    outcome: list[Recovered | None | BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(ensure_usable(db))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=work, name="llmtray-db-check", daemon=True)
+    thread.start()
+    thread.join(0.5)
+    if thread.is_alive():
+        busy = QProgressDialog("The llmtray database is damaged: setting it aside and salvaging every event "
+                               "that can still be read…", "", 0, 0)
+        busy.setWindowTitle("llmtray")
+        busy.setCancelButton(None)
+        busy.setMinimumDuration(0)
+        busy.show()
+        while thread.is_alive():
+            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            thread.join(0.05)
+        busy.close()
+    result = outcome[0] if outcome else None
+    if isinstance(result, BaseException):
+        log.error("checking the database %s failed: %s", db, result)
+        return None
+    return result
 
 
 def is_first_start(paths: pathsmod.Paths) -> bool:

@@ -14,10 +14,17 @@ from llmtray.core.commits import Committed
 
 
 class CommitBridge(QObject):
-    """Signals: committed(Committed) — emitted once per durable commit, from any thread."""
+    """Signals: committed(Committed) — emitted once per durable commit, from any thread;
+    ingest_failed(str) — the ingest service could not start (why), from its startup thread."""
 
     committed = Signal(object)
+    ingest_failed = Signal(str)
 
     def notify(self, committed: Committed) -> None:
         """Thread-safe: the writer's listener. Emitting from a foreign thread queues the signal."""
         self.committed.emit(committed)
+
+    def ingest_started(self, error: BaseException | None) -> None:
+        """Thread-safe: the service's `when_ready` callback."""
+        if error is not None:
+            self.ingest_failed.emit(str(error) or type(error).__name__)

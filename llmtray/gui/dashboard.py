@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QS
                                QVBoxLayout, QWidget)
 
 from llmtray.core.commits import Committed
+from llmtray.core.recovery import DAMAGED
 from llmtray.core.queries import Filters
 from llmtray.gui import theme
 from llmtray.gui.alerts_panel import AlertsPanel
@@ -103,6 +104,7 @@ class Dashboard(QMainWindow):
         header.addWidget(self.filter_bar)
         header.addStretch(1)
         outer.addLayout(header)
+        self._failure: str | None = None  # this round's failed refresh, if any
         self.status = QLabel("loading…")
         self.status.setObjectName("muted")
         self.status.setMinimumWidth(260)
@@ -216,6 +218,11 @@ class Dashboard(QMainWindow):
         """The import dialog removed an import (`removal`: a `Removal`): its models may be gone."""
         self._changed(options=True)
 
+    @Slot(str)
+    def on_ingest_failed(self, why: str) -> None:
+        """The ingest service could not start after all (e.g. the database can't be opened)."""
+        self.show_notice(f"Not recording new calls: {why}")
+
     def show_notice(self, text: str) -> None:
         """A problem the user must know about (e.g. new calls are not being recorded)."""
         self.notice.setText(f"⚠ {text}")
@@ -328,13 +335,22 @@ class Dashboard(QMainWindow):
     def _lane_done(self, seconds: float) -> None:
         self.refresh_count += 1
         if self.is_settled():
-            self.status.setText(f"updated {time.strftime('%H:%M:%S')}")
-            self.status.setStyleSheet("")
+            if self._failure is None:  # a lane that failed keeps its message until a clean round
+                self.status.setText(f"updated {time.strftime('%H:%M:%S')}")
+                self.status.setStyleSheet("")
+            self._failure = None
             self.settled.emit()
 
     @Slot(str)
     def _failed(self, message: str) -> None:
-        self.status.setText(f"refresh failed: {message}")
+        self._failure = message
+        if message.startswith(DAMAGED):  # what the user must do: the banner, not the corner
+            self.show_notice(message)
+            short = "database damaged (see above)"
+        else:  # the corner shares the tab row: long errors in full in the tooltip
+            short = message if len(message) <= 60 else message[:59] + "…"
+        self.status.setText(f"refresh failed: {short}")
+        self.status.setToolTip(message)
         self.status.setStyleSheet(f"color: {theme.ERROR};")
 
     # --- window life ------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
 from llmtray.core.db import open_db
+from llmtray.core.recovery import DAMAGED, is_corruption, mark_damaged
 from llmtray.core.pricing import Pricer
 from llmtray.core.queries import Filters, Queries
 from llmtray.gui import views
@@ -104,7 +105,7 @@ class QueryWorker(QObject):
                 q.conn.execute("COMMIT")
         except Exception as exc:  # a failed refresh must not kill the lane; the window says why
             log.exception("dashboard refresh failed")
-            self.failed.emit(generation, f"{type(exc).__name__}: {exc}")
+            self.failed.emit(generation, self._explain(exc))
         self.done.emit(generation, time.perf_counter() - started)
 
     @Slot(int, object)
@@ -114,9 +115,16 @@ class QueryWorker(QObject):
                                                request.after, request.limit)
         except Exception as exc:
             log.exception("events page failed")
-            self.failed.emit(-token, f"{type(exc).__name__}: {exc}")
+            self.failed.emit(-token, self._explain(exc))
             rows = []
         self.page_ready.emit(token, rows)
+
+    def _explain(self, exc: Exception) -> str:
+        if is_corruption(exc):
+            mark_damaged(self._sources.db_path, exc)
+            return (f"{DAMAGED} ({exc}). Quit llmtray and start it again: it sets the damaged "
+                    "file aside and salvages every event it can read.")
+        return f"{type(exc).__name__}: {exc}"
 
     @Slot()
     def close(self) -> None:

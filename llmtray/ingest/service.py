@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from llmtray.config import Config
 from llmtray.core.errors import ConfigError, LLMTrayError
 from llmtray.core.pricing import Pricer, load_overrides
+from llmtray.core.recovery import Recovered, ensure_usable
 from llmtray.core.status import BudgetEntries
 from llmtray.ingest import credentials, discovery
 from llmtray.ingest.api import IngestAPI
@@ -153,6 +154,9 @@ class IngestService:
         self._startup: threading.Thread | None = None
         self._stopped = False
         self._announced = False
+        # Set on the startup thread before it reports ready: what `ensure_usable` did with a
+        # damaged database (None: nothing to repair), for the app or `serve` to tell the user.
+        self.recovered: Recovered | None = None
         self._ready_callbacks: list[Callable[[BaseException | None], None]] = []
         self._ready_lock = threading.Lock()
 
@@ -202,6 +206,7 @@ class IngestService:
     def _start_rest(self) -> None:
         try:
             self._token = credentials.load_or_create(self.paths.token_file, timeout=self._keyring_timeout)
+            self.recovered = ensure_usable(self.paths.db)  # a damaged file is set aside, not a start-up loop
             self.writer.start()
             assert self._sock is not None and self._url is not None
             self.server.start(self._sock, Guard(self._token.value, allow_remote=self.allow_remote))

@@ -32,6 +32,7 @@ from llmtray.core.commits import Committed
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.events import UsageEvent
 from llmtray.core.pricing import Pricer
+from llmtray.core.recovery import is_corruption, mark_damaged
 from llmtray.core.store import AddResult, Batch, Store
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,8 @@ class Writer:
             results: list[AddResult | Exception] = list(store.add_many([p.batch for p in group]))
         except Exception as exc:  # noqa: BLE001 - the whole transaction failed; every waiter hears why
             log.error("storing %d batch(es) failed: %s", len(group), exc)
+            if is_corruption(exc):
+                mark_damaged(self._db_path, exc)  # the next start sets the file aside and salvages
             failure = StoreFailed(f"could not store the events: {exc}")
             results = [failure] * len(group)
         finally:

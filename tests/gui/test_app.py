@@ -48,3 +48,29 @@ def test_demo_screenshot_after_the_data_has_loaded(tmp_path: Path, demo_db_templ
     assert colours(image) > 100  # bars in a dozen model colours, text, cards
     assert (data / "demo" / "llmtray.db").stat().st_size == size_before
     assert not (data / "llmtray.db").exists()  # demo data never touches the real database
+
+
+def test_a_damaged_database_is_repaired_before_the_window_opens_it(qapp, tmp_path: Path):
+    from llmtray.gui.app import repair_if_damaged
+
+    db = tmp_path / "llmtray.db"
+    db.write_bytes(b"not a database, a sync tool's half-written copy" * 1000)
+    recovered = repair_if_damaged(qapp, db)
+    assert recovered is not None and recovered.events == 0 and recovered.moved_to.exists()
+    assert repair_if_damaged(qapp, db) is None  # the fresh database passes
+
+
+def test_the_window_says_what_to_do_when_a_refresh_meets_damage(make_dashboard, tmp_path: Path):
+    from llmtray.core.recovery import damage_marker
+    from tests.core.test_recovery import damage, fill
+
+    db = tmp_path / "data" / "llmtray.db"
+    db.parent.mkdir()
+    fill(db)
+    for table in ("rollup_day", "rollup_hour", "rollup"):  # what the charts read
+        damage(db, table, pages=3)
+    window = make_dashboard(db)
+    assert window.status.text() == "refresh failed: database damaged (see above)"
+    assert window.status.toolTip().startswith("The database is damaged")
+    assert window.notice.isVisible() and "start it again" in window.notice.text()
+    assert damage_marker(db).exists()

@@ -174,12 +174,12 @@ def test_when_ready_reports_success_and_failure(tmp_path):
 
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "llmtray.db").write_bytes(b"not a database, just bytes" * 100)
+    (bad / "llmtray.db").mkdir()  # can't be opened, and is not damage to repair (a damaged file is: test_recovery)
     service = build_service(bad)
     service.when_ready(outcomes.append)
     service.start()
-    with pytest.raises(Exception, match="not a database"):
+    with pytest.raises(Exception, match="unable to open database file"):
         service.wait_ready(30)
     service.stop()
-    assert "not a database" in str(outcomes[-1])
-    assert not (bad / "ingest.json").exists()
+    assert "unable to open database file" in str(outcomes[-1])
+    assert not (bad / "ingest.json").exists() and service.recovered is None
