@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"llmtray: error: {exc}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:
-        from llmtray.core.recovery import is_corruption, mark_damaged
+        from llmtray.core.damage import is_corruption, mark_damaged
 
         if not is_corruption(exc):
             raise

@@ -22,11 +22,11 @@ from datetime import datetime
 from pathlib import Path
 
 from llmtray.core import db as dbmod
+from llmtray.core.backups import list_backups
+from llmtray.core.damage import damage_marker, is_corruption
 
 log = logging.getLogger(__name__)
 
-DAMAGED = "The database is damaged"  # how messages about it start, wherever they are shown
-_CORRUPTION_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes of the extended ones)
 _WINDOW = 2048  # ids read per query while salvaging
 _TABLES = (("dataset", "id"), ("event", "id"), ("replaced_event", "rowid"))  # parents first
 
@@ -39,36 +39,15 @@ class Recovered:
     events: int  # salvaged into the fresh database
     datasets: int
     unreadable: int  # ids (or id ranges narrowed to one id) that could not be read
+    backup: Path | None = None  # the newest daily copy, for whoever wants what could not be read
 
     def message(self) -> str:
         lost = f"; {self.unreadable:,} rows on damaged pages could not be read" if self.unreadable else ""
+        backup = (f" The newest daily backup, {self.backup}, holds the data as of that day."
+                  if self.backup is not None else "")
         return (f"The database was damaged. It was moved to {self.moved_to} and llmtray started a new one "
                 f"with the {self.events:,} events (and {self.datasets:,} imports) that could still be read{lost}. "
-                "Budget history and snoozes start afresh.")
-
-
-def is_corruption(exc: BaseException) -> bool:
-    """SQLite's own verdict: the file is damaged, or not a database at all."""
-    if not isinstance(exc, sqlite3.DatabaseError):
-        return False
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in _CORRUPTION_CODES
-    text = str(exc)
-    return "malformed" in text or "not a database" in text
-
-
-def damage_marker(path: Path) -> Path:
-    return path.with_name(path.name + ".damaged")
-
-
-def mark_damaged(path: Path, exc: BaseException) -> None:
-    """A reader or the writer met damage the start-up probe could not see: the next start repairs.
-    (Moving a file that other threads and processes have open is not safe while running.)"""
-    try:
-        damage_marker(path).write_text(f"{datetime.now().isoformat(timespec='seconds')} {exc}\n", encoding="utf-8")
-    except OSError as err:
-        log.error("could not mark %s as damaged: %s", path, err)
+                f"Budget history and snoozes start afresh.{backup}")
 
 
 def ensure_usable(path: Path) -> Recovered | None:
@@ -110,7 +89,9 @@ def recover(path: Path) -> Recovered:
     dbmod.migrate(path)
     counts, unreadable = _salvage(aside, path)
     damage_marker(path).unlink(missing_ok=True)
-    recovered = Recovered(aside, counts.get("event", 0), counts.get("dataset", 0), unreadable)
+    backups = list_backups(path)
+    recovered = Recovered(aside, counts.get("event", 0), counts.get("dataset", 0), unreadable,
+                          backups[-1] if backups else None)
     log.warning("%s (%.1f s)", recovered.message(), time.monotonic() - started)
     return recovered
 

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QS
                                QVBoxLayout, QWidget)
 
 from llmtray.core.commits import Committed
-from llmtray.core.recovery import DAMAGED
+from llmtray.core.damage import DAMAGED
 from llmtray.core.queries import Filters
 from llmtray.gui import theme
 from llmtray.gui.alerts_panel import AlertsPanel

@@ -22,7 +22,7 @@ from typing import Any
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
 from llmtray.core.db import open_db
-from llmtray.core.recovery import DAMAGED, is_corruption, mark_damaged
+from llmtray.core.damage import DAMAGED, is_corruption, mark_damaged
 from llmtray.core.pricing import Pricer
 from llmtray.core.queries import Filters, Queries
 from llmtray.gui import views

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Awaitable, Callable
 
 from llmtray.config import Config
+from llmtray.core.backups import FIRST_AFTER_S, BackupScheduler
 from llmtray.core.errors import ConfigError, LLMTrayError
 from llmtray.core.pricing import Pricer, load_overrides
 from llmtray.core.recovery import Recovered, ensure_usable
@@ -137,12 +138,14 @@ class IngestService:
 
     def __init__(self, paths: Paths, config: Config, *, host: str = "127.0.0.1", port: int | None = None,
                  allow_remote: bool = False, budget_entries: BudgetEntries | None = None,
-                 limits: Limits | None = None, keyring_timeout: float = credentials.KEYRING_TIMEOUT):
+                 limits: Limits | None = None, keyring_timeout: float = credentials.KEYRING_TIMEOUT,
+                 backup_after: float = FIRST_AFTER_S):
         self.paths, self.config = paths, config
         self.host, self.port = host, resolve_port(config, port)
         self.allow_remote = allow_remote
         self._keyring_timeout = keyring_timeout
         self.writer = Writer(paths.db, lambda: Pricer(load_overrides(paths.pricing_file)))
+        self.backups = BackupScheduler(paths.db, first_after=backup_after)  # whoever owns the database backs it up
         self.api = IngestAPI(self.writer, paths.db, config, budget_entries)
         self.server = IngestServer(self.api, limits)
         self.proxy = Proxy.install(self)  # /proxy/<upstream>/…: the metering proxy (DESIGN §5)
@@ -208,6 +211,7 @@ class IngestService:
             self._token = credentials.load_or_create(self.paths.token_file, timeout=self._keyring_timeout)
             self.recovered = ensure_usable(self.paths.db)  # a damaged file is set aside, not a start-up loop
             self.writer.start()
+            self.backups.start()
             assert self._sock is not None and self._url is not None
             self.server.start(self._sock, Guard(self._token.value, allow_remote=self.allow_remote))
             discovery.write(self.paths.ingest_file, self._url, self._token.value)
@@ -252,6 +256,7 @@ class IngestService:
         if self._startup is not None:
             self._startup.join()
         self.server.stop()
+        self.backups.stop()
         self.writer.stop()
         if self._announced:
             discovery.remove(self.paths.ingest_file)

@@ -32,7 +32,7 @@ from llmtray.core.commits import Committed
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.events import UsageEvent
 from llmtray.core.pricing import Pricer
-from llmtray.core.recovery import is_corruption, mark_damaged
+from llmtray.core.damage import is_corruption, mark_damaged
 from llmtray.core.store import AddResult, Batch, Store
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,8 @@ import pytest
 
 from llmtray.cli import main
 from llmtray.core.events import parse_event
-from llmtray.core.recovery import damage_marker, ensure_usable, is_corruption
+from llmtray.core.damage import damage_marker, is_corruption
+from llmtray.core.recovery import ensure_usable
 from llmtray.core.store import COLUMNS, Store
 from llmtray.ingest import discovery
 from tests.importers.conftest import assert_rollups_exact

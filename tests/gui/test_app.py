@@ -61,7 +61,7 @@ def test_a_damaged_database_is_repaired_before_the_window_opens_it(qapp, tmp_pat
 
 
 def test_the_window_says_what_to_do_when_a_refresh_meets_damage(make_dashboard, tmp_path: Path):
-    from llmtray.core.recovery import damage_marker
+    from llmtray.core.damage import damage_marker
     from tests.core.test_recovery import damage, fill
 
     db = tmp_path / "data" / "llmtray.db"

@@ -1,0 +1,103 @@
+"""A copy of the database each day, the last few kept (DESKTOP.md: rotated daily backups).
+
+Salvaging a damaged file (`recovery`) saves every readable row, but a damaged schema page leaves
+nothing readable; yesterday's copy bounds that loss to a day. The copy is taken with SQLite's
+online backup API from a read snapshot, so the writer keeps committing meanwhile (WAL). Each
+copy must pass `quick_check` before it joins the rotation: one that fails means the database
+itself is damaged, so the copy is dropped (a good old backup is never rotated out for a bad new
+one) and the database is marked for repair at the next start. No Qt here: the ingest service runs
+`BackupScheduler` in the tray app and in `llmtray serve` alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import sqlite3
+import threading
+from datetime import date
+from pathlib import Path
+
+from llmtray.core.damage import is_corruption, mark_damaged
+
+log = logging.getLogger(__name__)
+
+KEEP = 3
+FIRST_AFTER_S = 600.0  # not in the start-up rush; a tray started at login backs up ten minutes later
+CHECK_EVERY_S = 3600.0  # a machine that stays on makes its next day's copy within the hour
+_NAME = re.compile(r"llmtray-\d{4}-\d{2}-\d{2}\.db")
+
+
+def backups_dir(db: Path) -> Path:
+    return db.parent / "backups"
+
+
+def list_backups(db: Path) -> list[Path]:
+    """The daily copies of `db`, oldest first."""
+    folder = backups_dir(db)
+    return sorted(p for p in folder.iterdir() if _NAME.fullmatch(p.name)) if folder.is_dir() else []
+
+
+def backup_if_due(db: Path, today: date, keep: int = KEEP) -> Path | None:
+    """Make today's copy unless it exists, then delete all but the newest `keep`. Returns the new
+    copy, or None when there was nothing to do (made already, no database, too little disk)."""
+    target = backups_dir(db) / f"llmtray-{today.isoformat()}.db"
+    if target.exists() or not db.exists():
+        return None
+    target.parent.mkdir(mode=0o700, exist_ok=True)
+    needed = db.stat().st_size * 2  # the copy, and room to spare for the database to grow
+    if shutil.disk_usage(target.parent).free < needed:
+        log.warning("no daily backup of %s: less than %d MB free in %s", db, needed >> 20, target.parent)
+        return None
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    source, copy = sqlite3.connect(db, timeout=30), sqlite3.connect(partial)
+    try:
+        source.backup(copy)
+        verdict = copy.execute("PRAGMA quick_check").fetchone()[0]
+        copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, no -wal beside it
+    except sqlite3.DatabaseError as exc:
+        if not is_corruption(exc):
+            raise
+        verdict = str(exc)
+    finally:
+        copy.close()
+        source.close()
+    if verdict != "ok":
+        partial.unlink()
+        log.error("the daily backup of %s failed its check (%s): the database is damaged", db, verdict)
+        mark_damaged(db, sqlite3.DatabaseError(f"daily backup check: {verdict}"))
+        return None
+    partial.replace(target)
+    for old in list_backups(db)[:-keep]:
+        old.unlink()
+    log.info("daily backup written: %s", target)
+    return target
+
+
+class BackupScheduler:
+    """A thread that calls `backup_if_due` `first_after` seconds after start, then every
+    `every` seconds; a failure (full disk, I/O error) is logged and retried next round."""
+
+    def __init__(self, db: Path, *, first_after: float = FIRST_AFTER_S, every: float = CHECK_EVERY_S):
+        self._db, self._first_after, self._every = db, first_after, every
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llmtray-backup", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        wait = self._first_after
+        while not self._stopping.wait(wait):
+            try:
+                backup_if_due(self._db, date.today())
+            except (OSError, sqlite3.Error) as exc:
+                log.error("daily backup of %s failed: %s", self._db, exc)
+            wait = self._every

@@ -1,0 +1,76 @@
+"""Daily backups: real copies of a real database, checked before they rotate older ones out."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from llmtray.core.backups import KEEP, backup_if_due, list_backups
+from llmtray.core.damage import damage_marker
+from llmtray.core.events import parse_event
+from llmtray.core.recovery import ensure_usable
+from llmtray.core.store import Store
+from tests.core.test_recovery import damage, fill
+from tests.ingest.conftest import make_service
+
+DAY = date(2026, 11, 20)
+
+
+def events(path: Path) -> list[tuple]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT event_id, cost_nanos, ts FROM event ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_copy_a_day_with_what_was_committed(data_dir):
+    db = data_dir / "llmtray.db"
+    fill(db)
+    store = Store.open(db)  # committed but not checkpointed: in the WAL only, and still in the copy
+    store.add([parse_event({"id": "late", "provider": "openai", "model": "gpt-4o", "input_tokens": 5})], "api")
+    try:
+        copy = backup_if_due(db, DAY)
+        assert copy == data_dir / "backups" / "llmtray-2026-11-20.db"
+        assert events(copy) == events(db) and ("late",) == events(copy)[-1][:1]
+        assert not Path(f"{copy}-wal").exists()  # one self-contained file
+        assert backup_if_due(db, DAY) is None  # one a day
+    finally:
+        store.close()
+
+
+def test_the_newest_copies_are_kept(data_dir):
+    db = data_dir / "llmtray.db"
+    fill(db)
+    for n in range(5):
+        assert backup_if_due(db, DAY + timedelta(days=n)) is not None
+    assert [p.name for p in list_backups(db)] == [f"llmtray-2026-11-{20 + n}.db" for n in range(5 - KEEP, 5)]
+
+
+def test_a_damaged_database_makes_no_copy_and_is_marked_for_repair(data_dir):
+    db = data_dir / "llmtray.db"
+    fill(db)
+    good = backup_if_due(db, DAY)
+    damage(db, "event")
+    assert backup_if_due(db, DAY + timedelta(days=1)) is None
+    assert list_backups(db) == [good] and not list(good.parent.glob("*.partial"))
+    assert damage_marker(db).exists()
+    recovered = ensure_usable(db)  # the next start repairs, and points at yesterday's copy
+    assert recovered is not None and recovered.backup == good
+    assert str(good) in recovered.message()
+
+
+def test_the_ingest_service_backs_up_in_the_background(data_dir):
+    fill(data_dir / "llmtray.db")
+    service = make_service(data_dir, backup_after=0.05)
+    try:
+        deadline = time.monotonic() + 30
+        while not list_backups(data_dir / "llmtray.db"):
+            assert time.monotonic() < deadline, "no backup was written"
+            time.sleep(0.05)
+    finally:
+        service.stop()
+    (copy,) = list_backups(data_dir / "llmtray.db")
+    assert copy.name == f"llmtray-{date.today().isoformat()}.db" and len(events(copy)) == 6001
