@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEventLoop, QObject, QProcess, QSize, QSocketNotifier, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon
@@ -28,13 +28,16 @@ from llmtray.core.pricing import Pricer, load_overrides
 from llmtray.core.recovery import Recovered, ensure_usable
 from llmtray.core.status import summary
 from llmtray.gui.bridge import CommitBridge
-from llmtray.gui.dashboard import Dashboard
 from llmtray.gui.demo_feed import DemoFeed
 from llmtray.gui.ipc import SingleInstance
+from llmtray.gui.lazy_window import LazyWindow
 from llmtray.gui.notify import DesktopSink, NotificationRelay
 from llmtray.gui.query_worker import Sources
 from llmtray.gui.tray import SummaryWorker, Tray, TrayActions
 from llmtray.platform_setup import set_app_user_model_id
+
+if TYPE_CHECKING:
+    from llmtray.gui.dashboard import Dashboard
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +94,18 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
                       budget_entries=budget_entries, alert_log=optional("llmtray.core.alerts", "AlertLog"))
     import_dialog = optional("llmtray.gui.import_dialog", "ImportDialog")
     base_url = ingest.url if ingest is not None else f"http://127.0.0.1:{config.port}"
-    window = Dashboard(sources, base_url=base_url, can_import=import_dialog is not None,
-                       title_note="demo data" if demo else "")
+
+    def build_window() -> Dashboard:
+        from llmtray.gui.dashboard import Dashboard  # pyqtgraph and numpy: only once it is opened
+
+        built = Dashboard(sources, base_url=base_url, can_import=import_dialog is not None,
+                          title_note="demo data" if demo else "")
+        built.import_requested.connect(actions.open_import)
+        built.demo_requested.connect(actions.open_demo)
+        return built
+
+    window = LazyWindow(build_window)
+    actions = WindowActions(window, paths, import_dialog)
     if ingest_error:
         window.show_notice(f"Not recording new calls: {ingest_error}")
     elif recovered is not None:
@@ -101,11 +114,8 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
     bridge.ingest_failed.connect(window.on_ingest_failed)
     if ingest is not None:
         ingest.when_ready(bridge.ingest_started)
-    actions = WindowActions(window, paths, import_dialog)
-    window.import_requested.connect(actions.open_import)
-    window.demo_requested.connect(actions.open_demo)
 
-    shot = Screenshot(app, window, Path(screenshot)) if screenshot else None
+    shot = Screenshot(app, window.get(), Path(screenshot)) if screenshot else None
     feed = None
     if demo:
         feed = DemoFeed(paths.db, bridge.notify, tz=config.tz, pricer=sources.make_pricer, ingest=ingest,
@@ -217,7 +227,7 @@ class Desktop(QObject):
 
     alerted = Signal()
 
-    def __init__(self, app: QApplication, window: Dashboard, actions: WindowActions, paths: pathsmod.Paths,
+    def __init__(self, app: QApplication, window: LazyWindow, actions: WindowActions, paths: pathsmod.Paths,
                  config: Any, base_url: str, ingest: Any):
         super().__init__(window)
         self.app, self.window, self.actions, self.paths, self.config = app, window, actions, paths, config
@@ -269,7 +279,7 @@ class Desktop(QObject):
     def open_budgets(self) -> None:
         from llmtray.gui.budgets_dialog import BudgetsDialog
 
-        dialog = BudgetsDialog(self.paths.db, self.config.tz, self.config.week_start, self.window)
+        dialog = BudgetsDialog(self.paths.db, self.config.tz, self.config.week_start, self.window.window)
         dialog.changed.connect(self.tray.request_refresh)
         dialog.changed.connect(self.window.refresh)
         dialog.show()
@@ -278,7 +288,7 @@ class Desktop(QObject):
     def open_settings(self) -> None:
         from llmtray.gui.settings_dialog import SettingsDialog
 
-        dialog = SettingsDialog(self.paths, self.window)
+        dialog = SettingsDialog(self.paths, self.window.window)
         dialog.saved.connect(lambda _config: self.window.show_notice(
             "Settings saved; a new port or time zone applies after restarting llmtray."))
         dialog.show()
@@ -303,22 +313,24 @@ def start_ingest(paths: pathsmod.Paths, config: Any, bridge: CommitBridge, budge
 class WindowActions(QObject):
     """What the onboarding buttons do (slots, so they run on the GUI thread)."""
 
-    def __init__(self, window: Dashboard, paths: pathsmod.Paths, import_dialog: Any):
+    def __init__(self, window: LazyWindow, paths: pathsmod.Paths, import_dialog: Any):
         super().__init__(window)
         self._window, self._paths, self._import_dialog = window, paths, import_dialog
 
     @Slot()
     @Slot(object)
     def open_dashboard(self, *_: object) -> None:
-        """Show, raise and focus the window (from the tray, a notification or a second start)."""
-        self._window.showNormal()
-        self._window.raise_()
-        self._window.activateWindow()
+        """Show, raise and focus the window (from the tray, a notification or a second start);
+        the first time, this builds it."""
+        window = self._window.get()
+        window.showNormal()
+        window.raise_()
+        window.activateWindow()
 
     @Slot()
     def open_import(self) -> None:
         if self._import_dialog is not None:
-            dialog = self._import_dialog(self._paths, self._window)
+            dialog = self._import_dialog(self._paths, self._window.window)  # a top-level dialog from the tray
             dialog.imported.connect(self._window.on_imported)  # imports write through their own Store
             dialog.import_removed.connect(self._window.on_import_removed)
             dialog.show()

@@ -218,11 +218,6 @@ class Dashboard(QMainWindow):
         """The import dialog removed an import (`removal`: a `Removal`): its models may be gone."""
         self._changed(options=True)
 
-    @Slot(str)
-    def on_ingest_failed(self, why: str) -> None:
-        """The ingest service could not start after all (e.g. the database can't be opened)."""
-        self.show_notice(f"Not recording new calls: {why}")
-
     def show_notice(self, text: str) -> None:
         """A problem the user must know about (e.g. new calls are not being recorded)."""
         self.notice.setText(f"⚠ {text}")

@@ -348,10 +348,13 @@ def test_an_import_refreshes_the_window(qtbot, make_dashboard, demo_db, queries)
 def test_onboarding_opens_the_import_dialog(qtbot, make_dashboard, tmp_path):
     from llmtray.gui.app import WindowActions
     from llmtray.gui.import_dialog import ImportDialog
+    from llmtray.gui.lazy_window import LazyWindow
 
     data = tmp_path / "fresh"
     window = make_dashboard(data / "llmtray.db")
-    actions = WindowActions(window, Paths(data, data, data), ImportDialog)
+    lazy = LazyWindow(lambda: window)
+    lazy.get()
+    actions = WindowActions(lazy, Paths(data, data, data), ImportDialog)
     window.import_requested.connect(actions.open_import)
     window.onboarding.import_button.setEnabled(True)  # the app enables it when the dialog exists
     window.onboarding.import_button.click()

@@ -175,3 +175,47 @@ def test_tray_icon_and_one_notification_per_threshold_across_restarts(desktop: D
     finally:
         err = stop(app)
     assert "Traceback" not in err, err
+
+
+def _rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
+def _has_numpy(pid: int) -> bool:
+    """numpy's core extension mapped into the process: pyqtgraph (the charts) was imported."""
+    return "_multiarray_umath" in Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc")
+def test_an_idle_tray_builds_no_window_until_it_is_asked_for(desktop: Desktop, tmp_path: Path):
+    """Started at login with history (not a first start): tray only, no charts loaded; a second
+    `llmtray` asks the running one for its window, which is built then (DESKTOP.md: idle RSS)."""
+    from llmtray.core.events import parse_event
+    from llmtray.core.store import Store
+
+    data = tmp_path / "data"
+    data.mkdir()
+    store = Store.open(data / "llmtray.db")
+    store.add([parse_event({"provider": "openai", "model": "gpt-4o", "input_tokens": 10})], "hook")
+    store.close()
+    app = start_llmtray(desktop, data)
+    try:
+        wait_for(lambda: (data / "ingest.json").exists(), what="ingest.json")
+        time.sleep(2)  # the tray's first summary refresh
+        assert not _has_numpy(app.pid)
+        idle = _rss_mb(app.pid)
+        env = {**desktop.env, "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "LLMTRAY_PORT": "0"}
+        second = subprocess.run([sys.executable, "-m", "llmtray", "--data-dir", str(data)], env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 0, second.stderr
+        wait_for(lambda: _has_numpy(app.pid), timeout=30, what="the window to be built")
+        wait_for(lambda: "llmtray" in subprocess.run(["xwininfo", "-root", "-tree"], env=desktop.env,
+                                                     capture_output=True, text=True).stdout, what="the window")
+        time.sleep(2)
+        opened = _rss_mb(app.pid)
+        print(f"\nRSS: idle tray {idle:.0f} MB; after opening the window {opened:.0f} MB")
+        assert idle < opened
+    finally:
+        err = stop(app)
+    assert "Traceback" not in err, err

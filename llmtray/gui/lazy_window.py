@@ -1,0 +1,73 @@
+"""The dashboard window, built the first time it is opened.
+
+An idle tray should stay small (DESKTOP.md: < 150 MB RSS; a PyQt tray used 215 MB until its
+window was created lazily, borgbase/vorta#207). Importing pyqtgraph and numpy and building the
+charts costs a tray about 85 MB it does not need while nobody looks, so llmtray started at login
+builds no window until the tray menu, a notification or a second start asks for it. Until then
+`LazyWindow` stands in: it keeps the latest notice for the window to show, and drops refresh
+requests (a new window reads everything anyway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, Slot
+
+if TYPE_CHECKING:
+    from llmtray.gui.dashboard import Dashboard
+
+
+class LazyWindow(QObject):
+    """`get()` builds the window (once) with `build`; the slots forward to it once it exists."""
+
+    def __init__(self, build: Callable[[], Dashboard]):
+        super().__init__()
+        self._build = build
+        self.window: Dashboard | None = None
+        self._notice: str | None = None
+
+    def get(self) -> Dashboard:
+        if self.window is None:
+            self.window = self._build()
+            if self._notice is not None:
+                self.window.show_notice(self._notice)
+        return self.window
+
+    def show_notice(self, text: str) -> None:
+        """A problem the user must know about: shown now, or when the window is first opened
+        (the banner holds one notice: the latest wins)."""
+        if self.window is not None:
+            self.window.show_notice(text)
+        else:
+            self._notice = text
+
+    @Slot(str)
+    def on_ingest_failed(self, why: str) -> None:
+        """The ingest service could not start after all (e.g. the database can't be opened)."""
+        self.show_notice(f"Not recording new calls: {why}")
+
+    @Slot(object)
+    def on_committed(self, committed: Any) -> None:
+        if self.window is not None:
+            self.window.on_committed(committed)
+
+    @Slot(object)
+    def on_imported(self, result: Any) -> None:
+        if self.window is not None:
+            self.window.on_imported(result)
+
+    @Slot(object)
+    def on_import_removed(self, removal: Any) -> None:
+        if self.window is not None:
+            self.window.on_import_removed(removal)
+
+    @Slot()
+    def refresh(self) -> None:
+        if self.window is not None:
+            self.window.refresh()
+
+    def shutdown(self) -> None:
+        if self.window is not None:
+            self.window.shutdown()
