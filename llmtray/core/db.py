@@ -524,6 +524,16 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
+def pending_migrations(path: Path) -> list[Migration]:
+    """The migrations `migrate` would apply to the database at `path` (none for a newer one)."""
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        current = schema_version(conn)
+    finally:
+        conn.close()
+    return [m for m in MIGRATIONS if m.version > current] if current > 0 else []
+
+
 def migrate(path: Path, upto: int | None = None) -> int:
     """Bring the database at `path` to the newest (or `upto`) schema; returns the version."""
     target = upto if upto is not None else MIGRATIONS[-1].version

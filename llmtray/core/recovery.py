@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,10 +50,11 @@ class Recovered:
                 f"Budget history and snoozes start afresh.{backup}")
 
 
-def ensure_usable(path: Path) -> Recovered | None:
+def ensure_usable(path: Path, announce: Callable[[], None] | None = None) -> Recovered | None:
     """Probe the database at `path` (cheap: the header, the schema and the roots of the main
-    tables); repair it if SQLite calls it damaged or a marker says so. None when all is well or
-    there is no database yet. Other errors (permissions, a full disk) propagate unchanged."""
+    tables); repair it if SQLite calls it damaged or a marker says so, calling `announce` first
+    (a repair can take minutes). None when all is well or there is no database yet. Other
+    errors (permissions, a full disk) propagate unchanged."""
     if not path.exists():
         return None
     if not damage_marker(path).exists():
@@ -64,6 +65,8 @@ def ensure_usable(path: Path) -> Recovered | None:
             if not is_corruption(exc):
                 raise
             log.error("the database %s is damaged: %s", path, exc)
+    if announce is not None:
+        announce()
     return recover(path)
 
 

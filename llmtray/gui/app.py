@@ -11,13 +11,12 @@ import importlib
 import logging
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEventLoop, QObject, QProcess, QSize, QSocketNotifier, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QProcess, QSize, QSocketNotifier, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication, QProgressDialog, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from llmtray import autostart
 from llmtray import paths as pathsmod
@@ -25,12 +24,12 @@ from llmtray.core.alerts import WebhookSink
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.monitor import BudgetMonitor
 from llmtray.core.pricing import Pricer, load_overrides
-from llmtray.core.recovery import Recovered, ensure_usable
 from llmtray.core.status import summary
 from llmtray.gui.bridge import CommitBridge
 from llmtray.gui.demo_feed import DemoFeed
 from llmtray.gui.ipc import SingleInstance
 from llmtray.gui.lazy_window import LazyWindow
+from llmtray.gui.prepare_db import prepare_database
 from llmtray.gui.notify import DesktopSink, NotificationRelay
 from llmtray.gui.query_worker import Sources
 from llmtray.gui.tray import SummaryWorker, Tray, TrayActions
@@ -78,9 +77,9 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
     quit_on_signals(app)
 
     bridge = CommitBridge()
-    # Before anything opens the file: a damaged database is set aside and salvaged now, so no
-    # reader holds the old file and the app does not die at every login (DESKTOP.md).
-    recovered = None if screenshot else repair_if_damaged(app, paths.db)
+    # Before anything opens the file: a damaged database is set aside and salvaged, and an old
+    # one upgraded, so no reader holds the old file or waits on the upgrade (DESKTOP.md).
+    recovered = None if screenshot else prepare_database(app, paths.db)
     budgets = optional("llmtray.core.budgets", "budget_entries")
     budget_entries = (lambda q, now: budgets(q, now, config.week_start)) if budgets else None
     ingest, ingest_error = None, None
@@ -145,39 +144,6 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
         window.shutdown()
         if instance is not None:
             instance.release()
-
-
-def repair_if_damaged(app: QApplication, db: Path) -> Recovered | None:
-    """`ensure_usable` on a thread (a salvage can take minutes at millions of events) while the
-    GUI thread keeps handling events, with a busy dialog once it takes more than half a second.
-    An error other than damage is left for the ingest service to report."""
-    outcome: list[Recovered | None | BaseException] = []
-
-    def work() -> None:
-        try:
-            outcome.append(ensure_usable(db))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            outcome.append(exc)
-
-    thread = threading.Thread(target=work, name="llmtray-db-check", daemon=True)
-    thread.start()
-    thread.join(0.5)
-    if thread.is_alive():
-        busy = QProgressDialog("The llmtray database is damaged: setting it aside and salvaging every event "
-                               "that can still be read…", "", 0, 0)
-        busy.setWindowTitle("llmtray")
-        busy.setCancelButton(None)
-        busy.setMinimumDuration(0)
-        busy.show()
-        while thread.is_alive():
-            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
-            thread.join(0.05)
-        busy.close()
-    result = outcome[0] if outcome else None
-    if isinstance(result, BaseException):
-        log.error("checking the database %s failed: %s", db, result)
-        return None
-    return result
 
 
 def is_first_start(paths: pathsmod.Paths) -> bool:

@@ -51,13 +51,31 @@ def test_demo_screenshot_after_the_data_has_loaded(tmp_path: Path, demo_db_templ
 
 
 def test_a_damaged_database_is_repaired_before_the_window_opens_it(qapp, tmp_path: Path):
-    from llmtray.gui.app import repair_if_damaged
+    from llmtray.gui.prepare_db import prepare_database
 
     db = tmp_path / "llmtray.db"
     db.write_bytes(b"not a database, a sync tool's half-written copy" * 1000)
-    recovered = repair_if_damaged(qapp, db)
+    recovered = prepare_database(qapp, db)
     assert recovered is not None and recovered.events == 0 and recovered.moved_to.exists()
-    assert repair_if_damaged(qapp, db) is None  # the fresh database passes
+    assert prepare_database(qapp, db) is None  # the fresh database passes
+
+
+def test_an_old_database_is_upgraded_before_the_window_opens_it(qapp, tmp_path: Path, monkeypatch):
+    """With the busy dialog (forced here: a small database upgrades in well under half a second)."""
+    from PySide6.QtWidgets import QProgressDialog
+
+    from llmtray.core import db as dbmod
+    from llmtray.gui import prepare_db
+
+    db = tmp_path / "llmtray.db"
+    assert dbmod.migrate(db, upto=4) == 4
+    assert [m.version for m in dbmod.pending_migrations(db)] == [5, 6]
+    shown: list[str] = []
+    monkeypatch.setattr(prepare_db, "BUSY_AFTER_S", 0.0)
+    monkeypatch.setattr(QProgressDialog, "show", lambda self: shown.append(self.labelText()))
+    assert prepare_db.prepare_database(qapp, db) is None
+    assert dbmod.pending_migrations(db) == [] and (tmp_path / "llmtray.db.before-v5.bak").exists()
+    assert shown and shown[0] in (prepare_db.CHECKING, prepare_db.UPGRADING)
 
 
 def test_the_window_says_what_to_do_when_a_refresh_meets_damage(make_dashboard, tmp_path: Path):
