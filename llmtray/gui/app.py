@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ from llmtray.gui.lazy_window import LazyWindow
 from llmtray.gui.prepare_db import prepare_database
 from llmtray.gui.notify import DesktopSink, NotificationRelay
 from llmtray.gui.query_worker import Sources
+from llmtray.ingest import discovery
 from llmtray.gui.tray import SummaryWorker, Tray, TrayActions
 from llmtray.platform_setup import set_app_user_model_id
 
@@ -79,7 +81,9 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
     bridge = CommitBridge()
     # Before anything opens the file: a damaged database is set aside and salvaged, and an old
     # one upgraded, so no reader holds the old file or waits on the upgrade (DESKTOP.md).
-    recovered = None if screenshot else prepare_database(app, paths.db)
+    # Never under another llmtray (`llmtray serve`) that has this data dir open: starting ingest
+    # below tells the user about it instead.
+    recovered = None if screenshot or served_elsewhere(paths) else prepare_database(app, paths.db)
     budgets = optional("llmtray.core.budgets", "budget_entries")
     budget_entries = (lambda q, now: budgets(q, now, config.week_start)) if budgets else None
     ingest, ingest_error = None, None
@@ -144,6 +148,12 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
         window.shutdown()
         if instance is not None:
             instance.release()
+
+
+def served_elsewhere(paths: pathsmod.Paths) -> bool:
+    """Another live llmtray process announces this data dir (its ingest.json)."""
+    found = discovery.read(paths.ingest_file)
+    return found is not None and found.pid not in (None, os.getpid()) and discovery.pid_alive(found.pid)
 
 
 def is_first_start(paths: pathsmod.Paths) -> bool:

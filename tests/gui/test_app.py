@@ -92,3 +92,21 @@ def test_the_window_says_what_to_do_when_a_refresh_meets_damage(make_dashboard, 
     assert window.status.toolTip().startswith("The database is damaged")
     assert window.notice.isVisible() and "start it again" in window.notice.text()
     assert damage_marker(db).exists()
+
+
+def test_a_database_another_llmtray_serves_is_not_touched(tmp_path: Path):
+    """`llmtray serve` holds the data dir: the app must not move its file away under it."""
+    from llmtray.gui.app import served_elsewhere
+    from llmtray.ingest import discovery
+    from llmtray.paths import Paths
+
+    paths = Paths(tmp_path, tmp_path, tmp_path)
+    assert not served_elsewhere(paths)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        discovery.write(paths.ingest_file, "http://127.0.0.1:1", "t", pid=sleeper.pid)
+        assert served_elsewhere(paths)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not served_elsewhere(paths)  # its process is gone: a stale announcement
