@@ -114,7 +114,7 @@ def _m1_initial(conn: sqlite3.Connection) -> None:
     )
 
 
-_ROLLUP_SUMS = (
+ROLLUP_SUMS = (
     "events",
     "requests",
     "input_tokens",
@@ -149,11 +149,11 @@ def _m2_rollups(conn: sqlite3.Connection) -> None:
     millions. Triggers (not application code) keep them right for inserts, dataset removal and
     repricing alike."""
     dims = ", ".join(ROLLUP_DIMENSIONS)
-    sums_cols = ", ".join(f"{s} INTEGER NOT NULL DEFAULT 0" for s in _ROLLUP_SUMS)
+    sums_cols = ", ".join(f"{s} INTEGER NOT NULL DEFAULT 0" for s in ROLLUP_SUMS)
     new, old = _rollup_values("NEW"), _rollup_values("OLD")
     bucket_new, bucket_old = f"NEW.ts / {BUCKET_US}", f"OLD.ts / {BUCKET_US}"
-    upsert_set = ", ".join(f"{s} = {s} + excluded.{s}" for s in _ROLLUP_SUMS)
-    sub_set = ", ".join(f"{s} = {s} - {old[s]}" for s in _ROLLUP_SUMS)
+    upsert_set = ", ".join(f"{s} = {s} + excluded.{s}" for s in ROLLUP_SUMS)
+    sub_set = ", ".join(f"{s} = {s} - {old[s]}" for s in ROLLUP_SUMS)
     dims_new = ", ".join(f"NEW.{d}" for d in ROLLUP_DIMENSIONS)
     dims_match_old = " AND ".join(f"{d} = OLD.{d}" for d in ROLLUP_DIMENSIONS)
     tag_sums = ("events", "requests", "cost_nanos", "unpriced")
@@ -171,8 +171,8 @@ def _m2_rollups(conn: sqlite3.Connection) -> None:
         ) WITHOUT ROWID;
 
         CREATE TRIGGER event_rollup_insert AFTER INSERT ON event BEGIN
-            INSERT INTO rollup (bucket, {dims}, {", ".join(_ROLLUP_SUMS)})
-            VALUES ({bucket_new}, {dims_new}, {", ".join(new[s] for s in _ROLLUP_SUMS)})
+            INSERT INTO rollup (bucket, {dims}, {", ".join(ROLLUP_SUMS)})
+            VALUES ({bucket_new}, {dims_new}, {", ".join(new[s] for s in ROLLUP_SUMS)})
             ON CONFLICT DO UPDATE SET {upsert_set};
         END;
         CREATE TRIGGER event_rollup_delete AFTER DELETE ON event BEGIN
@@ -218,12 +218,7 @@ def rebuild_rollups(conn: sqlite3.Connection) -> None:
     _drop_level_triggers(conn)
     for table in ("tag_rollup", *(lv.table for lv in levels)):
         conn.execute(f"DELETE FROM {table}")
-    e = _rollup_values("e")
-    conn.execute(
-        f"INSERT INTO tag_rollup (bucket, key, value, source, {', '.join(TAG_SUMS)})"
-        f" SELECT e.ts / {BUCKET_US}, t.key, t.value, e.source, {', '.join(f'sum({e[s]})' for s in TAG_SUMS)}"
-        " FROM event_tag t JOIN event e ON e.id = t.event GROUP BY 1, 2, 3, 4"
-    )
+    conn.execute(f"INSERT INTO tag_rollup (bucket, key, value, source, {', '.join(TAG_SUMS)}) {tag_rollup_select('1')}")
     _fill_levels(conn, levels)
     if "event_tag_latency" in tables:
         conn.execute("DELETE FROM event_tag_latency")
@@ -231,9 +226,31 @@ def rebuild_rollups(conn: sqlite3.Connection) -> None:
 
 
 def _fill_tag_latencies(conn: sqlite3.Connection) -> None:
-    conn.execute("INSERT INTO event_tag_latency (key, value, ts, event, model, latency_ms)"
-                 " SELECT t.key, t.value, e.ts, e.id, e.model, e.latency_ms FROM event_tag t JOIN event e ON e.id = t.event"
-                 " WHERE e.status = 'ok' AND e.latency_ms IS NOT NULL")
+    conn.execute(f"INSERT INTO event_tag_latency (key, value, ts, event, model, latency_ms) {tag_latency_select('1')}")
+
+
+# The sums a rollup row gets from events, as SELECTs over `event e` (and `event_tag t`) filtered
+# by `where`: a rebuild passes "1", the store the id range of the batch it has just inserted
+# (core.rollups), so both count an event the same way.
+
+def tag_rollup_select(where: str) -> str:
+    e = _rollup_values("e")
+    return (f"SELECT e.ts / {BUCKET_US}, t.key, t.value, e.source, {', '.join(f'sum({e[s]})' for s in TAG_SUMS)}"
+            f" FROM event_tag t JOIN event e ON e.id = t.event WHERE {where} GROUP BY 1, 2, 3, 4")
+
+
+def tag_latency_select(where: str) -> str:
+    return ("SELECT t.key, t.value, e.ts, e.id, e.model, e.latency_ms FROM event_tag t JOIN event e ON e.id = t.event"
+            f" WHERE ({where}) AND e.status = 'ok' AND e.latency_ms IS NOT NULL")
+
+
+def level_select(level: Level, where: str) -> str:
+    """For a level without a parent (the store writes those)."""
+    e = _rollup_values("e")
+    source = "event_tag t JOIN event e ON e.id = t.event" if level.tagged else "event e"
+    return (f"SELECT e.ts / {level.unit_us}, {', '.join(('t.' if c in TAG_KEYS else 'e.') + c for c in level.key_columns)},"
+            f" {', '.join(f'sum({e[s]})' for s in ROLLUP_SUMS)} FROM {source} WHERE {where}"
+            f" GROUP BY 1, {', '.join(level.key_columns)}")
 
 
 def _tables(conn: sqlite3.Connection) -> set[str]:
@@ -385,7 +402,7 @@ def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
         """)
     old = _rollup_values("OLD")
     tag_sums = ", ".join(f"{s} = {s} - {old[s]}" for s in TAG_SUMS)
-    all_sums = ", ".join(f"{s} = {s} - {old[s]}" for s in _ROLLUP_SUMS)
+    all_sums = ", ".join(f"{s} = {s} - {old[s]}" for s in ROLLUP_SUMS)
     dims_old = " AND ".join(f"{d} = OLD.{d}" for d in ROLLUP_DIMENSIONS)
     old_tags = "(key, value) IN (SELECT key, value FROM event_tag WHERE event = OLD.id)"
     tag_match = f"{old_tags} AND bucket = OLD.ts / {BUCKET_US} AND {dims_old}"
@@ -439,7 +456,7 @@ def _create_level(conn: sqlite3.Connection, level: Level) -> None:
     cols = ", ".join(
         [f"{level.time} INTEGER NOT NULL"]
         + [f"{c} TEXT NOT NULL" for c in level.key_columns]
-        + [f"{s} INTEGER NOT NULL DEFAULT 0" for s in _ROLLUP_SUMS]
+        + [f"{s} INTEGER NOT NULL DEFAULT 0" for s in ROLLUP_SUMS]
     )
     conn.execute(f"CREATE TABLE {level.table} ({cols}, PRIMARY KEY ({', '.join(level.primary_key)})) WITHOUT ROWID")
 
@@ -449,18 +466,15 @@ def _fill_levels(conn: sqlite3.Connection, levels: list[Level]) -> None:
     parent triggers dropped meanwhile, then (re)create those triggers: one GROUP BY per table
     instead of a trigger per parent row."""
     _drop_level_triggers(conn)
-    e = _rollup_values("e")
     for level in sorted(levels, key=lambda lv: lv.unit_us):
         cols = ", ".join(level.key_columns)
         if level.parent is not None:
             p = level.parent
-            select = (f"SELECT {p.time} / {level.unit_us // p.unit_us}, {cols}, {', '.join(f'sum({s})' for s in _ROLLUP_SUMS)}"
+            select = (f"SELECT {p.time} / {level.unit_us // p.unit_us}, {cols}, {', '.join(f'sum({s})' for s in ROLLUP_SUMS)}"
                       f" FROM {p.table} GROUP BY 1, {cols}")
         else:
-            source = "event_tag t JOIN event e ON e.id = t.event" if level.tagged else "event e"
-            select = (f"SELECT e.ts / {level.unit_us}, {', '.join(('t.' if c in TAG_KEYS else 'e.') + c for c in level.key_columns)},"
-                      f" {', '.join(f'sum({e[s]})' for s in _ROLLUP_SUMS)} FROM {source} GROUP BY 1, {cols}")
-        conn.execute(f"INSERT INTO {level.table} ({level.time}, {cols}, {', '.join(_ROLLUP_SUMS)}) {select}")
+            select = level_select(level, "1")
+        conn.execute(f"INSERT INTO {level.table} ({level.time}, {cols}, {', '.join(ROLLUP_SUMS)}) {select}")
     for level in levels:
         if level.parent is not None:
             _execute_script(conn, _level_triggers(level))
@@ -482,16 +496,16 @@ def _level_triggers(level: Level) -> str:
     match = " AND ".join([f"{level.time} = OLD.{time}", *(f"{c} = OLD.{c}" for c in cols)])
     return f"""
         CREATE TRIGGER {level.table}_add AFTER INSERT ON {p.table} BEGIN
-            INSERT INTO {level.table} ({level.time}, {", ".join(cols)}, {", ".join(_ROLLUP_SUMS)})
-            VALUES (NEW.{time}, {", ".join(f"NEW.{c}" for c in cols)}, {", ".join(f"NEW.{s}" for s in _ROLLUP_SUMS)})
-            ON CONFLICT DO UPDATE SET {", ".join(f"{s} = {s} + excluded.{s}" for s in _ROLLUP_SUMS)};
+            INSERT INTO {level.table} ({level.time}, {", ".join(cols)}, {", ".join(ROLLUP_SUMS)})
+            VALUES (NEW.{time}, {", ".join(f"NEW.{c}" for c in cols)}, {", ".join(f"NEW.{s}" for s in ROLLUP_SUMS)})
+            ON CONFLICT DO UPDATE SET {", ".join(f"{s} = {s} + excluded.{s}" for s in ROLLUP_SUMS)};
         END;
         CREATE TRIGGER {level.table}_change AFTER UPDATE ON {p.table} BEGIN
-            UPDATE {level.table} SET {", ".join(f"{s} = {s} + NEW.{s} - OLD.{s}" for s in _ROLLUP_SUMS)}
+            UPDATE {level.table} SET {", ".join(f"{s} = {s} + NEW.{s} - OLD.{s}" for s in ROLLUP_SUMS)}
              WHERE {match};
         END;
         CREATE TRIGGER {level.table}_remove AFTER DELETE ON {p.table} BEGIN
-            UPDATE {level.table} SET {", ".join(f"{s} = {s} - OLD.{s}" for s in _ROLLUP_SUMS)} WHERE {match};
+            UPDATE {level.table} SET {", ".join(f"{s} = {s} - OLD.{s}" for s in ROLLUP_SUMS)} WHERE {match};
             DELETE FROM {level.table} WHERE {match} AND events = 0;
         END;
         """

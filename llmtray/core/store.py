@@ -208,7 +208,7 @@ class Store:
         tag_rows = [(r[0], k, v) for r, row_tags in zip(fresh, fresh_tags) if row_tags for k, v in row_tags.items()]
         if tag_rows:
             _insert_rows(conn, _TAG_INSERT, tag_rows)
-        add_to_rollups(conn, fresh, tag_rows)
+        add_to_rollups(conn, first_id, next_id, bool(tag_rows))
         ts = [r[2] for r in fresh]
         result = AddResult(len(fresh), len(rows) - len(fresh), min(ts, default=None), max(ts, default=None))
         return result, next_id

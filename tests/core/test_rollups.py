@@ -9,10 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from llmtray.core import db as dbmod
-from llmtray.core import rollups
 from llmtray.core.events import UsageEvent, parse_event
 from llmtray.core.pricing import Pricer, load_overrides
-from llmtray.core.store import COLUMNS, Store
+from llmtray.core.store import Store
 
 T0 = datetime(2026, 3, 27, 20, 7, tzinfo=UTC)
 TABLES = ("rollup", "tag_rollup", "event_tag_latency", *(lv.table for lv in dbmod.LEVELS if lv is not dbmod.ROLLUP))
@@ -140,11 +139,3 @@ def test_migration_5_fills_the_new_levels_from_v4_data(tmp_path: Path):
         assert_exact(store.conn)
     finally:
         store.close()
-
-
-def test_row_positions_name_the_user_and_the_sums():
-    """add_to_rollups reads rows by position (store.COLUMNS); these must stay in step."""
-    assert COLUMNS[rollups.USER_POSITION] == "user"
-    assert [COLUMNS[i] for i in (13, 7, 8, 9, 10, 11, 12, 14, 2, 0, 5, 19, 21)] == [
-        "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-        "cache_write_1h_tokens", "reasoning_tokens", "cost_nanos", "ts", "id", "model", "latency_ms", "status"]

@@ -181,15 +181,6 @@ def test_time_round_trip_is_exact():
     assert from_us(to_us(ts)) == ts
 
 
-def test_rollup_key_positions_name_the_rollup_dimensions():
-    """rollups.add_to_rollups reads rows by position; this keeps those positions in step with the columns."""
-    from llmtray.core import rollups
-    from llmtray.core.db import ROLLUP_DIMENSIONS
-    from llmtray.core.store import COLUMNS
-
-    assert tuple(COLUMNS[i] for i in rollups.KEY_POSITIONS) == ROLLUP_DIMENSIONS
-
-
 @pytest.mark.parametrize("padding", [0, 40], ids=["small batches", "large batches"])
 def test_every_field_round_trips_whichever_columns_a_batch_leaves_to_defaults(store: Store, padding: int):
     """A large batch binds only the optional columns some row sets; the rest come from the
