@@ -255,7 +255,7 @@ class Desktop(QObject):
     def open_budgets(self) -> None:
         from llmtray.gui.budgets_dialog import BudgetsDialog
 
-        dialog = BudgetsDialog(self.paths.db, self.config.tz, self.config.week_start, self.window.window)
+        dialog = BudgetsDialog(self.paths.db, self.config.tz, self.config.week_start, self.window.dialog_parent())
         dialog.changed.connect(self.tray.request_refresh)
         dialog.changed.connect(self.window.refresh)
         dialog.show()
@@ -264,7 +264,7 @@ class Desktop(QObject):
     def open_settings(self) -> None:
         from llmtray.gui.settings_dialog import SettingsDialog
 
-        dialog = SettingsDialog(self.paths, self.window.window)
+        dialog = SettingsDialog(self.paths, self.window.dialog_parent())
         dialog.saved.connect(lambda _config: self.window.show_notice(
             "Settings saved; a new port or time zone applies after restarting llmtray."))
         dialog.show()
@@ -306,7 +306,7 @@ class WindowActions(QObject):
     @Slot()
     def open_import(self) -> None:
         if self._import_dialog is not None:
-            dialog = self._import_dialog(self._paths, self._window.window)  # a top-level dialog from the tray
+            dialog = self._import_dialog(self._paths, self._window.dialog_parent())
             dialog.imported.connect(self._window.on_imported)  # imports write through their own Store
             dialog.import_removed.connect(self._window.on_import_removed)
             dialog.show()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Slot
+from PySide6.QtWidgets import QWidget
 
 if TYPE_CHECKING:
     from llmtray.gui.dashboard import Dashboard
@@ -27,6 +28,7 @@ class LazyWindow(QObject):
         self._build = build
         self.window: Dashboard | None = None
         self._notice: str | None = None
+        self._anchor: QWidget | None = None
 
     def get(self) -> Dashboard:
         if self.window is None:
@@ -34,6 +36,16 @@ class LazyWindow(QObject):
             if self._notice is not None:
                 self.window.show_notice(self._notice)
         return self.window
+
+    def dialog_parent(self) -> QWidget:
+        """The parent for a dialog opened from the tray: the window once it is built, else a
+        hidden anchor widget. A parentless dialog that nothing references is collected as soon
+        as the menu action returns, and the import dialog's worker thread with it (a crash)."""
+        if self.window is not None:
+            return self.window
+        if self._anchor is None:
+            self._anchor = QWidget()
+        return self._anchor
 
     def show_notice(self, text: str) -> None:
         """A problem the user must know about: shown now, or when the window is first opened

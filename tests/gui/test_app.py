@@ -110,3 +110,42 @@ def test_a_database_another_llmtray_serves_is_not_touched(tmp_path: Path):
         sleeper.kill()
         sleeper.wait()
     assert not served_elsewhere(paths)  # its process is gone: a stale announcement
+
+
+def test_tray_dialogs_open_before_the_window_exists(qtbot, tmp_path: Path):
+    """At login the dashboard is not built yet: Import usage…, Budgets… and Settings… from the
+    tray must still open, and stay open after a garbage collection (a parentless dialog that
+    nothing references would be collected at once, its worker thread with it)."""
+    import gc
+
+    from PySide6.QtWidgets import QApplication
+
+    from llmtray.config import Config
+    from llmtray.gui.app import Desktop, WindowActions
+    from llmtray.gui.budgets_dialog import BudgetsDialog
+    from llmtray.gui.import_dialog import ImportDialog
+    from llmtray.gui.lazy_window import LazyWindow
+    from llmtray.gui.settings_dialog import SettingsDialog
+    from llmtray.paths import Paths
+
+    def no_window():  # noqa: ANN202
+        raise AssertionError("a tray dialog must not build the dashboard")
+
+    paths = Paths(tmp_path, tmp_path, tmp_path)
+    lazy = LazyWindow(no_window)
+    actions = WindowActions(lazy, paths, ImportDialog)
+    desk = Desktop(QApplication.instance(), lazy, actions, paths, Config(), "http://127.0.0.1:1", None)
+    try:
+        actions.open_import()
+        desk.open_budgets()
+        desk.open_settings()
+        gc.collect()
+        qtbot.wait(50)
+        open_now = {type(w) for w in QApplication.topLevelWidgets() if w.isVisible()}
+        assert {ImportDialog, BudgetsDialog, SettingsDialog} <= open_now
+        for w in QApplication.topLevelWidgets():
+            if isinstance(w, (ImportDialog, BudgetsDialog, SettingsDialog)):
+                w.close()
+        assert lazy.window is None
+    finally:
+        desk.stop()
