@@ -39,6 +39,19 @@ def list_backups(db: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if _NAME.fullmatch(p.name)) if folder.is_dir() else []
 
 
+def set_aside_backups(db: Path, stamp: str) -> Path | None:
+    """After a repair: move the daily copies out of the rotation (to `before-recovery-<stamp>/`),
+    so the next days' copies of the salvaged database never delete them. Returns the newest."""
+    copies = list_backups(db)
+    if not copies:
+        return None
+    folder = backups_dir(db) / f"before-recovery-{stamp}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    for copy in copies:
+        copy.rename(folder / copy.name)
+    return folder / copies[-1].name
+
+
 def backup_if_due(db: Path, today: date, keep: int = KEEP) -> Path | None:
     """Make today's copy unless it exists, then delete all but the newest `keep`. Returns the new
     copy, or None when there was nothing to do (made already, no database, too little disk)."""

@@ -5,15 +5,18 @@ a file system that ignores fsync. An app that opens such a file and dies on the 
 again at every login (DESKTOP.md, activitywatch#1412). So whoever owns the database at start
 (the tray app, `llmtray serve`) calls `ensure_usable` first. It probes the file cheaply; when
 SQLite says it is corrupt or not a database — or a reader found damage earlier and left a
-marker — the file and its WAL move aside under a dated name (kept, never deleted), a fresh
-database is created, and every event, import and replaced event that can still be read is
-copied over in id ranges, so a damaged page costs the rows on it, not the rest. The rollups are
-then rebuilt from the salvaged events. Nothing here imports Qt.
+marker — every event, import, replaced event, budget and alert that can still be read is copied
+into a fresh database (the big tables in id ranges, so a damaged page costs the rows on it, not
+the rest) and the rollups are rebuilt from the salvaged events. Only then does the damaged file
+(and its WAL) move aside under a dated name, kept, and the fresh one take its place, so a start
+killed midway leaves the damaged file and the marker for the next start to try again. The daily
+backups from before the damage are set aside too, out of the rotation. Nothing here imports Qt.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -22,13 +25,17 @@ from datetime import datetime
 from pathlib import Path
 
 from llmtray.core import db as dbmod
-from llmtray.core.backups import list_backups
+from llmtray.core.backups import set_aside_backups
 from llmtray.core.damage import damage_marker, is_corruption
 
 log = logging.getLogger(__name__)
 
 _WINDOW = 2048  # ids read per query while salvaging
-_TABLES = (("dataset", "id"), ("event", "id"), ("replaced_event", "rowid"))  # parents first
+# What a damaged database still holds of value; the rest (rollups, tag tables, tag latencies) is
+# rebuilt from the events. Small tables are copied whole or not at all, big ones in id ranges.
+_WHOLE = {"dataset": "imports", "budget": "budgets", "alert": "alert history",
+          "crossing": "announced threshold crossings", "alert_state": "snoozes and quiet hours"}
+_RANGED = (("event", "id"), ("replaced_event", "rowid"))
 
 
 @dataclass(frozen=True)
@@ -38,16 +45,21 @@ class Recovered:
     moved_to: Path
     events: int  # salvaged into the fresh database
     datasets: int
-    unreadable: int  # ids (or id ranges narrowed to one id) that could not be read
-    backup: Path | None = None  # the newest daily copy, for whoever wants what could not be read
+    unreadable: int | None  # event ids that could not be read (None: unknown, the table's end was unreadable)
+    backup: Path | None = None  # the newest daily copy from before, set aside from the rotation
+    lost: tuple[str, ...] = ()  # what of the small tables could not be read ("budgets", …)
 
     def message(self) -> str:
-        lost = f"; {self.unreadable:,} rows on damaged pages could not be read" if self.unreadable else ""
-        backup = (f" The newest daily backup, {self.backup}, holds the data as of that day."
+        if self.unreadable is None:
+            unreadable = "; some rows on damaged pages could not be read"
+        else:
+            unreadable = f"; {self.unreadable:,} rows on damaged pages could not be read" if self.unreadable else ""
+        lost = f" Could not be read: {', '.join(self.lost)}." if self.lost else ""
+        backup = (f" The newest daily backup from before, {self.backup}, holds the data as of that day."
                   if self.backup is not None else "")
         return (f"The database was damaged. It was moved to {self.moved_to} and llmtray started a new one "
-                f"with the {self.events:,} events (and {self.datasets:,} imports) that could still be read{lost}. "
-                f"Budget history and snoozes start afresh.{backup}")
+                f"with the {self.events:,} events (and {self.datasets:,} imports) that could still be read"
+                f"{unreadable}.{lost}{backup}")
 
 
 def ensure_usable(path: Path, announce: Callable[[], None] | None = None) -> Recovered | None:
@@ -56,6 +68,7 @@ def ensure_usable(path: Path, announce: Callable[[], None] | None = None) -> Rec
     (a repair can take minutes). None when all is well or there is no database yet. Other
     errors (permissions, a full disk) propagate unchanged."""
     if not path.exists():
+        damage_marker(path).unlink(missing_ok=True)  # about a file that is gone: not about the next one
         return None
     if not damage_marker(path).exists():
         try:
@@ -82,59 +95,98 @@ def _probe(path: Path) -> None:
 
 
 def recover(path: Path) -> Recovered:
-    """Move the database (and its WAL) aside, create a fresh one, copy over what reads."""
+    """Salvage what reads into a fresh database, then swap it in and keep the damaged file."""
     started = time.monotonic()
-    aside = path.with_name(f"{path.name}.damaged-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    for suffix in ("", "-wal", "-shm"):
-        source = Path(f"{path}{suffix}")
-        if source.exists():
-            source.rename(Path(f"{aside}{suffix}"))
-    dbmod.migrate(path)
-    counts, unreadable = _salvage(aside, path)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    fresh = path.with_name(path.name + ".salvage")
+    _remove_with_journals(fresh)  # a salvage a previous start did not finish
+    dbmod.migrate(fresh)
+    counts, unreadable, lost = _salvage(path, fresh)
+    aside = _free_name(path.with_name(f"{path.name}.damaged-{stamp}"))
+    for suffix in ("-wal", "-shm"):  # never left beside the new file: SQLite would apply them to it
+        journal = Path(f"{path}{suffix}")
+        if journal.exists():
+            journal.rename(Path(f"{aside}{suffix}"))
+    path.rename(aside)
+    os.replace(fresh, path)
     damage_marker(path).unlink(missing_ok=True)
-    backups = list_backups(path)
     recovered = Recovered(aside, counts.get("event", 0), counts.get("dataset", 0), unreadable,
-                          backups[-1] if backups else None)
+                          set_aside_backups(path, stamp), tuple(lost))
     log.warning("%s (%.1f s)", recovered.message(), time.monotonic() - started)
     return recovered
 
 
-def _salvage(damaged: Path, fresh: Path) -> tuple[dict[str, int], int]:
+def _free_name(path: Path) -> Path:
+    candidate, n = path, 1
+    while any(Path(f"{candidate}{suffix}").exists() for suffix in ("", "-wal", "-shm")):
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
+def _remove_with_journals(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _salvage(damaged: Path, fresh: Path) -> tuple[dict[str, int], int | None, list[str]]:
+    """Copy what reads from `damaged` into `fresh` (migrated, empty) and rebuild the derived
+    tables there; leaves `fresh` a single file (journal mode DELETE) ready to be moved."""
+    counts: dict[str, int] = {}
+    unreadable: int | None = 0
+    lost: list[str] = []
     try:
         old = sqlite3.connect(damaged, timeout=10)
         old.execute("PRAGMA query_only = 1")
         old_tables = {name for (name,) in old.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as exc:
         log.error("nothing could be read from %s: %s", damaged, exc)
-        return {}, 0
+        old, old_tables, lost = None, set(), list(_WHOLE.values())
     new = sqlite3.connect(fresh, isolation_level=None)  # foreign keys off: parents may be lost
-    counts: dict[str, int] = {}
-    unreadable = 0
     try:
         new.execute("BEGIN IMMEDIATE")
-        for table, key in _TABLES:
-            if table not in old_tables:
-                continue
-            columns = _shared_columns(old, new, table)
-            counts[table], lost = _copy(old, new, table, key, columns)
-            unreadable += lost
-        # Tags live in the event row as JSON too: rebuild their table from there, then imports
-        # whose dataset row was lost get a placeholder, so they can still be listed and removed.
+        if old is not None:
+            for table, what in _WHOLE.items():
+                if table in old_tables and not _copy_whole(old, new, table):
+                    lost.append(what)
+            for table, key in _RANGED:
+                if table in old_tables:
+                    counts[table], missing = _copy(old, new, table, key, _shared_columns(old, new, table))
+                    if table == "event":
+                        unreadable = missing
+        counts["dataset"] = new.execute("SELECT count(*) FROM dataset").fetchone()[0]
+        # Tags live in the event row as JSON too: rebuild their table from there. Imports whose
+        # dataset row was lost get a placeholder, so they can still be listed and removed (and no
+        # later import reuses their id and inherits their replaced events).
         new.execute("INSERT INTO event_tag (event, key, value) SELECT e.id, j.key, j.value"
                     " FROM event e, json_each(e.tags) j WHERE e.tags IS NOT NULL AND json_valid(e.tags)")
         new.execute("INSERT INTO dataset (id, name, format, created, state)"
-                    " SELECT DISTINCT dataset_id, 'salvaged import ' || dataset_id, 'unknown', ?, 'done'"
-                    " FROM event WHERE dataset_id IS NOT NULL AND dataset_id NOT IN (SELECT id FROM dataset)",
-                    (int(time.time()),))
+                    " SELECT owner, 'salvaged import ' || owner, 'unknown', ?, 'done' FROM"
+                    " (SELECT dataset_id AS owner FROM event UNION SELECT replaced_by FROM replaced_event)"
+                    " WHERE owner IS NOT NULL AND owner NOT IN (SELECT id FROM dataset)", (int(time.time()),))
         dbmod.rebuild_rollups(new)
         new.execute("COMMIT")
+        new.execute("PRAGMA journal_mode = DELETE")  # one self-contained file to move into place
     except BaseException:
-        new.execute("ROLLBACK")
+        if new.in_transaction:
+            new.execute("ROLLBACK")
         raise
     finally:
         new.close()
-        old.close()
-    return counts, unreadable
+        if old is not None:
+            old.close()
+    return counts, unreadable, lost
+
+
+def _copy_whole(old: sqlite3.Connection, new: sqlite3.Connection, table: str) -> bool:
+    columns = _shared_columns(old, new, table)
+    try:
+        rows = old.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
+    except sqlite3.DatabaseError:
+        return False
+    new.executemany(f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                    rows)
+    return True
 
 
 def _shared_columns(old: sqlite3.Connection, new: sqlite3.Connection, table: str) -> list[str]:
@@ -147,12 +199,13 @@ def _shared_columns(old: sqlite3.Connection, new: sqlite3.Connection, table: str
 
 
 def _copy(old: sqlite3.Connection, new: sqlite3.Connection, table: str, key: str,
-          columns: Sequence[str]) -> tuple[int, int]:
+          columns: Sequence[str]) -> tuple[int, int | None]:
     """Copy `table` in `key` ranges; a range that fails to read is halved until the unreadable
-    ids are isolated. Returns (rows copied, ids that could not be read)."""
+    ids are isolated. Returns (rows copied, ids that could not be read — None when the table's
+    last id was unreadable too, so the ids probed up to a bound from the file size)."""
     if not columns:
         return 0, 0
-    top = _top_key(old, table, key)
+    top, exact = _top_key(old, table, key)
     select = f"SELECT {', '.join(columns)} FROM {table} WHERE {key} >= ? AND {key} < ?"
     insert = f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     copied = unreadable = 0
@@ -169,17 +222,17 @@ def _copy(old: sqlite3.Connection, new: sqlite3.Connection, table: str, key: str
                 pending += [(mid, hi), (lo, mid)]
             continue
         copied += new.executemany(insert, rows).rowcount
-    return copied, unreadable
+    return copied, unreadable if exact else None
 
 
-def _top_key(old: sqlite3.Connection, table: str, key: str) -> int:
-    """The largest id, or (when even that page is damaged) a bound from the file's size."""
+def _top_key(old: sqlite3.Connection, table: str, key: str) -> tuple[int, bool]:
+    """The largest id (exact), or when even that page is damaged a bound from the file's size."""
     try:
         top = old.execute(f"SELECT max({key}) FROM {table}").fetchone()[0]
-        return int(top or 0)
+        return int(top or 0), True
     except sqlite3.DatabaseError:
         try:
             pages = old.execute("PRAGMA page_count").fetchone()[0]
         except sqlite3.DatabaseError:
-            return 0
-        return int(pages) * 64  # more rows than a page holds of any table here
+            return 0, False
+        return int(pages) * 64, False  # more rows than a page holds of any table here

@@ -57,9 +57,12 @@ def test_a_damaged_database_makes_no_copy_and_is_marked_for_repair(data_dir):
     assert backup_if_due(db, DAY + timedelta(days=1)) is None
     assert list_backups(db) == [good] and not list(good.parent.glob("*.partial"))
     assert damage_marker(db).exists()
-    recovered = ensure_usable(db)  # the next start repairs, and points at yesterday's copy
-    assert recovered is not None and recovered.backup == good
-    assert str(good) in recovered.message()
+    recovered = ensure_usable(db)  # the next start repairs, and points at the copy from before
+    assert recovered is not None and recovered.backup is not None and recovered.backup.name == good.name
+    assert recovered.backup.parent.name.startswith("before-recovery-") and str(recovered.backup) in recovered.message()
+    for n in range(2, 2 + KEEP + 1):  # the next days' copies of the salvaged database don't rotate it out
+        assert backup_if_due(db, DAY + timedelta(days=n)) is not None
+    assert recovered.backup.exists() and len(list_backups(db)) == KEEP
 
 
 def test_the_ingest_service_backs_up_in_the_background(data_dir):

@@ -171,9 +171,58 @@ def test_serve_starts_on_a_damaged_database_and_records(data_dir):
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "llmtray serve: The database was damaged. It was moved to" in err
-    assert sorted(p.name.split("-")[0] for p in data_dir.glob("llmtray.db.damaged-*")) == ["llmtray.db.damaged"]
+    assert len([p for p in data_dir.glob("llmtray.db.damaged-*") if not p.name.endswith(("-wal", "-shm"))]) == 1
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("SELECT event_id FROM event").fetchall() == [("after",)]
     finally:
         conn.close()
+
+
+def test_budgets_and_alert_state_survive_a_repair(data_dir):
+    path = data_dir / "llmtray.db"
+    fill(path)
+    assert main(["--data-dir", str(data_dir), "budgets", "add", "--name", "team", "--limit", "50",
+                 "--period", "month"]) == 0
+    damage(path, "event")
+    damage_marker(path).write_text("test\n")
+    recovered = ensure_usable(path)
+    assert recovered is not None and recovered.lost == ()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT name, limit_nanos, period FROM budget").fetchall() == [("team", 50 * 10**9, "month")]
+    finally:
+        conn.close()
+
+
+def test_a_repair_cut_short_leaves_the_damaged_file_for_the_next_start(data_dir, monkeypatch):
+    """Killed while salvaging (logout, out of memory): nothing was moved yet, the marker is still
+    there, and the next start salvages everything, as if the first had never begun."""
+    from llmtray.core import recovery
+
+    path = data_dir / "llmtray.db"
+    original = fill(path)
+    damage(path, "event")
+    damage_marker(path).write_text("test\n")
+    real_copy = recovery._copy
+
+    def killed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise KeyboardInterrupt  # what a signal does to the salvage, midway
+
+    monkeypatch.setattr(recovery, "_copy", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_usable(path)
+    assert damage_marker(path).exists() and not list(data_dir.glob("llmtray.db.damaged-*"))
+    monkeypatch.setattr(recovery, "_copy", real_copy)
+    recovered = ensure_usable(path)
+    assert recovered is not None and N - N // 20 < recovered.events < len(original)
+    assert not (data_dir / "llmtray.db.salvage").exists()
+
+
+def test_a_marker_about_a_file_that_is_gone_is_forgotten(data_dir):
+    """The user deleted the damaged file: the new database must not be 'repaired' next time."""
+    path = data_dir / "llmtray.db"
+    damage_marker(path).write_text("test\n")
+    assert ensure_usable(path) is None and not damage_marker(path).exists()
+    fill(path)
+    assert ensure_usable(path) is None and not list(data_dir.glob("llmtray.db.damaged-*"))
