@@ -205,13 +205,16 @@ class Writer:
             results: list[AddResult | Exception] = list(store.add_many([p.batch for p in group]))
         except Exception as exc:  # noqa: BLE001 - the whole transaction failed; every waiter hears why
             log.error("storing %d batch(es) failed: %s", len(group), exc)
-            if is_corruption(exc):
-                mark_damaged(self._db_path, exc)  # the next start sets the file aside and salvages
             failure = StoreFailed(f"could not store the events: {exc}")
             results = [failure] * len(group)
+            failures = [exc]
+        else:  # a batch that failed alone (its savepoint rolled back) may have met a damaged page
+            failures = [r for r in results if isinstance(r, Exception)]
         finally:
             with self._cond:
                 self._backlog -= sum(len(p.batch.events) for p in group)
+        if damage := next((e for e in failures if is_corruption(e)), None):
+            mark_damaged(self._db_path, damage)  # the next start sets the file aside and salvages
         stored: list[tuple[AddResult, str]] = []
         for pending, result in zip(group, results):
             if isinstance(result, AddResult):

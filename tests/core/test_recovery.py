@@ -49,8 +49,8 @@ def fill(path: Path) -> dict[int, tuple]:
     return rows
 
 
-def damage(path: Path, table: str, pages: int = 2) -> None:
-    """Overwrite `pages` leaf pages in the middle of `table` with garbage, on disk."""
+def damage(path: Path, table: str, pages: int | None = 2) -> None:
+    """Overwrite `pages` leaf pages in the middle of `table` (None: all of them) with garbage, on disk."""
     conn = sqlite3.connect(path)
     try:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
@@ -60,7 +60,7 @@ def damage(path: Path, table: str, pages: int = 2) -> None:
         conn.close()
     middle = len(leaves) // 2
     with open(path, "r+b") as f:
-        for page in leaves[middle:middle + pages]:
+        for page in leaves if pages is None else leaves[middle:middle + pages]:
             f.seek((page - 1) * page_size)
             f.write(random.Random(page).randbytes(page_size))
 
@@ -226,3 +226,25 @@ def test_a_marker_about_a_file_that_is_gone_is_forgotten(data_dir):
     assert ensure_usable(path) is None and not damage_marker(path).exists()
     fill(path)
     assert ensure_usable(path) is None and not list(data_dir.glob("llmtray.db.damaged-*"))
+
+
+def test_the_writer_marks_damage_it_meets(data_dir):
+    """An index page the start-up probe never reads: the first write that needs it fails (and
+    says so to its client), and the writer leaves the marker for the next start to repair."""
+    from llmtray.ingest.writer import StoreFailed, Writer
+
+    path = data_dir / "llmtray.db"
+    fill(path)
+    damage(path, "sqlite_autoindex_event_1", pages=None)  # the event_id index
+    assert ensure_usable(path) is None
+    writer = Writer(path)
+    writer.start()
+    try:
+        future = writer.submit([parse_event({"id": "e-new", "provider": "openai", "model": "gpt-4o",
+                                             "input_tokens": 1})], "api")
+        with pytest.raises(StoreFailed, match="malformed"):
+            future.result(30)
+    finally:
+        writer.stop()
+    assert damage_marker(path).exists()
+    assert ensure_usable(path) is not None
