@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
@@ -231,16 +231,17 @@ class Store:
         return [d | {"replaced": replaced.get(d["id"], 0)}
                 for d in self.models.Dataset.select().order_by(self.models.Dataset.id).dicts()]
 
-    def remove_dataset(self, dataset_id: int, restore: Sequence[Batch] = ()) -> Removal:
+    def remove_dataset(self, dataset_id: int, restore: Callable[[], Sequence[Batch]] | None = None) -> Removal:
         """Delete a dataset and its events (rollups follow through triggers).
 
-        `restore` is stored in the same transaction: removing an `--overlap replace` import puts
-        back the observed events it had deleted, with no moment (or crash) where neither the
-        imported rows nor the observed ones are there."""
-        rows = [self._rows(b) for b in restore]
+        `restore` is called inside the same write transaction, and what it returns is stored
+        there too: removing an `--overlap replace` import puts back the observed events it had
+        deleted, read while no other writer (that import, still running elsewhere) can add to
+        them, with no moment (or crash) where neither those events nor the imported rows exist."""
         conn = self.conn
         restored = 0
         with self.db.atomic("IMMEDIATE"):
+            rows = [self._rows(b) for b in (restore() if restore is not None else ())]
             removed = conn.execute("DELETE FROM event WHERE dataset_id = ?", (dataset_id,)).rowcount
             self.models.Dataset.delete_by_id(dataset_id)
             if rows:

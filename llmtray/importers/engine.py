@@ -378,7 +378,7 @@ class Importer:
         """Remove an import: its events and dataset row go, and the observed events it replaced
         come back, all in one transaction (the rollups follow through triggers), so there is no
         moment, or crash, in which the day has both or neither."""
-        return self.store.remove_dataset(dataset_id, self._observed_batches(dataset_id))
+        return self.store.remove_dataset(dataset_id, lambda: self._observed_batches(dataset_id))
 
     def _discard(self, result: ImportResult) -> None:
         """Leave nothing of the file, not even a dataset row in `import --list`."""

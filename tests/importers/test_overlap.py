@@ -195,3 +195,29 @@ def test_a_replace_import_killed_midway_loses_no_observed_event(store, data_dir,
     assert main(["--data-dir", str(data_dir), "import", "--remove", str(dataset["id"])]) == 0
     assert comparable(rows(store)) == comparable(observed) and store.list_datasets() == []
     assert_rollups_exact(store.conn)
+
+
+def test_removal_reads_the_replaced_events_inside_its_write_transaction(importer, store, tmp_path):
+    """A replace import still running elsewhere can't move more observed events aside between
+    the removal's reading them and its deleting the dataset (they would be lost): while the
+    removal reads, no other connection can write."""
+    observe_openrouter(store)
+    result = importer.run(openrouter_generations(tmp_path / "gen.csv", 300), overlap="replace")
+    read = importer._observed_batches
+    blocked = []
+
+    def read_while_another_writes(dataset_id):  # noqa: ANN001, ANN202
+        other = sqlite3.connect(store.conn.execute("PRAGMA database_list").fetchone()[2], timeout=0.2)
+        try:
+            other.execute("INSERT INTO alert_state (key, value) VALUES ('probe', '1')")
+        except sqlite3.OperationalError as exc:
+            blocked.append(str(exc))
+        finally:
+            other.close()
+        return read(dataset_id)
+
+    importer._observed_batches = read_while_another_writes
+    assert importer.remove(result.dataset_id).restored == 3
+    assert blocked == ["database is locked"]
+    assert replaced_count(store) == 0
+    assert_rollups_exact(store.conn)
