@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 KEEP = 3
 FIRST_AFTER_S = 600.0  # not in the start-up rush; a tray started at login backs up ten minutes later
 CHECK_EVERY_S = 3600.0  # a machine that stays on makes its next day's copy within the hour
+_STEP_PAGES = 4096  # 16 MB per backup step at SQLite's default page size: quitting waits for one step
 _NAME = re.compile(r"llmtray-\d{4}-\d{2}-\d{2}\.db")
 
 
@@ -52,41 +53,67 @@ def set_aside_backups(db: Path, stamp: str) -> Path | None:
     return folder / copies[-1].name
 
 
-def backup_if_due(db: Path, today: date, keep: int = KEEP) -> Path | None:
+class _Stopped(Exception):
+    pass
+
+
+def backup_if_due(db: Path, today: date, keep: int = KEEP, stopping: threading.Event | None = None) -> Path | None:
     """Make today's copy unless it exists, then delete all but the newest `keep`. Returns the new
-    copy, or None when there was nothing to do (made already, no database, too little disk)."""
+    copy, or None when there was nothing to do (made already, no database, too little disk) or
+    `stopping` was set meanwhile (the copy of a multi-GB database is taken in steps, so quitting
+    does not wait for it; a partial copy never stays behind)."""
     target = backups_dir(db) / f"llmtray-{today.isoformat()}.db"
     if target.exists() or not db.exists():
         return None
     target.parent.mkdir(mode=0o700, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    _remove(partial)  # one a stopped or failed round left: before the space check, as it takes space
     needed = db.stat().st_size * 2  # the copy, and room to spare for the database to grow
     if shutil.disk_usage(target.parent).free < needed:
         log.warning("no daily backup of %s: less than %d MB free in %s", db, needed >> 20, target.parent)
         return None
-    partial = target.with_name(target.name + ".partial")
-    partial.unlink(missing_ok=True)
+
+    def check_stop(*_: object) -> int:
+        if stopping is not None and stopping.is_set():
+            raise _Stopped
+        return 0
+
     source, copy = sqlite3.connect(db, timeout=30), sqlite3.connect(partial)
     try:
-        source.backup(copy)
+        source.backup(copy, pages=_STEP_PAGES, progress=check_stop)
+        copy.set_progress_handler(lambda: int(stopping is not None and stopping.is_set()), 100_000)
         verdict = copy.execute("PRAGMA quick_check").fetchone()[0]
         copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, no -wal beside it
+    except _Stopped:
+        verdict = None
     except sqlite3.DatabaseError as exc:
-        if not is_corruption(exc):
+        if stopping is not None and stopping.is_set():
+            verdict = None  # the check was interrupted
+        elif is_corruption(exc):
+            verdict = str(exc)
+        else:
+            copy.close()
+            _remove(partial)
             raise
-        verdict = str(exc)
     finally:
         copy.close()
         source.close()
     if verdict != "ok":
-        partial.unlink()
-        log.error("the daily backup of %s failed its check (%s): the database is damaged", db, verdict)
-        mark_damaged(db, sqlite3.DatabaseError(f"daily backup check: {verdict}"))
+        _remove(partial)
+        if verdict is not None:
+            log.error("the daily backup of %s failed its check (%s): the database is damaged", db, verdict)
+            mark_damaged(db, sqlite3.DatabaseError(f"daily backup check: {verdict}"))
         return None
     partial.replace(target)
     for old in list_backups(db)[:-keep]:
         old.unlink()
     log.info("daily backup written: %s", target)
     return target
+
+
+def _remove(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 class BackupScheduler:
@@ -110,7 +137,7 @@ class BackupScheduler:
         wait = self._first_after
         while not self._stopping.wait(wait):
             try:
-                backup_if_due(self._db, date.today())
+                backup_if_due(self._db, date.today(), stopping=self._stopping)
             except (OSError, sqlite3.Error) as exc:
                 log.error("daily backup of %s failed: %s", self._db, exc)
             wait = self._every

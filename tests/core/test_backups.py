@@ -77,3 +77,17 @@ def test_the_ingest_service_backs_up_in_the_background(data_dir):
         service.stop()
     (copy,) = list_backups(data_dir / "llmtray.db")
     assert copy.name == f"llmtray-{date.today().isoformat()}.db" and len(events(copy)) == 6001
+
+
+def test_stopping_midway_leaves_no_partial_copy_and_a_failed_round_none_either(data_dir):
+    import threading
+
+    db = data_dir / "llmtray.db"
+    fill(db)
+    stopping = threading.Event()
+    stopping.set()  # quit while the copy is being taken
+    assert backup_if_due(db, DAY, stopping=stopping) is None
+    folder = data_dir / "backups"
+    assert list_backups(db) == [] and list(folder.iterdir()) == [] and not damage_marker(db).exists()
+    (folder / "llmtray-2026-11-20.db.partial").write_bytes(b"x" * 1000)  # a round killed meanwhile
+    assert backup_if_due(db, DAY) is not None and [p.name for p in folder.iterdir()] == ["llmtray-2026-11-20.db"]
