@@ -100,11 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except sqlite3.DatabaseError as exc:
         from llmtray.core.damage import is_corruption, mark_damaged
 
-        if not is_corruption(exc):
-            raise
+        if args.command is None or not is_corruption(exc):
+            raise  # the app handles damage itself (and may be on the demo's database)
         mark_damaged(ctx.paths.db, exc)
-        print(f"llmtray: error: the database {ctx.paths.db} is damaged ({exc}). Start llmtray (or `llmtray "
-              "serve`) once: it moves the damaged file aside and salvages every event it can read.", file=sys.stderr)
+        print(f"llmtray: error: the database {ctx.paths.db} is damaged ({exc}). Quit llmtray (or `llmtray "
+              "serve`) if it is running, then start it: it sets the damaged file aside and salvages every event "
+              "it can read.", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `llmtray export | head`
         return 0

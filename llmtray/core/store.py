@@ -225,10 +225,12 @@ class Store:
         ).where(self.models.Dataset.id == dataset_id).execute()
 
     def list_datasets(self) -> list[dict[str, Any]]:
-        """Every dataset, oldest first, with `replaced`: the observed events it replaced (and
+        """Every dataset, oldest first, with `events`: its events stored now (an import a crash
+        cut short never wrote its counts), and `replaced`: the observed events it replaced (and
         that removing it restores)."""
         replaced = dict(self.conn.execute("SELECT replaced_by, count(*) FROM replaced_event GROUP BY 1"))
-        return [d | {"replaced": replaced.get(d["id"], 0)}
+        stored = dict(self.conn.execute("SELECT dataset_id, count(*) FROM event WHERE dataset_id IS NOT NULL GROUP BY 1"))
+        return [d | {"replaced": replaced.get(d["id"], 0), "events": stored.get(d["id"], 0)}
                 for d in self.models.Dataset.select().order_by(self.models.Dataset.id).dicts()]
 
     def remove_dataset(self, dataset_id: int, restore: Callable[[], Sequence[Batch]] | None = None) -> Removal:

@@ -109,10 +109,10 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
 
     window = LazyWindow(build_window)
     actions = WindowActions(window, paths, import_dialog)
-    if ingest_error:
-        window.show_notice(f"Not recording new calls: {ingest_error}")
-    elif recovered is not None:
-        window.show_notice(recovered.message())
+    notices = [f"Not recording new calls: {ingest_error}" if ingest_error else "",
+               recovered.message() if recovered is not None else ""]
+    if any(notices):  # both matter: the banner holds one text, so it gets both
+        window.show_notice("\n".join(n for n in notices if n))
     bridge.committed.connect(window.on_committed)
     bridge.ingest_failed.connect(window.on_ingest_failed)
     if ingest is not None:

@@ -680,6 +680,8 @@ class ImportDialog(QDialog):
             self.datasets_status.setText(f"Could not read the imports: {datasets}")
             return
         self._datasets = list(reversed(datasets))  # newest first
+        self.datasets.clearSelection()  # a row index now may be another import than before
+        self.datasets.setCurrentCell(-1, -1)
         self.datasets.setRowCount(len(self._datasets))
         for r, dataset in enumerate(self._datasets):
             for c, text in enumerate(dataset_cells(dataset)):
@@ -703,7 +705,7 @@ class ImportDialog(QDialog):
                     if dataset["replaced"] else "")
         answer = QMessageBox.question(
             self, "Remove import",
-            f"Remove import {dataset['id']} ({dataset['name']})?\n\nIts {dataset['imported']:,} events are deleted "
+            f"Remove import {dataset['id']} ({dataset['name']})?\n\nIts {dataset['events']:,} events are deleted "
             f"from llmtray.{restores} You can import the file again later.",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
         return answer == QMessageBox.StandardButton.Yes

@@ -13,7 +13,8 @@ NUMERIC = frozenset(("rows", "imported", "duplicates", "errors", "replaced"))
 
 def cells(dataset: Mapping[str, Any]) -> tuple[str, ...]:
     """One dataset (a row of `Store.list_datasets`) as text, in `HEADERS` order; local time.
-    `replaced`: observed events its `--overlap replace` deleted, which removing it restores."""
+    "imported" is what it has stored now (a crash-cut import never wrote its count); "replaced":
+    observed events its `--overlap replace` deleted, which removing it restores."""
     return (str(dataset["id"]), datetime.fromtimestamp(dataset["created"]).strftime("%Y-%m-%d %H:%M"),
-            dataset["format"], dataset["name"], f"{dataset['rows_read']:,}", f"{dataset['imported']:,}",
+            dataset["format"], dataset["name"], f"{dataset['rows_read']:,}", f"{dataset['events']:,}",
             f"{dataset['duplicates']:,}", f"{dataset['errors']:,}", f"{dataset['replaced']:,}", dataset["state"])

@@ -190,7 +190,8 @@ def test_a_replace_import_killed_midway_loses_no_observed_event(store, data_dir,
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     (dataset,) = store.list_datasets()
-    assert dataset["state"] != "done"
+    assert dataset["state"] != "done" and dataset["imported"] == 0  # it never got to write its counts
+    assert dataset["events"] > 0 and dataset["replaced"] == 3  # what --list and the dialog show instead
     assert totals(store, "source IN ('hook', 'proxy')")["events"] == 1  # April 1's three were replaced
     assert main(["--data-dir", str(data_dir), "import", "--remove", str(dataset["id"])]) == 0
     assert comparable(rows(store)) == comparable(observed) and store.list_datasets() == []
