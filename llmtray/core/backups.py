@@ -67,7 +67,8 @@ def backup_if_due(db: Path, today: date, keep: int = KEEP, stopping: threading.E
         return None
     target.parent.mkdir(mode=0o700, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
-    _remove(partial)  # one a stopped or failed round left: before the space check, as it takes space
+    for leftover in target.parent.glob("llmtray-*.db.partial"):  # stopped or failed rounds, any day:
+        _remove(leftover)  # before the space check, as they take space
     needed = db.stat().st_size * 2  # the copy, and room to spare for the database to grow
     if shutil.disk_usage(target.parent).free < needed:
         log.warning("no daily backup of %s: less than %d MB free in %s", db, needed >> 20, target.parent)
@@ -80,7 +81,12 @@ def backup_if_due(db: Path, today: date, keep: int = KEEP, stopping: threading.E
 
     source, copy = sqlite3.connect(db, timeout=30), sqlite3.connect(partial)
     try:
+        # One read snapshot for the whole copy: without it, each commit of the writer between two
+        # steps makes SQLite restart the copy from page 1, and a busy database never gets one.
+        source.execute("BEGIN")
+        source.execute("SELECT count(*) FROM sqlite_master").fetchone()
         source.backup(copy, pages=_STEP_PAGES, progress=check_stop)
+        source.execute("ROLLBACK")
         copy.set_progress_handler(lambda: int(stopping is not None and stopping.is_set()), 100_000)
         verdict = copy.execute("PRAGMA quick_check").fetchone()[0]
         copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file, no -wal beside it

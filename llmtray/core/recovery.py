@@ -15,6 +15,7 @@ backups from before the damage are set aside too, out of the rotation. Nothing h
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -67,6 +68,10 @@ def ensure_usable(path: Path, announce: Callable[[], None] | None = None) -> Rec
     tables); repair it if SQLite calls it damaged or a marker says so, calling `announce` first
     (a repair can take minutes). None when all is well or there is no database yet. Other
     errors (permissions, a full disk) propagate unchanged."""
+    if _swap_plan(path).exists():
+        if announce is not None:
+            announce()
+        return _finish_swap(path)  # a repair that a killed start left half done
     if not path.exists():
         damage_marker(path).unlink(missing_ok=True)  # about a file that is gone: not about the next one
         return None
@@ -98,22 +103,52 @@ def recover(path: Path) -> Recovered:
     """Salvage what reads into a fresh database, then swap it in and keep the damaged file."""
     started = time.monotonic()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    fresh = path.with_name(path.name + ".salvage")
+    fresh = _salvage_path(path)
     _remove_with_journals(fresh)  # a salvage a previous start did not finish
     dbmod.migrate(fresh)
     counts, unreadable, lost = _salvage(path, fresh)
     aside = _free_name(path.with_name(f"{path.name}.damaged-{stamp}"))
-    for suffix in ("-wal", "-shm"):  # never left beside the new file: SQLite would apply them to it
-        journal = Path(f"{path}{suffix}")
-        if journal.exists():
-            journal.rename(Path(f"{aside}{suffix}"))
-    path.rename(aside)
-    os.replace(fresh, path)
-    damage_marker(path).unlink(missing_ok=True)
-    recovered = Recovered(aside, counts.get("event", 0), counts.get("dataset", 0), unreadable,
-                          set_aside_backups(path, stamp), tuple(lost))
+    report = {"moved_to": str(aside), "events": counts.get("event", 0), "datasets": counts.get("dataset", 0),
+              "unreadable": unreadable, "lost": lost, "stamp": stamp}
+    # From here on every step can be repeated: the plan is on disk, and a start killed midway
+    # finishes the swap (`_finish_swap`) instead of finding no database, or repairing a good one.
+    tmp = _swap_plan(path).with_name(_swap_plan(path).name + ".tmp")
+    tmp.write_text(json.dumps(report), encoding="utf-8")
+    os.replace(tmp, _swap_plan(path))
+    recovered = _finish_swap(path)
     log.warning("%s (%.1f s)", recovered.message(), time.monotonic() - started)
     return recovered
+
+
+def _salvage_path(path: Path) -> Path:
+    return path.with_name(path.name + ".salvage")
+
+
+def _swap_plan(path: Path) -> Path:
+    return path.with_name(path.name + ".swap")
+
+
+def _finish_swap(path: Path) -> Recovered:
+    """Move the damaged file (and its journals) aside and the salvaged one into place, doing only
+    the steps still to do; then forget the marker and the plan."""
+    report = json.loads(_swap_plan(path).read_text(encoding="utf-8"))
+    aside, fresh = Path(report["moved_to"]), _salvage_path(path)
+    if fresh.exists():  # not swapped yet: the damaged file (what is left of it) goes aside first
+        for suffix in ("-wal", "-shm"):  # never left beside the new file: SQLite would apply them to it
+            journal = Path(f"{path}{suffix}")
+            if journal.exists():
+                journal.replace(Path(f"{aside}{suffix}"))
+        if path.exists():
+            path.replace(aside)
+        os.replace(fresh, path)
+    damage_marker(path).unlink(missing_ok=True)
+    try:
+        backup = set_aside_backups(path, report["stamp"])
+    except OSError as exc:  # the repair is done; the report must still reach the user
+        log.error("could not set the daily backups aside: %s", exc)
+        backup = None
+    _swap_plan(path).unlink()
+    return Recovered(aside, report["events"], report["datasets"], report["unreadable"], backup, tuple(report["lost"]))
 
 
 def _free_name(path: Path) -> Path:
@@ -136,8 +171,9 @@ def _salvage(damaged: Path, fresh: Path) -> tuple[dict[str, int], int | None, li
     unreadable: int | None = 0
     lost: list[str] = []
     try:
-        old = sqlite3.connect(damaged, timeout=10)
-        old.execute("PRAGMA query_only = 1")
+        # read-only: closing a read-write connection would checkpoint the WAL into the damaged
+        # file and delete it, and the file kept aside must be what was there
+        old = sqlite3.connect(damaged.resolve().as_uri() + "?mode=ro", uri=True, timeout=10)
         old_tables = {name for (name,) in old.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as exc:
         log.error("nothing could be read from %s: %s", damaged, exc)
@@ -158,8 +194,9 @@ def _salvage(damaged: Path, fresh: Path) -> tuple[dict[str, int], int | None, li
         # Tags live in the event row as JSON too: rebuild their table from there. Imports whose
         # dataset row was lost get a placeholder, so they can still be listed and removed (and no
         # later import reuses their id and inherits their replaced events).
-        new.execute("INSERT INTO event_tag (event, key, value) SELECT e.id, j.key, j.value"
-                    " FROM event e, json_each(e.tags) j WHERE e.tags IS NOT NULL AND json_valid(e.tags)")
+        new.execute("INSERT OR IGNORE INTO event_tag (event, key, value) SELECT e.id, j.key, j.value"
+                    " FROM event e, json_each(e.tags) j WHERE e.tags IS NOT NULL AND json_valid(e.tags)"
+                    " AND json_type(e.tags) = 'object' AND j.type = 'text'")
         new.execute("INSERT INTO dataset (id, name, format, created, state)"
                     " SELECT owner, 'salvaged import ' || owner, 'unknown', ?, 'done' FROM"
                     " (SELECT dataset_id AS owner FROM event UNION SELECT replaced_by FROM replaced_event)"

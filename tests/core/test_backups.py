@@ -91,3 +91,46 @@ def test_stopping_midway_leaves_no_partial_copy_and_a_failed_round_none_either(d
     assert list_backups(db) == [] and list(folder.iterdir()) == [] and not damage_marker(db).exists()
     (folder / "llmtray-2026-11-20.db.partial").write_bytes(b"x" * 1000)  # a round killed meanwhile
     assert backup_if_due(db, DAY) is not None and [p.name for p in folder.iterdir()] == ["llmtray-2026-11-20.db"]
+
+
+def test_a_copy_completes_while_the_writer_keeps_committing(data_dir, monkeypatch):
+    """Copied in steps while events arrive: one read snapshot keeps SQLite from restarting the
+    copy at every commit (without it a busy database never got a backup)."""
+    import threading
+
+    from llmtray.core import backups
+
+    db = data_dir / "llmtray.db"
+    fill(db)
+    monkeypatch.setattr(backups, "_STEP_PAGES", 1)  # a step per page: a commit between most of them
+    stop, written = threading.Event(), []
+
+    def writer() -> None:
+        store = Store.open(db)
+        try:
+            while not stop.is_set():
+                n = len(written)
+                store.add([parse_event({"id": f"live-{n}", "provider": "openai", "model": "gpt-4o",
+                                        "input_tokens": 1})], "api")
+                written.append(n)
+        finally:
+            store.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    give_up = threading.Event()
+    timer = threading.Timer(60, give_up.set)  # without the snapshot the copy restarts for ever
+    timer.start()
+    try:
+        while len(written) < 5:
+            time.sleep(0.01)
+        started = time.monotonic()
+        copy = backup_if_due(db, DAY, stopping=give_up)
+        took = time.monotonic() - started
+    finally:
+        timer.cancel()
+        stop.set()
+        thread.join()
+    assert copy is not None and written, "the copy must finish while commits go on"
+    assert 6001 <= len(events(copy)) <= 6001 + len(written)  # a consistent snapshot from during the copy
+    print(f"\nbacked up in {took:.2f} s while {len(written)} commits happened")

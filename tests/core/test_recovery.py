@@ -248,3 +248,35 @@ def test_the_writer_marks_damage_it_meets(data_dir):
         writer.stop()
     assert damage_marker(path).exists()
     assert ensure_usable(path) is not None
+
+
+def test_a_start_killed_during_the_swap_finishes_it_next_time(data_dir, monkeypatch):
+    """Killed between moving the damaged file aside and moving the salvage in: the next start
+    finds the plan, finishes the swap and reports the repair (no empty database, nothing lost)."""
+    from llmtray.core import recovery
+
+    path = data_dir / "llmtray.db"
+    fill(path)
+    damage(path, "event")
+    damage_marker(path).write_text("test\n")
+    real_replace = os.replace
+
+    def killed(src, dst):  # noqa: ANN001, ANN202
+        if Path(dst) == path:  # the salvage's move into place (not the plan's)
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(recovery.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_usable(path)
+    assert not path.exists() and (data_dir / "llmtray.db.salvage").exists()
+    monkeypatch.setattr(recovery.os, "replace", real_replace)
+    recovered = ensure_usable(path)
+    assert recovered is not None and recovered.events > N - N // 20 and recovered.moved_to.exists()
+    assert not damage_marker(path).exists() and not (data_dir / "llmtray.db.swap").exists()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM event").fetchone()[0] == recovered.events
+    finally:
+        conn.close()
+    assert ensure_usable(path) is None  # and the next start is an ordinary one
