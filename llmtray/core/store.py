@@ -216,7 +216,18 @@ class Store:
     # --- datasets ------------------------------------------------------------------------
 
     def create_dataset(self, name: str, fmt: str, path: str | None) -> int:
-        return self.models.Dataset.create(name=name, format=fmt, path=path, created=int(time.time())).id
+        """A new import's id, never one used before (kept in `alert_state`, since the table's
+        own ids restart below a removed last one): an import still running elsewhere after its
+        dataset was removed must fail on the foreign key, not write into a newer import."""
+        conn = self.conn
+        with self.db.atomic("IMMEDIATE"):
+            last = conn.execute("SELECT value FROM alert_state WHERE key = 'last_dataset_id'").fetchone()
+            top = conn.execute("SELECT coalesce(max(id), 0) FROM dataset").fetchone()[0]
+            dataset_id = max(top, int(last[0]) if last else 0) + 1
+            conn.execute("INSERT INTO alert_state (key, value) VALUES ('last_dataset_id', ?)"
+                         " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (str(dataset_id),))
+            self.models.Dataset.create(id=dataset_id, name=name, format=fmt, path=path, created=int(time.time()))
+        return dataset_id
 
     def finish_dataset(self, dataset_id: int, *, rows_read: int, imported: int, duplicates: int,
                        errors: int, state: str = "done") -> None:

@@ -109,10 +109,10 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
 
     window = LazyWindow(build_window)
     actions = WindowActions(window, paths, import_dialog)
-    notices = [f"Not recording new calls: {ingest_error}" if ingest_error else "",
-               recovered.message() if recovered is not None else ""]
-    if any(notices):  # both matter: the banner holds one text, so it gets both
-        window.show_notice("\n".join(n for n in notices if n))
+    if recovered is not None:
+        window.show_notice(recovered.message())
+    if ingest_error:
+        window.show_notice(f"Not recording new calls: {ingest_error}")
     bridge.committed.connect(window.on_committed)
     bridge.ingest_failed.connect(window.on_ingest_failed)
     if ingest is not None:
@@ -280,7 +280,8 @@ def start_ingest(paths: pathsmod.Paths, config: Any, bridge: CommitBridge, budge
     if service_cls is None:
         log.info("no ingest service in this build: the window shows the database only")
         return None
-    service = service_cls(paths, config, port=port, budget_entries=budget_entries)
+    service = service_cls(paths, config, port=port, budget_entries=budget_entries,
+                          repair_database=False)  # prepare_database did, before anything opened the file
     service.add_listener(bridge.notify)
     service.start()
     return service

@@ -40,6 +40,8 @@ TICK_MS = 30_000  # while shown: the live view's minute axis moves on even witho
 OPTIONS_EVERY_S = 300.0  # filter pickers learn new models/features at most this often (a 90-day scan)
 
 
+MAX_NOTICES = 4  # the banner keeps the last few problems, so none hides another
+
 class Dashboard(QMainWindow):
     """Signals: settled() — both lanes finished and nothing is waiting (screenshots, tests);
     import_requested(), demo_requested() — from the onboarding panel."""
@@ -105,6 +107,7 @@ class Dashboard(QMainWindow):
         header.addStretch(1)
         outer.addLayout(header)
         self._failure: str | None = None  # this round's failed refresh, if any
+        self._notices: list[str] = []
         self.status = QLabel("loading…")
         self.status.setObjectName("muted")
         self.status.setMinimumWidth(260)
@@ -219,8 +222,11 @@ class Dashboard(QMainWindow):
         self._changed(options=True)
 
     def show_notice(self, text: str) -> None:
-        """A problem the user must know about (e.g. new calls are not being recorded)."""
-        self.notice.setText(f"⚠ {text}")
+        """A problem the user must know about (e.g. new calls are not being recorded). Earlier
+        ones stay (the last few): a later hint must not hide a repair report."""
+        if text not in self._notices:
+            self._notices.append(text)
+        self.notice.setText("\n".join(f"⚠ {n}" for n in self._notices[-MAX_NOTICES:]))
         self.notice.show()
 
     def is_settled(self) -> bool:

@@ -4,8 +4,8 @@ An idle tray should stay small (DESKTOP.md: < 150 MB RSS; a PyQt tray used 215 M
 window was created lazily, borgbase/vorta#207). Importing pyqtgraph and numpy and building the
 charts costs a tray about 85 MB it does not need while nobody looks, so llmtray started at login
 builds no window until the tray menu, a notification or a second start asks for it. Until then
-`LazyWindow` stands in: it keeps the latest notice for the window to show, and drops refresh
-requests (a new window reads everything anyway).
+`LazyWindow` stands in: it keeps the notices for the window to show, and drops refresh requests
+(a new window reads everything anyway).
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ class LazyWindow(QObject):
         super().__init__()
         self._build = build
         self.window: Dashboard | None = None
-        self._notice: str | None = None
+        self._notices: list[str] = []
         self._anchor: QWidget | None = None
 
     def get(self) -> Dashboard:
         if self.window is None:
             self.window = self._build()
-            if self._notice is not None:
-                self.window.show_notice(self._notice)
+            for notice in self._notices:
+                self.window.show_notice(notice)
         return self.window
 
     def dialog_parent(self) -> QWidget:
@@ -48,12 +48,11 @@ class LazyWindow(QObject):
         return self._anchor
 
     def show_notice(self, text: str) -> None:
-        """A problem the user must know about: shown now, or when the window is first opened
-        (the banner holds one notice: the latest wins)."""
+        """A problem the user must know about: shown now, or when the window is first opened."""
         if self.window is not None:
             self.window.show_notice(text)
         else:
-            self._notice = text
+            self._notices.append(text)
 
     @Slot(str)
     def on_ingest_failed(self, why: str) -> None:

@@ -139,7 +139,7 @@ class IngestService:
     def __init__(self, paths: Paths, config: Config, *, host: str = "127.0.0.1", port: int | None = None,
                  allow_remote: bool = False, budget_entries: BudgetEntries | None = None,
                  limits: Limits | None = None, keyring_timeout: float = credentials.KEYRING_TIMEOUT,
-                 backup_after: float = FIRST_AFTER_S):
+                 backup_after: float = FIRST_AFTER_S, repair_database: bool = True):
         self.paths, self.config = paths, config
         self.host, self.port = host, resolve_port(config, port)
         self.allow_remote = allow_remote
@@ -160,6 +160,7 @@ class IngestService:
         # Set on the startup thread before it reports ready: what `ensure_usable` did with a
         # damaged database (None: nothing to repair), for the app or `serve` to tell the user.
         self.recovered: Recovered | None = None
+        self._repair_database = repair_database  # off in the tray app, which repairs before it opens anything
         self._ready_callbacks: list[Callable[[BaseException | None], None]] = []
         self._ready_lock = threading.Lock()
 
@@ -209,7 +210,8 @@ class IngestService:
     def _start_rest(self) -> None:
         try:
             self._token = credentials.load_or_create(self.paths.token_file, timeout=self._keyring_timeout)
-            self.recovered = ensure_usable(self.paths.db)  # a damaged file is set aside, not a start-up loop
+            if self._repair_database:  # a damaged file is set aside, not a start-up loop
+                self.recovered = ensure_usable(self.paths.db)
             self.writer.start()
             self.backups.start()
             assert self._sock is not None and self._url is not None

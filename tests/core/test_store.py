@@ -212,3 +212,14 @@ def test_every_field_round_trips_whichever_columns_a_batch_leaves_to_defaults(st
     tags = store.conn.execute("SELECT key, value, events FROM tag_rollup ORDER BY key, value").fetchall()
     assert tags == [("plan", "pro", 1), ("team", "a", 1), ("team", "b", 1), ("team", "d", 1)]
     assert store.conn.execute("SELECT count(*) FROM event_tag").fetchone()[0] == 4
+
+
+def test_import_ids_are_never_reused(store: Store):
+    """A removed import's id is not handed to the next one: an import of that id still running
+    elsewhere then fails on the foreign key instead of writing into the new import."""
+    first = store.create_dataset("a.csv", "generic-csv", None)
+    second = store.create_dataset("b.csv", "generic-csv", None)
+    store.remove_dataset(second)
+    third = store.create_dataset("c.csv", "generic-csv", None)
+    assert (first, second, third) == (1, 2, 3)
+    assert isinstance(store.add([ev(1)], "import:generic-csv", second), sqlite3.IntegrityError)

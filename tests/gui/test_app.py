@@ -149,3 +149,18 @@ def test_tray_dialogs_open_before_the_window_exists(qtbot, tmp_path: Path):
         assert lazy.window is None
     finally:
         desk.stop()
+
+
+def test_a_later_notice_does_not_hide_a_repair_report(make_dashboard, tmp_path: Path):
+    """Told before the window exists (a repair at start), then after (no tray found): both show."""
+    from llmtray.gui.lazy_window import LazyWindow
+
+    db = tmp_path / "data" / "llmtray.db"
+    db.parent.mkdir()
+    lazy = LazyWindow(lambda: make_dashboard(db))
+    lazy.show_notice("The database was damaged. It was moved to X.")
+    window = lazy.get()
+    lazy.show_notice("No system tray found")
+    lazy.show_notice("No system tray found")  # told twice, shown once
+    assert window.notice.text().splitlines() == ["⚠ The database was damaged. It was moved to X.",
+                                                 "⚠ No system tray found"]
