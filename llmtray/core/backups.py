@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 
 from llmtray.core.damage import is_corruption, mark_damaged
+from llmtray.core.db import remove_database_files
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def backup_if_due(db: Path, today: date, keep: int = KEEP, stopping: threading.E
     target.parent.mkdir(mode=0o700, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     for leftover in target.parent.glob("llmtray-*.db.partial"):  # stopped or failed rounds, any day:
-        _remove(leftover)  # before the space check, as they take space
+        remove_database_files(leftover)  # before the space check, as they take space
     needed = db.stat().st_size * 2  # the copy, and room to spare for the database to grow
     if shutil.disk_usage(target.parent).free < needed:
         log.warning("no daily backup of %s: less than %d MB free in %s", db, needed >> 20, target.parent)
@@ -99,13 +100,13 @@ def backup_if_due(db: Path, today: date, keep: int = KEEP, stopping: threading.E
             verdict = str(exc)
         else:
             copy.close()
-            _remove(partial)
+            remove_database_files(partial)
             raise
     finally:
         copy.close()
         source.close()
     if verdict != "ok":
-        _remove(partial)
+        remove_database_files(partial)
         if verdict is not None:
             log.error("the daily backup of %s failed its check (%s): the database is damaged", db, verdict)
             mark_damaged(db, sqlite3.DatabaseError(f"daily backup check: {verdict}"))
@@ -115,11 +116,6 @@ def backup_if_due(db: Path, today: date, keep: int = KEEP, stopping: threading.E
         old.unlink()
     log.info("daily backup written: %s", target)
     return target
-
-
-def _remove(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 class BackupScheduler:

@@ -35,7 +35,10 @@ def damage_marker(path: Path) -> Path:
 
 def mark_damaged(path: Path, exc: BaseException) -> None:
     """A reader or the writer met damage the start-up probe could not see: the next start repairs.
-    (Moving a file that other threads and processes have open is not safe while running.)"""
+    (Moving a file that other threads and processes have open is not safe while running.)
+    Written once: a dashboard refreshing every second on a damaged page keeps the first report."""
+    if damage_marker(path).exists():
+        return
     try:
         damage_marker(path).write_text(f"{datetime.now().isoformat(timespec='seconds')} {exc}\n", encoding="utf-8")
     except OSError as err:

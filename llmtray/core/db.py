@@ -581,6 +581,13 @@ def migrate(path: Path, upto: int | None = None) -> int:
         conn.close()
 
 
+def remove_database_files(path: Path) -> None:
+    """Delete a database file and any journal beside it (a stale -wal next to a new file of the
+    same name would be applied to it)."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 def backup(conn: sqlite3.Connection, dest: Path) -> None:
     """A consistent copy through SQLite's backup API (safe while others read and write)."""
     target = sqlite3.connect(dest)

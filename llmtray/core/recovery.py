@@ -104,7 +104,7 @@ def recover(path: Path) -> Recovered:
     started = time.monotonic()
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     fresh = _salvage_path(path)
-    _remove_with_journals(fresh)  # a salvage a previous start did not finish
+    dbmod.remove_database_files(fresh)  # a salvage a previous start did not finish
     dbmod.migrate(fresh)
     counts, unreadable, lost = _salvage(path, fresh)
     aside = _free_name(path.with_name(f"{path.name}.damaged-{stamp}"))
@@ -157,11 +157,6 @@ def _free_name(path: Path) -> Path:
         n += 1
         candidate = path.with_name(f"{path.name}-{n}")
     return candidate
-
-
-def _remove_with_journals(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def _salvage(damaged: Path, fresh: Path) -> tuple[dict[str, int], int | None, list[str]]:
@@ -221,9 +216,12 @@ def _copy_whole(old: sqlite3.Connection, new: sqlite3.Connection, table: str) ->
         rows = old.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
     except sqlite3.DatabaseError:
         return False
-    new.executemany(f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                    rows)
+    new.executemany(_insert_sql(table, columns), rows)
     return True
+
+
+def _insert_sql(table: str, columns: Sequence[str]) -> str:
+    return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 def _shared_columns(old: sqlite3.Connection, new: sqlite3.Connection, table: str) -> list[str]:
@@ -244,7 +242,7 @@ def _copy(old: sqlite3.Connection, new: sqlite3.Connection, table: str, key: str
         return 0, 0
     top, exact = _top_key(old, table, key)
     select = f"SELECT {', '.join(columns)} FROM {table} WHERE {key} >= ? AND {key} < ?"
-    insert = f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    insert = _insert_sql(table, columns)
     copied = unreadable = 0
     pending = [(lo, lo + _WINDOW) for lo in range(0, top + 1, _WINDOW)]
     while pending:

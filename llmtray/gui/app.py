@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -83,7 +82,8 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
     # one upgraded, so no reader holds the old file or waits on the upgrade (DESKTOP.md).
     # Never under another llmtray (`llmtray serve`) that has this data dir open: starting ingest
     # below tells the user about it instead.
-    recovered = None if screenshot or served_elsewhere(paths) else prepare_database(app, paths.db)
+    served_elsewhere = discovery.live_owner(paths.ingest_file) is not None
+    recovered = None if screenshot or served_elsewhere else prepare_database(app, paths.db)
     budgets = optional("llmtray.core.budgets", "budget_entries")
     budget_entries = (lambda q, now: budgets(q, now, config.week_start)) if budgets else None
     ingest, ingest_error = None, None
@@ -148,12 +148,6 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
         window.shutdown()
         if instance is not None:
             instance.release()
-
-
-def served_elsewhere(paths: pathsmod.Paths) -> bool:
-    """Another live llmtray process announces this data dir (its ingest.json)."""
-    found = discovery.read(paths.ingest_file)
-    return found is not None and found.pid not in (None, os.getpid()) and discovery.pid_alive(found.pid)
 
 
 def is_first_start(paths: pathsmod.Paths) -> bool:

@@ -43,6 +43,15 @@ def read(path: Path) -> Discovery | None:
     )
 
 
+def live_owner(path: Path) -> Discovery | None:
+    """The announcement at `path` if the process that wrote it is still alive; a stale file (its
+    process gone) or none at all gives None."""
+    found = read(path)
+    if found is None or found.pid is None or not pid_alive(found.pid):
+        return None
+    return found
+
+
 def discover(path: Path) -> Discovery | None:
     """`LLMTRAY_URL` / `LLMTRAY_TOKEN` first (each wins over the file), then the file at `path`."""
     env_url, env_token = os.environ.get(ENV_URL, "").strip(), os.environ.get(ENV_TOKEN, "").strip()

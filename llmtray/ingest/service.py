@@ -198,8 +198,8 @@ class IngestService:
         self._startup.start()
 
     def _refuse_if_running(self) -> None:
-        found = discovery.read(self.paths.ingest_file)
-        if found is None or found.pid is None or not discovery.pid_alive(found.pid):
+        found = discovery.live_owner(self.paths.ingest_file)
+        if found is None:
             return  # none, or stale (its process is gone): ours will replace it
         version = probe_health(found.url)
         if version is not None:

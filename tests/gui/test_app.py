@@ -96,11 +96,14 @@ def test_the_window_says_what_to_do_when_a_refresh_meets_damage(make_dashboard, 
 
 def test_a_database_another_llmtray_serves_is_not_touched(tmp_path: Path):
     """`llmtray serve` holds the data dir: the app must not move its file away under it."""
-    from llmtray.gui.app import served_elsewhere
     from llmtray.ingest import discovery
     from llmtray.paths import Paths
 
     paths = Paths(tmp_path, tmp_path, tmp_path)
+
+    def served_elsewhere(paths: Paths) -> bool:  # what run_app asks before touching the file
+        return discovery.live_owner(paths.ingest_file) is not None
+
     assert not served_elsewhere(paths)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
