@@ -112,6 +112,7 @@ class MailService(AlertSink):
         try:
             alerts = AlertLog(db)
             config = self._config(None)
+            self._step(db, alerts, config)  # at start: mail left from last time, a digest missed while off
             while True:
                 timeout = self._next_wait(alerts)
                 try:

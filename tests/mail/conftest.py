@@ -24,8 +24,8 @@ def trust(cert: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
 def smtp_server(cert: tuple[Path, Path]) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
-    def start(mode: str = "plain", *, auth: bool = False) -> Server:
-        server = Server(mode, cert if mode != "plain" else None, auth=auth)
+    def start(mode: str = "plain", *, auth: bool = False, port: int | None = None) -> Server:
+        server = Server(mode, cert if mode != "plain" else None, auth=auth, port=port)
         started.append(server)
         return server
 

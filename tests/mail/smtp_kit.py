@@ -84,9 +84,10 @@ def free_port() -> int:
 class Server:
     """`mode`: "plain", "starttls" (offers STARTTLS, login only after it) or "ssl" (implicit TLS)."""
 
-    def __init__(self, mode: str, cert: tuple[Path, Path] | None = None, *, auth: bool = False):
+    def __init__(self, mode: str, cert: tuple[Path, Path] | None = None, *, auth: bool = False,
+                 port: int | None = None):
         self.inbox = Inbox()
-        self.port = free_port()
+        self.port = port or free_port()
         tls = None
         if cert is not None:
             tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
