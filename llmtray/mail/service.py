@@ -19,16 +19,18 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
+from functools import partial
 from pathlib import Path
 
 import peewee as pw
 
-from llmtray.config import Config
+from llmtray.config import Config, load
 from llmtray.core.alerts import Alert, AlertLog, AlertSink
 from llmtray.core.db import open_db
 from llmtray.core.store import to_us
 from llmtray.mail import digest as digestmod
 from llmtray.mail.smtp import TIMEOUT_S, MailError, load_password, send
+from llmtray.paths import Paths
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,11 @@ class MailService(AlertSink):
     """Alert mails and digests for one database. `load_config` is called on the mail thread at
     every step, so what Settings saves applies without a restart; `on_result` hears how each
     sending ended (from the mail thread)."""
+
+    @classmethod
+    def for_paths(cls, paths: Paths) -> MailService:
+        """The service of a data folder, re-reading its config.toml at every step."""
+        return cls(paths.db, partial(load, paths.config_file))
 
     def __init__(self, db_path: Path, load_config: Callable[[], Config], *,
                  clock: Callable[[], datetime] | None = None,
