@@ -41,10 +41,11 @@ TICK_S = 60.0  # how often the digest schedule is looked at (and the config re-r
 Result = Callable[[str, bool, str], None]  # (what: "alert" | "digest", ok, detail)
 
 
-def alert_message(alert: Alert) -> EmailMessage:
+def alert_message(title: str, body: str) -> EmailMessage:
+    """An alert as a short plain-text mail: the title is the subject, as in a notification."""
     msg = EmailMessage()
-    msg["Subject"] = f"[llmtray] {alert.title}"
-    msg.set_content(f"{alert.body}\n\n— llmtray (the alert log in its window keeps every alert)\n")
+    msg["Subject"] = f"[llmtray] {title}"
+    msg.set_content(f"{body}\n\n— llmtray (the alert log in its window keeps every alert)\n")
     return msg
 
 
@@ -190,9 +191,9 @@ class MailService(AlertSink):
         for key, entry in self._outbox(alerts):
             if entry["next_us"] > to_us(self.clock()):
                 continue
-            alert = Alert("threshold", "info", entry["subject"], entry["body"], 0)  # only title/body are mailed
             try:
-                send(config.email, alert_message(alert), self.password(), timeout=self.timeout_s)
+                send(config.email, alert_message(entry["subject"], entry["body"]), self.password(),
+                     timeout=self.timeout_s)
             except MailError as exc:
                 entry["attempts"] += 1
                 last = not exc.retry or entry["attempts"] >= self.attempts
