@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -80,11 +81,12 @@ class MailService(AlertSink):
         self.attempts, self.backoff_s, self.max_backoff_s = attempts, backoff_s, max_backoff_s
         self.tick_s = tick_s
         self.on_result = on_result
-        self._queue: queue.Queue[Alert | None] = queue.Queue()
+        self._queue: queue.Queue[object] = queue.Queue()  # Alert, _WAKE or None (stop)
         self._thread: threading.Thread | None = None
         self._seq = 0
         self._digest_retry_us = 0
         self._digest_attempts = 0
+        self._outbox_wait_us = 0  # set when the server can't be used at all: no mail before then
 
     # --- other threads --------------------------------------------------------------------------
 
@@ -122,7 +124,7 @@ class MailService(AlertSink):
             config = self._config(None)
             self._step(db, alerts, config)  # at start: mail left from last time, a digest missed while off
             while True:
-                timeout = self._next_wait(alerts)
+                timeout = self._next_wait(alerts, config)
                 try:
                     item = self._queue.get(timeout=timeout)
                 except queue.Empty:
@@ -146,9 +148,12 @@ class MailService(AlertSink):
             log.warning("mail: config unreadable (%s); keeping the previous settings", exc)
             return previous or Config()
 
-    def _next_wait(self, alerts: AlertLog) -> float:
+    def _next_wait(self, alerts: AlertLog, config: Config) -> float:
+        """Seconds until the outbox or the digest needs a look (at most a tick: the config and
+        the schedule are re-read then). Mail can't go while email isn't set up: no wake-ups for it."""
         now_us = to_us(self.clock())
-        due = [entry["next_us"] for _, entry in self._outbox(alerts)]
+        due = [max(entry["next_us"], self._outbox_wait_us) for _, entry in self._outbox(alerts)] \
+            if config.email.configured else []
         if self._digest_retry_us:
             due.append(self._digest_retry_us)
         soonest = (min(due) - now_us) / 1e6 if due else self.tick_s
@@ -167,7 +172,7 @@ class MailService(AlertSink):
         for what, fn in (("alert mail", self._flush), ("digest", self._digest)):
             try:
                 fn(db, alerts, config)
-            except (pw.PeeweeException, OSError) as exc:  # a locked database: the next step retries
+            except (pw.PeeweeException, sqlite3.Error, OSError) as exc:  # a locked database: the next step retries
                 log.warning("mail: %s step failed: %s", what, exc)
 
     # outbox of alert mails
@@ -186,7 +191,7 @@ class MailService(AlertSink):
         return [(r.key, json.loads(r.value)) for r in rows]
 
     def _flush(self, db: pw.SqliteDatabase, alerts: AlertLog, config: Config) -> None:
-        if not config.email.configured:
+        if not config.email.configured or to_us(self.clock()) < self._outbox_wait_us:
             return
         for key, entry in self._outbox(alerts):
             if entry["next_us"] > to_us(self.clock()):
@@ -207,7 +212,9 @@ class MailService(AlertSink):
                     alerts.set_state(key, json.dumps(entry))
                 self._report("alert", False, str(exc))
                 if exc.kind in ("unreachable", "auth", "password", "tls", "config"):
-                    return  # the next mail would fail the same way: wait for the backoff
+                    # the next mail would fail the same way: the whole outbox waits for this backoff
+                    self._outbox_wait_us = entry["next_us"] if not last else to_us(self.clock())
+                    return
             else:
                 alerts.set_state(key, None)
                 self._report("alert", True, entry["subject"])

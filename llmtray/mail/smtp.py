@@ -91,7 +91,7 @@ def send(config: EmailConfig, message: EmailMessage, password: str | None, *,
                         retry=False)
     if config.username and not password:
         raise MailError("password", f"no SMTP password for {config.username}: set it in Settings (kept in the "
-                        f"keyring as '{PASSWORD_KEY}') or in {PASSWORD_ENV}", retry=False)
+                        f"keyring as '{PASSWORD_KEY}') or in {PASSWORD_ENV}")  # retried: a locked keyring opens
     where = f"{config.host}:{config.smtp_port}"
     try:
         with _connect(config, timeout) as smtp:
@@ -114,7 +114,7 @@ def send(config: EmailConfig, message: EmailMessage, password: str | None, *,
         hint = ("the port does not speak implicit TLS — try security = \"starttls\" (usually port 587)"
                 if config.security == "ssl" else "TLS handshake failed")
         raise MailError("tls", f"TLS mismatch with {where}: {hint} ({exc.reason or exc})") from None
-    except (smtplib.SMTPServerDisconnected, TimeoutError, socket.timeout) as exc:
+    except (smtplib.SMTPServerDisconnected, TimeoutError) as exc:
         hint = (" — the port may expect implicit TLS: try security = \"ssl\" (usually port 465)"
                 if config.security != "ssl" else "")
         raise MailError("tls" if hint else "server", f"{where} did not answer as an SMTP server "

@@ -4,6 +4,7 @@ and once only — also after days off."""
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -148,6 +149,22 @@ def test_failure_is_recorded_and_retried_until_the_server_answers(data_dir, smtp
     mail.close()
     assert state(db, OUTBOX) == {} and [r[1] for r in results.items][-1] is True
     assert len([a for a in history(db) if a.kind == "mail"]) == 1  # one record per mail, not per attempt
+
+
+def test_an_unreachable_server_holds_the_whole_outbox_until_the_backoff(data_dir):
+    db, results = crossing_store(data_dir), Results()
+    mail = MailService(db, lambda: email_config(free_port()), clock=lambda: NOW, backoff_s=60, on_result=results)
+    mail.start()
+    for i in range(3):
+        mail.send(Alert("spike", "warning", f"Spend spike {i}", "x5", to_us(NOW)))
+    results.wait_for(1)
+    for _ in range(3):
+        mail.wake()
+    mail.close()
+    assert len(results.items) == 1  # one try, not one per queued mail (and no busy loop)
+    attempts = sorted(json.loads(v)["attempts"] for v in state(db, OUTBOX).values())
+    assert attempts == [0, 0, 1]
+    assert len([a for a in history(db) if a.kind == "mail"]) == 1
 
 
 def test_outbox_survives_a_stop(data_dir, smtp_server):
