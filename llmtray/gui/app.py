@@ -219,7 +219,8 @@ class Desktop(QObject):
         self.relay = NotificationRelay(self.tray.icon, icon_path, parent=self)
         self.relay.clicked.connect(actions.open_dashboard)
         self.webhook = WebhookSink()
-        self.mail = MailService.for_paths(paths)  # alert mails ([email] alerts) and the digest
+        # alert mails ([email] alerts) and the digest; a failure it records shows in the Alerts tab
+        self.mail = MailService.for_paths(paths, on_result=lambda *_: self.alerted.emit())
         self.monitor = BudgetMonitor(paths.db, config, [DesktopSink(self.relay), self.webhook, self.mail],
                                      on_alert=lambda _alert: self.alerted.emit())
         self.alerted.connect(window.refresh)  # the Alerts tab shows it within the second

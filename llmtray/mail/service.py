@@ -64,9 +64,9 @@ class MailService(AlertSink):
     sending ended (from the mail thread)."""
 
     @classmethod
-    def for_paths(cls, paths: Paths) -> MailService:
+    def for_paths(cls, paths: Paths, on_result: Result | None = None) -> MailService:
         """The service of a data folder, re-reading its config.toml at every step."""
-        return cls(paths.db, partial(load, paths.config_file))
+        return cls(paths.db, partial(load, paths.config_file), on_result=on_result)
 
     def __init__(self, db_path: Path, load_config: Callable[[], Config], *,
                  clock: Callable[[], datetime] | None = None,
