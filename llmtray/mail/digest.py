@@ -20,7 +20,7 @@ import peewee as pw
 from llmtray.config import Config
 from llmtray.core import periods
 from llmtray.core.alerts import Alert, AlertLog
-from llmtray.core.budgets import PERIOD_PHRASE, entry, evaluate, load_budgets
+from llmtray.core.budgets import entry, evaluate, load_budgets
 from llmtray.core.money import format_usd, usd_to_nanos
 from llmtray.core.queries import Filters, Queries, Totals
 from llmtray.core.status import summary
@@ -106,29 +106,39 @@ def _usd(text: str) -> str:
     return format_usd(usd_to_nanos(text))
 
 
-def _lines(d: Digest) -> list[tuple[str, str]]:
-    """(label, value) rows shared by the text and HTML parts, so they can't say different things."""
+def _requests(n: int) -> str:
+    return f"{n} request{'' if n == 1 else 's'}"
+
+
+def _lines(d: Digest) -> list[tuple[str, str, str]]:
+    """(label, amount, note) rows shared by the text and HTML parts, so they can't say different things."""
     s = d.summary
     rows = []
     if d.kind == "weekly":
-        rows.append(("this week", f"{format_usd(d.period.cost_nanos)}   {d.period.requests} requests"))
+        rows.append(("this week", format_usd(d.period.cost_nanos), _requests(d.period.requests)))
     rows += [
-        (f"{d.last:%a %d %b}", f"{_usd(s['today_usd'])}   {s['today_requests']} requests"),
-        ("month to date", _usd(s["month_usd"])),
-        ("projected month end", _usd(s["projected_month_usd"])),
+        (f"{d.last:%a %d %b}", _usd(s["today_usd"]), _requests(s["today_requests"])),
+        ("month to date", _usd(s["month_usd"]), ""),
+        ("projected month end", _usd(s["projected_month_usd"]), ""),
     ]
     return rows
 
 
+# A digest is read the next morning: "today" would be the wrong day.
+_PER = {"day": "per day", "week": "per week", "month": "per month"}
+
+
 def _budget_line(b: dict[str, Any]) -> str:
     state = "" if b["state"] == "ok" else f"  {b['state'].upper()}"
-    return (f"{b['name']}: {_usd(b['spent_usd'])} of {_usd(b['limit_usd'])} {PERIOD_PHRASE[b['period']]} "
+    return (f"{b['name']}: {_usd(b['spent_usd'])} of {_usd(b['limit_usd'])} {_PER[b['period']]} "
             f"({b['percent']:.0f}%), projected {_usd(b['projected_usd'])}{state}")
 
 
 def _top_line(key: str, t: Totals) -> str:
+    if t.unpriced == t.requests:  # never "$0.00" for calls without a price
+        return f"{key or '(none)'}: no price ({_requests(t.requests)})"
     extra = f", {t.unpriced} unpriced" if t.unpriced else ""
-    return f"{key or '(none)'}: {format_usd(t.cost_nanos)} ({t.requests} requests{extra})"
+    return f"{key or '(none)'}: {format_usd(t.cost_nanos)} ({_requests(t.requests)}{extra})"
 
 
 def _alert_line(a: Alert, tz: tzinfo | None) -> str:
@@ -138,7 +148,7 @@ def _alert_line(a: Alert, tz: tzinfo | None) -> str:
 def render_text(d: Digest, tz: tzinfo | None) -> str:
     """The plain-text part (always sent: some readers show nothing else)."""
     out = [d.title, ""]
-    out += [f"{label:<22}{value}" for label, value in _lines(d)]
+    out += [f"{label:<22}{amount:>10}   {note}".rstrip() for label, amount, note in _lines(d)]
     out += ["", "Budgets"] + ([f"  {_budget_line(b)}" for b in d.summary["budgets"]] or ["  none"])
     for dim, rows in d.top.items():
         out += ["", f"Top {dim}s"] + ([f"  {_top_line(k, t)}" for k, t in rows] or ["  no spend"])
@@ -157,7 +167,8 @@ def render_html(d: Digest, tz: tzinfo | None, chart_cid: str | None) -> str:
     td = 'style="padding:2px 12px 2px 0"'
     parts = [f'<div style="font-family:sans-serif;font-size:14px;color:#222"><h2 style="font-size:18px">'
              f"{e(d.title)}</h2><table>"]
-    parts += [f"<tr><td {td}>{e(label)}</td><td {td}><b>{e(value)}</b></td></tr>" for label, value in _lines(d)]
+    parts += [f'<tr><td {td}>{e(label)}</td><td {td} align="right"><b>{e(amount)}</b></td><td {td}>{e(note)}</td></tr>'
+              for label, amount, note in _lines(d)]
     parts.append("</table>")
 
     def section(title: str, items: list[str]) -> None:
