@@ -141,6 +141,8 @@ def test_mail_has_text_and_html_with_an_inline_chart(data_dir):
     html = msg.get_body(("html",)).get_content()
     assert "$3.15" in text and "$7.50" in text and "monthly" in text and "Spend spike" in text
     assert "acme/mystery-1: 1" in text and "Top features" in text and "search" in text
+    assert "mystery-1: no price (1 request)" in text and "$0.00" not in text  # unpriced is never $0
+    assert "of $0.30 per day (133%)" in text  # not "today": the mail is read the next morning
     [image] = [p for p in msg.walk() if p.get_content_type() == "image/png"]
     cid = image["Content-ID"].strip("<>")
     assert f'src="cid:{cid}"' in html and "$3.15" in html
