@@ -43,9 +43,10 @@ Result = Callable[[str, bool, str], None]  # (what: "alert" | "digest", ok, deta
 
 
 def alert_message(title: str, body: str) -> EmailMessage:
-    """An alert as a short plain-text mail: the title is the subject, as in a notification."""
+    """An alert as a short plain-text mail: the title is the subject, as in a notification (on
+    one line: a feature name with a newline must not end the header or break the mail)."""
     msg = EmailMessage()
-    msg["Subject"] = f"[llmtray] {title}"
+    msg["Subject"] = f"[llmtray] {' '.join(title.split())}"
     msg.set_content(f"{body}\n\n— llmtray (the alert log in its window keeps every alert)\n")
     return msg
 
@@ -174,6 +175,8 @@ class MailService(AlertSink):
                 fn(db, alerts, config)
             except (pw.PeeweeException, sqlite3.Error, OSError) as exc:  # a locked database: the next step retries
                 log.warning("mail: %s step failed: %s", what, exc)
+            except Exception:  # a bug in one step must not end alert mail for the session
+                log.exception("mail: %s step failed", what)
 
     # outbox of alert mails
 
@@ -196,10 +199,9 @@ class MailService(AlertSink):
         for key, entry in self._outbox(alerts):
             if entry["next_us"] > to_us(self.clock()):
                 continue
-            try:
-                send(config.email, alert_message(entry["subject"], entry["body"]), self.password(),
-                     timeout=self.timeout_s)
-            except MailError as exc:
+            exc = self._attempt(lambda: send(config.email, alert_message(entry["subject"], entry["body"]),
+                                             self.password(), timeout=self.timeout_s))
+            if exc is not None:
                 entry["attempts"] += 1
                 last = not exc.retry or entry["attempts"] >= self.attempts
                 if entry["attempts"] == 1 or last:
@@ -228,9 +230,9 @@ class MailService(AlertSink):
                                date.fromisoformat(last) if last else None)
         if target is None or not email.configured or to_us(now) < self._digest_retry_us:
             return
-        try:
-            send_digest(db, config, target, self.password(), kind=email.digest, now=now, timeout=self.timeout_s)
-        except MailError as exc:
+        exc = self._attempt(lambda: send_digest(db, config, target, self.password(), kind=email.digest, now=now,
+                                                timeout=self.timeout_s))
+        if exc is not None:
             self._digest_attempts += 1
             self._digest_retry_us = to_us(now) + self._backoff_us(self._digest_attempts)
             if self._digest_attempts == 1:
@@ -243,6 +245,19 @@ class MailService(AlertSink):
         self._report("digest", True, target.isoformat())
 
     # helpers
+
+    @staticmethod
+    def _attempt(fn: Callable[[], object]) -> MailError | None:
+        """Run one sending; any other error (a bug, a database that can't be read) counts as a
+        failed try too — with its backoff — so it can neither kill the mail thread nor spin it."""
+        try:
+            fn()
+        except MailError as exc:
+            return exc
+        except Exception as exc:
+            log.exception("mail: sending failed unexpectedly")
+            return MailError("server", f"{type(exc).__name__}: {exc}")
+        return None
 
     def _backoff_us(self, attempts: int) -> int:
         return int(min(self.backoff_s * 2 ** (attempts - 1), self.max_backoff_s) * 1_000_000)

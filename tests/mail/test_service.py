@@ -167,6 +167,16 @@ def test_an_unreachable_server_holds_the_whole_outbox_until_the_backoff(data_dir
     assert len([a for a in history(db) if a.kind == "mail"]) == 1
 
 
+def test_a_title_with_a_line_break_is_mailed_on_one_line(data_dir, smtp_server):
+    server = smtp_server("plain")
+    db, results = crossing_store(data_dir), Results()
+    mail = service(db, email_config(server.port), results)
+    mail.send(Alert("runaway", "critical", "Runaway feature “chat\nbot”", "40 calls/min", to_us(NOW)))
+    [(_, msg)] = server.inbox.wait_for(1)
+    mail.close()
+    assert msg["Subject"] == "[llmtray] Runaway feature “chat bot”" and results.items[0][1] is True
+
+
 def test_outbox_survives_a_stop(data_dir, smtp_server):
     db, port = crossing_store(data_dir), free_port()
     config, results = email_config(port), Results()
