@@ -145,7 +145,8 @@ class SettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         self.save_button = buttons.button(QDialogButtonBox.StandardButton.Save)
 
-        self.email = EmailSection(current.email)  # its own module: llmtray/gui/settings_email.py
+        # its own module: llmtray/gui/settings_email.py
+        self.email = EmailSection(current.email, db_path=paths.db, tz=current.tz)
 
         layout = QVBoxLayout(self)
         layout.addLayout(form)

@@ -11,7 +11,9 @@ a user can try settings before keeping them.
 from __future__ import annotations
 
 import re
+from datetime import tzinfo
 from email.message import EmailMessage
+from pathlib import Path
 
 from PySide6.QtCore import Qt, QTime, Slot
 from PySide6.QtWidgets import (
@@ -31,6 +33,7 @@ from PySide6.QtWidgets import (
 from llmtray import config as configmod
 from llmtray.core.errors import ConfigError
 from llmtray.mail import smtp
+from llmtray.mail.service import last_news
 
 OK_STYLE, ERROR_STYLE = "color: #1e8449", "color: #c0392b"
 
@@ -39,7 +42,8 @@ class EmailSection(QGroupBox):
     """`values()` gives the `[email]` updates for `config.save` (all None when no server is set,
     so an unused section never appears in config.toml)."""
 
-    def __init__(self, current: configmod.EmailConfig, parent: QWidget | None = None):
+    def __init__(self, current: configmod.EmailConfig, parent: QWidget | None = None, *,
+                 db_path: Path | None = None, tz: tzinfo | None = None):
         super().__init__("Email", parent)
         self.host = QLineEdit(current.host or "")
         self.host.setPlaceholderText("smtp.example.com")
@@ -72,9 +76,9 @@ class EmailSection(QGroupBox):
         self.test.clicked.connect(self.send_test)
         self.state = QLabel("Not tested yet." if current.configured else "Not set up.")
         self.state.setWordWrap(True)
-        # Room for three lines up front: a top-level dialog doesn't grow for a wrapped label whose
+        # Room for four lines up front: a top-level dialog doesn't grow for a wrapped label whose
         # text arrives later, and an SMTP error cut in half is no help. The tooltip has it whole.
-        self.state.setMinimumHeight(self.state.fontMetrics().lineSpacing() * 3 + 4)
+        self.state.setMinimumHeight(self.state.fontMetrics().lineSpacing() * 4 + 4)
         self.state.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
 
         server = QHBoxLayout()
@@ -106,6 +110,8 @@ class EmailSection(QGroupBox):
         form.addRow(self.state)  # a full-width row: an SMTP error is a sentence or two
         self._calls: list[object] = []
         self._password_set = False
+        if db_path is not None and current.configured:  # what happened to the mail sent meanwhile
+            self._run(lambda: last_news(db_path, tz), self._news)
 
     def values(self) -> dict[str, dict[str, object]]:
         recipients = [a for a in re.split(r"[\s,;]+", self.to.text()) if a]
@@ -158,6 +164,12 @@ class EmailSection(QGroupBox):
         self.test.setEnabled(False)
         self._show(None, f"Sending to {', '.join(config.to) or '…'}…")
         self._run(send, self._tested)
+
+    @Slot(bool, str)
+    def _news(self, ok: bool, text: str) -> None:
+        """The last digest and mail problem, as news (neutral: the problem may be fixed since)."""
+        if ok and text and self.state.text() == "Not tested yet.":  # a test started meanwhile says more
+            self._show(None, text)
 
     @Slot(bool, str)
     def _tested(self, ok: bool, detail: str) -> None:

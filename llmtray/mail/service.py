@@ -18,7 +18,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from email.message import EmailMessage
 from functools import partial
 from pathlib import Path
@@ -28,7 +28,7 @@ import peewee as pw
 from llmtray.config import Config, load
 from llmtray.core.alerts import Alert, AlertLog, AlertSink
 from llmtray.core.db import open_db
-from llmtray.core.store import to_us
+from llmtray.core.store import from_us, to_us
 from llmtray.mail import digest as digestmod
 from llmtray.mail.smtp import TIMEOUT_S, MailError, load_password, send
 from llmtray.paths import Paths
@@ -57,6 +57,26 @@ def send_digest(db: pw.SqliteDatabase, config: Config, last: date, password: str
     d = digestmod.build(db, config, last, kind=kind, now=now)
     send(config.email, digestmod.message(d, config), password, timeout=timeout)
     return d
+
+
+def last_news(db_path: Path, tz: tzinfo | None) -> str:
+    """One line for Settings: the last digest sent and the last mail failure, if any ("" when
+    there is neither, or no database yet). Reads the database: call it off the GUI thread."""
+    if not db_path.exists():
+        return ""
+    db = open_db(db_path, migrate_schema=False)
+    try:
+        alerts = AlertLog(db)
+        last = alerts.get_state(DIGEST_LAST)
+        A = alerts.models.AlertRow
+        failure = A.select().where(A.kind == "mail").order_by(A.ts.desc(), A.id.desc()).first()
+    finally:
+        db.close()
+    parts = [f"Last digest: {date.fromisoformat(last):%a %d %b}." if last else ""]
+    if failure is not None:
+        parts.append(f"Last problem, {from_us(failure.ts).astimezone(tz):%a %d %b %H:%M}: {failure.title} — "
+                     f"{failure.body}")
+    return " ".join(p for p in parts if p)
 
 
 class MailService(AlertSink):

@@ -4,6 +4,7 @@ what went wrong when it doesn't; saving writes [email] (never the password) or n
 from __future__ import annotations
 
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,23 @@ def test_unused_section_is_not_written_and_bad_values_are_named(qtbot, paths):
     assert paths.config_file.read_text(encoding="utf-8") == before
     dlg.email.test.click()  # the test names the same mistake, without sending
     assert "email.to[1]" in dlg.email.state.text()
+
+
+def test_the_last_digest_and_mail_problem_are_shown(qtbot, paths):
+    from llmtray.core.alerts import Alert, AlertLog
+    from llmtray.core.db import open_db
+    from llmtray.core.store import to_us
+    from llmtray.mail.service import DIGEST_LAST
+
+    paths.config_file.write_text('[email]\nhost = "127.0.0.1"\nfrom = "a@example.com"\nto = ["b@example.com"]\n'
+                                 '[display]\ntimezone = "UTC"\n', encoding="utf-8")
+    db = open_db(paths.db)
+    log = AlertLog(db)
+    log.set_state(DIGEST_LAST, "2026-03-17")
+    log.record(Alert("mail", "warning", "Digest not sent", "wrong SMTP username or password",
+                     to_us(datetime(2026, 3, 18, 8, 0, tzinfo=UTC))), snoozed=False)
+    db.close()
+    dlg = dialog(qtbot, paths)
+    qtbot.waitUntil(lambda: dlg.email.state.text().startswith("Last digest"), timeout=10000)
+    assert dlg.email.state.text() == ("Last digest: Tue 17 Mar. Last problem, Wed 18 Mar 08:00: Digest not sent — "
+                                      "wrong SMTP username or password")
