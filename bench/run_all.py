@@ -53,6 +53,8 @@ BENCHES = [
           "every dashboard view's query time and the window's first paint vs summing the event table"),
     Bench("budgets", ("--per-day", "1500", "--calls", "20000"), ("--per-day", "300", "--calls", "2000"),
           "enforcement check and monitor pass vs recomputing every budget"),
+    Bench("digest", ("--per-day", "1500", "--repeat", "5"), ("--per-day", "300", "--repeat", "2"),
+          "building, rendering and mailing the digest vs raw-event sums and a bare smtplib send"),
     Bench("soak", ("--minutes", "5", "--rate", "500"), ("--minutes", "0.5", "--rate", "300", "--sample", "5"),
           "`serve` under steady traffic: RSS, fds, threads, WAL first vs last window"),
 ]

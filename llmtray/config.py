@@ -6,6 +6,7 @@ ignored, because a misspelt `spike_factor` that does nothing is worse than a cle
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -17,6 +18,31 @@ from llmtray.core.errors import ConfigError
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_PORT = 8787
+EMAIL_SECURITY = ("starttls", "ssl", "none")
+DIGEST_CHOICES = ("daily", "weekly", "off")
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    """`[email]` (DESIGN §14). The SMTP password is a secret: keyring or env, never here."""
+
+    host: str | None = None
+    port: int | None = None  # None: the usual port of `security` (587, 465, 25)
+    security: str = "starttls"
+    username: str | None = None
+    sender: str | None = None  # the `from` key (a Python keyword)
+    to: tuple[str, ...] = ()
+    alerts: bool = False
+    digest: str = "off"
+    digest_at: str = "08:00"
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host and self.sender and self.to)
+
+    @property
+    def smtp_port(self) -> int:
+        return self.port or {"starttls": 587, "ssl": 465, "none": 25}[self.security]
 
 
 @dataclass(frozen=True)
@@ -27,6 +53,7 @@ class Config:
     spike_factor: Decimal = Decimal(4)
     spike_floor_usd: Decimal = Decimal(1)
     upstreams: dict[str, str] = field(default_factory=dict)
+    email: EmailConfig = field(default_factory=EmailConfig)
 
     @property
     def tz(self) -> ZoneInfo | None:
@@ -38,6 +65,7 @@ _SCHEMA: dict[str, set[str]] = {
     "display": {"timezone", "week_start"},
     "alerts": {"spike_factor", "spike_floor_usd"},
     "proxy": {"upstreams"},
+    "email": {"host", "port", "security", "username", "from", "to", "alerts", "digest", "digest_at"},
 }
 
 
@@ -136,4 +164,56 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{where}: proxy.upstreams.{name} must be an http(s) URL, got {url!r}")
         kwargs["upstreams"] = {k.lower(): v.rstrip("/") for k, v in ups.items()}
+    if "email" in data:
+        kwargs["email"] = _parse_email(data["email"], where)
     return Config(**kwargs)
+
+
+def _address(value: Any, key: str, where: str) -> str:
+    """A bare mail address: one @, no spaces or angle brackets (they belong to display names)."""
+    if not isinstance(value, str) or not re.fullmatch(r"[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+", value.strip()):
+        raise ConfigError(f"{where}: {key} must be a mail address such as 'me@example.com', got {value!r}")
+    return value.strip()
+
+
+def _parse_email(email: dict[str, Any], where: str) -> EmailConfig:
+    kwargs: dict[str, Any] = {}
+    for key in ("host", "username"):
+        if key in email:
+            if not isinstance(email[key], str) or not email[key].strip() or any(c.isspace() for c in email[key].strip()):
+                raise ConfigError(f"{where}: email.{key} must be a non-empty name without spaces, got {email[key]!r}")
+            kwargs[key] = email[key].strip()
+    if "port" in email:
+        port = email["port"]
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            raise ConfigError(f"{where}: email.port must be an integer 1–65535, got {port!r}")
+        kwargs["port"] = port
+    if "security" in email:
+        if email["security"] not in EMAIL_SECURITY:
+            raise ConfigError(f"{where}: email.security must be one of {', '.join(EMAIL_SECURITY)}, "
+                              f"got {email['security']!r}")
+        kwargs["security"] = email["security"]
+    if "from" in email:
+        kwargs["sender"] = _address(email["from"], "email.from", where)
+    if "to" in email:
+        to = email["to"]
+        if isinstance(to, str):
+            to = [to]
+        if not isinstance(to, list) or not to:
+            raise ConfigError(f"{where}: email.to must be a list of mail addresses, got {email['to']!r}")
+        kwargs["to"] = tuple(_address(a, f"email.to[{i}]", where) for i, a in enumerate(to))
+    if "alerts" in email:
+        if not isinstance(email["alerts"], bool):
+            raise ConfigError(f"{where}: email.alerts must be true or false, got {email['alerts']!r}")
+        kwargs["alerts"] = email["alerts"]
+    if "digest" in email:
+        if email["digest"] not in DIGEST_CHOICES:
+            raise ConfigError(f"{where}: email.digest must be one of {', '.join(DIGEST_CHOICES)}, "
+                              f"got {email['digest']!r}")
+        kwargs["digest"] = email["digest"]
+    if "digest_at" in email:
+        at = email["digest_at"]
+        if not isinstance(at, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", at):
+            raise ConfigError(f"{where}: email.digest_at must be a local time HH:MM such as \"08:00\", got {at!r}")
+        kwargs["digest_at"] = at
+    return EmailConfig(**kwargs)

@@ -14,6 +14,7 @@ from typing import Any
 from llmtray.core.alerts import WebhookSink
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.monitor import BudgetMonitor
+from llmtray.mail.service import MailService
 from llmtray.ingest.api import Activity
 
 log = logging.getLogger("llmtray.serve")
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     ctx.paths.ensure()
     service = IngestService(ctx.paths, ctx.config, host=args.host, port=args.port,
                             allow_remote=args.allow_remote)
-    monitor, webhook = None, None
+    monitor, webhook, mail = None, None, None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -83,10 +84,12 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         if service.recovered is not None:
             print(f"llmtray serve: {service.recovered.message()}", file=sys.stderr, flush=True)
         # Budgets: threshold, pace, spike and runaway alerts, delivered to the webhook (if one
-        # is set in the keyring) and always to the alert history.
+        # is set in the keyring), by mail (if [email] alerts is on) and always to the alert history.
         webhook = WebhookSink()
-        monitor = BudgetMonitor(ctx.paths.db, ctx.config, [webhook])
+        mail = MailService.for_paths(ctx.paths)  # alert mails and the digest ([email] in config.toml)
+        monitor = BudgetMonitor(ctx.paths.db, ctx.config, [webhook, mail])
         service.add_listener(monitor.on_commit)
+        mail.start()
         monitor.start()
         token = service.token_info
         print(f"llmtray serve: ingest API on {service.url}", flush=True)
@@ -105,6 +108,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
             monitor.stop()
         if webhook is not None:
             webhook.close()
+        if mail is not None:
+            mail.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
         if started:

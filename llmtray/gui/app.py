@@ -34,6 +34,7 @@ from llmtray.gui.notify import DesktopSink, NotificationRelay
 from llmtray.gui.query_worker import Sources
 from llmtray.ingest import discovery
 from llmtray.gui.tray import SummaryWorker, Tray, TrayActions
+from llmtray.mail.service import MailService
 from llmtray.platform_setup import set_app_user_model_id
 
 if TYPE_CHECKING:
@@ -191,7 +192,8 @@ class Desktop(QObject):
     """The parts that live beside the window: tray icon, budget monitor, notifications, dialogs.
 
     The monitor's alerts go to the alert history (the window's Alerts tab), to native
-    notifications through `NotificationRelay`, and to the webhook when one is set.
+    notifications through `NotificationRelay`, to the webhook when one is set, and by mail when
+    [email] alerts is on (`MailService`, which also sends the digest).
 
     Signals: alerted() — the monitor stored an alert (emitted from its thread)."""
 
@@ -217,7 +219,9 @@ class Desktop(QObject):
         self.relay = NotificationRelay(self.tray.icon, icon_path, parent=self)
         self.relay.clicked.connect(actions.open_dashboard)
         self.webhook = WebhookSink()
-        self.monitor = BudgetMonitor(paths.db, config, [DesktopSink(self.relay), self.webhook],
+        # alert mails ([email] alerts) and the digest; a failure it records shows in the Alerts tab
+        self.mail = MailService.for_paths(paths, on_result=lambda *_: self.alerted.emit())
+        self.monitor = BudgetMonitor(paths.db, config, [DesktopSink(self.relay), self.webhook, self.mail],
                                      on_alert=lambda _alert: self.alerted.emit())
         self.alerted.connect(window.refresh)  # the Alerts tab shows it within the second
         if ingest is not None:
@@ -225,6 +229,7 @@ class Desktop(QObject):
         self._dialogs: list[QObject] = []
 
     def start(self, *, show_window: bool) -> None:
+        self.mail.start()
         self.monitor.start()
         self.tray.show()
         if show_window:
@@ -233,6 +238,7 @@ class Desktop(QObject):
     def stop(self) -> None:
         self.monitor.stop()
         self.webhook.close()
+        self.mail.close()
         self.relay.close()
         self.tray.close()
 
@@ -259,6 +265,7 @@ class Desktop(QObject):
         from llmtray.gui.settings_dialog import SettingsDialog
 
         dialog = SettingsDialog(self.paths, self.window.dialog_parent())
+        dialog.saved.connect(lambda _config: self.mail.wake())  # new [email] settings apply at once
         dialog.saved.connect(lambda _config: self.window.show_notice(
             "Settings saved; a new port or time zone applies after restarting llmtray."))
         dialog.show()

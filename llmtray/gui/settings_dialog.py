@@ -35,6 +35,7 @@ from llmtray import config as configmod
 from llmtray.core.alerts import load_webhook_url, save_webhook_url
 from llmtray.core.errors import ConfigError
 from llmtray.core.pricing import GENAI_PRICES_VERSION, data_cutoff
+from llmtray.gui.settings_email import EmailSection
 from llmtray.paths import Paths
 
 KEYRING_TIMEOUT_MS = 5000
@@ -144,8 +145,12 @@ class SettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         self.save_button = buttons.button(QDialogButtonBox.StandardButton.Save)
 
+        # its own module: llmtray/gui/settings_email.py
+        self.email = EmailSection(current.email, db_path=paths.db, tz=current.tz)
+
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.email)
         layout.addLayout(prices)
         layout.addWidget(QLabel(f"Settings file: {paths.config_file}"))
         layout.addWidget(self.error)
@@ -202,6 +207,7 @@ class SettingsDialog(QDialog):
             "ingest": {"port": self.port.value()},
             "display": {"timezone": zone, "week_start": configmod.WEEKDAYS[self.week_start.currentIndex()]},
             "alerts": {"spike_factor": round(self.spike_factor.value(), 1), "spike_floor_usd": str(floor)},
+            **self.email.values(),
         }
 
     @Slot()
@@ -235,6 +241,7 @@ class SettingsDialog(QDialog):
         for call in self._calls:
             if call.thread is not None:
                 call.thread.join(timeout=1.0)
+        self.email.wait()
         super().done(result)
 
     @Slot()
