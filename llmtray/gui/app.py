@@ -310,11 +310,17 @@ class WindowActions(QObject):
     def open_demo(self) -> None:
         """The demo opens as its own instance on its own database, so demo numbers never mix
         with real spend (DESIGN §7)."""
-        frozen = getattr(sys, "frozen", False)
-        args = ([] if frozen else ["-m", "llmtray"]) + ["--demo"]
-        if self._paths.data == self._paths.config_dir:  # an explicit --data-dir: keep it
-            args = ["--data-dir", str(self._paths.data), *args]
-        QProcess.startDetached(sys.executable, args)
+        QProcess.startDetached(sys.executable, demo_arguments(self._paths))
+
+
+def demo_arguments(paths: pathsmod.Paths) -> list[str]:
+    """The arguments for `sys.executable` that start the demo: `-m llmtray` first (the options
+    after it are llmtray's; before it Python rejected `--data-dir`), then an explicit data dir
+    (`--data-dir` or LLMTRAY_DATA_DIR), whose `demo/` folder the demo uses."""
+    args = [] if getattr(sys, "frozen", False) else ["-m", "llmtray"]
+    if paths.data == paths.config_dir:  # an explicit data dir: keep it
+        args += ["--data-dir", str(paths.data)]
+    return [*args, "--demo"]
 
 
 class Screenshot(QObject):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PySide6.QtGui import QImage
 
 
@@ -167,3 +168,33 @@ def test_a_later_notice_does_not_hide_a_repair_report(make_dashboard, tmp_path: 
     lazy.show_notice("No system tray found")  # told twice, shown once
     assert window.notice.text().splitlines() == ["⚠ The database was damaged. It was moved to X.",
                                                  "⚠ No system tray found"]
+
+
+@pytest.mark.parametrize("how", ["--data-dir", "LLMTRAY_DATA_DIR", "default"])
+def test_load_demo_data_starts_a_command_python_and_llmtray_accept(tmp_path: Path, monkeypatch, how: str):
+    """"Load demo data" under an explicit data dir launched `python --data-dir D -m llmtray --demo`,
+    which Python rejects (issue #17): run the command it builds (with `--version` appended, so it
+    stops after parsing) and parse it as llmtray does."""
+    import subprocess
+    import sys
+
+    from llmtray import paths as pathsmod
+    from llmtray.cli import build_parser
+    from llmtray.gui.app import demo_arguments
+
+    data = tmp_path / "data"
+    monkeypatch.delenv("LLMTRAY_DATA_DIR", raising=False)
+    if how == "LLMTRAY_DATA_DIR":
+        monkeypatch.setenv("LLMTRAY_DATA_DIR", str(data))
+    if how == "default":  # the platform's folders: data and config apart
+        paths = pathsmod.Paths(data, tmp_path / "config", tmp_path / "run")
+    else:
+        paths = pathsmod.resolve(data if how == "--data-dir" else None)
+    args = demo_arguments(paths)
+    ran = subprocess.run([sys.executable, *args, "--version"], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("llmtray ")
+    assert args[:2] == ["-m", "llmtray"]
+    parsed = build_parser().parse_args(args[2:])
+    assert parsed.demo and parsed.command is None
+    assert parsed.data_dir == (None if how == "default" else str(data.resolve()))
