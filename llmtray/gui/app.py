@@ -57,7 +57,28 @@ def optional(module: str, name: str) -> Any:
 
 def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
     """The tray app: ingest service, budget monitor, notifications, tray icon and dashboard.
-    With `screenshot`, only the window: save it as a PNG once the data has loaded and exit 0."""
+    With `screenshot`, only the window: save it as a PNG once the data has loaded and exit 0.
+
+    An error that stops it (a corrupt config.toml) is also shown in a dialog: started from a
+    launcher or at login, nobody reads stderr. The caller still prints it and exits 2."""
+    try:
+        return _run_app(ctx, demo, screenshot)
+    except LLMTrayError as exc:
+        if not screenshot:
+            tell_why_not_started(exc)
+        raise
+
+
+def tell_why_not_started(exc: LLMTrayError) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    QApplication.instance() or QApplication(sys.argv[:1])
+    box = QMessageBox(QMessageBox.Icon.Critical, "llmtray could not start", str(exc))
+    box.setInformativeText("Correct it and start llmtray again.")
+    box.exec()
+
+
+def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
     set_app_user_model_id()  # Windows: before any window or tray icon, or toasts are dropped
     paths = pathsmod.demo_paths(ctx.paths) if demo else ctx.paths
     paths.ensure()

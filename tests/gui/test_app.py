@@ -198,3 +198,37 @@ def test_load_demo_data_starts_a_command_python_and_llmtray_accept(tmp_path: Pat
     parsed = build_parser().parse_args(args[2:])
     assert parsed.demo and parsed.command is None
     assert parsed.data_dir == (None if how == "default" else str(data.resolve()))
+
+
+def test_a_corrupt_config_is_shown_in_a_dialog_and_still_exits_2(qtbot, tmp_path: Path, capsys):
+    """Started from a launcher, nobody reads stderr (issue #17): the message is in a dialog too;
+    the file is left as it was."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from llmtray.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    bad = b"[display]\ntimezone = 'Europe/Berlin\n"
+    (data / "config.toml").write_bytes(bad)
+    shown: list[str] = []
+
+    def answer() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(20, answer)
+            return
+        shown.append(f"{box.windowTitle()}|{box.text()}")
+        box.grab().save(str(tmp_path / "dialog.png"))
+        box.accept()
+
+    QTimer.singleShot(20, answer)
+    assert main(["--data-dir", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert f"{data / 'config.toml'}" in err and "llmtray: error:" in err
+    assert len(shown) == 1
+    title, text = shown[0].split("|", 1)
+    assert title == "llmtray could not start"
+    assert text in err and "config.toml" in text
+    assert (data / "config.toml").read_bytes() == bad
