@@ -31,6 +31,7 @@ from llmtray.gui.ipc import SingleInstance
 from llmtray.gui.lazy_window import LazyWindow
 from llmtray.gui.prepare_db import prepare_database
 from llmtray.gui.notify import DesktopSink, NotificationRelay
+from llmtray.gui.onboarding import hook_snippet
 from llmtray.gui.query_worker import Sources
 from llmtray.ingest import discovery
 from llmtray.gui.tray import SummaryWorker, Tray, TrayActions
@@ -117,13 +118,14 @@ def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
     sources = Sources(paths.db, config.tz, make_pricer=lambda: Pricer(load_overrides(paths.pricing_file)),
                       budget_entries=budget_entries, alert_log=optional("llmtray.core.alerts", "AlertLog"))
     import_dialog = optional("llmtray.gui.import_dialog", "ImportDialog")
-    base_url = ingest.url if ingest is not None else f"http://127.0.0.1:{config.port}"
+    base_url = served_url(paths, config, ingest)
+    hook_data_dir = paths.data if paths.data == paths.config_dir else None  # --data-dir, env or demo
 
     def build_window() -> Dashboard:
         from llmtray.gui.dashboard import Dashboard  # pyqtgraph and numpy: only once it is opened
 
         built = Dashboard(sources, base_url=base_url, can_import=import_dialog is not None,
-                          title_note="demo data" if demo else "")
+                          title_note="demo data" if demo else "", hook_data_dir=hook_data_dir)
         built.import_requested.connect(actions.open_import)
         built.demo_requested.connect(actions.open_demo)
         return built
@@ -153,7 +155,7 @@ def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
                 feed.stop()
             window.shutdown()
 
-    desk = Desktop(app, window, actions, paths, config, base_url, ingest)
+    desk = Desktop(app, window, actions, paths, config, base_url, ingest, hook_data_dir)
     bridge.committed.connect(desk.tray.request_refresh)
     if instance is not None:
         instance.show_requested.connect(actions.open_dashboard)
@@ -169,6 +171,16 @@ def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
         window.shutdown()
         if instance is not None:
             instance.release()
+
+
+def served_url(paths: pathsmod.Paths, config: Any, ingest: Any) -> str:
+    """Where this data dir is served: by our ingest service, else by the llmtray that already
+    serves it (`llmtray serve --port 8801`), else (nothing serves it) the configured port. The
+    configured port alone sent one user's proxy calls to another llmtray's database (issue #17)."""
+    if ingest is not None:
+        return ingest.url
+    owner = discovery.live_owner(paths.ingest_file)
+    return owner.url if owner is not None else f"http://127.0.0.1:{config.port}"
 
 
 def is_first_start(paths: pathsmod.Paths) -> bool:
@@ -201,13 +213,6 @@ def repair_autostart() -> None:
         log.warning("could not check the start-at-login entry: %s", exc)
 
 
-HOOK_SNIPPET = """import llmtray.hooks as lt
-client = lt.instrument(openai.OpenAI())   # or anthropic.Anthropic()
-with lt.tags(feature="my-feature"):
-    client.chat.completions.create(...)
-"""
-
-
 class Desktop(QObject):
     """The parts that live beside the window: tray icon, budget monitor, notifications, dialogs.
 
@@ -219,7 +224,7 @@ class Desktop(QObject):
     alerted = Signal()
 
     def __init__(self, app: QApplication, window: LazyWindow, actions: WindowActions, paths: pathsmod.Paths,
-                 config: Any, base_url: str, ingest: Any):
+                 config: Any, base_url: str, ingest: Any, hook_data_dir: Path | None = None):
         super().__init__(window)
         self.app, self.window, self.actions, self.paths, self.config = app, window, actions, paths, config
         self.proxy_url = f"{base_url}/proxy/openai/v1"
@@ -230,7 +235,7 @@ class Desktop(QObject):
             settings=self.open_settings,
             snooze=self.snooze,
             copy_proxy_url=lambda: app.clipboard().setText(self.proxy_url),
-            copy_hook_snippet=lambda: app.clipboard().setText(HOOK_SNIPPET),
+            copy_hook_snippet=lambda: app.clipboard().setText(hook_snippet(hook_data_dir)),
             quit=app.quit,
         ), SummaryWorker(paths.db, config.tz, lambda q, now: summary(q, now, week_start=config.week_start)))
         self.tray.unavailable.connect(self._no_tray)

@@ -12,6 +12,7 @@ import html
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -51,7 +52,7 @@ class Dashboard(QMainWindow):
     demo_requested = Signal()
 
     def __init__(self, sources: Sources, *, base_url: str, can_import: bool, title_note: str = "",
-                 parent: QWidget | None = None):
+                 hook_data_dir: Path | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("llmtray" + (f" — {title_note}" if title_note else ""))
         self.resize(1400, 900)
@@ -79,11 +80,11 @@ class Dashboard(QMainWindow):
         self.events_model = EventsModel(self._tz, self)
         self.events_model.page_wanted.connect(self.live_lane.fetch_page)
         self.live_lane.page_ready.connect(self.events_model.add_page)
-        self._build(base_url, can_import, title_note)
+        self._build(base_url, can_import, title_note, hook_data_dir)
 
     # --- layout ---------------------------------------------------------------------------
 
-    def _build(self, base_url: str, can_import: bool, title_note: str) -> None:
+    def _build(self, base_url: str, can_import: bool, title_note: str, hook_data_dir: Path | None) -> None:
         root = QWidget()
         root.setObjectName("dashboardRoot")
         self.setCentralWidget(root)
@@ -129,7 +130,7 @@ class Dashboard(QMainWindow):
 
         self.pages = QStackedWidget()
         outer.addWidget(self.pages, 1)
-        self.onboarding = Onboarding(base_url, can_import)
+        self.onboarding = Onboarding(base_url, can_import, hook_data_dir)
         self.onboarding.import_requested.connect(self.import_requested)
         self.onboarding.demo_requested.connect(self.demo_requested)
         holder = QWidget()

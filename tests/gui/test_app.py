@@ -232,3 +232,53 @@ def test_a_corrupt_config_is_shown_in_a_dialog_and_still_exits_2(qtbot, tmp_path
     assert title == "llmtray could not start"
     assert text in err and "config.toml" in text
     assert (data / "config.toml").read_bytes() == bad
+
+
+def test_urls_and_snippets_point_at_the_llmtray_serving_this_data_dir(qtbot, tmp_path: Path, monkeypatch):
+    """`llmtray serve --port N` already serves the data dir: the tray's Copy proxy URL and the
+    onboarding panel show N, not the configured 8787, and the hook snippet names the data dir
+    whose LLMTRAY_DATA_DIR makes the hook find that server (issue #17)."""
+    import shlex
+
+    from PySide6.QtWidgets import QApplication
+
+    from llmtray.config import Config
+    from llmtray.gui.app import Desktop, WindowActions, served_url
+    from llmtray.gui.lazy_window import LazyWindow
+    from llmtray.gui.onboarding import Onboarding
+    from llmtray.hooks.endpoint import discover
+    from llmtray.ingest.service import IngestService
+    from llmtray.paths import Paths
+
+    data = tmp_path / "data"
+    paths = Paths(data, data, data).ensure()
+    config = Config()
+    assert config.port == 8787
+    serve = IngestService(paths, config, port=0)
+    serve.start()
+    assert serve.wait_ready(30)
+    lazy = LazyWindow(lambda: None)
+    desk = None
+    try:
+        url = served_url(paths, config, None)
+        assert url == serve.url and not url.endswith(":8787")
+        desk = Desktop(QApplication.instance(), lazy, WindowActions(lazy, paths, None), paths, config, url, None,
+                       data)
+        clipboard = QApplication.clipboard()
+        desk.tray.action("Copy proxy URL").trigger()
+        assert clipboard.text() == f"{serve.url}/proxy/openai/v1"
+        desk.tray.action("Copy hook snippet").trigger()
+        snippet = clipboard.text()
+        onboarding = Onboarding(url, False, data)
+        qtbot.addWidget(onboarding)
+        assert f'base_url="{serve.url}/proxy/openai/v1"' in onboarding.proxy.text.text()
+        assert onboarding.hook.text.text() == snippet
+        setting = next(line for line in snippet.splitlines() if "LLMTRAY_DATA_DIR=" in line)
+        monkeypatch.setenv("LLMTRAY_DATA_DIR", shlex.split(setting.split("LLMTRAY_DATA_DIR=", 1)[1])[0])
+        monkeypatch.delenv("LLMTRAY_URL", raising=False)
+        found = discover()
+        assert found is not None and found.url == serve.url
+    finally:
+        if desk is not None:
+            desk.stop()
+        serve.stop()
