@@ -11,7 +11,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from llmtray.core.alerts import WebhookSink
+from llmtray.core.alerts import WebhookSink, load_webhook_url
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.monitor import BudgetMonitor
 from llmtray.ingest.api import Activity
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
             print(f"llmtray serve: {service.recovered.message()}", file=sys.stderr, flush=True)
         # Budgets: threshold, pace, spike and runaway alerts, delivered to the webhook (if one
         # is set in the keyring) and always to the alert history.
-        webhook = WebhookSink()
+        webhook = WebhookSink(url_loader=lambda: load_webhook_url(ctx.paths.webhook_file))
         monitor = BudgetMonitor(ctx.paths.db, ctx.config, [webhook])
         service.add_listener(monitor.on_commit)
         monitor.start()

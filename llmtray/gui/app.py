@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from llmtray import autostart
 from llmtray import paths as pathsmod
-from llmtray.core.alerts import WebhookSink
+from llmtray.core.alerts import WebhookSink, load_webhook_url
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.monitor import BudgetMonitor
 from llmtray.core.pricing import Pricer, load_overrides
@@ -242,7 +242,7 @@ class Desktop(QObject):
         icon_path = str(pathsmod.resource("icons/llmtray-128.png"))
         self.relay = NotificationRelay(self.tray.icon, icon_path, parent=self)
         self.relay.clicked.connect(actions.open_dashboard)
-        self.webhook = WebhookSink()
+        self.webhook = WebhookSink(url_loader=lambda: load_webhook_url(paths.webhook_file))
         self.monitor = BudgetMonitor(paths.db, config, [DesktopSink(self.relay), self.webhook],
                                      on_alert=lambda _alert: self.alerted.emit())
         self.alerted.connect(window.refresh)  # the Alerts tab shows it within the second
