@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QComboBox, QWidget
 from llmtray.core.money import format_usd
 from llmtray.core.queries import DailySeries, LatencyStats, Totals
 from llmtray.gui import theme
-from llmtray.gui.chart_parts import (ChartCard, ClockAxis, DayAxis, HoverBox, LogValueAxis, NameAxis, ValueAxis,
+from llmtray.gui.chart_parts import (ChartCard, ClockAxis, DayAxis, HoverBox, LogValueAxis, MoneyAxis, NameAxis, ValueAxis,
                                      day_label)
 from llmtray.gui.views import LiveWindow
 
@@ -81,7 +81,7 @@ class DailySpendChart(ChartCard):
 
     def __init__(self, colors: theme.SeriesColors, parent: QWidget | None = None):
         self._axis = DayAxis()
-        super().__init__("Daily spend by model", {"bottom": self._axis, "left": ValueAxis("left", theme.format_money_axis)},
+        super().__init__("Daily spend by model", {"bottom": self._axis, "left": MoneyAxis("left")},
                          parent)
         self._colors = colors
         self._bars: list[pg.BarGraphItem] = []
@@ -145,7 +145,7 @@ class CostPerRequestChart(ChartCard):
 
     def __init__(self, parent: QWidget | None = None):
         self._axis = DayAxis()
-        super().__init__("Cost per request", {"bottom": self._axis, "left": ValueAxis("left", theme.format_money_axis)},
+        super().__init__("Cost per request", {"bottom": self._axis, "left": MoneyAxis("left")},
                          parent)
         self._curve = pg.PlotDataItem(pen=pg.mkPen(theme.ACCENT, width=2),
                                       symbol="o", symbolSize=4, symbolBrush=theme.ACCENT, symbolPen=None,
@@ -157,11 +157,13 @@ class CostPerRequestChart(ChartCard):
     def set_rows(self, series: DailySeries) -> None:
         self._series = series
         self._axis.days = series.days
-        points = [(i, v / NANOS) for i in range(len(series.days)) if (v := series.cost_per_request(i)) is not None]
-        xs, ys = [p[0] for p in points], [p[1] for p in points]
-        # a gap where a day had no priced request, rather than a line across it
-        connect = np.array([b - a == 1 for a, b in zip(xs, xs[1:])] + [False], dtype=bool)
-        self._curve.setData(xs, ys, connect=connect)
+        values = [series.cost_per_request(i) for i in range(len(series.days))]
+        # NaN where a day had no priced request: a gap in the line *and* its fill. A `connect`
+        # mask broke only the line; the fill ran across gaps as slanted triangles.
+        ys = [v / NANOS for v in values if v is not None]
+        self._curve.setData(np.arange(len(values), dtype=float),
+                            np.array([np.nan if v is None else v / NANOS for v in values], dtype=float),
+                            connect="finite")
         self.show_empty(not ys)
         if ys:
             self.plot.setRange(xRange=(-0.5, len(series.days) - 0.5), yRange=(0, max(ys) * 1.15), padding=0)
@@ -173,7 +175,7 @@ class CostPerRequestChart(ChartCard):
     def plotted(self) -> dict[int, float]:
         """USD per request by day index, as drawn (days without a priced request are left out)."""
         xs, ys = self._curve.getData()
-        return {} if xs is None else {int(x): float(y) for x, y in zip(xs, ys)}
+        return {} if xs is None else {int(x): float(y) for x, y in zip(xs, ys) if not math.isnan(y)}
 
     def _describe(self, x: float, y: float) -> str | None:
         s = self._series
@@ -351,7 +353,7 @@ class LiveChart(ChartCard):
     events arrive (each commit refreshes it)."""
 
     def __init__(self, tz: tzinfo | None, parent: QWidget | None = None):
-        super().__init__("Live · last hour", {"bottom": ClockAxis(tz), "left": ValueAxis("left", theme.format_money_axis)},
+        super().__init__("Live · last hour", {"bottom": ClockAxis(tz), "left": MoneyAxis("left")},
                          parent)
         self._bars = pg.BarGraphItem(x=[], height=[], width=48, brush=pg.mkBrush(theme.SERIES[1]), pen=pg.mkPen(None))
         self.plot.addItem(self._bars)
