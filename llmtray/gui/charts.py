@@ -161,9 +161,12 @@ class CostPerRequestChart(ChartCard):
         # NaN where a day had no priced request: a gap in the line *and* its fill. A `connect`
         # mask broke only the line; the fill ran across gaps as slanted triangles.
         ys = [v / NANOS for v in values if v is not None]
-        self._curve.setData(np.arange(len(values), dtype=float),
-                            np.array([np.nan if v is None else v / NANOS for v in values], dtype=float),
-                            connect="finite")
+        if ys:
+            self._curve.setData(np.arange(len(values), dtype=float),
+                                np.array([np.nan if v is None else v / NANOS for v in values], dtype=float),
+                                connect="finite")
+        else:  # all NaN: pyqtgraph's bounds warn
+            self._curve.setData([], [])
         self.show_empty(not ys)
         if ys:
             self.plot.setRange(xRange=(-0.5, len(series.days) - 0.5), yRange=(0, max(ys) * 1.15), padding=0)
