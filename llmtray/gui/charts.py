@@ -20,8 +20,9 @@ from PySide6.QtWidgets import QComboBox, QWidget
 
 from llmtray.core.money import format_usd
 from llmtray.core.queries import DailySeries, LatencyStats, Totals
+from llmtray.core.wording import plural
 from llmtray.gui import theme
-from llmtray.gui.chart_parts import (ChartCard, ClockAxis, DayAxis, HoverBox, LogValueAxis, MoneyAxis, NameAxis, ValueAxis,
+from llmtray.gui.chart_parts import (ChartCard, ClockAxis, DayAxis, HoverBox, LogValueAxis, MoneyAxis, NameAxis,
                                      day_label)
 from llmtray.gui.views import LiveWindow
 
@@ -133,7 +134,7 @@ class DailySpendChart(ChartCard):
         self._highlight.setOpts(x=[i], height=[max(self.plot.getViewBox().viewRange()[1][1], 0)])
         self._highlight.show()
         lines = [f"<b>{s.days[i].strftime('%a')}, {day_label(s.days[i])}</b> — <b>{format_usd(s.totals[i])}</b>",
-                 f"<span style='color:{theme.MUTED}'>{s.requests[i]:,} requests</span>"]
+                 f"<span style='color:{theme.MUTED}'>{plural(s.requests[i], 'request')}</span>"]
         for name, values in sorted(s.series.items(), key=lambda kv: -kv[1][i]):
             if values[i]:
                 lines.append(f"{_swatch(self._colors(name))} {html.escape(name)}: {format_usd(values[i])}")
@@ -190,7 +191,7 @@ class CostPerRequestChart(ChartCard):
             return None
         return (f"<b>{s.days[i].strftime('%a')}, {day_label(s.days[i])}</b><br>"
                 f"{theme.format_unit_cost(value)} per request<br>"
-                f"<span style='color:{theme.MUTED}'>{s.requests[i] - s.unpriced[i]:,} priced requests</span>")
+                f"<span style='color:{theme.MUTED}'>{plural(s.requests[i] - s.unpriced[i], 'priced request')}</span>")
 
 
 class BarListChart(ChartCard):
@@ -262,7 +263,7 @@ def top_rows(rows: Sequence[tuple[str, Totals]], limit: int = MAX_BARS) -> list[
 
 def spend_tooltip(name: str, t: Totals, color: str) -> str:
     unpriced = f"<br><span style='color:{theme.WARN_TEXT}'>{t.unpriced:,} unpriced requests</span>" if t.unpriced else ""
-    return (f"{_swatch(color)} <b>{html.escape(name)}</b><br>{format_usd(t.cost_nanos)} · {t.requests:,} requests"
+    return (f"{_swatch(color)} <b>{html.escape(name)}</b><br>{format_usd(t.cost_nanos)} · {plural(t.requests, 'request')}"
             f"<br><span style='color:{theme.MUTED}'>{theme.format_count(t.input_tokens)} in · "
             f"{theme.format_count(t.output_tokens)} out</span>{unpriced}")
 
@@ -374,7 +375,7 @@ class LiveChart(ChartCard):
                            yRange=(0, top * 1.15 if top else 0.01), padding=0)
         cost = sum(c for _, c, _ in window.minutes)
         requests = sum(r for _, _, r in window.minutes)
-        self.note.setText(f"{format_usd(cost)} · {requests:,} requests")
+        self.note.setText(f"{format_usd(cost)} · {plural(requests, 'request')}")
 
     def plotted(self) -> list[tuple[int, float]]:
         """(minute start µs, USD) as drawn."""
@@ -387,5 +388,5 @@ class LiveChart(ChartCard):
         for minute, cost, requests in self._window.minutes:
             if minute / 1e6 <= x < minute / 1e6 + 60:
                 at = datetime.fromtimestamp(minute / 1e6, self._tz).strftime("%H:%M")
-                return f"<b>{at}</b><br>{format_usd(cost)} · {requests:,} requests"
+                return f"<b>{at}</b><br>{format_usd(cost)} · {plural(requests, 'request')}"
         return None

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QS
 from llmtray.core.commits import Committed
 from llmtray.core.damage import DAMAGED
 from llmtray.core.queries import Filters
+from llmtray.core.wording import plural
 from llmtray.gui import theme
 from llmtray.gui.alerts_panel import AlertsPanel
 from llmtray.gui.charts import (BarListChart, BreakdownChart, CostPerRequestChart, DailySpendChart, LatencyChart,
@@ -298,7 +299,7 @@ class Dashboard(QMainWindow):
         listed = ", ".join(f"<b>{html.escape(p)}/{html.escape(m)}</b> ({r:,})" for p, m, r in unpriced[:5])
         more = f" and {len(unpriced) - 5} more" if len(unpriced) > 5 else ""
         self.unpriced.setText(
-            f"⚠ {total:,} requests to {len(unpriced)} model{'s' if len(unpriced) > 1 else ''} without a price are "
+            f"⚠ {plural(total, 'request')} to {plural(len(unpriced), 'model')} without a price {'is' if total == 1 else 'are'} "
             f"<b>not in these totals</b>: {listed}{more}. Add prices to <code>pricing.toml</code>, then run "
             "<code>llmtray reprice</code>."
         )
