@@ -14,7 +14,7 @@ from typing import Any
 from llmtray.core.budgets import PERIOD_PHRASE
 from llmtray.core.money import format_usd, usd_to_nanos
 from llmtray.core.status import summary
-from llmtray.core.wording import plural
+from llmtray.core.wording import display_width, pad, plural
 
 _BAR = 10
 
@@ -46,13 +46,13 @@ def render(data: dict[str, Any]) -> str:
     ]
     budgets = data["budgets"]
     if budgets:
-        width = max(len(b["name"]) for b in budgets)
+        width = max(display_width(b["name"]) for b in budgets)
         lines.append("budgets")
         for b in budgets:
             filled = min(_BAR, int(b["percent"] * _BAR // 100))
             state = b["state"].upper() if b["state"] != "ok" else "ok"
             lines.append(
-                f"  {b['name']:<{width}}  [{'#' * filled}{'.' * (_BAR - filled)}] {b['percent']:>5.0f}%  "
+                f"  {pad(b['name'], width)}  [{'#' * filled}{'.' * (_BAR - filled)}] {b['percent']:>5.0f}%  "
                 f"{_usd(b['spent_usd'])} of {_usd(b['limit_usd'])} {PERIOD_PHRASE[b['period']]}  {state}"
                 f"  (projected {_usd(b['projected_usd'])})"
             )
