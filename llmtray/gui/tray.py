@@ -80,10 +80,13 @@ def top_budget(summary: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def money(text: str | None) -> str:
+    """Cents, four decimals below a cent, and "<$0.0001" below that (it read "$0.0000")."""
     if text is None:
         return "—"
     d = Decimal(text)
-    return f"${d:,.2f}" if d >= Decimal("0.01") or d == 0 else f"${d:.4f}"
+    if d >= Decimal("0.01") or d == 0:
+        return f"${d:,.2f}"
+    return f"${d:.4f}" if d >= Decimal("0.0001") else "<$0.0001"
 
 
 def spend_lines(summary: dict[str, Any]) -> list[str | None]:

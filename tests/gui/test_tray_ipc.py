@@ -112,3 +112,11 @@ def test_a_refresh_retexts_the_spend_lines_and_keeps_every_action(qtbot, tray):
     assert texts[:5] == ["Today: $2.00", "This month: $6.00 (projected $9.00)", "",
                          "a: 20% of $10.00 (day)", "b: 20% of $10.00 (day)"]
     assert texts[5] == "" and texts[6] == "Open dashboard"
+
+
+def test_a_tiny_spend_is_not_shown_as_zero():
+    from llmtray.gui.tray import money
+
+    assert money("0.000025") == "<$0.0001"  # ten gpt-4o tokens read "$0.0000"
+    assert (money("0"), money("0.0042"), money("12.5")) == ("$0.00", "$0.0042", "$12.50")
+    assert tooltip_text({"today_usd": "0.000025", "month_usd": "3"}).startswith("llmtray — today <$0.0001 · month $3.00")
