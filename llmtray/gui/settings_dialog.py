@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from decimal import Decimal, InvalidOperation
 from zoneinfo import available_timezones
 
@@ -170,7 +171,9 @@ class SettingsDialog(QDialog):
         self._timeout.setSingleShot(True)
         self._timeout.setInterval(KEYRING_TIMEOUT_MS)
         self._timeout.timeout.connect(self._keyring_timed_out)
-        self._call_keyring(lambda: load_webhook_url(self._webhook_file), self._webhook_loaded)
+        # partial, not a lambda on self: the keyring thread must hold no reference to the dialog
+        # (its last one dropped there deletes the dialog off the GUI thread: a crash)
+        self._call_keyring(partial(load_webhook_url, self._webhook_file), self._webhook_loaded)
 
     # --- keyring, off the GUI thread ---------------------------------------------------------------
 
@@ -247,7 +250,7 @@ class SettingsDialog(QDialog):
         if self._keyring_ok and url != self._original_webhook:
             self.save_button.setEnabled(False)
             self._saving = config
-            self._call_keyring(lambda: save_webhook_url(url, self._webhook_file), self._webhook_saved)
+            self._call_keyring(partial(save_webhook_url, url, self._webhook_file), self._webhook_saved)
             return
         self.saved.emit(config)
         self.accept()
