@@ -223,10 +223,10 @@ class Tray(QObject):
     # --- menu ------------------------------------------------------------------------------------
 
     def _build_menu(self) -> None:
-        """The actions, once. Only the spend lines above them change (`_show_lines`): `clear()` on
-        the menu while it is open — the refresh that opening it asks for lands ~100 ms later —
-        deleted the entries (and the Snooze submenu) under the pointer and X11 closed the popup
-        at once, so a tray-only start never showed its menu (issue #17)."""
+        """The actions, once. Only the spend lines above them change (`_show_lines`): the refresh
+        that opening the menu asks for lands ~100 ms later, and rebuilding the open menu then
+        (`clear()`, every action deleted and added again; with or without the submenu) closed the
+        XEmbed tray's popup at once, so a tray-only start never showed its menu (issue #17)."""
         m = self.menu
         self._lines_end = m.addSeparator()
         self._add(m, "Open dashboard", self.actions.open_dashboard)
