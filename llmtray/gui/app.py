@@ -71,6 +71,7 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
 
 
 def tell_why_not_started(exc: LLMTrayError) -> None:
+    """A modal dialog with the error (what is wrong and where, e.g. config.toml's line)."""
     from PySide6.QtWidgets import QMessageBox
 
     QApplication.instance() or QApplication(sys.argv[:1])
