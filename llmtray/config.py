@@ -101,7 +101,7 @@ def save(path: Path, updates: dict[str, dict[str, Any]]) -> Config:
             if value is None:
                 table.pop(key, None)
             else:
-                table[key] = str(value) if isinstance(value, Decimal) else value
+                table[key] = toml_number(value) if isinstance(value, Decimal) else value
         if not table:
             doc.pop(section)
     new_text = tomlkit.dumps(doc)
@@ -111,6 +111,15 @@ def save(path: Path, updates: dict[str, dict[str, Any]]) -> Config:
     tmp.write_text(new_text, encoding="utf-8")
     tmp.replace(path)  # atomic: a crash never leaves half a config
     return config
+
+
+def toml_number(value: Decimal) -> int | float | str:
+    """A Decimal as TOML writes numbers (`spike_floor_usd = 1`, `2.5`), so the file reads like
+    one a person wrote; a string only where a float would not give back the same amount."""
+    if value == value.to_integral_value():
+        return int(value)
+    as_float = float(value)
+    return as_float if Decimal(repr(as_float)) == value else str(value)
 
 
 def parse(data: dict[str, Any], where: str = "config.toml") -> Config:

@@ -43,6 +43,11 @@ class Paths:
         return self.config_dir / "token"
 
     @property
+    def webhook_file(self) -> Path:
+        """The webhook URL where no keyring works (0600); see `core.alerts.save_webhook_url`."""
+        return self.config_dir / "webhook_url"
+
+    @property
     def spool_dir(self) -> Path:
         return self.data / "spool"
 

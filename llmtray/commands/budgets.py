@@ -26,6 +26,7 @@ from llmtray.core.budgets import (
 )
 from llmtray.core.money import format_usd
 from llmtray.core.queries import Queries
+from llmtray.core.wording import display_width, pad
 
 _METAVARS = {"provider": "P", "model": "M", "feature": "F", "user": "U", "project": "P", "env": "E"}
 
@@ -114,9 +115,9 @@ def run_list(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
               f"{s.percent:.0f}%", s.state + (" (enforced)" if s.budget.enforce else ""),
               format_usd(s.projected_nanos), "/".join(map(str, s.budget.thresholds)) + "%",
               s.budget.scope.describe()] for s in statuses]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    widths = [max(display_width(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        print("  ".join(pad(c, w) for c, w in zip(r, widths)).rstrip())
     return 0
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmtray.commands.report import UsageError
+from llmtray.core.wording import display_width, pad
 from llmtray.importers import BY_NAME, GENERIC, ColumnMapping, ImportFileError, MappingStore
 from llmtray.importers.datasets import HEADERS, cells
 from llmtray.importers.mapping import TARGETS, guess
@@ -148,9 +149,9 @@ def _list(ctx) -> int:  # noqa: ANN001
         print("no imported datasets")
         return 0
     headers, rows = HEADERS, [cells(d) for d in datasets]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    widths = [max(display_width(h), *(display_width(r[i]) for r in rows)) for i, h in enumerate(headers)]
     for values in (headers, *rows):
-        print("  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip())
+        print("  ".join(pad(v, w) for v, w in zip(values, widths)).rstrip())
     return 0
 
 

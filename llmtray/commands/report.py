@@ -14,6 +14,7 @@ from llmtray.core import periods
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.money import nanos_to_str
 from llmtray.core.queries import GROUPABLE, Filters, Totals
+from llmtray.core.wording import display_width, pad
 
 BY_CHOICES = ("day", *GROUPABLE)
 
@@ -102,8 +103,8 @@ def _record(by: str, key: str, t: Totals) -> dict[str, Any]:
 def _table(by: str, records: list[dict[str, Any]]) -> None:
     headers = list(records[0])
     cells = [[str(r[h]) for h in headers] for r in records]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    line = lambda vals: "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(vals, widths)))  # noqa: E731
+    widths = [max(display_width(h), *(display_width(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    line = lambda vals: "  ".join(pad(v, w, right=i > 0) for i, (v, w) in enumerate(zip(vals, widths)))  # noqa: E731
     print(line(headers))
     print("  ".join("-" * w for w in widths))
     for c in cells[:-1]:

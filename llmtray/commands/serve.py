@@ -11,7 +11,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from llmtray.core.alerts import WebhookSink
+from llmtray.core.alerts import WebhookSink, load_webhook_url
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.monitor import BudgetMonitor
 from llmtray.mail.service import MailService
@@ -84,8 +84,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         if service.recovered is not None:
             print(f"llmtray serve: {service.recovered.message()}", file=sys.stderr, flush=True)
         # Budgets: threshold, pace, spike and runaway alerts, delivered to the webhook (if one
-        # is set in the keyring), by mail (if [email] alerts is on) and always to the alert history.
-        webhook = WebhookSink()
+        # is set in the keyring or the 0600 file), by mail (if [email] alerts is on) and always to the alert history.
+        webhook = WebhookSink(url_loader=lambda: load_webhook_url(ctx.paths.webhook_file))
         mail = MailService.for_paths(ctx.paths)  # alert mails and the digest ([email] in config.toml)
         monitor = BudgetMonitor(ctx.paths.db, ctx.config, [webhook, mail])
         service.add_listener(monitor.on_commit)

@@ -14,6 +14,7 @@ from typing import Any
 from llmtray.core.budgets import PERIOD_PHRASE
 from llmtray.core.money import format_usd, usd_to_nanos
 from llmtray.core.status import summary
+from llmtray.core.wording import display_width, pad, plural
 
 _BAR = 10
 
@@ -40,26 +41,27 @@ def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
 def render(data: dict[str, Any]) -> str:
     """The human one-glance view (plain ASCII: it ends up in terminals, logs and cron mail)."""
     lines = [
-        f"today       {_usd(data['today_usd']):>12}   {data['today_requests']} requests",
+        f"today       {_usd(data['today_usd']):>12}   {plural(data['today_requests'], 'request')}",
         f"this month  {_usd(data['month_usd']):>12}   projected {_usd(data['projected_month_usd'])} by month end",
     ]
     budgets = data["budgets"]
     if budgets:
-        width = max(len(b["name"]) for b in budgets)
+        width = max(display_width(b["name"]) for b in budgets)
         lines.append("budgets")
         for b in budgets:
             filled = min(_BAR, int(b["percent"] * _BAR // 100))
             state = b["state"].upper() if b["state"] != "ok" else "ok"
             lines.append(
-                f"  {b['name']:<{width}}  [{'#' * filled}{'.' * (_BAR - filled)}] {b['percent']:>5.0f}%  "
+                f"  {pad(b['name'], width)}  [{'#' * filled}{'.' * (_BAR - filled)}] {b['percent']:>5.0f}%  "
                 f"{_usd(b['spent_usd'])} of {_usd(b['limit_usd'])} {PERIOD_PHRASE[b['period']]}  {state}"
                 f"  (projected {_usd(b['projected_usd'])})"
             )
     else:
         lines.append("budgets     none (add one: llmtray budgets add --name NAME --limit USD --period month)")
     if data.get("unpriced_requests_month"):
-        lines.append(f"note: {data['unpriced_requests_month']} requests this month have no known price "
-                     "and are not counted (llmtray report --by model shows which)")
+        n = data["unpriced_requests_month"]
+        lines.append(f"note: {plural(n, 'request')} this month {'has' if n == 1 else 'have'} no known price "
+                     f"and {'is' if n == 1 else 'are'} not counted (llmtray report --by model shows which)")
     return "\n".join(lines)
 
 

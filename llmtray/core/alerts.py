@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time, tzinfo
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,6 +24,7 @@ import httpx
 import peewee as pw
 
 from llmtray.core.store import from_us, to_us
+from llmtray.private_file import write_private
 
 log = logging.getLogger(__name__)
 
@@ -256,33 +258,58 @@ def summarize(alerts: Sequence[Alert]) -> Alert:
 # --- webhook -------------------------------------------------------------------------------------
 
 
-def load_webhook_url() -> str | None:
-    """The webhook URL from the keyring (service `llmtray`, key `webhook_url`); None when unset or
-    when no keyring works (logged — the caller runs this off the GUI thread: keyrings can block)."""
+def load_webhook_url(fallback: Path | None = None) -> str | None:
+    """The webhook URL: from the 0600 `fallback` file where there is no keyring (headless Linux),
+    else from the keyring (service `llmtray`, key `webhook_url`); None when unset. No keyring at
+    all is not worth a warning (it is read for every alert; with no webhook set there is nothing
+    to miss); a keyring that fails is. Off the GUI thread: keyrings can block."""
     import keyring
-    from keyring.errors import KeyringError
+    from keyring.errors import KeyringError, NoKeyringError
 
+    if fallback is not None:
+        try:
+            return fallback.read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            pass
     try:
         return keyring.get_password(KEYRING_SERVICE, WEBHOOK_KEY)
+    except NoKeyringError:
+        return None
     except (KeyringError, RuntimeError, OSError) as exc:
         log.warning("webhook URL unavailable: keyring failed (%s: %s)", type(exc).__name__, exc)
         return None
 
 
-def save_webhook_url(url: str | None) -> None:
-    """Keep the webhook URL in the keyring (None removes it); secrets never go to config.toml."""
+def save_webhook_url(url: str | None, fallback: Path | None = None) -> str:
+    """Keep the webhook URL in the keyring (None removes it; secrets never go to config.toml) and
+    say where it went. Without a keyring that keeps passwords, it goes to the `fallback` file
+    (mode 0600), as the ingest token does; without a fallback that is an error."""
     import keyring
-    from keyring.errors import PasswordDeleteError
+    from keyring.errors import NoKeyringError, PasswordDeleteError
 
     if url is None:
+        if fallback is not None:
+            fallback.unlink(missing_ok=True)
         try:
             keyring.delete_password(KEYRING_SERVICE, WEBHOOK_KEY)
-        except PasswordDeleteError:
+        except (PasswordDeleteError, NoKeyringError):
             pass
-        return
+        return "removed"
     if not url.startswith(("https://", "http://")):
         raise ValueError(f"webhook URL must start with https:// or http://, got {url[:40]!r}")
-    keyring.set_password(KEYRING_SERVICE, WEBHOOK_KEY, url)
+    try:
+        keyring.set_password(KEYRING_SERVICE, WEBHOOK_KEY, url)
+        kept = keyring.get_password(KEYRING_SERVICE, WEBHOOK_KEY) == url  # the null backend drops it
+    except NoKeyringError:
+        kept = False
+    if kept:
+        if fallback is not None:
+            fallback.unlink(missing_ok=True)  # the keyring's copy wins from now on
+        return "the system keyring"
+    if fallback is None:
+        raise ValueError("no keyring on this system keeps passwords")
+    write_private(fallback, url + "\n")
+    return f"{fallback} (readable only by you; there is no keyring)"
 
 
 def slack_payload(alert: Alert) -> dict[str, str]:

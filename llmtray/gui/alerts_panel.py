@@ -15,8 +15,10 @@ from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QLabel, QStackedW
 from llmtray.gui import theme
 
 _SEVERITY_COLORS = {"info": theme.MUTED, "warning": "#d97706", "critical": theme.ERROR}
-EMPTY_TEXT = ("No alerts yet.\n\nBudgets (`llmtray budgets add --name team --limit 50 --period day`) alert here at "
-              "50 / 80 / 100 %,\nas do spend spikes and runaway loops.")
+# Rich text: the command in code type (Markdown backticks were shown literally).
+EMPTY_TEXT = ("No alerts yet.<br><br>Budgets alert here at 50 / 80 / 100 %, as do spend spikes and runaway loops.<br>"
+              "Add one with <b>Budgets…</b> in the tray menu or <code>llmtray budgets add --name team --limit 50 "
+              "--period day</code>.")
 UNAVAILABLE_TEXT = "Alerts are not available in this build."
 
 
@@ -33,6 +35,7 @@ class AlertsPanel(QWidget):
         self.empty.setObjectName("muted")
         self.empty.setWordWrap(True)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setTextFormat(Qt.TextFormat.RichText)
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Time", "Severity", "Alert", "Details"])
         self.table.verticalHeader().hide()

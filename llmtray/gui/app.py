@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from llmtray import autostart
 from llmtray import paths as pathsmod
-from llmtray.core.alerts import WebhookSink
+from llmtray.core.alerts import WebhookSink, load_webhook_url
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.monitor import BudgetMonitor
 from llmtray.core.pricing import Pricer, load_overrides
@@ -31,6 +31,7 @@ from llmtray.gui.ipc import SingleInstance
 from llmtray.gui.lazy_window import LazyWindow
 from llmtray.gui.prepare_db import prepare_database
 from llmtray.gui.notify import DesktopSink, NotificationRelay
+from llmtray.gui.onboarding import hook_snippet
 from llmtray.gui.query_worker import Sources
 from llmtray.ingest import discovery
 from llmtray.gui.tray import SummaryWorker, Tray, TrayActions
@@ -58,7 +59,29 @@ def optional(module: str, name: str) -> Any:
 
 def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
     """The tray app: ingest service, budget monitor, notifications, tray icon and dashboard.
-    With `screenshot`, only the window: save it as a PNG once the data has loaded and exit 0."""
+    With `screenshot`, only the window: save it as a PNG once the data has loaded and exit 0.
+
+    An error that stops it (a corrupt config.toml) is also shown in a dialog: started from a
+    launcher or at login, nobody reads stderr. The caller still prints it and exits 2."""
+    try:
+        return _run_app(ctx, demo, screenshot)
+    except LLMTrayError as exc:
+        if not screenshot:
+            tell_why_not_started(exc)
+        raise
+
+
+def tell_why_not_started(exc: LLMTrayError) -> None:
+    """A modal dialog with the error (what is wrong and where, e.g. config.toml's line)."""
+    from PySide6.QtWidgets import QMessageBox
+
+    QApplication.instance() or QApplication(sys.argv[:1])
+    box = QMessageBox(QMessageBox.Icon.Critical, "llmtray could not start", str(exc))
+    box.setInformativeText("Correct it and start llmtray again.")
+    box.exec()
+
+
+def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
     set_app_user_model_id()  # Windows: before any window or tray icon, or toasts are dropped
     paths = pathsmod.demo_paths(ctx.paths) if demo else ctx.paths
     paths.ensure()
@@ -97,13 +120,14 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
     sources = Sources(paths.db, config.tz, make_pricer=lambda: Pricer(load_overrides(paths.pricing_file)),
                       budget_entries=budget_entries, alert_log=optional("llmtray.core.alerts", "AlertLog"))
     import_dialog = optional("llmtray.gui.import_dialog", "ImportDialog")
-    base_url = ingest.url if ingest is not None else f"http://127.0.0.1:{config.port}"
+    base_url = served_url(paths, config, ingest)
+    hook_data_dir = paths.data if paths.data == paths.config_dir else None  # --data-dir, env or demo
 
     def build_window() -> Dashboard:
         from llmtray.gui.dashboard import Dashboard  # pyqtgraph and numpy: only once it is opened
 
         built = Dashboard(sources, base_url=base_url, can_import=import_dialog is not None,
-                          title_note="demo data" if demo else "")
+                          title_note="demo data" if demo else "", hook_data_dir=hook_data_dir)
         built.import_requested.connect(actions.open_import)
         built.demo_requested.connect(actions.open_demo)
         return built
@@ -133,7 +157,7 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
                 feed.stop()
             window.shutdown()
 
-    desk = Desktop(app, window, actions, paths, config, base_url, ingest)
+    desk = Desktop(app, window, actions, paths, config, base_url, ingest, hook_data_dir)
     bridge.committed.connect(desk.tray.request_refresh)
     if instance is not None:
         instance.show_requested.connect(actions.open_dashboard)
@@ -149,6 +173,16 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
         window.shutdown()
         if instance is not None:
             instance.release()
+
+
+def served_url(paths: pathsmod.Paths, config: Any, ingest: Any) -> str:
+    """Where this data dir is served: by our ingest service, else by the llmtray that already
+    serves it (`llmtray serve --port 8801`), else (nothing serves it) the configured port. The
+    configured port alone sent one user's proxy calls to another llmtray's database (issue #17)."""
+    if ingest is not None:
+        return ingest.url
+    owner = discovery.live_owner(paths.ingest_file)
+    return owner.url if owner is not None else f"http://127.0.0.1:{config.port}"
 
 
 def is_first_start(paths: pathsmod.Paths) -> bool:
@@ -181,13 +215,6 @@ def repair_autostart() -> None:
         log.warning("could not check the start-at-login entry: %s", exc)
 
 
-HOOK_SNIPPET = """import llmtray.hooks as lt
-client = lt.instrument(openai.OpenAI())   # or anthropic.Anthropic()
-with lt.tags(feature="my-feature"):
-    client.chat.completions.create(...)
-"""
-
-
 class Desktop(QObject):
     """The parts that live beside the window: tray icon, budget monitor, notifications, dialogs.
 
@@ -200,7 +227,7 @@ class Desktop(QObject):
     alerted = Signal()
 
     def __init__(self, app: QApplication, window: LazyWindow, actions: WindowActions, paths: pathsmod.Paths,
-                 config: Any, base_url: str, ingest: Any):
+                 config: Any, base_url: str, ingest: Any, hook_data_dir: Path | None = None):
         super().__init__(window)
         self.app, self.window, self.actions, self.paths, self.config = app, window, actions, paths, config
         self.proxy_url = f"{base_url}/proxy/openai/v1"
@@ -211,14 +238,14 @@ class Desktop(QObject):
             settings=self.open_settings,
             snooze=self.snooze,
             copy_proxy_url=lambda: app.clipboard().setText(self.proxy_url),
-            copy_hook_snippet=lambda: app.clipboard().setText(HOOK_SNIPPET),
+            copy_hook_snippet=lambda: app.clipboard().setText(hook_snippet(hook_data_dir)),
             quit=app.quit,
         ), SummaryWorker(paths.db, config.tz, lambda q, now: summary(q, now, week_start=config.week_start)))
         self.tray.unavailable.connect(self._no_tray)
         icon_path = str(pathsmod.resource("icons/llmtray-128.png"))
         self.relay = NotificationRelay(self.tray.icon, icon_path, parent=self)
         self.relay.clicked.connect(actions.open_dashboard)
-        self.webhook = WebhookSink()
+        self.webhook = WebhookSink(url_loader=lambda: load_webhook_url(paths.webhook_file))
         # alert mails ([email] alerts) and the digest; a failure it records shows in the Alerts tab
         self.mail = MailService.for_paths(paths, on_result=lambda *_: self.alerted.emit())
         self.monitor = BudgetMonitor(paths.db, config, [DesktopSink(self.relay), self.webhook, self.mail],
@@ -317,11 +344,17 @@ class WindowActions(QObject):
     def open_demo(self) -> None:
         """The demo opens as its own instance on its own database, so demo numbers never mix
         with real spend (DESIGN §7)."""
-        frozen = getattr(sys, "frozen", False)
-        args = ([] if frozen else ["-m", "llmtray"]) + ["--demo"]
-        if self._paths.data == self._paths.config_dir:  # an explicit --data-dir: keep it
-            args = ["--data-dir", str(self._paths.data), *args]
-        QProcess.startDetached(sys.executable, args)
+        QProcess.startDetached(sys.executable, demo_arguments(self._paths))
+
+
+def demo_arguments(paths: pathsmod.Paths) -> list[str]:
+    """The arguments for `sys.executable` that start the demo: `-m llmtray` first (the options
+    after it are llmtray's; before it Python rejected `--data-dir`), then an explicit data dir
+    (`--data-dir` or LLMTRAY_DATA_DIR), whose `demo/` folder the demo uses."""
+    args = [] if getattr(sys, "frozen", False) else ["-m", "llmtray"]
+    if paths.data == paths.config_dir:  # an explicit data dir: keep it
+        args += ["--data-dir", str(paths.data)]
+    return [*args, "--demo"]
 
 
 class Screenshot(QObject):

@@ -47,9 +47,11 @@ from llmtray.core.budgets import (
 from llmtray.core.db import open_db
 from llmtray.core.money import format_usd
 from llmtray.core.queries import Queries
+from llmtray.core.wording import plural
 
 log = logging.getLogger(__name__)
 ANY = "(any)"
+VISIBLE_ROWS = 6  # budgets listed without scrolling
 STATE_COLORS = {"ok": "#2f9e58", "warning": "#b7791f", "exceeded": "#dc3b3b"}
 
 
@@ -272,10 +274,20 @@ class BudgetsDialog(QDialog):
             f"<b style='color:{STATE_COLORS[state]}'>{format_usd(status.spent_nanos)}</b> of "
             f"{format_usd(status.budget.limit_nanos)} ({status.percent:.0f}%) — projected "
             f"{format_usd(status.projected_nanos)} by the end of the {status.budget.period}"
-            + (f"; {status.unpriced_requests} unpriced requests not counted" if status.unpriced_requests else "")
+            + (f"; {plural(status.unpriced_requests, 'unpriced request')} not counted" if status.unpriced_requests else "")
         )
 
     # --- list -------------------------------------------------------------------------------------
+
+    def _fit_rows(self) -> None:
+        """Tall enough for every budget up to `VISIBLE_ROWS` (then it scrolls): the form below
+        took the space and left room for about two, so the demo's third budget was hidden."""
+        rows = min(max(len(self._budgets), 1), VISIBLE_ROWS)
+        height = self.table.horizontalHeader().height() + 2 * self.table.frameWidth()
+        height += sum(self.table.rowHeight(r) for r in range(rows)) if self._budgets else 30
+        if self.table.horizontalScrollBar().isVisible():
+            height += self.table.horizontalScrollBar().height()
+        self.table.setMinimumHeight(height)
 
     @Slot(object)
     def _loaded(self, payload: dict[str, Any]) -> None:
@@ -292,6 +304,7 @@ class BudgetsDialog(QDialog):
             self.table.item(r, 5).setForeground(_color(STATE_COLORS[status.state]))
         self.table.resizeColumnsToContents()
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self._fit_rows()
         self.empty.setVisible(not self._budgets)
         for name, box in self.scope_boxes.items():
             text = box.currentText()

@@ -36,6 +36,13 @@ class ValueAxis(pg.AxisItem):
         return [self._fmt(v * scale) for v in values]
 
 
+class MoneyAxis(pg.AxisItem):
+    """Dollar ticks whose decimals follow the tick spacing (`theme.format_money_axis`)."""
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802, ANN001, ANN201 - pyqtgraph API
+        return [theme.format_money_axis(v * scale, spacing * scale) for v in values]
+
+
 class LogValueAxis(ValueAxis):
     """Ticks for a log-mode axis at 1-2-5 steps, labelled through the formatter."""
 

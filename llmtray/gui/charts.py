@@ -20,8 +20,9 @@ from PySide6.QtWidgets import QComboBox, QWidget
 
 from llmtray.core.money import format_usd
 from llmtray.core.queries import DailySeries, LatencyStats, Totals
+from llmtray.core.wording import plural
 from llmtray.gui import theme
-from llmtray.gui.chart_parts import (ChartCard, ClockAxis, DayAxis, HoverBox, LogValueAxis, NameAxis, ValueAxis,
+from llmtray.gui.chart_parts import (ChartCard, ClockAxis, DayAxis, HoverBox, LogValueAxis, MoneyAxis, NameAxis,
                                      day_label)
 from llmtray.gui.views import LiveWindow
 
@@ -81,7 +82,7 @@ class DailySpendChart(ChartCard):
 
     def __init__(self, colors: theme.SeriesColors, parent: QWidget | None = None):
         self._axis = DayAxis()
-        super().__init__("Daily spend by model", {"bottom": self._axis, "left": ValueAxis("left", theme.format_money_axis)},
+        super().__init__("Daily spend by model", {"bottom": self._axis, "left": MoneyAxis("left")},
                          parent)
         self._colors = colors
         self._bars: list[pg.BarGraphItem] = []
@@ -133,7 +134,7 @@ class DailySpendChart(ChartCard):
         self._highlight.setOpts(x=[i], height=[max(self.plot.getViewBox().viewRange()[1][1], 0)])
         self._highlight.show()
         lines = [f"<b>{s.days[i].strftime('%a')}, {day_label(s.days[i])}</b> — <b>{format_usd(s.totals[i])}</b>",
-                 f"<span style='color:{theme.MUTED}'>{s.requests[i]:,} requests</span>"]
+                 f"<span style='color:{theme.MUTED}'>{plural(s.requests[i], 'request')}</span>"]
         for name, values in sorted(s.series.items(), key=lambda kv: -kv[1][i]):
             if values[i]:
                 lines.append(f"{_swatch(self._colors(name))} {html.escape(name)}: {format_usd(values[i])}")
@@ -145,7 +146,7 @@ class CostPerRequestChart(ChartCard):
 
     def __init__(self, parent: QWidget | None = None):
         self._axis = DayAxis()
-        super().__init__("Cost per request", {"bottom": self._axis, "left": ValueAxis("left", theme.format_money_axis)},
+        super().__init__("Cost per request", {"bottom": self._axis, "left": MoneyAxis("left")},
                          parent)
         self._curve = pg.PlotDataItem(pen=pg.mkPen(theme.ACCENT, width=2),
                                       symbol="o", symbolSize=4, symbolBrush=theme.ACCENT, symbolPen=None,
@@ -157,11 +158,16 @@ class CostPerRequestChart(ChartCard):
     def set_rows(self, series: DailySeries) -> None:
         self._series = series
         self._axis.days = series.days
-        points = [(i, v / NANOS) for i in range(len(series.days)) if (v := series.cost_per_request(i)) is not None]
-        xs, ys = [p[0] for p in points], [p[1] for p in points]
-        # a gap where a day had no priced request, rather than a line across it
-        connect = np.array([b - a == 1 for a, b in zip(xs, xs[1:])] + [False], dtype=bool)
-        self._curve.setData(xs, ys, connect=connect)
+        values = [series.cost_per_request(i) for i in range(len(series.days))]
+        # NaN where a day had no priced request: a gap in the line *and* its fill. A `connect`
+        # mask broke only the line; the fill ran across gaps as slanted triangles.
+        ys = [v / NANOS for v in values if v is not None]
+        if ys:
+            self._curve.setData(np.arange(len(values), dtype=float),
+                                np.array([np.nan if v is None else v / NANOS for v in values], dtype=float),
+                                connect="finite")
+        else:  # all NaN: pyqtgraph's bounds warn
+            self._curve.setData([], [])
         self.show_empty(not ys)
         if ys:
             self.plot.setRange(xRange=(-0.5, len(series.days) - 0.5), yRange=(0, max(ys) * 1.15), padding=0)
@@ -173,7 +179,7 @@ class CostPerRequestChart(ChartCard):
     def plotted(self) -> dict[int, float]:
         """USD per request by day index, as drawn (days without a priced request are left out)."""
         xs, ys = self._curve.getData()
-        return {} if xs is None else {int(x): float(y) for x, y in zip(xs, ys)}
+        return {} if xs is None else {int(x): float(y) for x, y in zip(xs, ys) if not math.isnan(y)}
 
     def _describe(self, x: float, y: float) -> str | None:
         s = self._series
@@ -185,7 +191,7 @@ class CostPerRequestChart(ChartCard):
             return None
         return (f"<b>{s.days[i].strftime('%a')}, {day_label(s.days[i])}</b><br>"
                 f"{theme.format_unit_cost(value)} per request<br>"
-                f"<span style='color:{theme.MUTED}'>{s.requests[i] - s.unpriced[i]:,} priced requests</span>")
+                f"<span style='color:{theme.MUTED}'>{plural(s.requests[i] - s.unpriced[i], 'priced request')}</span>")
 
 
 class BarListChart(ChartCard):
@@ -257,7 +263,7 @@ def top_rows(rows: Sequence[tuple[str, Totals]], limit: int = MAX_BARS) -> list[
 
 def spend_tooltip(name: str, t: Totals, color: str) -> str:
     unpriced = f"<br><span style='color:{theme.WARN_TEXT}'>{t.unpriced:,} unpriced requests</span>" if t.unpriced else ""
-    return (f"{_swatch(color)} <b>{html.escape(name)}</b><br>{format_usd(t.cost_nanos)} · {t.requests:,} requests"
+    return (f"{_swatch(color)} <b>{html.escape(name)}</b><br>{format_usd(t.cost_nanos)} · {plural(t.requests, 'request')}"
             f"<br><span style='color:{theme.MUTED}'>{theme.format_count(t.input_tokens)} in · "
             f"{theme.format_count(t.output_tokens)} out</span>{unpriced}")
 
@@ -351,7 +357,7 @@ class LiveChart(ChartCard):
     events arrive (each commit refreshes it)."""
 
     def __init__(self, tz: tzinfo | None, parent: QWidget | None = None):
-        super().__init__("Live · last hour", {"bottom": ClockAxis(tz), "left": ValueAxis("left", theme.format_money_axis)},
+        super().__init__("Live · last hour", {"bottom": ClockAxis(tz), "left": MoneyAxis("left")},
                          parent)
         self._bars = pg.BarGraphItem(x=[], height=[], width=48, brush=pg.mkBrush(theme.SERIES[1]), pen=pg.mkPen(None))
         self.plot.addItem(self._bars)
@@ -369,7 +375,7 @@ class LiveChart(ChartCard):
                            yRange=(0, top * 1.15 if top else 0.01), padding=0)
         cost = sum(c for _, c, _ in window.minutes)
         requests = sum(r for _, _, r in window.minutes)
-        self.note.setText(f"{format_usd(cost)} · {requests:,} requests")
+        self.note.setText(f"{format_usd(cost)} · {plural(requests, 'request')}")
 
     def plotted(self) -> list[tuple[int, float]]:
         """(minute start µs, USD) as drawn."""
@@ -382,5 +388,5 @@ class LiveChart(ChartCard):
         for minute, cost, requests in self._window.minutes:
             if minute / 1e6 <= x < minute / 1e6 + 60:
                 at = datetime.fromtimestamp(minute / 1e6, self._tz).strftime("%H:%M")
-                return f"<b>{at}</b><br>{format_usd(cost)} · {requests:,} requests"
+                return f"<b>{at}</b><br>{format_usd(cost)} · {plural(requests, 'request')}"
         return None

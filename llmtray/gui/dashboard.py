@@ -12,6 +12,7 @@ import html
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QS
 from llmtray.core.commits import Committed
 from llmtray.core.damage import DAMAGED
 from llmtray.core.queries import Filters
+from llmtray.core.wording import plural
 from llmtray.gui import theme
 from llmtray.gui.alerts_panel import AlertsPanel
 from llmtray.gui.charts import (BarListChart, BreakdownChart, CostPerRequestChart, DailySpendChart, LatencyChart,
@@ -51,7 +53,7 @@ class Dashboard(QMainWindow):
     demo_requested = Signal()
 
     def __init__(self, sources: Sources, *, base_url: str, can_import: bool, title_note: str = "",
-                 parent: QWidget | None = None):
+                 hook_data_dir: Path | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("llmtray" + (f" — {title_note}" if title_note else ""))
         self.resize(1400, 900)
@@ -79,11 +81,11 @@ class Dashboard(QMainWindow):
         self.events_model = EventsModel(self._tz, self)
         self.events_model.page_wanted.connect(self.live_lane.fetch_page)
         self.live_lane.page_ready.connect(self.events_model.add_page)
-        self._build(base_url, can_import, title_note)
+        self._build(base_url, can_import, title_note, hook_data_dir)
 
     # --- layout ---------------------------------------------------------------------------
 
-    def _build(self, base_url: str, can_import: bool, title_note: str) -> None:
+    def _build(self, base_url: str, can_import: bool, title_note: str, hook_data_dir: Path | None) -> None:
         root = QWidget()
         root.setObjectName("dashboardRoot")
         self.setCentralWidget(root)
@@ -129,7 +131,7 @@ class Dashboard(QMainWindow):
 
         self.pages = QStackedWidget()
         outer.addWidget(self.pages, 1)
-        self.onboarding = Onboarding(base_url, can_import)
+        self.onboarding = Onboarding(base_url, can_import, hook_data_dir)
         self.onboarding.import_requested.connect(self.import_requested)
         self.onboarding.demo_requested.connect(self.demo_requested)
         holder = QWidget()
@@ -297,7 +299,7 @@ class Dashboard(QMainWindow):
         listed = ", ".join(f"<b>{html.escape(p)}/{html.escape(m)}</b> ({r:,})" for p, m, r in unpriced[:5])
         more = f" and {len(unpriced) - 5} more" if len(unpriced) > 5 else ""
         self.unpriced.setText(
-            f"⚠ {total:,} requests to {len(unpriced)} model{'s' if len(unpriced) > 1 else ''} without a price are "
+            f"⚠ {plural(total, 'request')} to {plural(len(unpriced), 'model')} without a price {'is' if total == 1 else 'are'} "
             f"<b>not in these totals</b>: {listed}{more}. Add prices to <code>pricing.toml</code>, then run "
             "<code>llmtray reprice</code>."
         )

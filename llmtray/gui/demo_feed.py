@@ -63,9 +63,9 @@ class DemoFeed:
                     self._notify(Committed(total - stored[0], 0, None, None, frozenset(demo.SOURCES)))
                     stored[0] = total
 
+                demo.add_budgets(store)  # first: the KPI strip said "no budget" while the history loaded
                 demo.fill(store, days=self._days, seed=self._seed, per_day=self._per_day, tz=self._tz,
                           progress=progress)
-                demo.add_budgets(store)
             self.history_loaded.set()
             if self._on_loaded is not None:
                 self._on_loaded()

@@ -15,7 +15,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
 
-from llmtray.core.money import format_usd
+from llmtray.core.money import format_usd, nanos_to_decimal, nanos_to_str
 from llmtray.core.queries import Filters
 from llmtray.gui import theme
 from llmtray.gui.query_worker import PageRequest
@@ -26,6 +26,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("Input", "input_tokens"), ("Output", "output_tokens"), ("Cost", "cost_nanos"), ("Latency", "latency_ms"),
     ("Status", "status"), ("Source", "source"),
 )
+TEXT_COLUMN_MAX = 320  # px: a long feature name is elided past this, not the whole table
 _NUMERIC = {"input_tokens", "output_tokens", "cost_nanos", "latency_ms"}
 Index = QModelIndex | QPersistentModelIndex
 
@@ -81,8 +82,10 @@ class EventsModel(QAbstractTableModel):
             if key == "status" and row.get("error"):
                 return row["error"]
             if key == "cost_nanos":
-                return (f"{row['cost_source']}" + (f" · {row['pricing_version']}" if row.get("pricing_version") else "")
-                        if row["cost_nanos"] is not None else "no price for this model: not counted in totals")
+                if row["cost_nanos"] is None:
+                    return "no price for this model: not counted in totals"
+                return (f"${nanos_to_str(row['cost_nanos'])} · {row['cost_source']}"
+                        + (f" · {row['pricing_version']}" if row.get("pricing_version") else ""))
         return None
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: N802, B008
@@ -136,6 +139,10 @@ class EventsModel(QAbstractTableModel):
     def fetched(self) -> int:
         return len(self._rows)
 
+    def complete(self) -> bool:
+        """Every row the filters match is loaded (the last page came back short)."""
+        return self._exhausted and self._pending is None
+
     def _append(self, rows: list[dict[str, Any]]) -> None:
         self._exhausted = len(rows) < EVENTS_PAGE
         if rows:
@@ -160,12 +167,23 @@ class EventsModel(QAbstractTableModel):
         if key == "ts":
             return datetime.fromtimestamp(value / 1e6, self._tz).strftime("%b %d %H:%M:%S")
         if key == "cost_nanos":
-            return format_usd(value, precise=value is not None and value < 10_000_000) if value is not None else "unpriced"
+            return event_cost(value)
         if key in ("input_tokens", "output_tokens"):
             return f"{value:,}"
         if key == "latency_ms":
             return theme.format_ms(value) if value is not None else ""
         return "" if value is None else str(value)
+
+
+def event_cost(nanos: int | None) -> str:
+    """One call's cost, always to the micro-dollar so the column's decimal points line up and no
+    cost is rounded away (they were cents from $0.01 up, six decimals below, and a nonzero cost
+    under half a micro-dollar read "$0.00"). The tooltip has the exact amount."""
+    if nanos is None:
+        return "unpriced"
+    if 0 < nanos < 1000:
+        return "<$0.000001"
+    return format_usd(nanos, precise=True) if nanos < 0 else f"${nanos_to_decimal(nanos):,.6f}"
 
 
 def _align(key: str) -> Qt.AlignmentFlag:
@@ -201,6 +219,7 @@ class EventsTable(QWidget):
         layout.addWidget(self.status)
         model.rowsInserted.connect(self._update_status)
         model.modelReset.connect(self._update_status)
+        model.rowsInserted.connect(self._fit_text_columns)
         self._total: int | None = None
 
     def set_total(self, total: int) -> None:
@@ -210,5 +229,18 @@ class EventsTable(QWidget):
     @Slot()
     def _update_status(self) -> None:
         loaded = self.model.fetched()
+        if self.model.complete() or self._total is not None and loaded >= self._total:
+            noun = "event" if loaded == 1 else "events"
+            self.status.setText(f"{loaded:,} {noun}, all shown; click a column to sort")
+            return
         total = f" of {self._total:,}" if self._total is not None else ""
         self.status.setText(f"{loaded:,}{total} events loaded — scroll for more; click a column to sort")
+
+    @Slot()
+    def _fit_text_columns(self) -> None:
+        """Widen Model, Feature and User to what the loaded rows need (up to a limit): their
+        fixed widths truncated "customer-…" with half the table empty."""
+        for col in (2, 3, 4):
+            wanted = min(self.view.sizeHintForColumn(col) + 16, TEXT_COLUMN_MAX)  # + room before the next
+            if wanted > self.view.columnWidth(col):
+                self.view.setColumnWidth(col, wanted)

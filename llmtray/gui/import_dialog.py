@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from llmtray.core.events import event_errors
+from llmtray.core.wording import plural
 from llmtray.importers import GENERIC, ImportFileError
-from llmtray.importers.base import Options, Parsed
+from llmtray.importers.base import Options, Parsed, RowError
 from llmtray.importers.datasets import HEADERS as DATASET_HEADERS
 from llmtray.importers.datasets import NUMERIC
 from llmtray.importers.datasets import cells as dataset_cells
@@ -56,6 +59,7 @@ from llmtray.importers.textfile import CsvReader, open_text
 from llmtray.paths import Paths
 
 PREVIEW_ROWS = 8
+PREVIEW_SCAN = PREVIEW_ROWS * 50  # rows a preview reads at most, looking for events and bad rows
 OVERLAP_CHOICES = (
     ("refuse", "Don't import; tell me which days overlap"),
     ("keep", "Keep both (I know they are different calls)"),
@@ -71,6 +75,7 @@ _NO_MAPPING: dict[str, str] = {}
 _PREVIEW_MIN_HEIGHT = 430  # with the column-mapping form beside the preview
 _PLAIN_PREVIEW_MIN_HEIGHT = 160
 _READING = "reading…"
+OUTCOME_COLORS = {"cancelled": "#9ca3af", "failed": "#dc3b3b"}
 
 
 @dataclass
@@ -84,6 +89,8 @@ class FileInfo:
     mapping: ColumnMapping | None = None
     preview_header: tuple[str, ...] = ()
     preview: list[tuple[str, ...]] = field(default_factory=list)
+    bad_rows: int = 0  # among the rows the preview read (`read_rows`); the import names each one
+    read_rows: int = 0
     error: str = ""
 
 
@@ -134,7 +141,7 @@ class ImportWorker(QObject):
                 info.preview_header, info.preview = info.header, _raw_rows(Path(path))
             else:
                 info.preview_header = PREVIEW_FIELDS
-                info.preview = _event_rows(detection.format, Path(path), info.mapping)
+                info.preview, info.bad_rows, info.read_rows = _event_rows(detection.format, Path(path), info.mapping)
         except ImportFileError as exc:
             info.error = str(exc)
             if not info.format_name:
@@ -210,20 +217,24 @@ def _raw_rows(path: Path) -> list[tuple[str, ...]]:
     return out
 
 
-def _event_rows(fmt: Any, path: Path, mapping: ColumnMapping | None) -> list[tuple[str, ...]]:
-    """The first rows as events; gives up after a few hundred rows without one (a file that
-    starts with thousands of empty buckets must not be read whole just for a preview)."""
-    out = []
-    for n, item in enumerate(fmt.items(path, Options(mapping=mapping))):
-        if n >= PREVIEW_ROWS * 50:
+def _event_rows(fmt: Any, path: Path, mapping: ColumnMapping | None) -> tuple[list[tuple[str, ...]], int, int]:
+    """The first rows as events, and how many of the first few hundred rows the import would
+    refuse (validated as the import does), of how many read: the preview said "ready" for a
+    file with five bad rows. Never the whole file (a preview of a 40 MB file must be quick)."""
+    out: list[tuple[str, ...]] = []
+    bad = read = 0
+    now = datetime.now(UTC)
+    for item in fmt.items(path, Options(mapping=mapping)):
+        if read >= PREVIEW_SCAN:
             break
-        if isinstance(item, Parsed):
+        read += 1
+        if isinstance(item, RowError) or isinstance(item, Parsed) and event_errors(item.data, now=now)[0] is None:
+            bad += 1
+        elif isinstance(item, Parsed) and len(out) < PREVIEW_ROWS:
             data = {"requests": 1, "input_tokens": 0, "output_tokens": 0, **item.data}
             data["cost_usd"] = _NOT_REPORTED if data.get("cost_usd") is None else _amount(data["cost_usd"])
             out.append(tuple("" if data.get(f) is None else str(data[f]) for f in PREVIEW_FIELDS))
-            if len(out) >= PREVIEW_ROWS:
-                break
-    return out
+    return out, bad, read
 
 
 def _amount(value: object) -> str:
@@ -526,7 +537,10 @@ class ImportDialog(QDialog):
         self._infos[row] = info
         self.files.item(row, 1).setText(info.label or "not recognised")
         status = info.error or (self._mapping_status(info) if info.format_name == GENERIC.name else "ready")
-        self._set_status(row, status, error=bool(info.error))
+        if status == "ready" and info.bad_rows:
+            among = f"of {info.read_rows:,}" if info.read_rows < PREVIEW_SCAN else f"in the first {info.read_rows:,}"
+            status = f"{plural(info.bad_rows, 'bad row')} {among}: fix the file, or tick \"Skip bad rows\""
+        self._set_status(row, status, error=bool(info.error or info.bad_rows))
         if row == self.files.currentRow():
             self._show_selected()
         self._update_buttons()
@@ -594,7 +608,8 @@ class ImportDialog(QDialog):
         self._results.clear()
         self._job_rows = rows
         self.summary.clear()
-        self.progress.setValue(0)
+        self._show_outcome("")
+        self.progress.setRange(0, 0)  # busy until the first report: a first pass (overlap) reports none
         self.progress.show()
         jobs = [(self._infos[i].path, self._infos[i].format_name, self._infos[i].mapping or _NO_MAPPING)
                 for i in rows]
@@ -617,6 +632,9 @@ class ImportDialog(QDialog):
 
     @Slot(int, object)
     def _on_progress(self, index: int, progress: Progress) -> None:
+        if progress.fraction <= 0 and index == 0:
+            return  # still busy: a bar at 0 % for seconds looked stuck
+        self.progress.setRange(0, 1000)
         done = (index + progress.fraction) / len(self._job_rows)
         self.progress.setValue(int(done * 1000))
         self._set_status(self._job_rows[index], f"{progress.rows_read:,} rows read, {progress.imported:,} imported")
@@ -640,18 +658,29 @@ class ImportDialog(QDialog):
         self._running = False
         cancelled = self._cancel.is_set()
         troubled = sum(1 for r in self._results.values() if isinstance(r, str) or not r.ok)
+        self.progress.setRange(0, 1000)
         if cancelled:
             self.progress.setFormat("cancelled")
+            self._show_outcome("cancelled")
         else:
             self.progress.setFormat(f"done — {troubled} of {len(self._results)} file(s) with problems (below)"
                                     if troubled else "done")
             self.progress.setValue(1000)
+            self._show_outcome("failed" if troubled else "")
         if troubled:
             self._make_room_for_summary()
         self.summary.moveCursor(QTextCursor.MoveOperation.Start)  # first file's result first
         if self.tabs.currentIndex() == 1:  # watched the list meanwhile: show the new import
             self.refresh_datasets()
         self._update_buttons()
+
+    def _show_outcome(self, outcome: str) -> None:
+        """The bar's colour says how it ended: grey when cancelled, red with problems (it stayed
+        the accent blue of a success either way)."""
+        color = OUTCOME_COLORS.get(outcome)
+        self.progress.setStyleSheet(
+            "QProgressBar { border: 1px solid #c4c8cf; border-radius: 3px; background: white; text-align: center; }"
+            f"QProgressBar::chunk {{ background-color: {color}; }}" if color else "")
 
     def _make_room_for_summary(self) -> None:
         """Errors are what the user reads now: grow the results pane, up to its text or half of

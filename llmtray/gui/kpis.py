@@ -7,6 +7,7 @@ from typing import Any
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from llmtray.core.money import format_usd, usd_to_nanos
+from llmtray.core.wording import plural
 from llmtray.gui import theme
 from llmtray.gui.views import Kpis
 
@@ -61,8 +62,8 @@ class KpiStrip(QWidget):
 
     def set_kpis(self, k: Kpis) -> None:
         c = self.cards
-        c["today"].set(format_usd(k.today.cost_nanos), f"{k.today.requests:,} requests")
-        month_sub = f"{k.month.unpriced:,} requests unpriced" if k.month.unpriced else f"{k.month.requests:,} requests"
+        c["today"].set(format_usd(k.today.cost_nanos), plural(k.today.requests, "request"))
+        month_sub = f"{plural(k.month.unpriced, 'request')} unpriced" if k.month.unpriced else plural(k.month.requests, "request")
         c["month"].set(format_usd(k.month.cost_nanos), month_sub)
         c["projected"].set(format_usd(k.projected_nanos), "at the recent pace")
         self._set_budget(k.budgets)

@@ -3,6 +3,9 @@ from the clipboard. Shown instead of empty charts (a blank dashboard tells a new
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
@@ -13,6 +16,16 @@ import llmtray.hooks as lt
 client = lt.instrument(openai.OpenAI())
 with lt.tags(feature="summarize", user="u42"):
     client.chat.completions.create(model="gpt-4o-mini", messages=[...])"""
+
+
+def hook_snippet(data_dir: Path | None) -> str:
+    """The hook finds llmtray through `ingest.json` in the default data dir. An llmtray on a data
+    dir of its own (`--data-dir`, LLMTRAY_DATA_DIR, the demo) is reached only with the same
+    LLMTRAY_DATA_DIR: without it the calls went to another llmtray's database (issue #17)."""
+    if data_dir is None:
+        return HOOK_SNIPPET
+    return (f"# this llmtray keeps its data in its own folder: run your program with\n"
+            f"#   LLMTRAY_DATA_DIR={shlex.quote(str(data_dir))}\n{HOOK_SNIPPET}")
 
 
 def proxy_snippet(base_url: str) -> str:
@@ -35,9 +48,6 @@ class CopyBlock(QFrame):
         self.copy.clicked.connect(self._copy)
         layout.addWidget(self.copy, 0, Qt.AlignmentFlag.AlignTop)
 
-    def set_text(self, text: str) -> None:
-        self.text.setText(text)
-
     @Slot()
     def _copy(self) -> None:
         QGuiApplication.clipboard().setText(self.text.text())
@@ -50,7 +60,8 @@ class Onboarding(QFrame):
     import_requested = Signal()
     demo_requested = Signal()
 
-    def __init__(self, base_url: str, can_import: bool, parent: QWidget | None = None):
+    def __init__(self, base_url: str, can_import: bool, data_dir: Path | None = None,
+                 parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("card")
         self.setMaximumWidth(1000)
@@ -68,7 +79,7 @@ class Onboarding(QFrame):
         grid.setHorizontalSpacing(16)
         grid.setVerticalSpacing(6)
         grid.addWidget(_step("1. Python SDK hook", "wrap your OpenAI or Anthropic client"), 0, 0)
-        self.hook = CopyBlock(HOOK_SNIPPET)
+        self.hook = CopyBlock(hook_snippet(data_dir))
         grid.addWidget(self.hook, 0, 1)
         grid.addWidget(_step("2. Metering proxy", "any language: point the base URL here"), 1, 0)
         self.proxy = CopyBlock(proxy_snippet(base_url))
@@ -95,9 +106,6 @@ class Onboarding(QFrame):
         self.demo_button.clicked.connect(self.demo_requested)
         demo_row.addWidget(self.demo_button)
         outer.addLayout(demo_row)
-
-    def set_base_url(self, base_url: str) -> None:
-        self.proxy.set_text(proxy_snippet(base_url))
 
 
 def _step(title: str, sub: str) -> QWidget:

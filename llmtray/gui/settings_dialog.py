@@ -2,15 +2,19 @@
 
 Saving writes config.toml through `config.save` (comments and layout kept, validated first, so a
 bad value is shown next to its field and nothing is written). The webhook URL is a secret: it
-goes to the keyring, which can block (locked store, auto-login) — so the keyring is touched on a
+goes to the keyring (or, where there is none, to a 0600 file as the ingest token does), and a
+keyring can block (locked store, auto-login) — so the keyring is touched on a
 thread of its own with a timeout, and "not set", "locked/timed out" and "no keyring" are told
 apart in the dialog instead of failing silently (DESKTOP.md).
 """
 
 from __future__ import annotations
 
+import tomllib
+
 import threading
 from collections.abc import Callable
+from functools import partial
 from decimal import Decimal, InvalidOperation
 from zoneinfo import available_timezones
 
@@ -56,6 +60,14 @@ PRICING_TEMPLATE = """\
 """
 
 
+def first_sentence(exc: Exception) -> str:
+    """A backend's message cut to its first sentence: keyring's NoKeyringError is a paragraph of
+    install advice that squashed the form."""
+    text = " ".join(str(exc).split())
+    first = text.split(". ", 1)[0].rstrip(".")
+    return first[:160] or type(exc).__name__
+
+
 class _KeyringCall(QObject):
     """Runs one keyring call on a plain thread. Signals: finished(ok, value_or_message).
 
@@ -71,8 +83,8 @@ class _KeyringCall(QObject):
             try:
                 value = fn()
                 self.finished.emit(True, value if isinstance(value, str) else "")
-            except Exception as exc:  # shown to the user, with the backend's own words
-                self.finished.emit(False, f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # shown to the user: the backend's first sentence
+                self.finished.emit(False, first_sentence(exc))
 
         self.thread = threading.Thread(target=work, name="llmtray-keyring", daemon=True)
         self.thread.start()
@@ -88,11 +100,13 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("llmtray settings")
         self.setMinimumWidth(520)
         self.paths = paths
+        self._webhook_file = paths.webhook_file
         try:
             current = configmod.load(paths.config_file)
             load_error = None
         except ConfigError as exc:
             current, load_error = configmod.Config(), str(exc)
+        self._current = current
 
         # WORKAROUND: no Qt property keyword arguments in constructors (QSpinBox(minimum=…)):
         # PySide6 6.12 drops a reference to None for each, and the interpreter aborts on exit
@@ -164,7 +178,9 @@ class SettingsDialog(QDialog):
         self._timeout.setSingleShot(True)
         self._timeout.setInterval(KEYRING_TIMEOUT_MS)
         self._timeout.timeout.connect(self._keyring_timed_out)
-        self._call_keyring(load_webhook_url, self._webhook_loaded)
+        # partial, not a lambda on self: the keyring thread must hold no reference to the dialog
+        # (its last one dropped there deletes the dialog off the GUI thread: a crash)
+        self._call_keyring(partial(load_webhook_url, self._webhook_file), self._webhook_loaded)
 
     # --- keyring, off the GUI thread ---------------------------------------------------------------
 
@@ -185,7 +201,12 @@ class SettingsDialog(QDialog):
         if ok:
             self._original_webhook = value or None
             self.webhook.setText(self._original_webhook or "")
-            self.webhook_status.setText("Kept in the system keyring." if value else "Not set.")
+            if not value:
+                self.webhook_status.setText("Not set.")
+            elif self._webhook_file.exists():
+                self.webhook_status.setText(f"Kept in {self._webhook_file} (readable only by you; no keyring).")
+            else:
+                self.webhook_status.setText("Kept in the system keyring.")
         else:
             self.webhook_status.setText(f"No keyring available ({value}); the webhook can't be stored.")
 
@@ -197,31 +218,59 @@ class SettingsDialog(QDialog):
     # --- saving ------------------------------------------------------------------------------------
 
     def _values(self) -> dict[str, dict[str, object]]:
+        """What the form changed, and only that: saving must not pin every default into the
+        user's config.toml (a later default would never reach them)."""
         try:
             floor = Decimal(self.spike_floor.text().strip().lstrip("$"))
         except InvalidOperation:
             raise ConfigError(f"spike floor: {self.spike_floor.text()!r} is not a dollar amount") from None
         text = self.timezone.currentText().strip()
         zone = None if text in ("", SYSTEM_ZONE) else text
-        return {
-            "ingest": {"port": self.port.value()},
-            "display": {"timezone": zone, "week_start": configmod.WEEKDAYS[self.week_start.currentIndex()]},
-            "alerts": {"spike_factor": round(self.spike_factor.value(), 1), "spike_floor_usd": str(floor)},
-            **self.email.values(),
+        now = self._current
+        form = {
+            ("ingest", "port"): (self.port.value(), now.port),
+            ("display", "timezone"): (zone, now.timezone),
+            ("display", "week_start"): (configmod.WEEKDAYS[self.week_start.currentIndex()],
+                                        configmod.WEEKDAYS[now.week_start]),
+            ("alerts", "spike_factor"): (Decimal(str(round(self.spike_factor.value(), 1))), now.spike_factor),
+            ("alerts", "spike_floor_usd"): (floor, now.spike_floor_usd),
         }
+        changed: dict[str, dict[str, object]] = {}
+        for (section, key), (value, before) in form.items():
+            if value != before:
+                changed.setdefault(section, {})[key] = value
+        on_file = self._file_section("email")
+        for key, value in self.email.values()["email"].items():
+            if value != on_file.get(key):
+                changed.setdefault("email", {})[key] = value
+        return changed
+
+    def _file_section(self, section: str) -> dict[str, object]:
+        """[section] as config.toml holds it now (the Email form's keys map 1:1 onto it)."""
+        try:
+            data = tomllib.loads(self.paths.config_file.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            return {}
+        table = data.get(section)
+        return table if isinstance(table, dict) else {}
+
+    def _show_error(self, text: str) -> None:
+        self.error.setText(text)
+        self.adjustSize()  # grow for the message rather than squash the form
 
     @Slot()
     def save(self) -> None:
         try:
-            config = configmod.save(self.paths.config_file, self._values())
+            changes = self._values()
+            config = configmod.save(self.paths.config_file, changes) if changes else self._current
         except ConfigError as exc:
-            self.error.setText(str(exc))
+            self._show_error(str(exc))
             return
         url = self.webhook.text().strip() or None
         if self._keyring_ok and url != self._original_webhook:
             self.save_button.setEnabled(False)
             self._saving = config
-            self._call_keyring(lambda: save_webhook_url(url), self._webhook_saved)
+            self._call_keyring(partial(save_webhook_url, url, self._webhook_file), self._webhook_saved)
             return
         self.saved.emit(config)
         self.accept()
@@ -230,7 +279,7 @@ class SettingsDialog(QDialog):
     def _webhook_saved(self, ok: bool, message: str) -> None:
         self.save_button.setEnabled(True)
         if not ok:
-            self.error.setText(f"Settings saved, but the webhook URL was not: {message}")
+            self._show_error(f"Settings saved, but the webhook URL was not: {message}.")
             return
         self.saved.emit(self._saving)
         self.accept()

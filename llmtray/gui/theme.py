@@ -92,15 +92,27 @@ def format_count(n: float) -> str:
     return f"{int(n):,}"
 
 
-def format_money_axis(usd: float) -> str:
-    """Axis ticks: whole dollars when large ($1.2k, $250), cents when small ($0.05)."""
+def format_money_axis(usd: float, step: float = 1.0) -> str:
+    """Axis ticks: whole dollars when large ($1.2k, $250), cents when small ($0.05), and below a
+    dime's spacing as many decimals as the spacing needs ($0.00005, $0.00010): a fixed four
+    decimals labelled tiny costs "$0.0001" twice and "$0."."""
     if abs(usd) >= 1000:
         return "$" + format_count(usd)
-    if abs(usd) >= 10 or usd == 0:
+    if usd == 0:
+        return "$0"
+    if step < 0.1:
+        return f"${usd:.{decimals_for(step)}f}"
+    if abs(usd) >= 10:
         return f"${usd:,.0f}"
-    if abs(usd) >= 0.1:
-        return f"${usd:.2f}".rstrip("0").rstrip(".") if usd % 1 else f"${usd:.0f}"
-    return f"${usd:.4f}".rstrip("0")
+    return f"${usd:.2f}".rstrip("0").rstrip(".") if usd % 1 else f"${usd:.0f}"
+
+
+def decimals_for(step: float, most: int = 9) -> int:
+    """The fewest decimals (at least 2) that write every multiple of `step` exactly."""
+    decimals = 2
+    while decimals < most and abs(step * 10**decimals - round(step * 10**decimals)) > 1e-6 * step * 10**decimals:
+        decimals += 1
+    return decimals
 
 
 def format_unit_cost(nanos: int) -> str:

@@ -80,10 +80,26 @@ def top_budget(summary: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def money(text: str | None) -> str:
+    """Cents, four decimals below a cent, and "<$0.0001" below that (it read "$0.0000")."""
     if text is None:
         return "—"
     d = Decimal(text)
-    return f"${d:,.2f}" if d >= Decimal("0.01") or d == 0 else f"${d:.4f}"
+    if d >= Decimal("0.01") or d == 0:
+        return f"${d:,.2f}"
+    return f"${d:.4f}" if d >= Decimal("0.0001") else "<$0.0001"
+
+
+def spend_lines(summary: dict[str, Any]) -> list[str | None]:
+    """The menu's info lines (None: a separator): today, this month, then up to 8 budgets."""
+    lines: list[str | None] = [
+        f"Today: {money(summary.get('today_usd', '0'))}",
+        f"This month: {money(summary.get('month_usd', '0'))} "
+        f"(projected {money(summary.get('projected_month_usd', '0'))})"]
+    budgets = summary.get("budgets") or []
+    if budgets:
+        lines.append(None)
+        lines.extend(budget_line(b) for b in budgets[:8])
+    return lines
 
 
 def tooltip_text(summary: dict[str, Any]) -> str:
@@ -125,6 +141,7 @@ class Tray(QObject):
         self.menu.aboutToShow.connect(self.request_refresh)
         self.icon.setContextMenu(self.menu)
         self.icon.activated.connect(self._activated)
+        self._lines: list[QAction] = []
         self._build_menu()
 
         self._thread = QThread(self)
@@ -194,7 +211,7 @@ class Tray(QObject):
         else:
             self.icon.setIcon(self._gauge(float(Decimal(str(top["percent"]))), top["state"]))
         self.icon.setToolTip(tooltip_text(summary))
-        self._build_menu()
+        self._show_lines()
 
     def _gauge(self, percent: float | None, state: str) -> QIcon:
         hints = QGuiApplication.styleHints()
@@ -206,19 +223,12 @@ class Tray(QObject):
     # --- menu ------------------------------------------------------------------------------------
 
     def _build_menu(self) -> None:
+        """The actions, once. Only the spend lines above them change (`_show_lines`): the refresh
+        that opening the menu asks for lands ~100 ms later, and rebuilding the open menu then
+        (`clear()`, every action deleted and added again; with or without the submenu) closed the
+        XEmbed tray's popup at once, so a tray-only start never showed its menu (issue #17)."""
         m = self.menu
-        m.clear()
-        s = self.summary
-        for text in (f"Today: {money(s.get('today_usd', '0'))}",
-                     f"This month: {money(s.get('month_usd', '0'))} "
-                     f"(projected {money(s.get('projected_month_usd', '0'))})"):
-            m.addAction(text).setEnabled(False)
-        budgets = s.get("budgets") or []
-        if budgets:
-            m.addSeparator()
-            for b in budgets[:8]:
-                m.addAction(budget_line(b)).setEnabled(False)
-        m.addSeparator()
+        self._lines_end = m.addSeparator()
         self._add(m, "Open dashboard", self.actions.open_dashboard)
         self._add(m, "Import usage…", self.actions.import_usage)
         self._add(m, "Budgets…", self.actions.budgets)
@@ -232,6 +242,30 @@ class Tray(QObject):
         self._add(m, "Copy hook snippet", self.actions.copy_hook_snippet)
         m.addSeparator()
         self._add(m, "Quit llmtray", self.actions.quit)
+        self._show_lines()
+
+    def _show_lines(self) -> None:
+        """The spend and budget lines at the top: retexted in place when their layout is unchanged
+        (an open menu keeps every action), else replaced — never the actions below them."""
+        wanted = spend_lines(self.summary)
+        if [a.isSeparator() for a in self._lines] == [text is None for text in wanted]:
+            for action, text in zip(self._lines, wanted, strict=True):
+                if text is not None:
+                    action.setText(text)
+            return
+        for action in self._lines:
+            self.menu.removeAction(action)
+            action.deleteLater()
+        self._lines = []
+        for text in wanted:
+            action = QAction(self.menu)
+            if text is None:
+                action.setSeparator(True)
+            else:
+                action.setText(text)
+                action.setEnabled(False)
+            self.menu.insertAction(self._lines_end, action)
+            self._lines.append(action)
 
     @staticmethod
     def _add(menu: QMenu, text: str, fn: Callable[[], None]) -> QAction:

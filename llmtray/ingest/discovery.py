@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from llmtray.private_file import write_private
 
 ENV_URL = "LLMTRAY_URL"
 ENV_TOKEN = "LLMTRAY_TOKEN"
@@ -66,18 +67,7 @@ def discover(path: Path) -> Discovery | None:
 def write(path: Path, url: str, token: str, pid: int | None = None) -> None:
     """Announce a server: an atomic replace of a file created with mode 0600 from the start
     (never world-readable, not even for an instant)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"url": url, "token": token, "pid": pid or os.getpid()}, indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".ingest-", suffix=".tmp", dir=path.parent)  # mkstemp: 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private(path, json.dumps({"url": url, "token": token, "pid": pid or os.getpid()}, indent=2) + "\n")
 
 
 def remove(path: Path, pid: int | None = None) -> bool:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PySide6.QtGui import QImage
 
 
@@ -167,3 +168,117 @@ def test_a_later_notice_does_not_hide_a_repair_report(make_dashboard, tmp_path: 
     lazy.show_notice("No system tray found")  # told twice, shown once
     assert window.notice.text().splitlines() == ["⚠ The database was damaged. It was moved to X.",
                                                  "⚠ No system tray found"]
+
+
+@pytest.mark.parametrize("how", ["--data-dir", "LLMTRAY_DATA_DIR", "default"])
+def test_load_demo_data_starts_a_command_python_and_llmtray_accept(tmp_path: Path, monkeypatch, how: str):
+    """"Load demo data" under an explicit data dir launched `python --data-dir D -m llmtray --demo`,
+    which Python rejects (issue #17): run the command it builds (with `--version` appended, so it
+    stops after parsing) and parse it as llmtray does."""
+    import subprocess
+    import sys
+
+    from llmtray import paths as pathsmod
+    from llmtray.cli import build_parser
+    from llmtray.gui.app import demo_arguments
+
+    data = tmp_path / "data"
+    monkeypatch.delenv("LLMTRAY_DATA_DIR", raising=False)
+    if how == "LLMTRAY_DATA_DIR":
+        monkeypatch.setenv("LLMTRAY_DATA_DIR", str(data))
+    if how == "default":  # the platform's folders: data and config apart
+        paths = pathsmod.Paths(data, tmp_path / "config", tmp_path / "run")
+    else:
+        paths = pathsmod.resolve(data if how == "--data-dir" else None)
+    args = demo_arguments(paths)
+    ran = subprocess.run([sys.executable, *args, "--version"], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("llmtray ")
+    assert args[:2] == ["-m", "llmtray"]
+    parsed = build_parser().parse_args(args[2:])
+    assert parsed.demo and parsed.command is None
+    assert parsed.data_dir == (None if how == "default" else str(data.resolve()))
+
+
+def test_a_corrupt_config_is_shown_in_a_dialog_and_still_exits_2(qtbot, tmp_path: Path, capsys):
+    """Started from a launcher, nobody reads stderr (issue #17): the message is in a dialog too;
+    the file is left as it was."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from llmtray.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    bad = b"[display]\ntimezone = 'Europe/Berlin\n"
+    (data / "config.toml").write_bytes(bad)
+    shown: list[str] = []
+
+    def answer() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(20, answer)
+            return
+        shown.append(f"{box.windowTitle()}|{box.text()}")
+        box.grab().save(str(tmp_path / "dialog.png"))
+        box.accept()
+
+    QTimer.singleShot(20, answer)
+    assert main(["--data-dir", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert f"{data / 'config.toml'}" in err and "llmtray: error:" in err
+    assert len(shown) == 1
+    title, text = shown[0].split("|", 1)
+    assert title == "llmtray could not start"
+    assert text in err and "config.toml" in text
+    assert (data / "config.toml").read_bytes() == bad
+
+
+def test_urls_and_snippets_point_at_the_llmtray_serving_this_data_dir(qtbot, tmp_path: Path, monkeypatch):
+    """`llmtray serve --port N` already serves the data dir: the tray's Copy proxy URL and the
+    onboarding panel show N, not the configured 8787, and the hook snippet names the data dir
+    whose LLMTRAY_DATA_DIR makes the hook find that server (issue #17)."""
+    import shlex
+
+    from PySide6.QtWidgets import QApplication
+
+    from llmtray.config import Config
+    from llmtray.gui.app import Desktop, WindowActions, served_url
+    from llmtray.gui.lazy_window import LazyWindow
+    from llmtray.gui.onboarding import Onboarding
+    from llmtray.hooks.endpoint import discover
+    from llmtray.ingest.service import IngestService
+    from llmtray.paths import Paths
+
+    data = tmp_path / "data"
+    paths = Paths(data, data, data).ensure()
+    config = Config()
+    assert config.port == 8787
+    serve = IngestService(paths, config, port=0)
+    serve.start()
+    assert serve.wait_ready(30)
+    lazy = LazyWindow(lambda: None)
+    desk = None
+    try:
+        url = served_url(paths, config, None)
+        assert url == serve.url and not url.endswith(":8787")
+        desk = Desktop(QApplication.instance(), lazy, WindowActions(lazy, paths, None), paths, config, url, None,
+                       data)
+        clipboard = QApplication.clipboard()
+        desk.tray.action("Copy proxy URL").trigger()
+        assert clipboard.text() == f"{serve.url}/proxy/openai/v1"
+        desk.tray.action("Copy hook snippet").trigger()
+        snippet = clipboard.text()
+        onboarding = Onboarding(url, False, data)
+        qtbot.addWidget(onboarding)
+        assert f'base_url="{serve.url}/proxy/openai/v1"' in onboarding.proxy.text.text()
+        assert onboarding.hook.text.text() == snippet
+        setting = next(line for line in snippet.splitlines() if "LLMTRAY_DATA_DIR=" in line)
+        monkeypatch.setenv("LLMTRAY_DATA_DIR", shlex.split(setting.split("LLMTRAY_DATA_DIR=", 1)[1])[0])
+        monkeypatch.delenv("LLMTRAY_URL", raising=False)
+        found = discover()
+        assert found is not None and found.url == serve.url
+    finally:
+        if desk is not None:
+            desk.stop()
+        serve.stop()

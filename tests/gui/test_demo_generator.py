@@ -91,3 +91,30 @@ def test_fill_stores_everything_with_each_feature_source(store):
     by_source = {s: t.events for s, t in q.by("source")}
     assert set(by_source) == set(demo.SOURCES)
     assert by_source["import:openrouter"] == q.totals(Filters(feature=("eval-batch",))).events
+
+
+def test_the_demo_has_its_budgets_before_its_first_events(tmp_path):
+    """The KPI strip read "no budget" while the demo history loaded (issue #17): the budgets are
+    there when the first chunk of history is announced."""
+    import sqlite3
+
+    from llmtray.gui.demo_feed import DemoFeed
+
+    db = tmp_path / "demo" / "llmtray.db"
+    db.parent.mkdir()
+    seen: list[tuple[int, int]] = []
+
+    def announced(_committed) -> None:  # noqa: ANN001 - on the feed's thread, after a commit
+        conn = sqlite3.connect(db)
+        try:
+            seen.append(tuple(conn.execute("SELECT (SELECT count(*) FROM budget), (SELECT count(*) FROM event)")
+                              .fetchone()))
+        finally:
+            conn.close()
+
+    feed = DemoFeed(db, announced, tz=UTC, live=False, days=2, per_day=50)
+    feed.start()
+    assert feed.history_loaded.wait(60)
+    feed.stop()
+    assert seen and seen[0][1] > 0
+    assert seen[0][0] == len(demo.DEMO_BUDGETS)

@@ -191,14 +191,8 @@ def _has_numpy(pid: int) -> bool:
 def test_an_idle_tray_builds_no_window_until_it_is_asked_for(desktop: Desktop, tmp_path: Path):
     """Started at login with history (not a first start): tray only, no charts loaded; a second
     `llmtray` asks the running one for its window, which is built then (DESKTOP.md: idle RSS)."""
-    from llmtray.core.events import parse_event
-    from llmtray.core.store import Store
-
     data = tmp_path / "data"
-    data.mkdir()
-    store = Store.open(data / "llmtray.db")
-    store.add([parse_event({"provider": "openai", "model": "gpt-4o", "input_tokens": 10})], "hook")
-    store.close()
+    _record_one_event(data)
     app = start_llmtray(desktop, data)
     try:
         wait_for(lambda: (data / "ingest.json").exists(), what="ingest.json")
@@ -216,6 +210,70 @@ def test_an_idle_tray_builds_no_window_until_it_is_asked_for(desktop: Desktop, t
         opened = _rss_mb(app.pid)
         print(f"\nRSS: idle tray {idle:.0f} MB; after opening the window {opened:.0f} MB")
         assert idle < opened
+    finally:
+        err = stop(app)
+    assert "Traceback" not in err, err
+
+
+def _record_one_event(data: Path) -> None:
+    from llmtray.core.events import parse_event
+    from llmtray.core.store import Store
+
+    data.mkdir(parents=True, exist_ok=True)
+    store = Store.open(data / "llmtray.db")
+    store.add([parse_event({"provider": "openai", "model": "gpt-4o", "input_tokens": 10})], "hook")
+    store.close()
+
+
+def _tray_icon_centre(env: dict[str, str]) -> tuple[int, int] | None:
+    """Where the embedded icon is on screen: llmtray's window inside trayer's panel, from
+    `xwininfo -tree` ("0x… "llmtray": (…)  22x22+0+0  +1257+1")."""
+    tree = subprocess.run(["xwininfo", "-root", "-tree"], env=env, capture_output=True, text=True).stdout
+    for line in tree.splitlines():
+        fields = line.split()
+        nested = len(line) - len(line.lstrip()) > 5  # top-level windows are indented by 5
+        if nested and '"llmtray":' in fields:
+            w, h = (int(v) for v in fields[-2].split("+")[0].split("x"))
+            x, y = (int(v) for v in fields[-1].lstrip("+").split("+"))
+            return x + w // 2, y + h // 2
+    return None
+
+
+def _mapped_menus(env: dict[str, str]) -> list[str]:
+    """llmtray's viewable top-level windows big enough to be its menu (the icon is 22 px)."""
+    tree = subprocess.run(["xwininfo", "-root", "-children"], env=env, capture_output=True, text=True).stdout
+    out = []
+    for line in tree.splitlines():
+        fields = line.split()
+        if len(fields) < 3 or '"llmtray":' not in fields:
+            continue
+        w, h = (int(v) for v in fields[-2].split("+")[0].split("x"))
+        if w < 100 or h < 100:
+            continue
+        info = subprocess.run(["xwininfo", "-id", fields[0]], env=env, capture_output=True, text=True).stdout
+        if "IsViewable" in info:
+            out.append(fields[0])
+    return out
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="needs the Debian package xdotool")
+def test_the_tray_menu_opens_in_a_tray_only_start(desktop: Desktop, tmp_path: Path):
+    """The login case (issue #17): history recorded, so no window opens; a right-click on the icon
+    shows the menu and it stays open after the summary refresh that opening it asks for."""
+    data = tmp_path / "data"
+    _record_one_event(data)
+    app = start_llmtray(desktop, data)
+    try:
+        x, y = wait_for(lambda: _tray_icon_centre(desktop.env), what="the icon in trayer")
+        time.sleep(2)  # the tray's first summary refresh
+        subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", "3"], env=desktop.env, check=True)
+        wait_for(lambda: _mapped_menus(desktop.env), timeout=10, what="the menu to be mapped")
+        time.sleep(1.5)  # the refresh lands ~100 ms after the menu opens; it used to close it
+        assert _mapped_menus(desktop.env), "the menu closed again"
+        shots = Path(os.environ.get("LLMTRAY_E2E_SHOTS", tmp_path))
+        shots.mkdir(parents=True, exist_ok=True)
+        desktop.screenshot(shots / "tray-menu.png")
+        subprocess.run(["xdotool", "key", "Escape"], env=desktop.env, check=True)
     finally:
         err = stop(app)
     assert "Traceback" not in err, err

@@ -4,6 +4,7 @@ in the keyring, and tells a broken keyring apart from an empty one."""
 from __future__ import annotations
 
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,72 @@ def test_pricing_template_created(qtbot, paths, monkeypatch):
     from llmtray.core.pricing import load_overrides
 
     assert load_overrides(paths.pricing_file) == []  # the template is valid and all comments
+
+
+@pytest.fixture
+def no_keyring(monkeypatch):
+    """No keyring backend at all (headless Linux without Secret Service): keyring raises
+    NoKeyringError."""
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    import keyring.core
+
+    keyring.core._keyring_backend = None
+    yield
+    keyring.core._keyring_backend = None
+
+
+def test_save_writes_only_what_changed_as_toml_numbers(qtbot, paths):
+    """Saving used to pin every default into config.toml, the floor as a string
+    (`spike_floor_usd = "1"`); issue #17."""
+    from llmtray.gui.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog(paths)
+    qtbot.addWidget(dlg)
+    with qtbot.waitSignal(dlg.saved, timeout=5000):
+        dlg.save()  # nothing changed: nothing written
+    assert not paths.config_file.exists()
+    dlg = SettingsDialog(paths)
+    qtbot.addWidget(dlg)
+    dlg.spike_floor.setText("$2.50")
+    dlg.spike_factor.setValue(6)
+    with qtbot.waitSignal(dlg.saved, timeout=5000) as saved:
+        dlg.save()
+    assert tomllib.loads(paths.config_file.read_text()) == {"alerts": {"spike_factor": 6, "spike_floor_usd": 2.5}}
+    assert saved.args[0].spike_floor_usd == Decimal("2.5") and saved.args[0].port == configmod.DEFAULT_PORT
+
+
+def test_without_a_keyring_the_webhook_goes_to_a_private_file(qtbot, paths, no_keyring, caplog):
+    """Headless Linux: the webhook URL is kept in a 0600 file as the ingest token is; the form is
+    not squashed by keyring's paragraph of advice; reading it per alert logs nothing."""
+    import logging
+    import stat
+
+    from llmtray.core.alerts import load_webhook_url
+    from llmtray.gui.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog(paths)
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(dlg.webhook.isEnabled, timeout=5000)
+    assert dlg.webhook_status.text() == "Not set."
+    dlg.webhook.setText("hooks.example.test/no-scheme")
+    dlg.show()
+    dlg.save()
+    qtbot.waitUntil(lambda: "webhook URL was not" in dlg.error.text(), timeout=5000)
+    assert "https://" in dlg.error.text() and len(dlg.error.text()) < 200
+    assert dlg.height() >= dlg.sizeHint().height()  # grown for the message, nothing squashed
+    assert not paths.webhook_file.exists()
+    dlg.webhook.setText("https://hooks.example.test/T1")
+    with qtbot.waitSignal(dlg.saved, timeout=5000):
+        dlg.save()
+    assert paths.webhook_file.read_text().strip() == "https://hooks.example.test/T1"
+    assert stat.S_IMODE(paths.webhook_file.stat().st_mode) == 0o600
+    assert "hooks.example" not in (paths.config_file.read_text() if paths.config_file.exists() else "")
+    again = SettingsDialog(paths)
+    qtbot.addWidget(again)
+    qtbot.waitUntil(lambda: again.webhook.text() == "https://hooks.example.test/T1", timeout=5000)
+    assert str(paths.webhook_file) in again.webhook_status.text()
+    with caplog.at_level(logging.WARNING):
+        assert load_webhook_url(paths.webhook_file) == "https://hooks.example.test/T1"
+        paths.webhook_file.unlink()
+        assert load_webhook_url(paths.webhook_file) is None  # no webhook, no keyring: nothing to warn about
+    assert not [r for r in caplog.records if "keyring" in r.getMessage()]

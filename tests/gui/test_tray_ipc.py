@@ -97,3 +97,26 @@ def test_stale_lock_after_kill_does_not_block(tmp_path):
     assert inst.claim()
     assert QLockFile(str(run / "llmtray.lock")).tryLock(0) is False  # we hold it now
     inst.release()
+
+
+def test_a_refresh_retexts_the_spend_lines_and_keeps_every_action(qtbot, tray):
+    """Opening the menu asks for a refresh that lands while it is open: rebuilding the menu then
+    deleted the entries under the pointer and closed it (issue #17, the tray-only start)."""
+    entries = {text: tray.action(text) for text in ("Open dashboard", "Snooze alerts", "For 1 hour", "Quit llmtray")}
+    budget = {"name": "a", "period": "day", "limit_usd": "10", "percent": "20", "state": "ok"}
+    tray._apply({"today_usd": "1", "month_usd": "5", "projected_month_usd": "9", "budgets": [budget]})
+    tray._apply({"today_usd": "2", "month_usd": "6", "projected_month_usd": "9", "budgets": [budget, dict(budget, name="b")]})
+    for text, action in entries.items():
+        assert tray.action(text) is action
+    texts = [a.text() for a in tray.menu.actions()]
+    assert texts[:5] == ["Today: $2.00", "This month: $6.00 (projected $9.00)", "",
+                         "a: 20% of $10.00 (day)", "b: 20% of $10.00 (day)"]
+    assert texts[5] == "" and texts[6] == "Open dashboard"
+
+
+def test_a_tiny_spend_is_not_shown_as_zero():
+    from llmtray.gui.tray import money
+
+    assert money("0.000025") == "<$0.0001"  # ten gpt-4o tokens read "$0.0000"
+    assert (money("0"), money("0.0042"), money("12.5")) == ("$0.00", "$0.0042", "$12.50")
+    assert tooltip_text({"today_usd": "0.000025", "month_usd": "3"}).startswith("llmtray — today <$0.0001 · month $3.00")
