@@ -256,7 +256,8 @@ class SettingsDialog(QDialog):
 
     def _show_error(self, text: str) -> None:
         self.error.setText(text)
-        self.adjustSize()  # grow for the message rather than squash the form
+        self.layout().activate()  # the wrapped message's height counts in the hint from now on
+        self.resize(self.width(), max(self.height(), self.sizeHint().height()))  # grow, don't squash the form
 
     @Slot()
     def save(self) -> None:
