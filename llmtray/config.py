@@ -26,6 +26,7 @@ class Config:
     week_start: int = 0  # Monday
     spike_factor: Decimal = Decimal(4)
     spike_floor_usd: Decimal = Decimal(1)
+    runaway_floor_usd: Decimal = Decimal(1)  # a runaway costing less is a warning, not critical
     upstreams: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -36,7 +37,7 @@ class Config:
 _SCHEMA: dict[str, set[str]] = {
     "ingest": {"port"},
     "display": {"timezone", "week_start"},
-    "alerts": {"spike_factor", "spike_floor_usd"},
+    "alerts": {"spike_factor", "spike_floor_usd", "runaway_floor_usd"},
     "proxy": {"upstreams"},
 }
 
@@ -116,7 +117,7 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
         if not isinstance(ws, str) or ws.lower() not in WEEKDAYS:
             raise ConfigError(f"{where}: display.week_start must be a weekday name such as 'monday', got {ws!r}")
         kwargs["week_start"] = WEEKDAYS.index(ws.lower())
-    for key in ("spike_factor", "spike_floor_usd"):
+    for key in ("spike_factor", "spike_floor_usd", "runaway_floor_usd"):
         if key in alerts:
             v = alerts[key]
             if isinstance(v, bool) or not isinstance(v, (int, float, str)):

@@ -29,6 +29,18 @@ DIMENSIONS = GROUPABLE
 # Where tag pairs were seen: by day, and by bucket (tag_rollup leads with the bucket) at the edges.
 _TAG_PAIR_LEVELS = (ROLLUP_TAG_DAY, Level("tag_rollup", "bucket", BUCKET_US, ("key", "value"), dims=("source",)))
 _OPEN = (2**62 // DAY_US) * DAY_US  # stands in for an open end of a range: a whole number of every unit
+# SQLite's sum() raises "integer overflow" past 2^63; each sum is taken as its high and low 32
+# bits (two sums that can't overflow below 2^31 rows) and joined in Python, whose ints are
+# unbounded: ten valid $10M events in one window must not stop every anomaly check.
+_WIDE_SUMS = ", ".join(f"sum({s} >> 32), sum({s} & 4294967295)" for s in SUMS)
+
+
+def _unsplit(row: tuple[Any, ...], keys: int) -> tuple[Any, ...]:
+    """A row of `keys` group columns then (high, low) sum pairs, as group columns then exact sums."""
+    halves = row[keys:]
+    return (*row[:keys], *(((hi or 0) << 32) + (lo or 0) for hi, lo in zip(halves[::2], halves[1::2])))
+
+
 _RAW_SUMS = (
     "1 AS events, e.requests AS requests, e.input_tokens AS input_tokens, e.output_tokens AS output_tokens,"
     " e.cache_read_tokens AS cache_read_tokens, e.cache_write_tokens AS cache_write_tokens,"
@@ -193,11 +205,10 @@ class Queries:
     def _grouped(self, f: Filters, group: tuple[str, ...], grain: int | None = None) -> list[tuple[Any, ...]]:
         source, params = self._source(f, group, grain=grain)
         cols = ", ".join(group)
-        sums = ", ".join(f"sum({s})" for s in SUMS)
-        sql = f"SELECT {cols + ', ' if cols else ''}{sums} FROM {source}"
+        sql = f"SELECT {cols + ', ' if cols else ''}{_WIDE_SUMS} FROM {source}"
         if group:
             sql += f" GROUP BY {cols}"
-        return self.conn.execute(sql, params).fetchall()
+        return [_unsplit(row, len(group)) for row in self.conn.execute(sql, params)]
 
     # --- views ------------------------------------------------------------------------------
 
@@ -218,8 +229,8 @@ class Queries:
         """Per tag value; untagged events are grouped under '' (all events less the tagged ones:
         an event has at most one value per key)."""
         source, params = self._source(f, ("value",), tag_key=key)
-        sums = ", ".join(f"sum({s})" for s in SUMS)
-        rows = self.conn.execute(f"SELECT value, {sums} FROM {source} GROUP BY value", params).fetchall()
+        rows = [_unsplit(r, 1) for r in self.conn.execute(f"SELECT value, {_WIDE_SUMS} FROM {source} GROUP BY value",
+                                                           params)]
         out = [(r[0], Totals.from_row(r[1:])) for r in rows]
         untagged = self.totals(f)
         for _, t in out:
