@@ -6,6 +6,7 @@ ignored, because a misspelt `spike_factor` that does nothing is worse than a cle
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -14,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from llmtray.core.errors import ConfigError
+from llmtray.core.trust import require_trusted
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_PORT = 8787
@@ -46,6 +48,7 @@ def load(path: Path) -> Config:
     """Read config.toml; a missing file gives the defaults."""
     if not path.exists():
         return Config()
+    require_trusted(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -81,7 +84,9 @@ def save(path: Path, updates: dict[str, dict[str, Any]]) -> Config:
     config = parse(tomllib.loads(new_text), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(new_text, encoding="utf-8")
+    tmp.unlink(missing_ok=True)  # a leftover may have a looser mode; ours is created 0600
+    with os.fdopen(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "w", encoding="utf-8") as f:
+        f.write(new_text)
     tmp.replace(path)  # atomic: a crash never leaves half a config
     return config
 

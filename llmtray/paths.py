@@ -47,8 +47,12 @@ class Paths:
         return self.data / "spool"
 
     def ensure(self) -> Paths:
-        for d in (self.data, self.config_dir, self.runtime_dir):
+        """Create the folders (0700) and warn, once each, about one another user could write."""
+        from llmtray.core.trust import warn_if_exposed
+
+        for d in dict.fromkeys((self.data, self.config_dir, self.runtime_dir)):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            warn_if_exposed(d)
         return self
 
 
