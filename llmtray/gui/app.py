@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QProcess, QSize, QSocketNotifier, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QMessageBox, QSystemTrayIcon
 
 from llmtray import autostart
 from llmtray import paths as pathsmod
@@ -27,7 +27,7 @@ from llmtray.core.pricing import Pricer, load_overrides
 from llmtray.core.status import summary
 from llmtray.gui.bridge import CommitBridge
 from llmtray.gui.demo_feed import DemoFeed
-from llmtray.gui.ipc import SingleInstance
+from llmtray.gui.ipc import InstanceError, SingleInstance
 from llmtray.gui.lazy_window import LazyWindow
 from llmtray.gui.prepare_db import prepare_database
 from llmtray.gui.notify import DesktopSink, NotificationRelay
@@ -55,6 +55,15 @@ def optional(module: str, name: str) -> Any:
         raise
 
 
+def cannot_start(message: str) -> None:
+    """Tell a user who started llmtray from a launcher (no terminal) why nothing appears: on
+    stderr for logs and terminals, and in a dialog."""
+    print(f"llmtray: error: {message}", file=sys.stderr, flush=True)
+    box = QMessageBox(QMessageBox.Icon.Critical, "llmtray cannot start", message)
+    box.setInformativeText("Nothing is recorded until this is fixed.")
+    box.exec()
+
+
 def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
     """The tray app: ingest service, budget monitor, notifications, tray icon and dashboard.
     With `screenshot`, only the window: save it as a PNG once the data has loaded and exit 0."""
@@ -69,7 +78,12 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
     instance = None
     if not screenshot:
         instance = SingleInstance(paths.runtime_dir, paths.data)
-        if not instance.claim():
+        try:
+            claimed = instance.claim()
+        except InstanceError as exc:  # another user's socket or folder: never a quiet exit 0
+            cannot_start(str(exc))
+            return 1
+        if not claimed:
             log.info("llmtray is already running on %s: asked it to show its window", paths.data)
             return 0
         repair_autostart()
