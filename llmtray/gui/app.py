@@ -31,6 +31,7 @@ from llmtray.gui.ipc import InstanceError, SingleInstance
 from llmtray.gui.lazy_window import LazyWindow
 from llmtray.gui.prepare_db import prepare_database
 from llmtray.gui.notify import DesktopSink, NotificationRelay
+from llmtray.gui.onboarding import UNSAFE_PORT
 from llmtray.gui.query_worker import Sources
 from llmtray.ingest import discovery
 from llmtray.gui.tray import SummaryWorker, Tray, TrayActions
@@ -100,17 +101,19 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
     recovered = None if screenshot or served_elsewhere else prepare_database(app, paths.db)
     budgets = optional("llmtray.core.budgets", "budget_entries")
     budget_entries = (lambda q, now: budgets(q, now, config.week_start)) if budgets else None
-    ingest, ingest_error = None, None
+    ingest, ingest_error, squatted = None, None, False
     if not screenshot:  # a screenshot must not take the port from a running llmtray
         try:
             ingest = start_ingest(paths, config, bridge, budget_entries, port=0 if demo else None)
         except LLMTrayError as exc:  # port taken, another instance on this data dir, bad port setting
             log.error("not recording: %s", exc)
             ingest_error = str(exc)
+            squatted = getattr(exc, "foreign_uid", None) is not None
     sources = Sources(paths.db, config.tz, make_pricer=lambda: Pricer(load_overrides(paths.pricing_file)),
                       budget_entries=budget_entries, alert_log=optional("llmtray.core.alerts", "AlertLog"))
     import_dialog = optional("llmtray.gui.import_dialog", "ImportDialog")
-    base_url = ingest.url if ingest is not None else f"http://127.0.0.1:{config.port}"
+    # Never point clients at another user's program on our port: it would get their API keys.
+    base_url = ingest.url if ingest is not None else None if squatted else f"http://127.0.0.1:{config.port}"
 
     def build_window() -> Dashboard:
         from llmtray.gui.dashboard import Dashboard  # pyqtgraph and numpy: only once it is opened
@@ -212,17 +215,17 @@ class Desktop(QObject):
     alerted = Signal()
 
     def __init__(self, app: QApplication, window: LazyWindow, actions: WindowActions, paths: pathsmod.Paths,
-                 config: Any, base_url: str, ingest: Any):
+                 config: Any, base_url: str | None, ingest: Any):
         super().__init__(window)
         self.app, self.window, self.actions, self.paths, self.config = app, window, actions, paths, config
-        self.proxy_url = f"{base_url}/proxy/openai/v1"
+        self.proxy_url = f"{base_url}/proxy/openai/v1" if base_url else None
         self.tray = Tray(TrayActions(
             open_dashboard=actions.open_dashboard,
             import_usage=actions.open_import,
             budgets=self.open_budgets,
             settings=self.open_settings,
             snooze=self.snooze,
-            copy_proxy_url=lambda: app.clipboard().setText(self.proxy_url),
+            copy_proxy_url=self.copy_proxy_url,
             copy_hook_snippet=lambda: app.clipboard().setText(HOOK_SNIPPET),
             quit=app.quit,
         ), SummaryWorker(paths.db, config.tz, lambda q, now: summary(q, now, week_start=config.week_start)))
@@ -237,6 +240,14 @@ class Desktop(QObject):
         if ingest is not None:
             ingest.add_listener(self.monitor.on_commit)
         self._dialogs: list[QObject] = []
+
+    @Slot()
+    def copy_proxy_url(self) -> None:
+        if self.proxy_url is None:  # the port is another user's: copying it would hand them API keys
+            self.window.show_notice(f"No proxy URL to copy: {UNSAFE_PORT}")
+            self.actions.open_dashboard()
+            return
+        self.app.clipboard().setText(self.proxy_url)
 
     def start(self, *, show_window: bool) -> None:
         self.monitor.start()

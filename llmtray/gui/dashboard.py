@@ -50,7 +50,7 @@ class Dashboard(QMainWindow):
     import_requested = Signal()
     demo_requested = Signal()
 
-    def __init__(self, sources: Sources, *, base_url: str, can_import: bool, title_note: str = "",
+    def __init__(self, sources: Sources, *, base_url: str | None, can_import: bool, title_note: str = "",
                  parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("llmtray" + (f" — {title_note}" if title_note else ""))
@@ -83,7 +83,7 @@ class Dashboard(QMainWindow):
 
     # --- layout ---------------------------------------------------------------------------
 
-    def _build(self, base_url: str, can_import: bool, title_note: str) -> None:
+    def _build(self, base_url: str | None, can_import: bool, title_note: str) -> None:
         root = QWidget()
         root.setObjectName("dashboardRoot")
         self.setCentralWidget(root)

@@ -15,7 +15,14 @@ with lt.tags(feature="summarize", user="u42"):
     client.chat.completions.create(model="gpt-4o-mini", messages=[...])"""
 
 
-def proxy_snippet(base_url: str) -> str:
+# Shown instead of a proxy URL when another user's program holds llmtray's port.
+UNSAFE_PORT = ("another user's program holds llmtray's port, and your proxy clients would send it their "
+               "API keys. Set another port (LLMTRAY_PORT or ingest.port) and restart llmtray.")
+
+
+def proxy_snippet(base_url: str | None) -> str:
+    if base_url is None:
+        return f"Not available: {UNSAFE_PORT}"
     return (f'openai.OpenAI(base_url="{base_url}/proxy/openai/v1")\n'
             f'anthropic.Anthropic(base_url="{base_url}/proxy/anthropic")')
 
@@ -50,7 +57,7 @@ class Onboarding(QFrame):
     import_requested = Signal()
     demo_requested = Signal()
 
-    def __init__(self, base_url: str, can_import: bool, parent: QWidget | None = None):
+    def __init__(self, base_url: str | None, can_import: bool, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("card")
         self.setMaximumWidth(1000)
@@ -71,7 +78,8 @@ class Onboarding(QFrame):
         self.hook = CopyBlock(HOOK_SNIPPET)
         grid.addWidget(self.hook, 0, 1)
         grid.addWidget(_step("2. Metering proxy", "any language: point the base URL here"), 1, 0)
-        self.proxy = CopyBlock(proxy_snippet(base_url))
+        self.proxy = CopyBlock("")
+        self.set_base_url(base_url)
         grid.addWidget(self.proxy, 1, 1)
         grid.addWidget(_step("3. Provider usage file", "OpenAI, Anthropic, OpenRouter exports"), 2, 0)
         buttons = QHBoxLayout()
@@ -96,8 +104,11 @@ class Onboarding(QFrame):
         demo_row.addWidget(self.demo_button)
         outer.addLayout(demo_row)
 
-    def set_base_url(self, base_url: str) -> None:
+    def set_base_url(self, base_url: str | None) -> None:
+        """The proxy snippet for `base_url`; None (our port is another user's): a warning, no copy."""
         self.proxy.set_text(proxy_snippet(base_url))
+        self.proxy.text.setWordWrap(base_url is None)
+        self.proxy.copy.setEnabled(base_url is not None)
 
 
 def _step(title: str, sub: str) -> QWidget:
