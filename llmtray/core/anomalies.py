@@ -166,7 +166,7 @@ def _rate(x: Fraction) -> str:
 def _top(queries: Queries, window: Filters) -> str:
     """Where the money went: the most expensive model and feature of the window."""
     models = queries.by("model", window)
-    features = [(k, t) for k, t in queries.by("feature", window) if k]
+    features = [(k, t) for k, t in queries.by("feature", window) if k and t.cost_nanos]  # not a free 502's name
     text = f"Mostly {models[0][0]} ({format_usd(models[0][1].cost_nanos)})" if models else "No model recorded"
     if features:
         text += f", top feature {features[0][0]} ({format_usd(features[0][1].cost_nanos)})"
