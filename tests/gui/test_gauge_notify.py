@@ -133,6 +133,20 @@ def test_notification_body_markup_from_a_feature_name_is_shown_as_typed(qtbot, s
         relay.close()
 
 
+def test_alert_details_tooltip_shows_markup_from_a_feature_name_as_text(qtbot):
+    from PySide6.QtGui import QTextDocument
+
+    from llmtray.gui.alerts_panel import AlertsPanel
+
+    panel = AlertsPanel(None)
+    qtbot.addWidget(panel)
+    body = 'feature <img src="file:///etc/passwd"><a href="https://evil.example">open llmtray</a> & more'
+    panel.set_rows([Alert("runaway", "warning", "Runaway calls", body, 0)])
+    shown = QTextDocument()
+    shown.setHtml(panel.table.item(0, 3).toolTip())
+    assert shown.toPlainText() == body
+
+
 def test_clicking_a_notification_names_its_budget(qtbot, session_bus):
     from llmtray.gui.notify import NotificationRelay
 
