@@ -11,14 +11,11 @@ POSIX only: Windows folders under the user's profile have per-user ACLs.
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 from pathlib import Path
 
 from llmtray.core.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 PRIVATE_UMASK = 0o077
 _CHECKED = os.name == "posix"
@@ -41,7 +38,7 @@ def problem(path: Path) -> str | None:
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o022:
         who = "everyone" if mode & 0o002 else "its group"
-        return f"{path} is writable by {who} (mode {mode:04o}); run: chmod go-w {path}"
+        return f"{path} is writable by {who} (mode {mode:04o}; fix: chmod go-w {path})"
     return None
 
 
@@ -55,13 +52,10 @@ def require_trusted(path: Path) -> None:
                             "settings (or a token) there for llmtray to follow")
 
 
-def warn_if_exposed(folder: Path) -> str | None:
-    """Log (and return) a warning when another user could write `folder` (a data folder)."""
+def exposure(folder: Path) -> str | None:
+    """A warning when another user could write `folder` (one of llmtray's), else None."""
     reason = problem(folder)
-    if reason is not None:
-        reason = f"{reason}: another user could replace or read llmtray's database and settings"
-        log.warning("%s", reason)
-    return reason
+    return None if reason is None else f"{reason}: another user could replace llmtray's database and settings"
 
 
 def private_file(path: Path) -> None:

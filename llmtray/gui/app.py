@@ -126,6 +126,8 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
 
     window = LazyWindow(build_window)
     actions = WindowActions(window, paths, import_dialog)
+    for warning in paths.exposed():  # also logged by ensure(); a launcher user sees only this
+        window.show_notice(warning)
     if recovered is not None:
         window.show_notice(recovered.message())
     if ingest_error:

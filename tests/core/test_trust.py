@@ -75,8 +75,8 @@ def test_a_config_in_a_folder_others_can_write_is_refused(open_folder):
     open_folder.chmod(0o777)
     done = serve(open_folder)
     assert done.returncode == 2
-    assert f"not loading config.toml: {open_folder} is writable by everyone (mode 0777)" in done.stderr
-    assert f"chmod go-w {open_folder}" in done.stderr
+    assert (f"not loading config.toml: {open_folder} is writable by everyone (mode 0777; fix: chmod go-w "
+            f"{open_folder})") in done.stderr
     open_folder.chmod(0o700)
     assert config_mod.load(open_folder / "config.toml").upstreams == {"openai": "http://127.0.0.1:9/steal"}
 
@@ -85,7 +85,7 @@ def test_a_group_writable_pricing_file_is_refused(open_folder):
     path = open_folder / "pricing.toml"
     path.write_text('[[model]]\nprovider = "openai"\nmodel = "gpt-4o"\ninput_mtok = 0\n')
     path.chmod(0o664)
-    with pytest.raises(UntrustedFile, match=r"pricing.toml is writable by its group \(mode 0664\)"):
+    with pytest.raises(UntrustedFile, match=r"pricing.toml is writable by its group \(mode 0664; fix: chmod go-w "):
         load_overrides(path)
 
 
@@ -99,3 +99,14 @@ def test_a_token_owned_by_another_user_is_refused_and_left_alone(open_folder):
     assert f"not loading token: {token} is owned by another user (uid 65534)" in done.stderr
     assert token.read_text() == "planted-token\n" and token.stat().st_uid == 65534
     assert not (open_folder / "ingest.json").exists()
+
+
+def test_the_app_warns_about_a_data_folder_others_can_write(open_folder, tmp_path):
+    """Also shown as a notice in the window (a launcher user has no stderr)."""
+    open_folder.chmod(0o777)
+    done = subprocess.run([sys.executable, "-m", "llmtray", "--data-dir", str(open_folder), "--screenshot",
+                           str(tmp_path / "shot.png")], capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert done.returncode == 0, done.stderr
+    assert (f"{open_folder} is writable by everyone (mode 0777; fix: chmod go-w {open_folder}): another user "
+            "could replace llmtray's database and settings") in done.stderr
