@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from functools import cached_property
 from llmtray import __version__, paths
 from llmtray.config import Config, load
 from llmtray.core.errors import LLMTrayError
+from llmtray.core.trust import PRIVATE_UMASK
 
 # Subcommand modules, in the order `--help` lists them.
 COMMANDS = ("serve", "status", "report", "budgets", "import_", "export", "reprice", "digest")
@@ -87,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # ?key= API keys must never reach a log, even with -v.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Everything this process creates (database and its journals, backups, config, exports) is
+    # 0600 even in a pre-existing 0755 folder: feature names and spend are nobody else's business.
+    os.umask(PRIVATE_UMASK)
     ctx = Context(paths.resolve(args.data_dir))
     try:
         if args.command is None:

@@ -6,6 +6,7 @@ ignored, because a misspelt `spike_factor` that does nothing is worse than a cle
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from llmtray.core.errors import ConfigError
+from llmtray.core.trust import require_trusted
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_PORT = 8787
@@ -52,6 +54,7 @@ class Config:
     week_start: int = 0  # Monday
     spike_factor: Decimal = Decimal(4)
     spike_floor_usd: Decimal = Decimal(1)
+    runaway_floor_usd: Decimal = Decimal(1)  # a runaway costing less is a warning, not critical
     upstreams: dict[str, str] = field(default_factory=dict)
     email: EmailConfig = field(default_factory=EmailConfig)
 
@@ -63,7 +66,7 @@ class Config:
 _SCHEMA: dict[str, set[str]] = {
     "ingest": {"port"},
     "display": {"timezone", "week_start"},
-    "alerts": {"spike_factor", "spike_floor_usd"},
+    "alerts": {"spike_factor", "spike_floor_usd", "runaway_floor_usd"},
     "proxy": {"upstreams"},
     "email": {"host", "port", "security", "username", "from", "to", "alerts", "digest", "digest_at"},
 }
@@ -73,6 +76,7 @@ def load(path: Path) -> Config:
     """Read config.toml; a missing file gives the defaults."""
     if not path.exists():
         return Config()
+    require_trusted(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -108,7 +112,9 @@ def save(path: Path, updates: dict[str, dict[str, Any]]) -> Config:
     config = parse(tomllib.loads(new_text), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(new_text, encoding="utf-8")
+    tmp.unlink(missing_ok=True)  # a leftover may have a looser mode; ours is created 0600
+    with os.fdopen(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600), "w", encoding="utf-8") as f:
+        f.write(new_text)
     tmp.replace(path)  # atomic: a crash never leaves half a config
     return config
 
@@ -153,7 +159,7 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
         if not isinstance(ws, str) or ws.lower() not in WEEKDAYS:
             raise ConfigError(f"{where}: display.week_start must be a weekday name such as 'monday', got {ws!r}")
         kwargs["week_start"] = WEEKDAYS.index(ws.lower())
-    for key in ("spike_factor", "spike_floor_usd"):
+    for key in ("spike_factor", "spike_floor_usd", "runaway_floor_usd"):
         if key in alerts:
             v = alerts[key]
             if isinstance(v, bool) or not isinstance(v, (int, float, str)):

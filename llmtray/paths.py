@@ -6,6 +6,7 @@ lives in that folder, so tests and the demo never meet a real installation.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 import platformdirs
 
 APP = "llmtray"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,21 @@ class Paths:
         return self.data / "spool"
 
     def ensure(self) -> Paths:
-        for d in (self.data, self.config_dir, self.runtime_dir):
+        """Create the folders (0700), and log a warning for each one another user could write."""
+        for d in self._folders():
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for warning in self.exposed():
+            log.warning("%s", warning)
         return self
+
+    def exposed(self) -> list[str]:
+        """Why another user could write one of these folders (empty: nobody else can)."""
+        from llmtray.core.trust import exposure
+
+        return [w for d in self._folders() if (w := exposure(d)) is not None]
+
+    def _folders(self) -> tuple[Path, ...]:
+        return tuple(dict.fromkeys((self.data, self.config_dir, self.runtime_dir)))
 
 
 def resolve(data_dir: str | os.PathLike[str] | None = None) -> Paths:

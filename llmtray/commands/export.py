@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 from typing import IO
 
-from llmtray.core.events import EVENT_FIELDS
+from llmtray.core.csvcells import guard
+from llmtray.core.events import EVENT_FIELDS, TOKEN_FIELDS
 from llmtray.core.store import event_json, iter_event_rows
 
 META_FIELDS = ("source", "cost_source", "pricing_version", "priced_model")
 CSV_FIELDS = tuple(f for f in EVENT_FIELDS if f != "cost_usd") + ("cost_usd",) + META_FIELDS
+# Columns holding numbers or booleans: written as they are (a negative amount is not a formula).
+NUMERIC_FIELDS = frozenset((*TOKEN_FIELDS, "requests", "cost_usd", "latency_ms", "ttft_ms", "stream"))
+TEXT_FIELDS = frozenset(CSV_FIELDS) - NUMERIC_FIELDS  # spreadsheet-guarded (`core.csvcells`)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
     store = ctx.store()
+    if not args.output and isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(newline="")  # rows end in CRLF themselves; no "\r\r\n" on Windows
     out: IO[str] = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
     try:
         write(store.conn, out, args.format)
@@ -41,12 +48,14 @@ def write(conn, out: IO[str], fmt: str) -> int:  # noqa: ANN001
             out.write(json.dumps(event_json(row), ensure_ascii=False, separators=(",", ":")) + "\n")
             n += 1
         return n
-    writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="raise", lineterminator="\n")
+    # CRLF rows (RFC 4180): the csv module quotes a cell only for characters of the line
+    # terminator, so with "\n" a lone "\r" in an error text went out bare and split the row.
+    writer = csv.DictWriter(out, CSV_FIELDS, extrasaction="raise", lineterminator="\r\n")
     writer.writeheader()
     for row in iter_event_rows(conn):
         record = event_json(row)
         if "tags" in record:
             record["tags"] = json.dumps(record["tags"], ensure_ascii=False, sort_keys=True)
-        writer.writerow(record)
+        writer.writerow({k: guard(v) if k in TEXT_FIELDS and isinstance(v, str) else v for k, v in record.items()})
         n += 1
     return n

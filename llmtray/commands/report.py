@@ -11,6 +11,7 @@ from datetime import date, timedelta, tzinfo
 from typing import Any
 
 from llmtray.core import periods
+from llmtray.core.csvcells import guard
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.money import nanos_to_str
 from llmtray.core.queries import GROUPABLE, Filters, Totals
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
     elif args.format == "csv":
         writer = csv.DictWriter(sys.stdout, list(_record(args.by, "", total)), lineterminator="\n")
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows({**r, args.by: guard(r[args.by])} for r in records)  # the key column is text
     else:
         _table(args.by, records + [_record(args.by, "TOTAL", total)])
     return 0

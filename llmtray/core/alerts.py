@@ -313,8 +313,17 @@ def save_webhook_url(url: str | None, fallback: Path | None = None) -> str:
 
 
 def slack_payload(alert: Alert) -> dict[str, str]:
-    """Slack-compatible incoming-webhook JSON (also understood by Mattermost, Rocket.Chat, …)."""
-    return {"text": f"*{alert.title}*\n{alert.body}"}
+    """Slack-compatible incoming-webhook JSON (also understood by Mattermost, Rocket.Chat, …).
+
+    Titles and bodies carry names any local process chooses (a feature header on a proxied call
+    needs no token), and Slack reads `<!channel>`, `<@U…>` and `<https://…|label>` as mentions
+    and links: the whole text is escaped (our own wording uses none of `&`, `<`, `>`)."""
+    return {"text": f"*{slack_escape(alert.title)}*\n{slack_escape(alert.body)}"}
+
+
+def slack_escape(text: str) -> str:
+    """Slack's three control characters as the entities Slack documents for them."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 WebhookResult = Callable[[Alert, bool, str], None]

@@ -14,19 +14,29 @@ baseline); this form stays silent there and still catches a runaway afternoon.
 Runaway: one feature's calls in the last 5 minutes, per minute, at least `factor` × its busiest
 15-minute bucket of the previous 7 days (per minute), and at least `min_calls` calls — an agent
 stuck in a loop, a retry storm. Each feature is measured against its own history, so a nightly
-batch job is not a runaway but the same burst from an interactive feature is.
+batch job is not a runaway but the same burst from an interactive feature is. It is critical
+(a sticky notification) only when those calls cost at least `runaway_floor_usd`; a loop of
+near-free calls is worth a warning, not a red alert.
+
+Calls the proxy got no answer for (the provider unreachable or silent: tag `llmtray.upstream =
+no answer`) count toward neither: they cost nothing, and any local process can make them without
+a token or an API key — twelve 502s must not put an attacker's feature name in a webhook.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 
 from llmtray.config import Config
 from llmtray.core.db import BUCKET_US
 from llmtray.core.money import format_usd, usd_to_nanos
-from llmtray.core.queries import Filters, Queries
+from llmtray.core.queries import Filters, Queries, Totals
+
+# The tag the proxy puts on a call that got no answer from its provider (never reached it or
+# timed out before a response began); written by `ingest.meter.build_event`.
+NO_ANSWER_TAG = ("llmtray.upstream", "no answer")
 
 MINUTE_US = 60_000_000
 HOUR_US = 60 * MINUTE_US
@@ -62,6 +72,11 @@ class RunawayRule:
     min_calls: int = 10
     window_us: int = 5 * MINUTE_US
     history_us: int = 7 * DAY_US
+    critical_nanos: int = usd_to_nanos(1)  # below this spend in the window: a warning
+
+    @classmethod
+    def from_config(cls, config: Config) -> RunawayRule:
+        return cls(critical_nanos=usd_to_nanos(config.runaway_floor_usd))
 
 
 @dataclass
@@ -106,8 +121,9 @@ class Detectors:
             self._peaks = {}
         out = []
         minutes = rule.window_us // MINUTE_US
+        unanswered = dict(queries.by("feature", replace(window, tags=(NO_ANSWER_TAG,))))
         for feature, totals in queries.by("feature", window):
-            calls = totals.requests
+            calls = totals.requests - unanswered.get(feature, _NONE).requests
             if calls < rule.min_calls:
                 continue
             if (edge, feature) not in self._peaks:
@@ -121,12 +137,16 @@ class Detectors:
             name = f"feature “{feature}”" if feature else "calls without a feature"
             usual = (f"{float(per_min / peak_per_min):.0f}× its busiest quarter-hour of the past week "
                      f"({_rate(peak_per_min)}/min)") if peak else "it made no calls in the past week"
+            severity = "critical" if totals.cost_nanos >= rule.critical_nanos else "warning"
             out.append(Finding(
-                "runaway", f"runaway:{feature}", "critical", f"Runaway calls: {name}",
+                "runaway", f"runaway:{feature}", severity, f"Runaway calls: {name}",
                 f"{_rate(per_min)} calls/min over the last {minutes} min — {usual}. "
                 f"{format_usd(totals.cost_nanos)} spent in those {minutes} min.",
             ))
         return out
+
+
+_NONE = Totals()
 
 
 def _window(now_us: int, width_us: int) -> Filters:
@@ -146,7 +166,7 @@ def _rate(x: Fraction) -> str:
 def _top(queries: Queries, window: Filters) -> str:
     """Where the money went: the most expensive model and feature of the window."""
     models = queries.by("model", window)
-    features = [(k, t) for k, t in queries.by("feature", window) if k]
+    features = [(k, t) for k, t in queries.by("feature", window) if k and t.cost_nanos]  # not a free 502's name
     text = f"Mostly {models[0][0]} ({format_usd(models[0][1].cost_nanos)})" if models else "No model recorded"
     if features:
         text += f", top feature {features[0][0]} ({format_usd(features[0][1].cost_nanos)})"

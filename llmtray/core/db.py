@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import peewee as pw
 
 from llmtray.core.errors import SchemaTooNewError
+from llmtray.core.trust import private_file, tighten
 
 log = logging.getLogger(__name__)
 
@@ -551,6 +552,9 @@ def pending_migrations(path: Path) -> list[Migration]:
 def migrate(path: Path, upto: int | None = None) -> int:
     """Bring the database at `path` to the newest (or `upto`) schema; returns the version."""
     target = upto if upto is not None else MIGRATIONS[-1].version
+    private_file(path)  # 0600 before SQLite makes it (its -wal and -shm copy the file's mode)
+    for journal in ("-wal", "-shm"):
+        tighten(path.with_name(path.name + journal))
     conn = sqlite3.connect(path, isolation_level=None, timeout=10)
     try:
         conn.execute("PRAGMA journal_mode=wal")

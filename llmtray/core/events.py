@@ -32,8 +32,11 @@ TOKEN_FIELDS = (
     "reasoning_tokens",
 )
 ATTRIBUTION_FIELDS = ("feature", "user", "project", "env")
-MAX_TOKENS = 10**15  # far above any real call; keeps integer sums inside SQLite's int64
-MAX_COST_USD = Decimal(10**9)
+# Far above any real call or daily import line (the largest contexts are ~10^7 tokens), and low
+# enough that one event's tokens × any price and a bucket's rollup sums stay inside SQLite's
+# int64: 10^15 input tokens at $10/M is 10^16 nano-dollars, and 882 of those overflowed a sum.
+MAX_TOKENS = 10**12
+MAX_COST_USD = Decimal(10**7)
 MAX_DURATION_MS = 1e12  # ~30 years: anything larger is a unit mistake
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE = 32, 64, 200

@@ -24,7 +24,7 @@ import peewee as pw
 
 from llmtray.config import Config
 from llmtray.core.alerts import Alert, AlertLog, AlertSink, Notification, NotificationThrottle
-from llmtray.core.anomalies import HOUR_US, Detectors, Finding, SpikeRule
+from llmtray.core.anomalies import HOUR_US, Detectors, Finding, RunawayRule, SpikeRule
 from llmtray.core.budgets import PERIOD_PHRASE, BudgetStatus, budget_models, evaluate, load_budgets
 from llmtray.core.commits import Committed
 from llmtray.core.db import open_db
@@ -51,7 +51,7 @@ class Evaluator:
         self.settled = SettledTotals()
         self.log = AlertLog(db)
         self.crossing = budget_models(db).Crossing
-        self.detectors = detectors or Detectors(SpikeRule.from_config(config))
+        self.detectors = detectors or Detectors(SpikeRule.from_config(config), RunawayRule.from_config(config))
 
     def check(self, now: datetime, *, anomalies: bool = True) -> list[Alert]:
         """Record every alert due at `now` and return them (snoozed ones flagged, not to be sent)."""

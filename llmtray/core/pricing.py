@@ -26,6 +26,7 @@ from genai_prices import types as gp_types
 from genai_prices.data_snapshot import get_snapshot
 
 from llmtray.core.errors import ConfigError
+from llmtray.core.trust import require_trusted
 from llmtray.core.events import TOKEN_FIELDS, UsageEvent
 from llmtray.core.money import NANOS_PER_USD, usd_to_nanos
 
@@ -124,6 +125,7 @@ def load_overrides(path: Path) -> list[PriceOverride]:
     """Read `pricing.toml`; a missing file means no overrides, a wrong one names entry and key."""
     if not path.exists():
         return []
+    require_trusted(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

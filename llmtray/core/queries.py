@@ -29,6 +29,20 @@ DIMENSIONS = GROUPABLE
 # Where tag pairs were seen: by day, and by bucket (tag_rollup leads with the bucket) at the edges.
 _TAG_PAIR_LEVELS = (ROLLUP_TAG_DAY, Level("tag_rollup", "bucket", BUCKET_US, ("key", "value"), dims=("source",)))
 _OPEN = (2**62 // DAY_US) * DAY_US  # stands in for an open end of a range: a whole number of every unit
+# SQLite's sum() raises "integer overflow" past 2^63 (ten $999,999,999 events once stopped every
+# anomaly check). Sums are taken plainly first; only then is each taken again as its high and
+# low 32 bits (two sums that can't overflow below 2^31 rows), joined in Python's unbounded ints
+# — twice the work per raw row (bench/sums.py), so never on the common path.
+_PLAIN_SUMS = ", ".join(f"sum({s})" for s in SUMS)
+_WIDE_SUMS = ", ".join(f"sum({s} >> 32), sum({s} & 4294967295)" for s in SUMS)
+
+
+def _unsplit(row: tuple[Any, ...], keys: int) -> tuple[Any, ...]:
+    """A row of `keys` group columns then (high, low) sum pairs, as group columns then exact sums."""
+    halves = row[keys:]
+    return (*row[:keys], *(((hi or 0) << 32) + (lo or 0) for hi, lo in zip(halves[::2], halves[1::2])))
+
+
 _RAW_SUMS = (
     "1 AS events, e.requests AS requests, e.input_tokens AS input_tokens, e.output_tokens AS output_tokens,"
     " e.cache_read_tokens AS cache_read_tokens, e.cache_write_tokens AS cache_write_tokens,"
@@ -193,11 +207,20 @@ class Queries:
     def _grouped(self, f: Filters, group: tuple[str, ...], grain: int | None = None) -> list[tuple[Any, ...]]:
         source, params = self._source(f, group, grain=grain)
         cols = ", ".join(group)
-        sums = ", ".join(f"sum({s})" for s in SUMS)
-        sql = f"SELECT {cols + ', ' if cols else ''}{sums} FROM {source}"
+        sql = f"SELECT {cols + ', ' if cols else ''}{{sums}} FROM {source}"
         if group:
             sql += f" GROUP BY {cols}"
-        return self.conn.execute(sql, params).fetchall()
+        return self._summed(sql, params, len(group))
+
+    def _summed(self, sql: str, params: list[Any], keys: int) -> list[tuple[Any, ...]]:
+        """Rows of `sql` (`keys` group columns, then `{sums}`: every SUMS column summed), exact
+        past 2^63."""
+        try:
+            return self.conn.execute(sql.replace("{sums}", _PLAIN_SUMS), params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "integer overflow" not in str(exc):
+                raise
+        return [_unsplit(row, keys) for row in self.conn.execute(sql.replace("{sums}", _WIDE_SUMS), params)]
 
     # --- views ------------------------------------------------------------------------------
 
@@ -218,8 +241,7 @@ class Queries:
         """Per tag value; untagged events are grouped under '' (all events less the tagged ones:
         an event has at most one value per key)."""
         source, params = self._source(f, ("value",), tag_key=key)
-        sums = ", ".join(f"sum({s})" for s in SUMS)
-        rows = self.conn.execute(f"SELECT value, {sums} FROM {source} GROUP BY value", params).fetchall()
+        rows = self._summed(f"SELECT value, {{sums}} FROM {source} GROUP BY value", params, 1)
         out = [(r[0], Totals.from_row(r[1:])) for r in rows]
         untagged = self.totals(f)
         for _, t in out:

@@ -8,6 +8,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from PySide6.QtCore import Qt
+from PySide6 import QtGui
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QHeaderView, QLabel, QStackedWidget, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
@@ -66,7 +67,8 @@ class AlertsPanel(QWidget):
                 item = QTableWidgetItem(text)
                 if col == 1:
                     item.setForeground(QColor(_SEVERITY_COLORS.get(a.severity, theme.TEXT)))
-                item.setToolTip(a.body if col == 3 else "")
+                # a tooltip is rich text when it looks like it: a feature name with tags must show as typed
+                item.setToolTip(QtGui.Qt.convertFromPlainText(a.body) if col == 3 else "")
                 self.table.setItem(row, col, item)
         self.stack.setCurrentWidget(self.table)
 

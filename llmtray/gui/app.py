@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QProcess, QSize, QSocketNotifier, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QMessageBox, QSystemTrayIcon
 
 from llmtray import autostart
 from llmtray import paths as pathsmod
@@ -27,11 +27,11 @@ from llmtray.core.pricing import Pricer, load_overrides
 from llmtray.core.status import summary
 from llmtray.gui.bridge import CommitBridge
 from llmtray.gui.demo_feed import DemoFeed
-from llmtray.gui.ipc import SingleInstance
+from llmtray.gui.ipc import InstanceError, SingleInstance
 from llmtray.gui.lazy_window import LazyWindow
 from llmtray.gui.prepare_db import prepare_database
 from llmtray.gui.notify import DesktopSink, NotificationRelay
-from llmtray.gui.onboarding import hook_snippet
+from llmtray.gui.onboarding import UNSAFE_PORT, hook_snippet
 from llmtray.gui.query_worker import Sources
 from llmtray.ingest import discovery
 from llmtray.gui.tray import SummaryWorker, Tray, TrayActions
@@ -55,6 +55,15 @@ def optional(module: str, name: str) -> Any:
         if exc.name and module.startswith(exc.name):
             return None
         raise
+
+
+def cannot_start(message: str) -> None:
+    """Tell a user who started llmtray from a launcher (no terminal) why nothing appears: on
+    stderr for logs and terminals, and in a dialog."""
+    print(f"llmtray: error: {message}", file=sys.stderr, flush=True)
+    box = QMessageBox(QMessageBox.Icon.Critical, "llmtray cannot start", message)
+    box.setInformativeText("Nothing is recorded until this is fixed.")
+    box.exec()
 
 
 def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
@@ -93,7 +102,12 @@ def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
     instance = None
     if not screenshot:
         instance = SingleInstance(paths.runtime_dir, paths.data)
-        if not instance.claim():
+        try:
+            claimed = instance.claim()
+        except InstanceError as exc:  # another user's socket or folder: never a quiet exit 0
+            cannot_start(str(exc))
+            return 1
+        if not claimed:
             log.info("llmtray is already running on %s: asked it to show its window", paths.data)
             return 0
         repair_autostart()
@@ -110,17 +124,19 @@ def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
     recovered = None if screenshot or served_elsewhere else prepare_database(app, paths.db)
     budgets = optional("llmtray.core.budgets", "budget_entries")
     budget_entries = (lambda q, now: budgets(q, now, config.week_start)) if budgets else None
-    ingest, ingest_error = None, None
+    ingest, ingest_error, squatted = None, None, False
     if not screenshot:  # a screenshot must not take the port from a running llmtray
         try:
             ingest = start_ingest(paths, config, bridge, budget_entries, port=0 if demo else None)
         except LLMTrayError as exc:  # port taken, another instance on this data dir, bad port setting
             log.error("not recording: %s", exc)
             ingest_error = str(exc)
+            squatted = getattr(exc, "foreign_uid", None) is not None
     sources = Sources(paths.db, config.tz, make_pricer=lambda: Pricer(load_overrides(paths.pricing_file)),
                       budget_entries=budget_entries, alert_log=optional("llmtray.core.alerts", "AlertLog"))
     import_dialog = optional("llmtray.gui.import_dialog", "ImportDialog")
-    base_url = served_url(paths, config, ingest)
+    # Never point clients at another user's program on our port: it would get their API keys.
+    base_url = served_url(paths, config, ingest, squatted)
     hook_data_dir = paths.data if paths.data == paths.config_dir else None  # --data-dir, env or demo
 
     def build_window() -> Dashboard:
@@ -134,6 +150,8 @@ def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
 
     window = LazyWindow(build_window)
     actions = WindowActions(window, paths, import_dialog)
+    for warning in paths.exposed():  # also logged by ensure(); a launcher user sees only this
+        window.show_notice(warning)
     if recovered is not None:
         window.show_notice(recovered.message())
     if ingest_error:
@@ -175,14 +193,17 @@ def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
             instance.release()
 
 
-def served_url(paths: pathsmod.Paths, config: Any, ingest: Any) -> str:
+def served_url(paths: pathsmod.Paths, config: Any, ingest: Any, squatted: bool = False) -> str | None:
     """Where this data dir is served: by our ingest service, else by the llmtray that already
     serves it (`llmtray serve --port 8801`), else (nothing serves it) the configured port. The
-    configured port alone sent one user's proxy calls to another llmtray's database (issue #17)."""
+    configured port alone sent one user's proxy calls to another llmtray's database (issue #17).
+    None when another user's program holds that port: clients sent there would hand it their keys."""
     if ingest is not None:
         return ingest.url
     owner = discovery.live_owner(paths.ingest_file)
-    return owner.url if owner is not None else f"http://127.0.0.1:{config.port}"
+    if owner is not None:
+        return owner.url
+    return None if squatted else f"http://127.0.0.1:{config.port}"
 
 
 def is_first_start(paths: pathsmod.Paths) -> bool:
@@ -227,17 +248,17 @@ class Desktop(QObject):
     alerted = Signal()
 
     def __init__(self, app: QApplication, window: LazyWindow, actions: WindowActions, paths: pathsmod.Paths,
-                 config: Any, base_url: str, ingest: Any, hook_data_dir: Path | None = None):
+                 config: Any, base_url: str | None, ingest: Any, hook_data_dir: Path | None = None):
         super().__init__(window)
         self.app, self.window, self.actions, self.paths, self.config = app, window, actions, paths, config
-        self.proxy_url = f"{base_url}/proxy/openai/v1"
+        self.proxy_url = f"{base_url}/proxy/openai/v1" if base_url else None
         self.tray = Tray(TrayActions(
             open_dashboard=actions.open_dashboard,
             import_usage=actions.open_import,
             budgets=self.open_budgets,
             settings=self.open_settings,
             snooze=self.snooze,
-            copy_proxy_url=lambda: app.clipboard().setText(self.proxy_url),
+            copy_proxy_url=self.copy_proxy_url,
             copy_hook_snippet=lambda: app.clipboard().setText(hook_snippet(hook_data_dir)),
             quit=app.quit,
         ), SummaryWorker(paths.db, config.tz, lambda q, now: summary(q, now, week_start=config.week_start)))
@@ -254,6 +275,14 @@ class Desktop(QObject):
         if ingest is not None:
             ingest.add_listener(self.monitor.on_commit)
         self._dialogs: list[QObject] = []
+
+    @Slot()
+    def copy_proxy_url(self) -> None:
+        if self.proxy_url is None:  # the port is another user's: copying it would hand them API keys
+            self.window.show_notice(f"No proxy URL to copy: {UNSAFE_PORT}")
+            self.actions.open_dashboard()
+            return
+        self.app.clipboard().setText(self.proxy_url)
 
     def start(self, *, show_window: bool) -> None:
         self.mail.start()

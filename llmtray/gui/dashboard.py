@@ -52,7 +52,7 @@ class Dashboard(QMainWindow):
     import_requested = Signal()
     demo_requested = Signal()
 
-    def __init__(self, sources: Sources, *, base_url: str, can_import: bool, title_note: str = "",
+    def __init__(self, sources: Sources, *, base_url: str | None, can_import: bool, title_note: str = "",
                  hook_data_dir: Path | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("llmtray" + (f" — {title_note}" if title_note else ""))
@@ -85,7 +85,7 @@ class Dashboard(QMainWindow):
 
     # --- layout ---------------------------------------------------------------------------
 
-    def _build(self, base_url: str, can_import: bool, title_note: str, hook_data_dir: Path | None) -> None:
+    def _build(self, base_url: str | None, can_import: bool, title_note: str, hook_data_dir: Path | None) -> None:
         root = QWidget()
         root.setObjectName("dashboardRoot")
         self.setCentralWidget(root)

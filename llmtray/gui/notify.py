@@ -17,6 +17,7 @@ notification ("default" action) come back as `NotificationRelay.clicked(budget)`
 
 from __future__ import annotations
 
+import html
 import logging
 import queue
 import sys
@@ -109,7 +110,7 @@ class FreedesktopNotifier:
                 "category": ("s", "x-llmtray.budget"),
             }
             msg = new_method_call(addr, "Notify", "susssasa{sv}i", (
-                APP_NAME, 0, self.icon_path, alert.title, alert.body,
+                APP_NAME, 0, self.icon_path, alert.title, body_markup(alert.body),
                 ["default", "Open dashboard"], hints, -1,
             ))
             try:
@@ -137,6 +138,13 @@ class FreedesktopNotifier:
                         self.on_click(budget)
         except Exception:  # connection closed on stop, or the bus went away
             return
+
+
+def body_markup(text: str) -> str:
+    """A notification body as the freedesktop spec's markup: servers with `body-markup` read
+    `<a href>`, `<b>`, `<img>` and entities, so names a local process chose (a feature header)
+    are escaped to show as typed. The summary (title) is plain text by the spec."""
+    return html.escape(text, quote=False)
 
 
 class NotificationRelay(QObject):

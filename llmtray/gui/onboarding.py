@@ -28,7 +28,14 @@ def hook_snippet(data_dir: Path | None) -> str:
             f"#   LLMTRAY_DATA_DIR={shlex.quote(str(data_dir))}\n{HOOK_SNIPPET}")
 
 
-def proxy_snippet(base_url: str) -> str:
+# Shown instead of a proxy URL when another user's program holds llmtray's port.
+UNSAFE_PORT = ("another user's program holds llmtray's port, and your proxy clients would send it their "
+               "API keys. Set another port (LLMTRAY_PORT or ingest.port) and restart llmtray.")
+
+
+def proxy_snippet(base_url: str | None) -> str:
+    if base_url is None:
+        return f"Not available: {UNSAFE_PORT}"
     return (f'openai.OpenAI(base_url="{base_url}/proxy/openai/v1")\n'
             f'anthropic.Anthropic(base_url="{base_url}/proxy/anthropic")')
 
@@ -60,7 +67,7 @@ class Onboarding(QFrame):
     import_requested = Signal()
     demo_requested = Signal()
 
-    def __init__(self, base_url: str, can_import: bool, data_dir: Path | None = None,
+    def __init__(self, base_url: str | None, can_import: bool, data_dir: Path | None = None,
                  parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("card")
@@ -82,7 +89,8 @@ class Onboarding(QFrame):
         self.hook = CopyBlock(hook_snippet(data_dir))
         grid.addWidget(self.hook, 0, 1)
         grid.addWidget(_step("2. Metering proxy", "any language: point the base URL here"), 1, 0)
-        self.proxy = CopyBlock(proxy_snippet(base_url))
+        self.proxy = CopyBlock("")
+        self.set_base_url(base_url)
         grid.addWidget(self.proxy, 1, 1)
         grid.addWidget(_step("3. Provider usage file", "OpenAI, Anthropic, OpenRouter exports"), 2, 0)
         buttons = QHBoxLayout()
@@ -106,6 +114,12 @@ class Onboarding(QFrame):
         self.demo_button.clicked.connect(self.demo_requested)
         demo_row.addWidget(self.demo_button)
         outer.addLayout(demo_row)
+
+    def set_base_url(self, base_url: str | None) -> None:
+        """The proxy snippet for `base_url`; None (our port is another user's): a warning, no copy."""
+        self.proxy.set_text(proxy_snippet(base_url))
+        self.proxy.text.setWordWrap(base_url is None)
+        self.proxy.copy.setEnabled(base_url is not None)
 
 
 def _step(title: str, sub: str) -> QWidget:

@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from llmtray.core.csvcells import unguard
 from llmtray.core.events import SOURCES_FIXED, TOKEN_FIELDS
 from llmtray.core.money import usd_to_nanos
 from llmtray.importers.base import Format, Head, Item, Options, Parsed, RowError, RowProblem, Skipped
@@ -117,6 +118,7 @@ def _typed(column: str, value: str) -> Any:
         if value not in ("True", "False", "true", "false"):
             raise RowProblem(f"stream: expected True or False, got {value[:40]!r}")
         return value in ("True", "true")
+    value = unguard(value)  # a text cell: the export guarded it against spreadsheet formulas
     if column == "tags":
         try:
             return json.loads(value)

@@ -27,7 +27,7 @@ from llmtray.core.queries import Queries
 from llmtray.core.status import BudgetEntries, summary
 from llmtray.core.store import AddResult
 from llmtray.ingest.reply import HttpError, Reply
-from llmtray.ingest.writer import BacklogFull, StoreFailed, Writer, WriterStopped
+from llmtray.ingest.writer import BacklogFull, StoreFailed, SumsOverflow, Writer, WriterStopped
 
 MAX_EVENTS = 10_000
 MAX_INT_DIGITS = 20  # every valid integer fits in 64 bits; longer ones are refused before Python converts them
@@ -212,6 +212,8 @@ class IngestAPI:
         """The answer for a resolved submit future: 200 with counts, or 503 if SQLite refused."""
         try:
             result = future.result(timeout=0)
+        except SumsOverflow as exc:  # the same batch would fail again: not a 503 to retry forever
+            raise HttpError(400, str(exc)) from None
         except StoreFailed as exc:
             raise HttpError(503, str(exc), headers=(("Retry-After", str(RETRY_AFTER_S)),)) from None
         return Reply(200, {"accepted": result.accepted, "duplicates": result.duplicates})

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from llmtray.core.trust import require_trusted
+
 log = logging.getLogger(__name__)
 
 KEYRING_SERVICE = "llmtray"
@@ -104,6 +106,7 @@ def _with_timeout(fn: Callable[[], T], timeout: float) -> T:
 
 
 def _read_file(path: Path) -> str | None:
+    require_trusted(path)  # a token another user planted would let them read what we record
     try:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llmtray.core import usage as conventions
+from llmtray.core.anomalies import NO_ANSWER_TAG
 from llmtray.core.events import MAX_TAGS, format_ts
 from llmtray.ingest.codings import Decoder, UnreadableCoding
 from llmtray.ingest.sse import Clip, SseParser
@@ -360,6 +361,8 @@ def build_event(*, provider: str, call: Call, facts: RequestFacts, attribution: 
         event.update(_tokens(call.endpoint, reading, streamed, notes))
     if stream_end:
         notes[STREAM_TAG] = stream_end
+    if meter is None and error:  # no answer at all: not a call the provider saw (anomalies skip it)
+        notes[NO_ANSWER_TAG[0]] = NO_ANSWER_TAG[1]
     tier = conventions.service_tier(reading.tier)
     if tier is None:  # Anthropic reports its tier inside usage
         for usage in (reading.usage, reading.usage_start):
@@ -370,6 +373,8 @@ def build_event(*, provider: str, call: Call, facts: RequestFacts, attribution: 
     if reading.request_id:
         event["request_id"] = reading.request_id
     tags = dict(attribution.tags)
+    if NO_ANSWER_TAG[0] in notes:  # must survive a caller's full set of tags: anomalies rely on it
+        tags = dict([NO_ANSWER_TAG, *list(tags.items())[:MAX_TAGS - 1]])
     for key, value in notes.items():  # notes fill the room the user's tags leave
         if len(tags) < MAX_TAGS:
             tags[key] = value

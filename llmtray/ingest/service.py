@@ -29,6 +29,7 @@ from llmtray.core.status import BudgetEntries
 from llmtray.ingest import credentials, discovery
 from llmtray.ingest.api import IngestAPI
 from llmtray.ingest.auth import Guard, is_loopback
+from llmtray.ingest.portowner import listener_uid
 from llmtray.ingest.proxy import Proxy
 from llmtray.ingest.server import Handler, IngestServer
 from llmtray.ingest.wire import Limits
@@ -42,11 +43,17 @@ PROBE_TIMEOUT = 1.0
 
 
 class PortInUseError(LLMTrayError):
-    """The port is taken; `by_llmtray` tells an llmtray already running from another program."""
+    """The port is taken; `by_llmtray` tells an llmtray already running from another program,
+    `foreign_uid` a program of another user (whatever it answers: maybe a squatter)."""
 
-    def __init__(self, host: str, port: int, by_llmtray: bool, version: str | None = None):
-        self.port, self.by_llmtray = port, by_llmtray
-        if by_llmtray:
+    def __init__(self, host: str, port: int, by_llmtray: bool, version: str | None = None,
+                 foreign_uid: int | None = None):
+        self.port, self.by_llmtray, self.foreign_uid = port, by_llmtray, foreign_uid
+        if foreign_uid is not None:
+            message = (f"another user's program (uid {foreign_uid}) holds port {port} on {host} — your proxy "
+                       "clients would send it their API keys. Pick another port with --port or LLMTRAY_PORT "
+                       "(and point your clients there), and ask who runs it")
+        elif by_llmtray:
             message = (f"port {port} on {host} is in use by llmtray {version or ''}".rstrip()
                        + " already running (its /v1/health answers); use that one, stop it, "
                        "or pick another port with --port or LLMTRAY_PORT")
@@ -125,6 +132,9 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
+            uid = listener_uid(port)
+            if uid is not None and uid != os.geteuid():  # never trust its /v1/health: anyone can answer it
+                raise PortInUseError(host, port, False, foreign_uid=uid) from None
             version = probe_health(_url(host, port))
             raise PortInUseError(host, port, version is not None, version) from None
         if exc.errno == errno.EACCES:

@@ -60,6 +60,10 @@ class StoreFailed(LLMTrayError):
     """SQLite refused a commit (disk full, I/O error, locked too long); nothing of the batch was stored."""
 
 
+class SumsOverflow(StoreFailed):
+    """The batch would push a stored running total (a rollup) past 2^63: retrying can't help."""
+
+
 class _Checkpointer:
     """Runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection, soon after commits happened."""
 
@@ -221,7 +225,10 @@ class Writer:
                 pending.future.set_result(result)
                 stored.append((result, pending.batch.source))
             else:
-                if not isinstance(result, StoreFailed):
+                if isinstance(result, sqlite3.OperationalError) and "integer overflow" in str(result):
+                    result = SumsOverflow("these events would push a running total of this day past 2^63 "
+                                          "(nano-dollars or tokens); nothing of the batch was stored")
+                elif not isinstance(result, StoreFailed):
                     log.error("a batch of %d events was rolled back: %s", len(pending.batch.events), result)
                     result = StoreFailed(f"could not store the events: {result}")
                 pending.future.set_exception(result)

@@ -4,6 +4,7 @@ cool-down, and their false-positive rate on 90 days of realistic traffic (`llmtr
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -190,3 +191,40 @@ def test_false_positive_rate_on_90_days_of_realistic_traffic(data_dir):
     finally:
         db.close()
         store.close()
+
+
+# --- hardening: spend floor, unanswered calls, sums past int64 (#17 item 13, #26 items 2 and 10) ---------
+
+
+def test_a_runaway_below_its_spend_floor_is_a_warning_not_critical(store):
+    burst(store, 29, "0.00002", timedelta(minutes=4), feature="fresh")  # the reported $0.0006 loop
+    (finding,) = runaways(store)
+    assert finding.severity == "warning"
+    rule = RunawayRule.from_config(Config(runaway_floor_usd=Decimal("0.00058")))
+    (finding,) = runaways(store, rule)
+    assert finding.severity == "critical"
+
+
+def test_calls_that_got_no_answer_count_toward_no_runaway(store):
+    no_answer = {"llmtray.upstream": "no answer"}
+    burst(store, 40, "0", timedelta(minutes=4), feature="probe", tags=no_answer, status="error")
+    assert runaways(store) == []
+    burst(store, 9, "0.01", timedelta(minutes=4), feature="probe")  # answered ones still count, alone
+    assert runaways(store) == []
+    burst(store, 1, "0.01", timedelta(minutes=4), feature="probe")
+    (finding,) = runaways(store)
+    assert finding.body.startswith("2 calls/min over the last 5 min")
+
+
+def test_sums_past_int64_do_not_stop_the_anomaly_checks(store):
+    """Ten $999,999,999 events (valid before #26 capped costs at validation) overflowed SQLite's
+    sum() and made every check fail while they were in its window; stored as such, they are
+    summed exactly now."""
+    huge = [event(NOW - timedelta(minutes=1, seconds=i), "999999999", feature=f"f{i}", user=f"u{i}")
+            for i in range(10)]
+    store.add(huge, "hook")
+    finding = spike_of(store)
+    assert finding.title == "Spending spike: $9,999,999,990.00 in 15 min"
+    assert Queries(store.conn, BERLIN).totals().cost_nanos == 10 * 999999999 * 10**9
+    evaluator = Evaluator(open_db(Path(store.db.database)), Config())
+    assert [a.kind for a in evaluator.check(from_us(to_us(NOW)))] == ["spike"]

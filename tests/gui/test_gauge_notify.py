@@ -114,6 +114,39 @@ def test_desktop_notification_has_the_exact_wire_signature(qtbot, session_bus):
         relay.close()
 
 
+def test_notification_body_markup_from_a_feature_name_is_shown_as_typed(qtbot, session_bus):
+    """#26 item 2: the body is freedesktop markup; a feature name any local process chose
+    (`<a href=…>`, `&`) reaches the daemon escaped, the title (plain text by the spec) unchanged."""
+    from llmtray.gui.notify import NotificationRelay
+
+    hostile = Alert("runaway", "warning", "Runaway calls: feature “<b>x</b>”",
+                    '12 calls/min — feature <a href="https://evil.example">open llmtray</a> & more', 0)
+    relay = NotificationRelay(tray=None)
+    try:
+        relay.show.emit(hostile)
+        qtbot.waitUntil(lambda: any(c[0] == "susssasa{sv}i" for c in session_bus.calls), timeout=5000)
+        _, body = next(c for c in session_bus.calls if c[0] == "susssasa{sv}i")
+        assert body[3] == "Runaway calls: feature “<b>x</b>”"
+        assert body[4] == ('12 calls/min — feature &lt;a href="https://evil.example"&gt;open llmtray&lt;/a&gt; '
+                           "&amp; more")
+    finally:
+        relay.close()
+
+
+def test_alert_details_tooltip_shows_markup_from_a_feature_name_as_text(qtbot):
+    from PySide6.QtGui import QTextDocument
+
+    from llmtray.gui.alerts_panel import AlertsPanel
+
+    panel = AlertsPanel(None)
+    qtbot.addWidget(panel)
+    body = 'feature <img src="file:///etc/passwd"><a href="https://evil.example">open llmtray</a> & more'
+    panel.set_rows([Alert("runaway", "warning", "Runaway calls", body, 0)])
+    shown = QTextDocument()
+    shown.setHtml(panel.table.item(0, 3).toolTip())
+    assert shown.toPlainText() == body
+
+
 def test_clicking_a_notification_names_its_budget(qtbot, session_bus):
     from llmtray.gui.notify import NotificationRelay
 
