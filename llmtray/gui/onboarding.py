@@ -55,6 +55,9 @@ class CopyBlock(QFrame):
         self.copy.clicked.connect(self._copy)
         layout.addWidget(self.copy, 0, Qt.AlignmentFlag.AlignTop)
 
+    def set_text(self, text: str) -> None:
+        self.text.setText(text)
+
     @Slot()
     def _copy(self) -> None:
         QGuiApplication.clipboard().setText(self.text.text())
