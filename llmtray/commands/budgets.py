@@ -24,6 +24,7 @@ from llmtray.core.budgets import (
     parse_tag,
     parse_thresholds,
 )
+from llmtray.core.model_names import alias_of
 from llmtray.core.money import format_usd
 from llmtray.core.queries import Queries
 
@@ -82,8 +83,8 @@ def run_add(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
 
 
 def unseen_scope_values(queries: Queries, scope: Scope) -> list[str]:
-    """Scope values no stored event carries — usually a typo or a model name without its date
-    suffix. Only a note: the traffic may simply not have started yet."""
+    """Scope values no stored event carries — usually a typo (models are listed by alias, which
+    covers their dated snapshots). Only a note: the traffic may simply not have started yet."""
     if queries.totals().events == 0:
         return []
     notes = []
@@ -91,7 +92,7 @@ def unseen_scope_values(queries: Queries, scope: Scope) -> list[str]:
         wanted = getattr(scope, dim)
         if wanted is not None:
             seen = queries.distinct(dim)
-            if wanted not in seen:
+            if (alias_of(wanted) if dim == "model" else wanted) not in seen:
                 shown = ", ".join(seen[:8]) + (", …" if len(seen) > 8 else "")
                 notes.append(f"no event so far has {dim} {wanted!r} (seen: {shown or 'none'})")
     keys = set(queries.tag_keys())

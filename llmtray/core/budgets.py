@@ -26,6 +26,7 @@ from llmtray.core import periods
 from llmtray.core.commits import Committed
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.events import MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS
+from llmtray.core.model_names import same_model
 from llmtray.core.money import NANOS_PER_USD, nanos_to_str, parse_usd, usd_to_nanos
 from llmtray.core.queries import Filters, Queries
 from llmtray.core.settled import SettledQueries, SettledTotals, forget_all, settled_for
@@ -85,10 +86,13 @@ class Scope:
         return Filters(tags=self.tags, **dims)
 
     def matches(self, values: Mapping[str, Any]) -> bool:
-        """Whether a call with these attribution values (`provider`, …, `tags`: dict) counts."""
+        """Whether a call with these attribution values (`provider`, …, `tags`: dict) counts; a
+        model alias covers its dated snapshots, as in `filters()`."""
         for name in SCOPE_FIELDS:
             wanted = getattr(self, name)
-            if wanted is not None and values.get(name) != wanted:
+            if wanted is None:
+                continue
+            if not (same_model(wanted, values.get(name)) if name == "model" else values.get(name) == wanted):
                 return False
         tags = values.get("tags") or {}
         return all(tags.get(k) == v for k, v in self.tags)

@@ -281,10 +281,11 @@ class Dashboard(QMainWindow):
         self.events_model.merge_head(self._ranged_filters(), rows)
 
     def _show_models(self, spend: ModelSpend) -> None:
-        names = [m for _, m, _ in spend.rows]
+        merged = spend.by_alias()
+        names = [m for _, m, _ in merged]
         for name in names:
             self.colors(name)  # most expensive first gets the first colour, everywhere
-        rows = top_rows([(m if names.count(m) == 1 else f"{m} ({p})", t) for p, m, t in spend.rows])
+        rows = top_rows([(m if names.count(m) == 1 else f"{m} ({p})", t) for p, m, t in merged])
         self.models_chart.set_rows([(n, t.cost_nanos / 1e9, self.colors(n)) for n, t in rows],
                                    [spend_tooltip(n, t, self.colors(n)) for n, t in rows])
         self._show_unpriced(spend.unpriced)

@@ -15,6 +15,7 @@ from typing import Any
 
 from llmtray.core import periods
 from llmtray.core.events import UsageEvent
+from llmtray.core.model_names import alias_of
 from llmtray.core.pricing import Pricer
 from llmtray.core.queries import DailySeries, Filters, LatencyStats, Queries, Totals
 
@@ -105,6 +106,16 @@ class ModelSpend:
     @property
     def unpriced(self) -> list[tuple[str, str, int]]:
         return sorted(((p, m, t.unpriced) for p, m, t in self.rows if t.unpriced), key=lambda r: -r[2])
+
+    def by_alias(self) -> list[tuple[str, str, Totals]]:
+        """The rows with each dated snapshot counted under its alias (`model_names`), as the
+        daily chart, filters and budgets see models; `rows` keeps them apart for pricing."""
+        merged: dict[tuple[str, str], Totals] = {}
+        for provider, model, totals in self.rows:
+            merged.setdefault((provider, alias_of(model)), Totals()).add(totals)
+        out = [(p, m, t) for (p, m), t in merged.items()]
+        out.sort(key=lambda r: (-r[2].cost_nanos, -r[2].requests, r[0], r[1]))
+        return out
 
 
 @dataclass(frozen=True)
