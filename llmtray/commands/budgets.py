@@ -21,15 +21,12 @@ from llmtray.core.budgets import (
     evaluate,
     load_budgets,
     parse_limit,
-    parse_tag,
     parse_thresholds,
 )
 from llmtray.core.model_names import alias_of
 from llmtray.core.money import format_usd
 from llmtray.core.queries import Queries
-
-_METAVARS = {"provider": "P", "model": "M", "feature": "F", "user": "U", "project": "P", "env": "E"}
-
+from llmtray.commands.scope_args import add_scope_arguments, scope_from_args
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("budgets", help="add, list or remove budgets",
@@ -41,15 +38,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add = actions.add_parser("add", help="add a budget",
                              description="Add a budget. Scope options narrow what it counts (all must match; "
                                          "--tag may be repeated); without any it counts all spend. Values are "
-                                         "matched exactly as events carry them (see `llmtray report --by model`).")
+                                         "matched as events carry them; a model alias (gpt-4o-mini) also covers "
+                                         "its dated snapshots (gpt-4o-mini-2024-07-18).")
     add.add_argument("--name", required=True, help="unique name (case-insensitive)")
     add.add_argument("--limit", required=True, metavar="USD", help="limit in dollars, e.g. 50 or 1200.50")
     add.add_argument("--period", required=True, choices=periods.PERIODS,
                      help="calendar period in your time zone (week start from config)")
-    for dim in SCOPE_FIELDS:
-        add.add_argument(f"--{dim}", metavar=_METAVARS[dim], help=f"count only events with this {dim}")
-    add.add_argument("--tag", action="append", default=[], metavar="K=V",
-                     help="count only events carrying this tag (repeat for several)")
+    add_scope_arguments(add, "count")
     add.add_argument("--thresholds", default="50,80,100", metavar="PCTS",
                      help="alert when spend reaches these percentages of the limit; default 50,80,100")
     add.add_argument("--enforce", action="store_true",
@@ -69,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_add(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
-    scope = Scope(**{d: getattr(args, d) for d in SCOPE_FIELDS}, tags=tuple(parse_tag(t) for t in args.tag))
+    scope = scope_from_args(args)
     budget = Budget(name=args.name, limit_nanos=parse_limit(args.limit), period=args.period, scope=scope,
                     thresholds=parse_thresholds(args.thresholds), enforce=args.enforce)
     store = ctx.store()

@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Spend today and this month, the projected month end and every budget. "
                                    "Money in --json is decimal strings.")
     p.add_argument("--json", action="store_true",
-                   help='print {"today_usd", "month_usd", "projected_month_usd", "budgets": [...]}')
+                   help='print {"today_usd", "month_usd", "projected_month_usd", "budgets": [...], "blocks": [...]}')
     p.set_defaults(run=run)
 
 
@@ -57,6 +57,10 @@ def render(data: dict[str, Any]) -> str:
             )
     else:
         lines.append("budgets     none (add one: llmtray budgets add --name NAME --limit USD --period month)")
+    for b in data.get("blocks", []):
+        what = ", ".join(f"{k} {v}" for k, v in b["scope"].items() if k != "tags") or "all calls"
+        what += "".join(f", tag {k}={v}" for k, v in b["scope"].get("tags", {}).items())
+        lines.append(f"BLOCKED     #{b['id']} {what} until {b['until'] or 'lifted'}: {b['reason']}")
     if data.get("unpriced_requests_month"):
         lines.append(f"note: {data['unpriced_requests_month']} requests this month have no known price "
                      "and are not counted (llmtray report --by model shows which)")

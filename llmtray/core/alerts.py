@@ -36,7 +36,7 @@ NOTIFY_INTERVAL_S = 30.0  # at most one OS notification per 30 s (DESKTOP.md)
 class Alert:
     """One thing worth telling: a title and a body a person reads in two seconds.
 
-    `kind` is `threshold`, `pace`, `spike`, `runaway` or `summary` (several collapsed into one
+    `kind` is `threshold`, `pace`, `spike`, `runaway`, `guard` or `summary` (several collapsed into one
     notification); `budget`/`period`/`period_start_us` name the budget period it is about."""
 
     kind: str
@@ -50,6 +50,7 @@ class Alert:
     id: int | None = None
     delivered: bool = False
     snoozed: bool = False
+    feature: str | None = None  # what "Block <feature> for 1 h" would block; not stored (offered live only)
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
