@@ -160,8 +160,8 @@ class BlockBook:
         if for_s is not None and not 0 < for_s <= MAX_DURATION_S:
             raise BlockError(f"duration: must be more than 0 and at most 366 days, got {for_s} s")
         now_us = to_us(now or datetime.now(UTC))
-        now_us -= now_us % 1_000_000  # whole seconds: people read these times
-        until = now_us + for_s * 1_000_000 if for_s is not None else None
+        until = -(-(now_us + for_s * 1_000_000) // 1_000_000) * 1_000_000 if for_s is not None else None
+        now_us -= now_us % 1_000_000  # whole seconds (the end rounded up): people read these times
         with write(self.conn):
             cur = self.conn.execute("INSERT INTO block (scope, reason, created_by, created, until) VALUES (?, ?, ?, ?, ?)",
                                     (scope_json(scope), reason, created_by, now_us, until))
