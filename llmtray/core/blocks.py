@@ -172,20 +172,21 @@ class BlockBook:
         `provider`, `model`, `feature`, `user`, `project`, `env`, `tags` (dict) — or None."""
         return first_refusal(self.active(now), values, now)
 
-    def get(self, block_id: int) -> Block:
+    def get(self, block_id: int, now: datetime | None = None) -> Block:
         row = self.conn.execute(f"SELECT {_COLUMNS} FROM block WHERE id = ?", (block_id,)).fetchone()
         if row is None:
-            raise BlockError(f"no block #{block_id}{self._active_hint()}")
+            raise BlockError(f"no block #{block_id}{self._active_hint(now)}")
         return _from_row(row)
 
     def lift(self, block_id: int, now: datetime | None = None) -> Block:
         """End a block now; an unknown, lifted or expired one is an error naming the active ones."""
-        now_us = to_us(now or datetime.now(UTC))
+        now = now or datetime.now(UTC)
+        now_us = to_us(now)
         with write(self.conn):
-            block = self.get(block_id)
+            block = self.get(block_id, now)
             if not block.active_at(now_us):
                 ended = "was lifted" if block.lifted_us is not None else "has expired"
-                raise BlockError(f"block #{block_id} {ended} already{self._active_hint()}")
+                raise BlockError(f"block #{block_id} {ended} already{self._active_hint(now)}")
             self.conn.execute("UPDATE block SET lifted = ? WHERE id = ?", (now_us, block_id))
         return Block(block.id, block.scope, block.reason, block.created_by, block.created_us, block.until_us, now_us)
 
@@ -212,8 +213,8 @@ class BlockBook:
         rows = self.conn.execute("SELECT value, count(*) FROM event_tag WHERE key = ? GROUP BY value", (BLOCKED_TAG,))
         return {int(v): n for v, n in rows if v.isdigit()}
 
-    def _active_hint(self) -> str:
-        ids = [f"#{b.id}" for b in self.active()]
+    def _active_hint(self, now: datetime | None) -> str:
+        ids = [f"#{b.id}" for b in self.active(now)]
         return f"; active blocks: {', '.join(ids)}" if ids else "; no block is active"
 
 

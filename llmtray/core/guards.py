@@ -161,7 +161,7 @@ class GuardWatch:
                                [*fresh[1], *args, guard.max_request_nanos]).fetchone()
             if row is None:
                 return None
-            return (f"guard {guard.name!r}: a {row[1]} call cost {format_usd(row[0])}, above its "
+            return (f"guard {guard.name!r}: a {row[1]} call cost {format_usd(row[0], precise=True)}, above its "
                     f"{format_usd(guard.max_request_nanos)} per-call limit")
         assert guard.max_avg_nanos is not None
         if conn.execute(f"SELECT 1 FROM event e WHERE {fresh[0]} AND {scope} LIMIT 1", [*fresh[1], *args]).fetchone() is None:
@@ -171,5 +171,6 @@ class GuardWatch:
             " ORDER BY e.ts DESC, e.id DESC LIMIT ?", [now_us - AVERAGE_LOOKBACK_US, *args, guard.window])]
         if len(costs) < guard.window or sum(costs) <= guard.max_avg_nanos * guard.window:
             return None
-        return (f"guard {guard.name!r}: the last {guard.window} calls averaged {format_usd(sum(costs) // guard.window)}, "
+        average = format_usd(sum(costs) // guard.window, precise=True)
+        return (f"guard {guard.name!r}: the last {guard.window} calls averaged {average}, "
                 f"above its {format_usd(guard.max_avg_nanos)} limit")
