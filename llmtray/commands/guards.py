@@ -11,7 +11,7 @@ import json
 import sys
 
 from llmtray.commands.scope_args import add_scope_arguments, scope_from_args
-from llmtray.core.blocks import describe_duration, parse_duration
+from llmtray.core.blocks import describe_duration, describe_scope, parse_duration
 from llmtray.core.budgets import parse_limit
 from llmtray.core.guards import DEFAULT_WINDOW, Guard, GuardBook
 
@@ -66,8 +66,7 @@ def run_list(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
 
 def _line(g: Guard) -> str:
     block = f"for {describe_duration(g.block_s)}" if g.block_s else "until unblocked"
-    what = "all calls" if g.scope.is_everything else g.scope.describe()
-    return f"{g.describe()} in {what} blocks them {block}"
+    return f"{g.describe()} in {describe_scope(g.scope)} blocks them {block}"
 
 
 def run_remove(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001

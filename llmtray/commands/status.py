@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Any
 
+from llmtray.core.blocks import describe_scope, scope_from_dict
 from llmtray.core.budgets import PERIOD_PHRASE
 from llmtray.core.money import format_usd, usd_to_nanos
 from llmtray.core.status import summary
@@ -58,8 +59,7 @@ def render(data: dict[str, Any]) -> str:
     else:
         lines.append("budgets     none (add one: llmtray budgets add --name NAME --limit USD --period month)")
     for b in data.get("blocks", []):
-        what = ", ".join(f"{k} {v}" for k, v in b["scope"].items() if k != "tags") or "all calls"
-        what += "".join(f", tag {k}={v}" for k, v in b["scope"].get("tags", {}).items())
+        what = describe_scope(scope_from_dict(b["scope"]))
         lines.append(f"BLOCKED     #{b['id']} {what} until {b['until'] or 'lifted'}: {b['reason']}")
     if data.get("unpriced_requests_month"):
         lines.append(f"note: {data['unpriced_requests_month']} requests this month have no known price "

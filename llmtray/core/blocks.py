@@ -66,8 +66,17 @@ def scope_json(scope: Scope) -> str:
 
 
 def scope_from_json(text: str) -> Scope:
-    data = json.loads(text)
-    return Scope(**{k: v for k, v in data.items() if k != "tags"}, tags=tuple(data.get("tags", {}).items()))
+    return scope_from_dict(json.loads(text))
+
+
+def scope_from_dict(data: Mapping[str, Any]) -> Scope:
+    """A scope from `Scope.as_dict()` (the database, a block's JSON entry)."""
+    return Scope(**{k: v for k, v in data.items() if k != "tags"}, tags=tuple((data.get("tags") or {}).items()))
+
+
+def describe_scope(scope: Scope) -> str:
+    """What a block stops: `feature summarize, tag team=a`, or `all calls`."""
+    return "all calls" if scope.is_everything else scope.describe()
 
 
 def _iso(us: int) -> str:
@@ -89,7 +98,7 @@ class Block:
 
     @property
     def what(self) -> str:
-        return "all calls" if self.scope.is_everything else self.scope.describe()
+        return describe_scope(self.scope)
 
     @property
     def until_text(self) -> str:

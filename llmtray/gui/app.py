@@ -25,6 +25,7 @@ from llmtray.core.errors import LLMTrayError
 from llmtray.core.monitor import BudgetMonitor
 from llmtray.core.pricing import Pricer, load_overrides
 from llmtray.core.status import summary
+from llmtray.gui.block_actions import BlockActions
 from llmtray.gui.bridge import CommitBridge
 from llmtray.gui.demo_feed import DemoFeed
 from llmtray.gui.ipc import SingleInstance
@@ -105,8 +106,11 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
                           title_note="demo data" if demo else "")
         built.import_requested.connect(actions.open_import)
         built.demo_requested.connect(actions.open_demo)
+        built.blocks.lift_requested.connect(blocks.lift)
+        built.blocks.block_requested.connect(blocks.block_feature)
         return built
 
+    blocks = BlockActions(paths.db)
     window = LazyWindow(build_window)
     actions = WindowActions(window, paths, import_dialog)
     if recovered is not None:
@@ -131,8 +135,9 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
             if feed is not None:
                 feed.stop()
             window.shutdown()
+            blocks.close()
 
-    desk = Desktop(app, window, actions, paths, config, base_url, ingest)
+    desk = Desktop(app, window, actions, paths, config, base_url, ingest, blocks)
     bridge.committed.connect(desk.tray.request_refresh)
     if instance is not None:
         instance.show_requested.connect(actions.open_dashboard)
@@ -198,7 +203,7 @@ class Desktop(QObject):
     alerted = Signal()
 
     def __init__(self, app: QApplication, window: LazyWindow, actions: WindowActions, paths: pathsmod.Paths,
-                 config: Any, base_url: str, ingest: Any):
+                 config: Any, base_url: str, ingest: Any, blocks: BlockActions):
         super().__init__(window)
         self.app, self.window, self.actions, self.paths, self.config = app, window, actions, paths, config
         self.proxy_url = f"{base_url}/proxy/openai/v1"
@@ -211,11 +216,18 @@ class Desktop(QObject):
             copy_proxy_url=lambda: app.clipboard().setText(self.proxy_url),
             copy_hook_snippet=lambda: app.clipboard().setText(HOOK_SNIPPET),
             quit=app.quit,
+            unblock=blocks.lift,
         ), SummaryWorker(paths.db, config.tz, lambda q, now: summary(q, now, week_start=config.week_start)))
         self.tray.unavailable.connect(self._no_tray)
         icon_path = str(pathsmod.resource("icons/llmtray-128.png"))
         self.relay = NotificationRelay(self.tray.icon, icon_path, parent=self)
         self.relay.clicked.connect(actions.open_dashboard)
+        self.blocks = blocks
+        self.relay.block_requested.connect(blocks.block_feature)  # "Block <feature> for 1 h" pressed
+        self.relay.block_offered.connect(self.offer_block)  # a balloon clicked: the offer in the window
+        blocks.changed.connect(self.tray.request_refresh)
+        blocks.changed.connect(window.refresh)
+        blocks.failed.connect(window.show_notice)
         self.webhook = WebhookSink()
         self.monitor = BudgetMonitor(paths.db, config, [DesktopSink(self.relay), self.webhook],
                                      on_alert=lambda _alert: self.alerted.emit())
@@ -235,6 +247,7 @@ class Desktop(QObject):
         self.webhook.close()
         self.relay.close()
         self.tray.close()
+        self.blocks.close()
 
     @Slot()
     def _no_tray(self) -> None:
@@ -245,6 +258,11 @@ class Desktop(QObject):
 
     def snooze(self, until: Any) -> None:
         self.monitor.snooze(until)
+
+    @Slot(str)
+    def offer_block(self, feature: str) -> None:
+        self.actions.open_dashboard()
+        self.window.get().offer_block(feature)
 
     def open_budgets(self) -> None:
         from llmtray.gui.budgets_dialog import BudgetsDialog

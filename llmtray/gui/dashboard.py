@@ -24,6 +24,7 @@ from llmtray.core.damage import DAMAGED
 from llmtray.core.queries import Filters
 from llmtray.gui import theme
 from llmtray.gui.alerts_panel import AlertsPanel
+from llmtray.gui.blocks_panel import BlocksPanel
 from llmtray.gui.charts import (BarListChart, BreakdownChart, CostPerRequestChart, DailySpendChart, LatencyChart,
                                 LiveChart, spend_tooltip, top_rows, usd_label)
 from llmtray.gui.events_table import EventsModel, EventsTable
@@ -32,8 +33,8 @@ from llmtray.gui.kpis import KpiStrip
 from llmtray.gui.onboarding import Onboarding
 from llmtray.gui.query_worker import QueryLane, Sources
 from llmtray.gui.throttle import Throttle
-from llmtray.gui.views import (BREAKDOWNS, CHART_VIEWS, LATENCY_SAMPLE, LIVE_VIEWS, Breakdown, FilterOptions, Kpis, ModelSpend,
-                               ViewRequest, resolve_range)
+from llmtray.gui.views import (BREAKDOWNS, CHART_VIEWS, LATENCY_SAMPLE, LIVE_VIEWS, BlockList, Breakdown,
+                               FilterOptions, Kpis, ModelSpend, ViewRequest, resolve_range)
 
 REFRESH_INTERVAL_MS = 250  # at most four refreshes a second, however fast commits come
 TICK_MS = 30_000  # while shown: the live view's minute axis moves on even without events
@@ -147,6 +148,8 @@ class Dashboard(QMainWindow):
         self.tabs.addTab(self.events, "Events")
         self.alerts = AlertsPanel(self._tz)
         self.tabs.addTab(self.alerts, "Alerts")
+        self.blocks = BlocksPanel(self._tz)
+        self.tabs.addTab(self.blocks, "Blocks")
         self.pages.setCurrentIndex(1)
 
     def _overview(self) -> QWidget:
@@ -328,6 +331,15 @@ class Dashboard(QMainWindow):
         self.alerts.set_rows(alerts)
         n = self.alerts.count()
         self.tabs.setTabText(2, f"Alerts ({n})" if n else "Alerts")
+
+    def _show_blocks(self, data: BlockList) -> None:
+        self.blocks.set_blocks(data)
+        self.tabs.setTabText(self.tabs.indexOf(self.blocks), f"Blocks ({data.active})" if data.active else "Blocks")
+
+    def offer_block(self, feature: str) -> None:
+        """Open the Blocks tab with an alert's "Block <feature> for 1 h" ready (no notification buttons here)."""
+        self.blocks.offer(feature)
+        self.tabs.setCurrentWidget(self.blocks)
 
     def _show_options(self, options: FilterOptions) -> None:
         self.filter_bar.set_options(options)

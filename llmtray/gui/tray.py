@@ -21,6 +21,7 @@ from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Sl
 from PySide6.QtGui import QAction, QGuiApplication, QIcon
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
+from llmtray.core.blocks import describe_scope, scope_from_dict
 from llmtray.core.queries import Queries
 from llmtray.gui.gauge import gauge_icon
 from llmtray.gui.throttle import Throttle
@@ -43,6 +44,7 @@ class TrayActions:
     copy_proxy_url: Callable[[], None]
     copy_hook_snippet: Callable[[], None]
     quit: Callable[[], None]
+    unblock: Callable[[int], None]  # a block's id (the summary's `blocks`)
 
 
 class SummaryWorker(QObject):
@@ -101,6 +103,14 @@ def budget_line(b: dict[str, Any]) -> str:
     if projected is not None and Decimal(projected) > Decimal(b["limit_usd"]):
         pace = f" · on pace for {money(projected)}"
     return f"{b['name']}: {Decimal(str(b['percent'])):.0f}% of {money(b['limit_usd'])} ({b['period']}){pace}"
+
+
+def block_line(b: dict[str, Any]) -> str:
+    """`Blocked: feature summarize (until 15:04)` — an entry of the summary's `blocks`."""
+    until = "until unblocked"
+    if b.get("until"):
+        until = "until " + datetime.fromisoformat(b["until"]).astimezone().strftime("%H:%M")
+    return f"Blocked: {describe_scope(scope_from_dict(b['scope']))} ({until})"
 
 
 class Tray(QObject):
@@ -218,6 +228,12 @@ class Tray(QObject):
             m.addSeparator()
             for b in budgets[:8]:
                 m.addAction(budget_line(b)).setEnabled(False)
+        blocks = s.get("blocks") or []
+        if blocks:
+            m.addSeparator()
+            for b in blocks[:8]:
+                sub = m.addMenu(block_line(b))
+                self._add(sub, "Unblock", lambda i=b["id"]: self.actions.unblock(i))
         m.addSeparator()
         self._add(m, "Open dashboard", self.actions.open_dashboard)
         self._add(m, "Import usage…", self.actions.import_usage)

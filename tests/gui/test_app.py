@@ -125,6 +125,7 @@ def test_tray_dialogs_open_before_the_window_exists(qtbot, tmp_path: Path):
 
     from llmtray.config import Config
     from llmtray.gui.app import Desktop, WindowActions
+    from llmtray.gui.block_actions import BlockActions
     from llmtray.gui.budgets_dialog import BudgetsDialog
     from llmtray.gui.import_dialog import ImportDialog
     from llmtray.gui.lazy_window import LazyWindow
@@ -137,7 +138,8 @@ def test_tray_dialogs_open_before_the_window_exists(qtbot, tmp_path: Path):
     paths = Paths(tmp_path, tmp_path, tmp_path)
     lazy = LazyWindow(no_window)
     actions = WindowActions(lazy, paths, ImportDialog)
-    desk = Desktop(QApplication.instance(), lazy, actions, paths, Config(), "http://127.0.0.1:1", None)
+    desk = Desktop(QApplication.instance(), lazy, actions, paths, Config(), "http://127.0.0.1:1", None,
+                   BlockActions(paths.db))
     try:
         actions.open_import()
         desk.open_budgets()

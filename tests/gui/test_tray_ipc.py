@@ -24,7 +24,8 @@ def calls():
 @pytest.fixture
 def tray(qtbot, data_dir: Path, calls):
     actions = TrayActions(*(lambda *a, n=n: calls.append((n, a)) for n in
-                            ("open", "import", "budgets", "settings", "snooze", "proxy", "snippet", "quit")))
+                            ("open", "import", "budgets", "settings", "snooze", "proxy", "snippet", "quit",
+                             "unblock")))
     worker = SummaryWorker(data_dir / "llmtray.db", UTC, lambda q, now: summary(q, now))
     t = Tray(actions, worker)
     yield t
