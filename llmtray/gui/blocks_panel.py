@@ -66,7 +66,8 @@ class BlocksPanel(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((0, 60), (1, 200), (3, 60), (4, 170), (5, 100), (6, 100)):
+        self.table.verticalHeader().setDefaultSectionSize(36)  # room for the Unblock buttons
+        for col, width in ((0, 60), (1, 200), (3, 60), (4, 170), (5, 120), (6, 110)):
             self.table.setColumnWidth(col, width)
         self.stack.addWidget(self.empty)
         self.stack.addWidget(self.table)

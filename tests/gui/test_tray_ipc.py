@@ -98,3 +98,28 @@ def test_stale_lock_after_kill_does_not_block(tmp_path):
     assert inst.claim()
     assert QLockFile(str(run / "llmtray.lock")).tryLock(0) is False  # we hold it now
     inst.release()
+
+
+def test_menu_lists_active_blocks_with_unblock(qtbot, tray, data_dir, calls):
+    import sqlite3
+
+    from llmtray.core.blocks import BlockBook
+    from llmtray.core.budgets import Scope
+
+    store = Store.open(data_dir / "llmtray.db")
+    store.close()
+    conn = sqlite3.connect(data_dir / "llmtray.db")
+    book = BlockBook(conn)
+    first = book.add(Scope(feature="agent"), "loop")
+    second = book.add(Scope(model="gpt-4o", tags=(("team", "a"),)), "pricey", for_s=3600)
+    conn.close()
+    tray.request_refresh()
+    qtbot.waitUntil(lambda: len(tray.summary.get("blocks", [])) == 2, timeout=5000)
+    until = datetime.fromtimestamp(second.until_us / 1e6).strftime("%H:%M")
+    titles = [a.text() for a in tray.menu.actions() if a.menu() is not None]
+    assert titles[:2] == ["Blocked: feature agent (until unblocked)", f"Blocked: model gpt-4o, tag team=a (until {until})"]
+    unblock = [a for a in tray._all_actions(tray.menu) if a.text() == "Unblock"]
+    unblock[1].trigger()
+    assert calls[-1] == ("unblock", (second.id,))
+    unblock[0].trigger()
+    assert calls[-1] == ("unblock", (first.id,))
