@@ -15,7 +15,7 @@ from llmtray.core.blocks import Block, BlockBook, BlockError, parse_duration
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    block = sub.add_parser("block", help="refuse a scope's calls (proxy and enforcing hooks), for a while or until lifted",
+    block = sub.add_parser("block", help="refuse a scope's calls (proxy, enforcing hooks) for a while or until lifted",
                            description="Block the calls a scope matches: the proxy answers 429 naming the block and "
                                        "nothing goes upstream; instrument(..., enforce=True) raises Blocked. Prints "
                                        "the block's id. A model alias also covers its dated snapshots.")

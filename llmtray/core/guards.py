@@ -11,7 +11,6 @@ committed since the previous check; a scope already blocked is not checked again
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -150,22 +149,23 @@ class GuardWatch:
 
     @staticmethod
     def _broken(conn: sqlite3.Connection, guard: Guard, since: int, now_us: int) -> str | None:
-        """Why `guard` trips on events after id `since`, or None."""
+        """Why `guard` trips on events after id `since`, or None. Calls a block refused cost
+        nothing and are left out (they would dilute an average)."""
         clauses, args = _raw_clauses(guard.scope.filters())
-        clauses.append(f"NOT EXISTS (SELECT 1 FROM event_tag b WHERE b.event = e.id AND b.key = {json.dumps(BLOCKED_TAG)})")
+        clauses.append("NOT EXISTS (SELECT 1 FROM event_tag b WHERE b.event = e.id AND b.key = ?)")
+        args.append(BLOCKED_TAG)
         scope = " AND ".join(clauses)
-        fresh = ("e.id > ? AND e.ts >= ?", [since, now_us - LIVE_US])
+        fresh, fresh_args = f"e.id > ? AND e.ts >= ? AND {scope}", [since, now_us - LIVE_US, *args]
         if guard.max_request_nanos is not None:
-            row = conn.execute(f"SELECT e.cost_nanos, e.model FROM event e WHERE {fresh[0]} AND {scope}"
-                               " AND e.cost_nanos > ? ORDER BY e.cost_nanos DESC LIMIT 1",
-                               [*fresh[1], *args, guard.max_request_nanos]).fetchone()
+            row = conn.execute(f"SELECT e.cost_nanos, e.model FROM event e WHERE {fresh} AND e.cost_nanos > ?"
+                               " ORDER BY e.cost_nanos DESC LIMIT 1", [*fresh_args, guard.max_request_nanos]).fetchone()
             if row is None:
                 return None
             return (f"guard {guard.name!r}: a {row[1]} call cost {format_usd(row[0], precise=True)}, above its "
                     f"{format_usd(guard.max_request_nanos)} per-call limit")
         assert guard.max_avg_nanos is not None
-        if conn.execute(f"SELECT 1 FROM event e WHERE {fresh[0]} AND {scope} LIMIT 1", [*fresh[1], *args]).fetchone() is None:
-            return None
+        if conn.execute(f"SELECT 1 FROM event e WHERE {fresh} LIMIT 1", fresh_args).fetchone() is None:
+            return None  # nothing new in scope: the average has not moved
         costs = [c for (c,) in conn.execute(
             f"SELECT coalesce(e.cost_nanos, 0) FROM event e WHERE e.ts >= ? AND {scope}"
             " ORDER BY e.ts DESC, e.id DESC LIMIT ?", [now_us - AVERAGE_LOOKBACK_US, *args, guard.window])]

@@ -142,7 +142,8 @@ class Evaluator:
             return []
         with self.db.atomic("IMMEDIATE"):
             muted = self.log.muted(now, self.config.tz)
-            return [self.log.record(guard_alert(trip, now), snoozed=muted) for trip in self.guards.check(self.queries.conn, now)]
+            trips = self.guards.check(self.queries.conn, now)
+            return [self.log.record(guard_alert(trip, now), snoozed=muted) for trip in trips]
 
 
 # --- what the budget alerts say ---------------------------------------------------------------

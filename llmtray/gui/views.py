@@ -282,7 +282,8 @@ def options(ctx: ViewContext) -> FilterOptions:
 
 VIEWS: dict[str, Callable[[ViewContext], Any]] = {
     "any_events": any_events, "kpis": kpis, "live": live, "events": events, "daily": daily, "models": models,
-    "breakdown": breakdown, "tokens": tokens, "latency": latency, "alerts": alerts, "blocks": blocks, "options": options,
+    "breakdown": breakdown, "tokens": tokens, "latency": latency, "alerts": alerts, "blocks": blocks,
+    "options": options,
 }
 
 

@@ -22,7 +22,8 @@ from llmtray.core.store import to_us
 from tests.core.budget_kit import event, open_store, utc
 
 NOW = utc("2026-03-18 15:07")
-CALL = {"provider": "openai", "model": "gpt-4o-mini-2024-07-18", "feature": "agent", "user": "u1", "tags": {"team": "a"}}
+CALL = {"provider": "openai", "model": "gpt-4o-mini-2024-07-18", "feature": "agent", "user": "u1",
+        "tags": {"team": "a"}}
 
 
 @pytest.fixture
@@ -99,7 +100,8 @@ def test_refused_calls_are_zero_cost_error_events_tagged_with_the_block(store):
 
     block = BlockBook(store.conn).add(Scope(feature="agent"), "loop", now=NOW)
     tags = {f"k{i:02}": "v" for i in range(32)}  # a call already at the tag limit
-    events = [parse_event(block.refused_event("openai", None, {"feature": "agent", "user": None}, tags, NOW.timestamp())),
+    events = [parse_event(block.refused_event("openai", None, {"feature": "agent", "user": None}, tags,
+                                              NOW.timestamp())),
               parse_event(block.refused_event("openai", "gpt-4o", {"feature": "agent"}, {"team": "a"}))]
     store.add(events, "proxy")
     assert events[0].model == "unknown" and events[0].status == "error" and len(events[0].tags) == 32

@@ -19,8 +19,8 @@ def _fill(db: Path) -> tuple[int, int]:
     active = book.add(Scope(feature="agent"), "runaway calls: 12 calls/min over the last 5 min", "alert", 3600)
     ended = book.add(Scope(model="gpt-4o"), "too dear")
     book.lift(ended.id)
-    store.add([parse_event(active.refused_event("openai", "gpt-4o-mini", {"feature": "agent"}, {}))
-               for _ in range(3)] + [parse_event({"provider": "openai", "model": "gpt-4o", "input_tokens": 9})], "proxy")
+    refused = [parse_event(active.refused_event("openai", "gpt-4o-mini", {"feature": "agent"}, {})) for _ in range(3)]
+    store.add([*refused, parse_event({"provider": "openai", "model": "gpt-4o", "input_tokens": 9})], "proxy")
     store.close()
     return active.id, ended.id
 

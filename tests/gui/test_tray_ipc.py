@@ -117,7 +117,8 @@ def test_menu_lists_active_blocks_with_unblock(qtbot, tray, data_dir, calls):
     qtbot.waitUntil(lambda: len(tray.summary.get("blocks", [])) == 2, timeout=5000)
     until = datetime.fromtimestamp(second.until_us / 1e6).strftime("%H:%M")
     titles = [a.text() for a in tray.menu.actions() if a.menu() is not None]
-    assert titles[:2] == ["Blocked: feature agent (until unblocked)", f"Blocked: model gpt-4o, tag team=a (until {until})"]
+    assert titles[:2] == ["Blocked: feature agent (until unblocked)",
+                          f"Blocked: model gpt-4o, tag team=a (until {until})"]
     unblock = [a for a in tray._all_actions(tray.menu) if a.text() == "Unblock"]
     unblock[1].trigger()
     assert calls[-1] == ("unblock", (second.id,))
