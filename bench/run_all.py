@@ -53,6 +53,8 @@ BENCHES = [
           "every dashboard view's query time and the window's first paint vs summing the event table"),
     Bench("budgets", ("--per-day", "1500", "--calls", "20000"), ("--per-day", "300", "--calls", "2000"),
           "enforcement check and monitor pass vs recomputing every budget"),
+    Bench("blocks", ("--per-day", "1500", "--calls", "20000"), ("--per-day", "300", "--calls", "2000"),
+          "block check per proxied call, guard pass per commit, alias model filter vs naive and exact"),
     Bench("soak", ("--minutes", "5", "--rate", "500"), ("--minutes", "0.5", "--rate", "300", "--sample", "5"),
           "`serve` under steady traffic: RSS, fds, threads, WAL first vs last window"),
 ]

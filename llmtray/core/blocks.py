@@ -256,9 +256,10 @@ class BlockWatch:
 
     def refusal(self, values: Mapping[str, Any], now: datetime | None = None) -> Block | None:
         """As `BlockBook.refusal`, from the list read at most `refresh_s` ago."""
-        now = now or datetime.now(UTC)
         if self.clock() >= self._next:
-            self._reload(now)
+            self._reload(now or datetime.now(UTC))
+        if not self._blocks:  # the usual case: nothing blocked, nothing to compare
+            return None
         return first_refusal(self._blocks, values, now)
 
     def _reload(self, now: datetime) -> None:
