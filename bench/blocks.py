@@ -15,22 +15,20 @@ Prints, in one run, on 90 days of demo traffic (`llmtray.demo`, default 1 500 ca
 
 from __future__ import annotations
 
-import argparse
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from llmtray import demo
 from llmtray.core.blocks import BlockBook, BlockWatch
 from llmtray.core.budgets import Scope
 from llmtray.core.events import UsageEvent
 from llmtray.core.guards import Guard, GuardBook, GuardWatch
 from llmtray.core.queries import Filters, Queries, _raw_clauses
-from llmtray.core.store import Store, to_us
+from llmtray.core.store import to_us
+
+from demo_db import demo_store, options  # bench/ is the script's folder
 
 TZ = ZoneInfo("Europe/Berlin")
 CALL = {"provider": "anthropic", "model": "claude-sonnet-4-20250514", "feature": "chat-assistant",
@@ -64,18 +62,9 @@ def naive_guard_pass(conn: sqlite3.Connection) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--per-day", type=int, default=1500)
-    ap.add_argument("--calls", type=int, default=20_000)
-    args = ap.parse_args()
+    args = options()
     now = datetime.now(UTC)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "llmtray.db"
-        store = Store.open(path)
-        t = time.perf_counter()
-        n = demo.fill(store, days=90, per_day=args.per_day, now=now, tz=TZ)
-        print(f"{n} demo events in {time.perf_counter() - t:.1f} s")
-
+    with demo_store(args.per_day, now, TZ) as (path, store):
         book = BlockBook(store.conn)
         ceiling = per_call(lambda: None, args.calls)
         for count in (0, 10, 100):
@@ -115,7 +104,6 @@ def main() -> None:
             by_name = per_call(lambda: queries.totals(exact), 20)  # noqa: B023
             print(f"(c) {days}-day total filtered by model: alias {by_alias * 1e3:.2f} ms | exact snapshot name "
                   f"{by_name * 1e3:.2f} ms")
-        store.close()
 
 
 if __name__ == "__main__":

@@ -250,8 +250,9 @@ def summarize(alerts: Sequence[Alert]) -> Alert:
     lines = [f"• {a.title}" for a in alerts[:6]]
     if len(alerts) > 6:
         lines.append(f"… and {len(alerts) - 6} more in the alert log")
+    offers = {a.feature for a in alerts if a.feature}  # one feature to block: the summary still offers it
     return Alert(kind="summary", severity=worst, title=f"{len(alerts)} llmtray alerts", body="\n".join(lines),
-                 ts_us=alerts[-1].ts_us)
+                 ts_us=alerts[-1].ts_us, feature=offers.pop() if len(offers) == 1 else None)
 
 
 # --- webhook -------------------------------------------------------------------------------------

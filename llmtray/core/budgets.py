@@ -123,10 +123,7 @@ class Budget:
     id: int | None = None
 
     def __post_init__(self) -> None:
-        name = self.name.strip()
-        if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
-            raise BudgetError(f"name: must be 1–{MAX_NAME} printable characters, got {self.name!r}")
-        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "name", clean_name(self.name))
         if not 0 < self.limit_nanos <= MAX_LIMIT_NANOS:
             raise BudgetError(f"limit: must be more than $0 and at most $1,000,000,000, got "
                               f"${nanos_to_str(self.limit_nanos)}")
@@ -143,6 +140,14 @@ class Budget:
     def warn_at(self) -> int:
         """Percent from which the budget shows as `warning`: its highest threshold below 100 (80 by default)."""
         return max((t for t in self.thresholds if t < 100), default=80)
+
+
+def clean_name(text: str, error: type[LLMTrayError] = BudgetError) -> str:
+    """A budget's or guard's name, stripped: 1–`MAX_NAME` printable characters, else `error`."""
+    name = text.strip()
+    if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
+        raise error(f"name: must be 1–{MAX_NAME} printable characters, got {text!r}")
+    return name
 
 
 def check_thresholds(values: Iterable[int]) -> None:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llmtray.core.blocks import Block, BlockBook, BlockError, scope_from_json, scope_json, write
-from llmtray.core.budgets import MAX_NAME, Scope
+from llmtray.core.budgets import Scope, clean_name
 from llmtray.core.events import BLOCKED_TAG
 from llmtray.core.money import format_usd, nanos_to_str
 from llmtray.core.queries import _raw_clauses
@@ -42,10 +42,7 @@ class Guard:
     id: int | None = None
 
     def __post_init__(self) -> None:
-        name = self.name.strip()
-        if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
-            raise BlockError(f"name: must be 1–{MAX_NAME} printable characters, got {self.name!r}")
-        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "name", clean_name(self.name, BlockError))
         if (self.max_request_nanos is None) == (self.max_avg_nanos is None):
             raise BlockError("give exactly one of --max-request-usd and --max-avg-request-usd")
         limit = self.max_request_nanos if self.max_request_nanos is not None else self.max_avg_nanos

@@ -25,7 +25,7 @@ import peewee as pw
 from llmtray.config import Config
 from llmtray.core.alerts import Alert, AlertLog, AlertSink, Notification, NotificationThrottle
 from llmtray.core.anomalies import HOUR_US, Detectors, Finding, SpikeRule
-from llmtray.core.blocks import ALERT_BLOCK_S, BlockBook
+from llmtray.core.blocks import ALERT_BLOCK_S, MAX_REASON, BlockBook
 from llmtray.core.budgets import PERIOD_PHRASE, BudgetStatus, Scope, budget_models, evaluate, load_budgets
 from llmtray.core.commits import Committed
 from llmtray.core.db import open_db
@@ -128,8 +128,8 @@ class Evaluator:
             self.log.set_state(key, str(now_us))
             body, offer = finding.body, finding.feature
             if finding.kind == "runaway" and offer and self.config.runaway_action == "block":
-                block = BlockBook(self.queries.conn).add(Scope(feature=offer), f"runaway calls: {finding.body}",
-                                                         "alert", ALERT_BLOCK_S, now)
+                reason = f"runaway calls: {finding.body}"[:MAX_REASON]
+                block = BlockBook(self.queries.conn).add(Scope(feature=offer), reason, "alert", ALERT_BLOCK_S, now)
                 body, offer = f"{body} Blocked for 1 h (block #{block.id}; unblock from the tray menu).", None
             alert = Alert(finding.kind, finding.severity, finding.title, body, now_us, feature=offer)
             return [self.log.record(alert, snoozed=self.log.muted(now, self.config.tz))]

@@ -211,3 +211,13 @@ def test_runaway_action_config_is_validated():
     assert parse({"alerts": {"runaway_action": "block"}}).runaway_action == "block"
     with pytest.raises(ConfigError, match="alerts.runaway_action must be one of notify, block, got 'kill'"):
         parse({"alerts": {"runaway_action": "kill"}})
+
+
+def test_a_summary_notification_keeps_the_one_feature_it_could_block():
+    from llmtray.core.alerts import Alert, summarize
+
+    runaway = Alert("runaway", "critical", "Runaway calls: feature “agent”", "…", 1, feature="agent")
+    budget = Alert("threshold", "warning", "Budget “team” at 80%", "…", 2, budget="team")
+    assert summarize([runaway, budget]).feature == "agent"
+    assert summarize([runaway, Alert("spike", "warning", "Spike", "…", 3, feature="search")]).feature is None
+    assert summarize([budget, budget]).feature is None
