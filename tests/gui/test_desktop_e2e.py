@@ -229,6 +229,7 @@ def _history_ids(desktop: Desktop) -> list[tuple[int, str]]:
     return [(int(item["id"]["data"]), item["summary"]["data"]) for item in items]
 
 
+@pytest.mark.skipif(shutil.which("dbus-send") is None, reason="needs dbus-send (Debian package dbus)")
 def test_the_block_action_of_a_runaway_notification_blocks_the_feature(desktop: Desktop, tmp_path: Path):
     """Issue #24's "done when": a looping feature raises a runaway notification; its "Block loop for
     1 h" action (the daemon's `ActionInvoked` signal, as dunst sends it when the button is pressed)
