@@ -137,7 +137,11 @@ class GuardWatch:
         for guard in guards:
             if scope_json(guard.scope) in blocked:
                 continue
-            reason = self._broken(conn, guard, since, now_us)
+            # calls from before a block on this scope ended were judged already: a lifted block
+            # (or a restart) must not trip again on them, nor on an average that still holds them
+            ended = conn.execute("SELECT max(coalesce(lifted, until)) FROM block WHERE scope = ? AND "
+                                 "coalesce(lifted, until) <= ?", (scope_json(guard.scope), now_us)).fetchone()[0]
+            reason = self._broken(conn, guard, since, ended or 0, now_us)
             if reason is not None:
                 block = book.add(guard.scope, reason, "guard", guard.block_s, now)
                 blocked.add(scope_json(guard.scope))
@@ -145,14 +149,14 @@ class GuardWatch:
         return trips
 
     @staticmethod
-    def _broken(conn: sqlite3.Connection, guard: Guard, since: int, now_us: int) -> str | None:
-        """Why `guard` trips on events after id `since`, or None. Calls a block refused cost
-        nothing and are left out (they would dilute an average)."""
+    def _broken(conn: sqlite3.Connection, guard: Guard, since: int, after_us: int, now_us: int) -> str | None:
+        """Why `guard` trips on events after id `since` (and stamped after `after_us`), or None.
+        Calls a block refused cost nothing and are left out (they would dilute an average)."""
         clauses, args = _raw_clauses(guard.scope.filters())
         clauses.append("NOT EXISTS (SELECT 1 FROM event_tag b WHERE b.event = e.id AND b.key = ?)")
         args.append(BLOCKED_TAG)
         scope = " AND ".join(clauses)
-        fresh, fresh_args = f"e.id > ? AND e.ts >= ? AND {scope}", [since, now_us - LIVE_US, *args]
+        fresh, fresh_args = f"e.id > ? AND e.ts >= ? AND {scope}", [since, max(now_us - LIVE_US, after_us), *args]
         if guard.max_request_nanos is not None:
             row = conn.execute(f"SELECT e.cost_nanos, e.model FROM event e WHERE {fresh} AND e.cost_nanos > ?"
                                " ORDER BY e.cost_nanos DESC LIMIT 1", [*fresh_args, guard.max_request_nanos]).fetchone()
@@ -163,9 +167,10 @@ class GuardWatch:
         assert guard.max_avg_nanos is not None
         if conn.execute(f"SELECT 1 FROM event e WHERE {fresh} LIMIT 1", fresh_args).fetchone() is None:
             return None  # nothing new in scope: the average has not moved
+        oldest = max(now_us - AVERAGE_LOOKBACK_US, after_us)
         costs = [c for (c,) in conn.execute(
             f"SELECT coalesce(e.cost_nanos, 0) FROM event e WHERE e.ts >= ? AND {scope}"
-            " ORDER BY e.ts DESC, e.id DESC LIMIT ?", [now_us - AVERAGE_LOOKBACK_US, *args, guard.window])]
+            " ORDER BY e.ts DESC, e.id DESC LIMIT ?", [oldest, *args, guard.window])]
         if len(costs) < guard.window or sum(costs) <= guard.max_avg_nanos * guard.window:
             return None
         average = format_usd(sum(costs) // guard.window, precise=True)

@@ -221,3 +221,25 @@ def test_a_summary_notification_keeps_the_one_feature_it_could_block():
     assert summarize([runaway, budget]).feature == "agent"
     assert summarize([runaway, Alert("spike", "warning", "Spike", "…", 3, feature="search")]).feature is None
     assert summarize([budget, budget]).feature is None
+
+
+def test_after_a_guard_block_ends_only_later_calls_count(store):
+    """Lifting a guard's block (or restarting) must not trip it again on the calls it already
+    judged: neither the expensive call itself nor an average that still holds it."""
+    GuardBook(store.conn).add(Guard("big", Scope(feature="agent"), max_request_nanos=usd_to_nanos("1")))
+    GuardBook(store.conn).add(Guard("avg", Scope(feature="bot"), max_avg_nanos=usd_to_nanos("0.10"), window=3))
+    watch = GuardWatch()
+    store.add([event(NOW - timedelta(seconds=30), "5", feature="agent")]
+              + [event(NOW - timedelta(seconds=20 - i), "0.50", feature="bot") for i in range(3)], "hook")
+    trips = watch.check(store.conn, NOW)
+    assert sorted(t.guard.name for t in trips) == ["avg", "big"]
+    book = BlockBook(store.conn)
+    lifted_at = NOW + timedelta(seconds=1)
+    book.lift_all(lifted_at)
+    later = lifted_at + timedelta(seconds=5)
+    store.add([event(later, "0.01", feature="bot"), event(later, "0.01", feature="agent")], "hook")
+    assert watch.check(store.conn, later) == []  # the old $0.50 calls no longer make the average
+    assert GuardWatch().check(store.conn, later) == []  # a restart: the $5 call was judged already
+    store.add([event(later, "0.50", feature="bot"), event(later, "0.50", feature="bot")], "hook")
+    [again] = watch.check(store.conn, later)  # (0.01 + 0.50 + 0.50) / 3 > 0.10: new calls trip it
+    assert again.guard.name == "avg"
