@@ -13,14 +13,10 @@ Prints, in one run, on 90 days of demo traffic (`llmtray.demo`, default 1 500 ca
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from llmtray import demo
 from llmtray.config import Config
 from llmtray.core.budgets import (
     Budget,
@@ -34,7 +30,8 @@ from llmtray.core.budgets import (
 from llmtray.core.db import open_db
 from llmtray.core.monitor import Evaluator
 from llmtray.core.queries import Queries
-from llmtray.core.store import Store
+
+from demo_db import demo_store, options  # bench/ is the script's folder
 
 TZ = "Europe/Berlin"
 BUDGETS = (
@@ -64,18 +61,10 @@ def per_call(fn, calls: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--per-day", type=int, default=1500)
-    ap.add_argument("--calls", type=int, default=20_000)
-    args = ap.parse_args()
+    args = options()
     now = datetime.now(UTC)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "llmtray.db"
-        store = Store.open(path)
-        t = time.perf_counter()
-        n = demo.fill(store, days=90, per_day=args.per_day, now=now, tz=ZoneInfo(TZ))
-        print(f"{n} demo events in {time.perf_counter() - t:.1f} s; {len(BUDGETS)} budgets "
-              f"({sum(b.enforce for b in BUDGETS)} enforced, one scoped by tag)")
+    with demo_store(args.per_day, now, ZoneInfo(TZ)) as (path, store):
+        print(f"{len(BUDGETS)} budgets ({sum(b.enforce for b in BUDGETS)} enforced, one scoped by tag)")
         book = BudgetBook(store.db)
         for b in BUDGETS:
             book.add(b)
@@ -113,7 +102,6 @@ def main() -> None:
             checks += 1
         print(f"(c) anomaly replay: {checks / (time.perf_counter() - t):.0f} checks/s over 7 days of 5-minute steps")
         db.close()
-        store.close()
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ BENCHES = [
           "enforcement check and monitor pass vs recomputing every budget"),
     Bench("digest", ("--per-day", "1500", "--repeat", "5"), ("--per-day", "300", "--repeat", "2"),
           "building, rendering and mailing the digest vs raw-event sums and a bare smtplib send"),
+    Bench("blocks", ("--per-day", "1500", "--calls", "20000"), ("--per-day", "300", "--calls", "2000"),
+          "block check per proxied call, guard pass per commit, alias model filter vs naive and exact"),
     Bench("soak", ("--minutes", "5", "--rate", "500"), ("--minutes", "0.5", "--rate", "300", "--sample", "5"),
           "`serve` under steady traffic: RSS, fds, threads, WAL first vs last window"),
 ]

@@ -23,7 +23,8 @@ from llmtray.core.errors import LLMTrayError
 from llmtray.core.trust import PRIVATE_UMASK
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("serve", "status", "report", "budgets", "import_", "export", "reprice", "digest")
+COMMANDS = ("serve", "status", "report", "budgets", "blocks", "guards", "import_", "export", "reprice",
+            "digest")
 
 
 @dataclass

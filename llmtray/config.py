@@ -20,6 +20,7 @@ from llmtray.core.trust import require_trusted
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_PORT = 8787
+RUNAWAY_ACTIONS = ("notify", "block")
 EMAIL_SECURITY = ("starttls", "ssl", "none")
 DIGEST_CHOICES = ("daily", "weekly", "off")
 
@@ -55,6 +56,7 @@ class Config:
     spike_factor: Decimal = Decimal(4)
     spike_floor_usd: Decimal = Decimal(1)
     runaway_floor_usd: Decimal = Decimal(1)  # a runaway costing less is a warning, not critical
+    runaway_action: str = "notify"  # or "block": a runaway feature is blocked for an hour at once
     upstreams: dict[str, str] = field(default_factory=dict)
     email: EmailConfig = field(default_factory=EmailConfig)
 
@@ -66,7 +68,7 @@ class Config:
 _SCHEMA: dict[str, set[str]] = {
     "ingest": {"port"},
     "display": {"timezone", "week_start"},
-    "alerts": {"spike_factor", "spike_floor_usd", "runaway_floor_usd"},
+    "alerts": {"spike_factor", "spike_floor_usd", "runaway_floor_usd", "runaway_action"},
     "proxy": {"upstreams"},
     "email": {"host", "port", "security", "username", "from", "to", "alerts", "digest", "digest_at"},
 }
@@ -171,6 +173,12 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
             if not d.is_finite() or d <= 0:
                 raise ConfigError(f"{where}: alerts.{key} must be > 0, got {v!r}")
             kwargs[key] = d
+    if "runaway_action" in alerts:
+        action = alerts["runaway_action"]
+        if action not in RUNAWAY_ACTIONS:
+            raise ConfigError(f"{where}: alerts.runaway_action must be one of {', '.join(RUNAWAY_ACTIONS)}, "
+                              f"got {action!r}")
+        kwargs["runaway_action"] = action
     if "upstreams" in proxy:
         ups = proxy["upstreams"]
         if not isinstance(ups, dict):

@@ -99,10 +99,14 @@ def test_removing_an_unknown_budget_names_the_known_ones(data_dir):
 def test_a_scope_value_no_event_carries_gets_a_note(data_dir):
     spend_now(data_dir, "0.1")
     proc = llmtray(data_dir, "budgets", "add", "--name", "4o", "--limit", "10", "--period", "day",
-                   "--model", "gpt-4o", "--tag", "team=a")
-    assert "note: no event so far has model 'gpt-4o' (seen: gpt-4o-2024-08-06)" in proc.stderr
+                   "--model", "gpt4o", "--tag", "team=a")
+    assert "note: no event so far has model 'gpt4o' (seen: gpt-4o)" in proc.stderr  # models listed by alias
     assert "note: no event so far has a tag 'team'" in proc.stderr
     assert [b["name"] for b in listed(data_dir)] == ["4o"]  # a note, not an error
+    alias = llmtray(data_dir, "budgets", "add", "--name", "alias", "--limit", "10", "--period", "day",
+                    "--model", "gpt-4o")  # covers the gpt-4o-2024-08-06 events: nothing to note
+    assert alias.stderr == ""
+    assert [b["spent_usd"] for b in listed(data_dir) if b["name"] == "alias"] == ["0.1"]
 
 
 def test_status_json_follows_the_contract(data_dir):

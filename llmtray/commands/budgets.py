@@ -21,15 +21,13 @@ from llmtray.core.budgets import (
     evaluate,
     load_budgets,
     parse_limit,
-    parse_tag,
     parse_thresholds,
 )
+from llmtray.core.model_names import alias_of
 from llmtray.core.money import format_usd
 from llmtray.core.queries import Queries
 from llmtray.core.wording import display_width, pad
-
-_METAVARS = {"provider": "P", "model": "M", "feature": "F", "user": "U", "project": "P", "env": "E"}
-
+from llmtray.commands.scope_args import add_scope_arguments, scope_from_args
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("budgets", help="add, list or remove budgets",
@@ -41,15 +39,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add = actions.add_parser("add", help="add a budget",
                              description="Add a budget. Scope options narrow what it counts (all must match; "
                                          "--tag may be repeated); without any it counts all spend. Values are "
-                                         "matched exactly as events carry them (see `llmtray report --by model`).")
+                                         "matched as events carry them; a model alias (gpt-4o-mini) also covers "
+                                         "its dated snapshots (gpt-4o-mini-2024-07-18).")
     add.add_argument("--name", required=True, help="unique name (case-insensitive)")
     add.add_argument("--limit", required=True, metavar="USD", help="limit in dollars, e.g. 50 or 1200.50")
     add.add_argument("--period", required=True, choices=periods.PERIODS,
                      help="calendar period in your time zone (week start from config)")
-    for dim in SCOPE_FIELDS:
-        add.add_argument(f"--{dim}", metavar=_METAVARS[dim], help=f"count only events with this {dim}")
-    add.add_argument("--tag", action="append", default=[], metavar="K=V",
-                     help="count only events carrying this tag (repeat for several)")
+    add_scope_arguments(add, "count")
     add.add_argument("--thresholds", default="50,80,100", metavar="PCTS",
                      help="alert when spend reaches these percentages of the limit; default 50,80,100")
     add.add_argument("--enforce", action="store_true",
@@ -69,7 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_add(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
-    scope = Scope(**{d: getattr(args, d) for d in SCOPE_FIELDS}, tags=tuple(parse_tag(t) for t in args.tag))
+    scope = scope_from_args(args)
     budget = Budget(name=args.name, limit_nanos=parse_limit(args.limit), period=args.period, scope=scope,
                     thresholds=parse_thresholds(args.thresholds), enforce=args.enforce)
     store = ctx.store()
@@ -83,8 +79,8 @@ def run_add(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
 
 
 def unseen_scope_values(queries: Queries, scope: Scope) -> list[str]:
-    """Scope values no stored event carries — usually a typo or a model name without its date
-    suffix. Only a note: the traffic may simply not have started yet."""
+    """Scope values no stored event carries — usually a typo (models are listed by alias, which
+    covers their dated snapshots). Only a note: the traffic may simply not have started yet."""
     if queries.totals().events == 0:
         return []
     notes = []
@@ -92,7 +88,7 @@ def unseen_scope_values(queries: Queries, scope: Scope) -> list[str]:
         wanted = getattr(scope, dim)
         if wanted is not None:
             seen = queries.distinct(dim)
-            if wanted not in seen:
+            if (alias_of(wanted) if dim == "model" else wanted) not in seen:
                 shown = ", ".join(seen[:8]) + (", …" if len(seen) > 8 else "")
                 notes.append(f"no event so far has {dim} {wanted!r} (seen: {shown or 'none'})")
     keys = set(queries.tag_keys())

@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Any
 
+from llmtray.core.blocks import describe_scope, scope_from_dict
 from llmtray.core.budgets import PERIOD_PHRASE
 from llmtray.core.money import format_usd, usd_to_nanos
 from llmtray.core.status import summary
@@ -24,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Spend today and this month, the projected month end and every budget. "
                                    "Money in --json is decimal strings.")
     p.add_argument("--json", action="store_true",
-                   help='print {"today_usd", "month_usd", "projected_month_usd", "budgets": [...]}')
+                   help='print {"today_usd", "month_usd", "projected_month_usd", "budgets": [...], "blocks": [...]}')
     p.set_defaults(run=run)
 
 
@@ -58,6 +59,9 @@ def render(data: dict[str, Any]) -> str:
             )
     else:
         lines.append("budgets     none (add one: llmtray budgets add --name NAME --limit USD --period month)")
+    for b in data.get("blocks", []):
+        what = describe_scope(scope_from_dict(b["scope"]))
+        lines.append(f"BLOCKED     #{b['id']} {what} until {b['until'] or 'lifted'}: {b['reason']}")
     if data.get("unpriced_requests_month"):
         n = data["unpriced_requests_month"]
         lines.append(f"note: {plural(n, 'request')} this month {'has' if n == 1 else 'have'} no known price "

@@ -38,7 +38,7 @@ NOTIFY_INTERVAL_S = 30.0  # at most one OS notification per 30 s (DESKTOP.md)
 class Alert:
     """One thing worth telling: a title and a body a person reads in two seconds.
 
-    `kind` is `threshold`, `pace`, `spike`, `runaway` or `summary` (several collapsed into one
+    `kind` is `threshold`, `pace`, `spike`, `runaway`, `guard` or `summary` (several collapsed into one
     notification); `budget`/`period`/`period_start_us` name the budget period it is about."""
 
     kind: str
@@ -52,6 +52,7 @@ class Alert:
     id: int | None = None
     delivered: bool = False
     snoozed: bool = False
+    feature: str | None = None  # what "Block <feature> for 1 h" would block; not stored (offered live only)
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -251,8 +252,9 @@ def summarize(alerts: Sequence[Alert]) -> Alert:
     lines = [f"• {a.title}" for a in alerts[:6]]
     if len(alerts) > 6:
         lines.append(f"… and {len(alerts) - 6} more in the alert log")
+    offers = {a.feature for a in alerts if a.feature}  # one feature to block: the summary still offers it
     return Alert(kind="summary", severity=worst, title=f"{len(alerts)} llmtray alerts", body="\n".join(lines),
-                 ts_us=alerts[-1].ts_us)
+                 ts_us=alerts[-1].ts_us, feature=offers.pop() if len(offers) == 1 else None)
 
 
 # --- webhook -------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ class Finding:
     severity: str
     title: str
     body: str
+    feature: str | None = None  # the feature a notification offers to block (none: nothing to offer)
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,9 @@ class Detectors:
             ratio = f"{float(spent / hourly):.0f}× an average hour over the past day ({format_usd(round(hourly))}/h)"
         else:
             ratio = "nothing was spent in the day before"
+        features = [(k, t) for k, t in queries.by("feature", window) if k and t.cost_nanos]  # not a free 502's name
         return Finding("spike", "spike", "warning", f"Spending spike: {format_usd(spent)} in {minutes} min",
-                       f"{ratio}. {_top(queries, window)}.")
+                       f"{ratio}. {_top(queries, window, features)}.", features[0][0] if features else None)
 
     def runaways(self, queries: Queries, now_us: int) -> list[Finding]:
         rule = self.runaway_rule
@@ -141,7 +143,7 @@ class Detectors:
             out.append(Finding(
                 "runaway", f"runaway:{feature}", severity, f"Runaway calls: {name}",
                 f"{_rate(per_min)} calls/min over the last {minutes} min — {usual}. "
-                f"{format_usd(totals.cost_nanos)} spent in those {minutes} min.",
+                f"{format_usd(totals.cost_nanos)} spent in those {minutes} min.", feature or None,
             ))
         return out
 
@@ -163,10 +165,9 @@ def _rate(x: Fraction) -> str:
     return f"{float(x):.1f}".removesuffix(".0")
 
 
-def _top(queries: Queries, window: Filters) -> str:
-    """Where the money went: the most expensive model and feature of the window."""
+def _top(queries: Queries, window: Filters, features: list[tuple[str, Totals]]) -> str:
+    """Where the money went: the most expensive model and feature (`features`, by cost) of the window."""
     models = queries.by("model", window)
-    features = [(k, t) for k, t in queries.by("feature", window) if k and t.cost_nanos]  # not a free 502's name
     text = f"Mostly {models[0][0]} ({format_usd(models[0][1].cost_nanos)})" if models else "No model recorded"
     if features:
         text += f", top feature {features[0][0]} ({format_usd(features[0][1].cost_nanos)})"

@@ -26,6 +26,7 @@ from llmtray.core import periods
 from llmtray.core.commits import Committed
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.events import MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS
+from llmtray.core.model_names import same_model
 from llmtray.core.money import NANOS_PER_USD, nanos_to_str, parse_usd, usd_to_nanos
 from llmtray.core.queries import Filters, Queries
 from llmtray.core.settled import SettledQueries, SettledTotals, forget_all, settled_for
@@ -85,10 +86,13 @@ class Scope:
         return Filters(tags=self.tags, **dims)
 
     def matches(self, values: Mapping[str, Any]) -> bool:
-        """Whether a call with these attribution values (`provider`, …, `tags`: dict) counts."""
+        """Whether a call with these attribution values (`provider`, …, `tags`: dict) counts; a
+        model alias covers its dated snapshots, as in `filters()`."""
         for name in SCOPE_FIELDS:
             wanted = getattr(self, name)
-            if wanted is not None and values.get(name) != wanted:
+            if wanted is None:
+                continue
+            if not (same_model(wanted, values.get(name)) if name == "model" else values.get(name) == wanted):
                 return False
         tags = values.get("tags") or {}
         return all(tags.get(k) == v for k, v in self.tags)
@@ -119,10 +123,7 @@ class Budget:
     id: int | None = None
 
     def __post_init__(self) -> None:
-        name = self.name.strip()
-        if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
-            raise BudgetError(f"name: must be 1–{MAX_NAME} printable characters, got {self.name!r}")
-        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "name", clean_name(self.name))
         if not 0 < self.limit_nanos <= MAX_LIMIT_NANOS:
             raise BudgetError(f"limit: must be more than $0 and at most $1,000,000,000, got "
                               f"${nanos_to_str(self.limit_nanos)}")
@@ -139,6 +140,14 @@ class Budget:
     def warn_at(self) -> int:
         """Percent from which the budget shows as `warning`: its highest threshold below 100 (80 by default)."""
         return max((t for t in self.thresholds if t < 100), default=80)
+
+
+def clean_name(text: str, error: type[LLMTrayError] = BudgetError) -> str:
+    """A budget's or guard's name, stripped: 1–`MAX_NAME` printable characters, else `error`."""
+    name = text.strip()
+    if not name or len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
+        raise error(f"name: must be 1–{MAX_NAME} printable characters, got {text!r}")
+    return name
 
 
 def check_thresholds(values: Iterable[int]) -> None:

@@ -453,6 +453,37 @@ def _m6_replaced_events(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX replaced_event_by ON replaced_event(replaced_by)")
 
 
+def _m7_blocks(conn: sqlite3.Connection) -> None:
+    """Blocks (`core.blocks`): a scope whose calls the proxy and enforcing hooks refuse, until a
+    time or until lifted; lifted ones stay as history (the Blocks panel counts what each refused).
+    Guards: per-call and average-cost limits whose trip creates a block. Scopes are JSON
+    (`Scope.as_dict`), read back through `Scope`'s validation."""
+    _execute_script(conn,
+        """
+        CREATE TABLE block (
+            id INTEGER PRIMARY KEY,
+            scope TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            created_by TEXT NOT NULL CHECK (created_by IN ('user', 'guard', 'alert')),
+            created INTEGER NOT NULL,
+            until INTEGER,
+            lifted INTEGER
+        );
+        CREATE INDEX block_open ON block(lifted, until);
+        CREATE TABLE guard (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            scope TEXT NOT NULL,
+            max_request_nanos INTEGER CHECK (max_request_nanos > 0),
+            max_avg_nanos INTEGER CHECK (max_avg_nanos > 0),
+            window INTEGER NOT NULL CHECK (window > 0),
+            block_seconds INTEGER CHECK (block_seconds > 0),
+            created INTEGER NOT NULL,
+            CHECK ((max_request_nanos IS NULL) != (max_avg_nanos IS NULL))
+        );
+        """)
+
+
 def _create_level(conn: sqlite3.Connection, level: Level) -> None:
     cols = ", ".join(
         [f"{level.time} INTEGER NOT NULL"]
@@ -519,6 +550,7 @@ MIGRATIONS: list[Migration] = [
     Migration(4, "store-maintained-rollups", _m4_store_maintained_rollups),
     Migration(5, "coarse-rollups", _m5_coarse_rollups),
     Migration(6, "replaced-events", _m6_replaced_events, backup=False),
+    Migration(7, "blocks-and-guards", _m7_blocks, backup=False),
 ]
 
 

@@ -40,6 +40,7 @@ MAX_COST_USD = Decimal(10**7)
 MAX_DURATION_MS = 1e12  # ~30 years: anything larger is a unit mistake
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE = 32, 64, 200
+BLOCKED_TAG = "llmtray.blocked"  # on a call a block refused (value: the block's id), `core.blocks`
 _PROVIDER_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _RFC3339_RE = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"

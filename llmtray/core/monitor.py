@@ -25,9 +25,11 @@ import peewee as pw
 from llmtray.config import Config
 from llmtray.core.alerts import Alert, AlertLog, AlertSink, Notification, NotificationThrottle
 from llmtray.core.anomalies import HOUR_US, Detectors, Finding, RunawayRule, SpikeRule
-from llmtray.core.budgets import PERIOD_PHRASE, BudgetStatus, budget_models, evaluate, load_budgets
+from llmtray.core.blocks import ALERT_BLOCK_S, MAX_REASON, BlockBook
+from llmtray.core.budgets import PERIOD_PHRASE, BudgetStatus, Scope, budget_models, evaluate, load_budgets
 from llmtray.core.commits import Committed
 from llmtray.core.db import open_db
+from llmtray.core.guards import GuardBook, GuardWatch, Trip
 from llmtray.core.money import format_usd
 from llmtray.core.queries import Queries
 from llmtray.core.settled import SettledQueries, SettledTotals
@@ -52,6 +54,7 @@ class Evaluator:
         self.log = AlertLog(db)
         self.crossing = budget_models(db).Crossing
         self.detectors = detectors or Detectors(SpikeRule.from_config(config), RunawayRule.from_config(config))
+        self.guards = GuardWatch()
 
     def check(self, now: datetime, *, anomalies: bool = True) -> list[Alert]:
         """Record every alert due at `now` and return them (snoozed ones flagged, not to be sent)."""
@@ -62,6 +65,10 @@ class Evaluator:
                 out += self._budget_alerts(evaluate(queries, budget, now, self.config.week_start), now)
             except (sqlite3.Error, pw.PeeweeException):  # a locked or failing database: the next pass retries
                 log.exception("checking budget %r failed", budget.name)
+        try:
+            out += self._guard_alerts(now)
+        except (sqlite3.Error, pw.PeeweeException):
+            log.exception("guard check failed")
         if anomalies:
             try:
                 findings = self.detectors.run(self.queries, to_us(now))
@@ -119,8 +126,24 @@ class Evaluator:
             if last is not None and now_us - int(last) < ANOMALY_COOLDOWN_US:
                 return []
             self.log.set_state(key, str(now_us))
-            alert = Alert(finding.kind, finding.severity, finding.title, finding.body, now_us)
+            body, offer = finding.body, finding.feature
+            if finding.kind == "runaway" and offer and self.config.runaway_action == "block":
+                reason = f"runaway calls: {finding.body}"[:MAX_REASON]
+                block = BlockBook(self.queries.conn).add(Scope(feature=offer), reason, "alert", ALERT_BLOCK_S, now)
+                body, offer = f"{body} Blocked for 1 h (block #{block.id}; unblock from the tray menu).", None
+            alert = Alert(finding.kind, finding.severity, finding.title, body, now_us, feature=offer)
             return [self.log.record(alert, snoozed=self.log.muted(now, self.config.tz))]
+
+    # guards
+
+    def _guard_alerts(self, now: datetime) -> list[Alert]:
+        """Trip guards that new events break (each makes its block) and announce them."""
+        if not GuardBook(self.queries.conn).list():
+            return []
+        with self.db.atomic("IMMEDIATE"):
+            muted = self.log.muted(now, self.config.tz)
+            trips = self.guards.check(self.queries.conn, now)
+            return [self.log.record(guard_alert(trip, now), snoozed=muted) for trip in trips]
 
 
 # --- what the budget alerts say ---------------------------------------------------------------
@@ -133,6 +156,13 @@ def _scope_and_end(status: BudgetStatus, config: Config) -> tuple[str, str]:
         return scope, "by midnight"
     last_day = from_us(status.end_us - 1).astimezone(config.tz)  # None: the system zone
     return scope, f"by {last_day:%a %d %b}"
+
+
+def guard_alert(trip: Trip, now: datetime) -> Alert:
+    block = trip.block
+    return Alert("guard", "critical", f"Guard “{trip.guard.name}” tripped: {block.what} blocked",
+                 f"{block.reason}. Blocked {block.until_text} (block #{block.id}); unblock from the tray menu "
+                 f"or `llmtray unblock {block.id}`.", to_us(now))
 
 
 def threshold_alert(status: BudgetStatus, threshold: int, now: datetime, config: Config) -> Alert:

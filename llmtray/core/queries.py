@@ -18,6 +18,7 @@ from typing import Any
 from llmtray.core import periods
 from llmtray.core.db import (BUCKET_US, DAY_US, PLAIN_LEVELS, ROLLUP_DIMENSIONS, ROLLUP_TAG_DAY, ROLLUP_USER_TOTAL_DAY,
                              TAG_LEVELS, TAG_USER_LEVELS, USER_LEVELS, USER_TOTAL_LEVELS, Level)
+from llmtray.core.model_names import alias_of, model_clause
 
 SUMS = ("events", "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
         "cache_write_1h_tokens", "reasoning_tokens", "cost_nanos", "unpriced")
@@ -149,12 +150,20 @@ def _raw_clauses(f: Filters, *, dims: bool = True) -> tuple[list[str], list[Any]
         args.append(f.end_us)
     if dims:
         for dim, values in f._dims().items():
-            clauses.append(f"e.{dim} IN ({','.join('?' * len(values))})")
-            args.extend(values)
+            clause, dim_args = _dim_clause(f"e.{dim}", dim, values)
+            clauses.append(clause)
+            args.extend(dim_args)
     for key, value in f.tags:
         clauses.append("EXISTS (SELECT 1 FROM event_tag t WHERE t.event = e.id AND t.key = ? AND t.value = ?)")
         args.extend((key, value))
     return clauses, args
+
+
+def _dim_clause(column: str, dim: str, values: tuple[str, ...]) -> tuple[str, list[Any]]:
+    """`column` is one of `values`; a model alias also selects its dated snapshots."""
+    if dim == "model":
+        return model_clause(column, values)
+    return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
 
 class Queries:
@@ -177,8 +186,9 @@ class Queries:
         parts, raw = _cover(f.start_us, f.end_us, cuts or [], levels)
         dims_sql, dims_args = [], []
         for dim, values in f._dims().items():
-            dims_sql.append(f"{dim} IN ({','.join('?' * len(values))})")
-            dims_args.extend(values)
+            clause, dim_args = _dim_clause(dim, dim, values)
+            dims_sql.append(clause)
+            dims_args.extend(dim_args)
         arms: list[str] = []
         params: list[Any] = []
         group = tuple(g for g in group if g != "bucket")  # every arm's first column
@@ -233,7 +243,11 @@ class Queries:
             return self._by_tag(dimension[4:], f)
         if dimension not in GROUPABLE:
             raise ValueError(f"cannot group by {dimension!r}; choose one of {', '.join(GROUPABLE)} or tag:KEY")
-        rows = [(r[0], Totals.from_row(r[1:])) for r in self._grouped(f, (dimension,))]
+        merged: dict[str, Totals] = {}
+        for r in self._grouped(f, (dimension,)):  # a snapshot counts under its alias (`model_names`)
+            key = alias_of(r[0]) if dimension == "model" and r[0] else r[0]
+            merged.setdefault(key, Totals()).add(Totals.from_row(r[1:]))
+        rows = list(merged.items())
         rows.sort(key=lambda kv: (-kv[1].cost_nanos, -kv[1].requests, kv[0]))
         return rows
 
@@ -284,7 +298,7 @@ class Queries:
         for row in self.conn.execute(f"SELECT DISTINCT {', '.join(dims)} FROM {source}", params):
             for dim, value in zip(dims, row):
                 if value:
-                    seen[dim].add(value)
+                    seen[dim].add(alias_of(value) if dim == "model" else value)
         return {d: sorted(v) for d, v in seen.items()}
 
     def tag_keys(self, f: Filters = Filters()) -> list[str]:
@@ -295,7 +309,8 @@ class Queries:
         if dimension not in GROUPABLE:
             raise ValueError(f"unknown dimension {dimension!r}")
         table = "rollup_day" if dimension in ROLLUP_DIMENSIONS else ROLLUP_USER_TOTAL_DAY.table
-        return [v for (v,) in self.conn.execute(f"SELECT DISTINCT {dimension} FROM {table} ORDER BY 1") if v]
+        values = [v for (v,) in self.conn.execute(f"SELECT DISTINCT {dimension} FROM {table} ORDER BY 1") if v]
+        return sorted({alias_of(v) for v in values}) if dimension == "model" else values
 
     def daily(self, f: Filters, first: date, last: date, split: str = "model", top: int = 8) -> DailySeries:
         """Cost per local day from `first` to `last` (inclusive), stacked by `split`; series
@@ -318,6 +333,8 @@ class Queries:
             params,
         )
         for i, key, cost, requests, unpriced in rows:
+            if split == "model" and key:
+                key = alias_of(key)
             per_key.setdefault(key, [0] * ndays)[i] += cost
             first_seen[key] = min(i, first_seen.get(key, i))
             out.requests[i] += requests
@@ -374,7 +391,7 @@ class Queries:
             sample = self._latency_sample(f, newest)
         values: dict[str, list[float]] = defaultdict(list)
         for model, ms in sample:
-            values[model].append(ms)
+            values[alias_of(model)].append(ms)
         out = []
         for model, xs in values.items():
             xs.sort()
@@ -414,7 +431,9 @@ class Queries:
         clauses += ["e.model = ?", "e.status = 'ok'", "e.latency_ms IS NOT NULL"]
         sql = (f"SELECT e.ts, e.id, e.latency_ms FROM event e INDEXED BY event_model_latency"
                f" WHERE {' AND '.join(clauses)} ORDER BY e.ts DESC, e.id DESC LIMIT ?")
-        calls = [(ts, event_id, model, ms) for model in f.model
+        named, named_args = model_clause("model", f.model)  # an alias: walk each of its snapshots too
+        models = [m for (m,) in self.conn.execute(f"SELECT DISTINCT model FROM rollup_day WHERE {named}", named_args)]
+        calls = [(ts, event_id, model, ms) for model in sorted(set(models) | set(f.model))
                  for ts, event_id, ms in self.conn.execute(sql, [*args, model, newest])]
         calls.sort(reverse=True)  # (ts, id) newest first; ids are unique, so ties never reach the model
         return [(model, ms) for _, _, model, ms in calls[:newest]]

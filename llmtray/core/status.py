@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 from llmtray.core import budgets
+from llmtray.core.blocks import active_entries
 from llmtray.core.money import nanos_to_str
 from llmtray.core.queries import Queries
 
@@ -20,7 +21,8 @@ BudgetEntries = Callable[[Queries, datetime], list[dict[str, Any]]]
 
 def summary(queries: Queries, now: datetime | None = None, budget_entries: BudgetEntries | None = None,
             week_start: int = 0) -> dict[str, Any]:
-    """Today, this month, projected month end (money as decimal strings) and budgets."""
+    """Today, this month, projected month end (money as decimal strings), budgets and the active
+    blocks (DESIGN §15)."""
     now = now or datetime.now(UTC)
     today, _, _ = queries.spend_in_period("day", now=now, week_start=week_start)
     month, _, _ = queries.spend_in_period("month", now=now, week_start=week_start)
@@ -32,4 +34,5 @@ def summary(queries: Queries, now: datetime | None = None, budget_entries: Budge
         "today_requests": today.requests,
         "unpriced_requests_month": month.unpriced,
         "budgets": entries(queries, now),
+        "blocks": active_entries(queries.conn, now),
     }

@@ -25,6 +25,7 @@ from llmtray.core.errors import LLMTrayError
 from llmtray.core.monitor import BudgetMonitor
 from llmtray.core.pricing import Pricer, load_overrides
 from llmtray.core.status import summary
+from llmtray.gui.block_actions import BlockActions
 from llmtray.gui.bridge import CommitBridge
 from llmtray.gui.demo_feed import DemoFeed
 from llmtray.gui.ipc import InstanceError, SingleInstance
@@ -146,8 +147,11 @@ def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
                           title_note="demo data" if demo else "", hook_data_dir=hook_data_dir)
         built.import_requested.connect(actions.open_import)
         built.demo_requested.connect(actions.open_demo)
+        built.blocks.lift_requested.connect(blocks.lift)
+        built.blocks.block_requested.connect(blocks.block_feature)
         return built
 
+    blocks = BlockActions(paths.db)
     window = LazyWindow(build_window)
     actions = WindowActions(window, paths, import_dialog)
     for warning in paths.exposed():  # also logged by ensure(); a launcher user sees only this
@@ -174,8 +178,9 @@ def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
             if feed is not None:
                 feed.stop()
             window.shutdown()
+            blocks.close()
 
-    desk = Desktop(app, window, actions, paths, config, base_url, ingest, hook_data_dir)
+    desk = Desktop(app, window, actions, paths, config, base_url, ingest, blocks, hook_data_dir)
     bridge.committed.connect(desk.tray.request_refresh)
     if instance is not None:
         instance.show_requested.connect(actions.open_dashboard)
@@ -248,7 +253,8 @@ class Desktop(QObject):
     alerted = Signal()
 
     def __init__(self, app: QApplication, window: LazyWindow, actions: WindowActions, paths: pathsmod.Paths,
-                 config: Any, base_url: str | None, ingest: Any, hook_data_dir: Path | None = None):
+                 config: Any, base_url: str | None, ingest: Any, blocks: BlockActions,
+                 hook_data_dir: Path | None = None):
         super().__init__(window)
         self.app, self.window, self.actions, self.paths, self.config = app, window, actions, paths, config
         self.proxy_url = f"{base_url}/proxy/openai/v1" if base_url else None
@@ -261,11 +267,18 @@ class Desktop(QObject):
             copy_proxy_url=self.copy_proxy_url,
             copy_hook_snippet=lambda: app.clipboard().setText(hook_snippet(hook_data_dir)),
             quit=app.quit,
+            unblock=blocks.lift,
         ), SummaryWorker(paths.db, config.tz, lambda q, now: summary(q, now, week_start=config.week_start)))
         self.tray.unavailable.connect(self._no_tray)
         icon_path = str(pathsmod.resource("icons/llmtray-128.png"))
         self.relay = NotificationRelay(self.tray.icon, icon_path, parent=self)
         self.relay.clicked.connect(actions.open_dashboard)
+        self.blocks = blocks
+        self.relay.block_requested.connect(blocks.block_feature)  # "Block <feature> for 1 h" pressed
+        self.relay.block_offered.connect(self.offer_block)  # a balloon clicked: the offer in the window
+        blocks.changed.connect(self.tray.request_refresh)
+        blocks.changed.connect(window.refresh)
+        blocks.failed.connect(window.show_notice)
         self.webhook = WebhookSink(url_loader=lambda: load_webhook_url(paths.webhook_file))
         # alert mails ([email] alerts) and the digest; a failure it records shows in the Alerts tab
         self.mail = MailService.for_paths(paths, on_result=lambda *_: self.alerted.emit())
@@ -297,6 +310,7 @@ class Desktop(QObject):
         self.mail.close()
         self.relay.close()
         self.tray.close()
+        self.blocks.close()
 
     @Slot()
     def _no_tray(self) -> None:
@@ -307,6 +321,11 @@ class Desktop(QObject):
 
     def snooze(self, until: Any) -> None:
         self.monitor.snooze(until)
+
+    @Slot(str)
+    def offer_block(self, feature: str) -> None:
+        self.actions.open_dashboard()
+        self.window.get().offer_block(feature)
 
     def open_budgets(self) -> None:
         from llmtray.gui.budgets_dialog import BudgetsDialog

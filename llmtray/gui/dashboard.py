@@ -26,6 +26,7 @@ from llmtray.core.queries import Filters
 from llmtray.core.wording import plural
 from llmtray.gui import theme
 from llmtray.gui.alerts_panel import AlertsPanel
+from llmtray.gui.blocks_panel import BlocksPanel
 from llmtray.gui.charts import (BarListChart, BreakdownChart, CostPerRequestChart, DailySpendChart, LatencyChart,
                                 LiveChart, spend_tooltip, top_rows, usd_label)
 from llmtray.gui.events_table import EventsModel, EventsTable
@@ -34,8 +35,8 @@ from llmtray.gui.kpis import KpiStrip
 from llmtray.gui.onboarding import Onboarding
 from llmtray.gui.query_worker import QueryLane, Sources
 from llmtray.gui.throttle import Throttle
-from llmtray.gui.views import (BREAKDOWNS, CHART_VIEWS, LATENCY_SAMPLE, LIVE_VIEWS, Breakdown, FilterOptions, Kpis, ModelSpend,
-                               ViewRequest, resolve_range)
+from llmtray.gui.views import (BREAKDOWNS, CHART_VIEWS, LATENCY_SAMPLE, LIVE_VIEWS, BlockList, Breakdown,
+                               FilterOptions, Kpis, ModelSpend, ViewRequest, resolve_range)
 
 REFRESH_INTERVAL_MS = 250  # at most four refreshes a second, however fast commits come
 TICK_MS = 30_000  # while shown: the live view's minute axis moves on even without events
@@ -149,6 +150,8 @@ class Dashboard(QMainWindow):
         self.tabs.addTab(self.events, "Events")
         self.alerts = AlertsPanel(self._tz)
         self.tabs.addTab(self.alerts, "Alerts")
+        self.blocks = BlocksPanel(self._tz)
+        self.tabs.addTab(self.blocks, "Blocks")
         self.pages.setCurrentIndex(1)
 
     def _overview(self) -> QWidget:
@@ -283,10 +286,11 @@ class Dashboard(QMainWindow):
         self.events_model.merge_head(self._ranged_filters(), rows)
 
     def _show_models(self, spend: ModelSpend) -> None:
-        names = [m for _, m, _ in spend.rows]
+        merged = spend.by_alias()
+        names = [m for _, m, _ in merged]
         for name in names:
             self.colors(name)  # most expensive first gets the first colour, everywhere
-        rows = top_rows([(m if names.count(m) == 1 else f"{m} ({p})", t) for p, m, t in spend.rows])
+        rows = top_rows([(m if names.count(m) == 1 else f"{m} ({p})", t) for p, m, t in merged])
         self.models_chart.set_rows([(n, t.cost_nanos / 1e9, self.colors(n)) for n, t in rows],
                                    [spend_tooltip(n, t, self.colors(n)) for n, t in rows])
         self._show_unpriced(spend.unpriced)
@@ -329,6 +333,15 @@ class Dashboard(QMainWindow):
         self.alerts.set_rows(alerts)
         n = self.alerts.count()
         self.tabs.setTabText(2, f"Alerts ({n})" if n else "Alerts")
+
+    def _show_blocks(self, data: BlockList) -> None:
+        self.blocks.set_blocks(data)
+        self.tabs.setTabText(self.tabs.indexOf(self.blocks), f"Blocks ({data.active})" if data.active else "Blocks")
+
+    def offer_block(self, feature: str) -> None:
+        """Open the Blocks tab with an alert's "Block <feature> for 1 h" ready (no notification buttons here)."""
+        self.blocks.offer(feature)
+        self.tabs.setCurrentWidget(self.blocks)
 
     def _show_options(self, options: FilterOptions) -> None:
         self.filter_bar.set_options(options)

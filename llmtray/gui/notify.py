@@ -13,6 +13,10 @@ OS notification is best effort on top (DESKTOP.md). Adapters, tried in order:
 
 D-Bus calls run on a worker thread so a slow or hung bus never blocks the GUI; clicks on a
 notification ("default" action) come back as `NotificationRelay.clicked(budget)` on the GUI thread.
+An alert that names a feature to stop (runaway, spike: `Alert.feature`) also carries the action
+"Block <feature> for 1 h" (`block_requested(feature)`); where notifications have no buttons (the
+tray balloon on Windows and macOS), clicking it offers that block in the dashboard instead
+(`block_offered(feature)`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QSystemTrayIcon
 
 from llmtray.core.alerts import Alert, AlertSink
+from llmtray.core.blocks import ALERT_BLOCK_S, describe_duration
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +41,12 @@ APP_NAME = "llmtray"
 URGENCY = {"info": 0, "warning": 1, "critical": 2}
 _BUS_NAME = "org.freedesktop.Notifications"
 _PATH = "/org/freedesktop/Notifications"
+BLOCK_ACTION = "block"
+
+
+def block_label(feature: str) -> str:
+    """The notification button: `Block summarize for 1 h`."""
+    return f"Block {feature} for {describe_duration(ALERT_BLOCK_S)}"
 
 
 class FreedesktopNotifier:
@@ -44,12 +55,13 @@ class FreedesktopNotifier:
     name = "freedesktop"
 
     def __init__(self, icon_path: str = "", on_click: Callable[[str | None], None] | None = None,
-                 bus: str = "SESSION"):
+                 bus: str = "SESSION", on_block: Callable[[str], None] | None = None):
         self.icon_path = icon_path
         self.on_click = on_click
+        self.on_block = on_block
         self._bus = bus
         self._jobs: queue.Queue[Alert | None] = queue.Queue()
-        self._ids: dict[int, str | None] = {}  # notification id → budget, for click routing
+        self._ids: dict[int, tuple[str | None, str | None]] = {}  # notification id → (budget, feature)
         self._lock = threading.Lock()
         self._sender: Any = None
         self._listener: Any = None
@@ -109,16 +121,18 @@ class FreedesktopNotifier:
                 "desktop-entry": ("s", APP_NAME),
                 "category": ("s", "x-llmtray.budget"),
             }
+            actions = ["default", "Open dashboard"]
+            if alert.feature:
+                actions += [BLOCK_ACTION, block_label(alert.feature)]
             msg = new_method_call(addr, "Notify", "susssasa{sv}i", (
-                APP_NAME, 0, self.icon_path, alert.title, body_markup(alert.body),
-                ["default", "Open dashboard"], hints, -1,
+                APP_NAME, 0, self.icon_path, alert.title, body_markup(alert.body), actions, hints, -1,
             ))
             try:
                 reply = self._sender.send_and_get_reply(msg, timeout=5)
                 if reply.header.message_type.name == "error":
                     raise RuntimeError(f"{reply.header.fields} {reply.body}")
                 with self._lock:
-                    self._ids[int(reply.body[0])] = alert.budget
+                    self._ids[int(reply.body[0])] = (alert.budget, alert.feature)
             except Exception as exc:  # the panel has it; the bus is best effort
                 log.warning("desktop notification failed: %s", exc)
 
@@ -133,9 +147,11 @@ class FreedesktopNotifier:
                     msg = self._listener.recv_until_filtered(signals)
                     nid, action = msg.body
                     with self._lock:
-                        known, budget = nid in self._ids, self._ids.get(nid)
+                        known, (budget, feature) = nid in self._ids, self._ids.get(nid, (None, None))
                     if known and action == "default" and self.on_click is not None:
                         self.on_click(budget)
+                    elif known and action == BLOCK_ACTION and feature and self.on_block is not None:
+                        self.on_block(feature)
         except Exception:  # connection closed on stop, or the bus went away
             return
 
@@ -153,10 +169,14 @@ class NotificationRelay(QObject):
     Signals:
         show(object): an Alert to notify, emitted from any thread, handled on the GUI thread.
         clicked(object): the budget name (or None) of a notification the user clicked.
+        block_requested(str): the user pressed "Block <feature> for 1 h" on a notification.
+        block_offered(str): the user clicked a tray balloon whose alert named a feature to block.
     """
 
     show = Signal(object)
     clicked = Signal(object)
+    block_requested = Signal(str)
+    block_offered = Signal(str)
 
     def __init__(self, tray: QSystemTrayIcon | None, icon_path: str = "", parent: QObject | None = None):
         super().__init__(parent)
@@ -165,8 +185,9 @@ class NotificationRelay(QObject):
         self.delivered: list[tuple[str, Alert]] = []  # (adapter, alert), for the window and tests
         self._warned = False
         self._last_budget: str | None = None
+        self._last_feature: str | None = None
         if not sys.platform.startswith(("win", "darwin")):
-            candidate = FreedesktopNotifier(icon_path, on_click=self.clicked.emit)
+            candidate = FreedesktopNotifier(icon_path, on_click=self.clicked.emit, on_block=self.block_requested.emit)
             if candidate.available():
                 candidate.start()
                 self.desktop = candidate
@@ -182,7 +203,7 @@ class NotificationRelay(QObject):
         elif self.tray is not None and self.tray.isVisible() and QSystemTrayIcon.supportsMessages():
             icon = QSystemTrayIcon.MessageIcon.Critical if alert.severity == "critical" else \
                 QSystemTrayIcon.MessageIcon.Warning if alert.severity == "warning" else QSystemTrayIcon.MessageIcon.Information
-            self._last_budget = alert.budget
+            self._last_budget, self._last_feature = alert.budget, alert.feature
             self.tray.showMessage(alert.title, alert.body, icon, 15_000)
             self.delivered.append(("tray", alert))
         elif not self._warned:
@@ -192,6 +213,8 @@ class NotificationRelay(QObject):
     @Slot()
     def _tray_clicked(self) -> None:
         self.clicked.emit(self._last_budget)
+        if self._last_feature:
+            self.block_offered.emit(self._last_feature)
 
     def close(self) -> None:
         if self.desktop is not None:

@@ -21,6 +21,7 @@ from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Sl
 from PySide6.QtGui import QAction, QGuiApplication, QIcon
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
+from llmtray.core.blocks import describe_scope, scope_from_dict
 from llmtray.core.queries import Queries
 from llmtray.gui.gauge import gauge_icon
 from llmtray.gui.throttle import Throttle
@@ -43,6 +44,7 @@ class TrayActions:
     copy_proxy_url: Callable[[], None]
     copy_hook_snippet: Callable[[], None]
     quit: Callable[[], None]
+    unblock: Callable[[int], None]  # a block's id (the summary's `blocks`)
 
 
 class SummaryWorker(QObject):
@@ -119,6 +121,14 @@ def budget_line(b: dict[str, Any]) -> str:
     return f"{b['name']}: {Decimal(str(b['percent'])):.0f}% of {money(b['limit_usd'])} ({b['period']}){pace}"
 
 
+def block_line(b: dict[str, Any]) -> str:
+    """`Blocked: feature summarize (until 15:04)` — an entry of the summary's `blocks`."""
+    until = "until unblocked"
+    if b.get("until"):
+        until = "until " + datetime.fromisoformat(b["until"]).astimezone().strftime("%H:%M")
+    return f"Blocked: {describe_scope(scope_from_dict(b['scope']))} ({until})"
+
+
 class Tray(QObject):
     """Owns the QSystemTrayIcon and its menu.
 
@@ -142,6 +152,8 @@ class Tray(QObject):
         self.icon.setContextMenu(self.menu)
         self.icon.activated.connect(self._activated)
         self._lines: list[QAction] = []
+        self._blocks: list[QAction] = []  # one submenu (with Unblock) per active block
+        self._block_ids: list[int] = []
         self._build_menu()
 
         self._thread = QThread(self)
@@ -212,6 +224,7 @@ class Tray(QObject):
             self.icon.setIcon(self._gauge(float(Decimal(str(top["percent"]))), top["state"]))
         self.icon.setToolTip(tooltip_text(summary))
         self._show_lines()
+        self._show_blocks()
 
     def _gauge(self, percent: float | None, state: str) -> QIcon:
         hints = QGuiApplication.styleHints()
@@ -229,6 +242,7 @@ class Tray(QObject):
         XEmbed tray's popup at once, so a tray-only start never showed its menu (issue #17)."""
         m = self.menu
         self._lines_end = m.addSeparator()
+        self._blocks_end = m.addSeparator()  # adjacent separators collapse while there is no block
         self._add(m, "Open dashboard", self.actions.open_dashboard)
         self._add(m, "Import usage…", self.actions.import_usage)
         self._add(m, "Budgets…", self.actions.budgets)
@@ -243,6 +257,27 @@ class Tray(QObject):
         m.addSeparator()
         self._add(m, "Quit llmtray", self.actions.quit)
         self._show_lines()
+        self._show_blocks()
+
+    def _show_blocks(self) -> None:
+        """The active blocks, each a submenu with Unblock, between the spend lines and the actions.
+        Retexted in place while the same blocks are active; rebuilt only when one is added or
+        lifted (rare, and never by the refresh that opening the menu asks for)."""
+        blocks = (self.summary.get("blocks") or [])[:8]
+        ids = [b["id"] for b in blocks]
+        if ids == self._block_ids:
+            for action, b in zip(self._blocks, blocks, strict=True):
+                action.setText(block_line(b))
+            return
+        for action in self._blocks:
+            self.menu.removeAction(action)
+            action.menu().deleteLater()
+        self._blocks = []
+        for b in blocks:
+            sub = QMenu(block_line(b), self.menu)
+            self._add(sub, "Unblock", lambda i=b["id"]: self.actions.unblock(i))
+            self._blocks.append(self.menu.insertMenu(self._blocks_end, sub))
+        self._block_ids = ids
 
     def _show_lines(self) -> None:
         """The spend and budget lines at the top: retexted in place when their layout is unchanged

@@ -14,9 +14,12 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from llmtray.core import periods
+from llmtray.core.blocks import Block, BlockBook
 from llmtray.core.events import UsageEvent
+from llmtray.core.model_names import alias_of
 from llmtray.core.pricing import Pricer
 from llmtray.core.queries import DailySeries, Filters, LatencyStats, Queries, Totals
+from llmtray.core.store import to_us
 
 BudgetEntries = Callable[[Queries, datetime], list[dict[str, Any]]]
 RANGES: dict[str, str] = {
@@ -32,10 +35,11 @@ OPTIONS_RANGE = "90d"  # the longest range in RANGES
 LATENCY_MODELS = 8  # the most-called models: more rows than this don't fit a readable chart
 LATENCY_SAMPLE = 20_000  # latest successful calls in the range: 200 of them above p99
 EVENTS_PAGE = 200
+BLOCKS_SHOWN = 100  # the Blocks tab: active blocks and the most recent ended ones
 # The by-model query behind the KPIs also yields the by-model and token charts for free, so
 # they ride in the live lane rather than costing the chart lane the same query again.
 LIVE_VIEWS = ("any_events", "kpis", "live", "events", "models", "tokens")
-CHART_VIEWS = ("daily", "breakdown", "latency", "alerts", "options")
+CHART_VIEWS = ("daily", "breakdown", "latency", "alerts", "blocks", "options")
 _SAVINGS_UNIT = 100_000  # tokens per price probe: below every tiered-price threshold (200k)
 
 
@@ -105,6 +109,29 @@ class ModelSpend:
     @property
     def unpriced(self) -> list[tuple[str, str, int]]:
         return sorted(((p, m, t.unpriced) for p, m, t in self.rows if t.unpriced), key=lambda r: -r[2])
+
+    def by_alias(self) -> list[tuple[str, str, Totals]]:
+        """The rows with each dated snapshot counted under its alias (`model_names`), as the
+        daily chart, filters and budgets see models; `rows` keeps them apart for pricing."""
+        merged: dict[tuple[str, str], Totals] = {}
+        for provider, model, totals in self.rows:
+            merged.setdefault((provider, alias_of(model)), Totals()).add(totals)
+        out = [(p, m, t) for (p, m), t in merged.items()]
+        out.sort(key=lambda r: (-r[2].cost_nanos, -r[2].requests, r[0], r[1]))
+        return out
+
+
+@dataclass(frozen=True)
+class BlockList:
+    """The Blocks tab: recent blocks (newest first), calls refused per block id, and when."""
+
+    blocks: list[Block]
+    refused: dict[int, int]
+    now_us: int
+
+    @property
+    def active(self) -> int:
+        return sum(b.active_at(self.now_us) for b in self.blocks)
 
 
 @dataclass(frozen=True)
@@ -231,6 +258,11 @@ def alerts(ctx: ViewContext) -> list[Any] | None:
     return ctx.alert_history(200) if ctx.alert_history else None
 
 
+def blocks(ctx: ViewContext) -> BlockList:
+    book = BlockBook(ctx.queries.conn)
+    return BlockList(book.history(BLOCKS_SHOWN), book.refused(), to_us(ctx.now))
+
+
 def any_events(ctx: ViewContext) -> bool:
     """Whether anything was ever recorded (the onboarding panel shows until it is)."""
     return bool(ctx.queries.recent(1))
@@ -250,7 +282,8 @@ def options(ctx: ViewContext) -> FilterOptions:
 
 VIEWS: dict[str, Callable[[ViewContext], Any]] = {
     "any_events": any_events, "kpis": kpis, "live": live, "events": events, "daily": daily, "models": models,
-    "breakdown": breakdown, "tokens": tokens, "latency": latency, "alerts": alerts, "options": options,
+    "breakdown": breakdown, "tokens": tokens, "latency": latency, "alerts": alerts, "blocks": blocks,
+    "options": options,
 }
 
 

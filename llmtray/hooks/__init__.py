@@ -5,7 +5,8 @@
     with lt.tags(feature="summarize", user="u42"):
         client.chat.completions.create(...)
 
-The hooks never raise into your call (except `BudgetExceeded`, when you ask for enforcement),
+The hooks never raise into your call (except `BudgetExceeded`, or its subclass `Blocked` when a
+llmtray block covers the call, when you ask for enforcement),
 never block it on I/O, and lose nothing when the tray isn't running: events wait in a spool file
 and are delivered once it is back. This package imports no Qt, no Peewee and no provider SDK.
 """
@@ -16,12 +17,13 @@ from typing import Any
 
 from llmtray.hooks import sender as _sender
 from llmtray.hooks.context import propagate, tags
-from llmtray.hooks.enforce import BudgetExceeded
+from llmtray.hooks.enforce import Blocked, BudgetExceeded
 from llmtray.hooks.generic import record
 from llmtray.hooks.instrument import instrument
 from llmtray.hooks.wire import httpx_hooks
 
 __all__ = [
+    "Blocked",
     "BudgetExceeded",
     "flush",
     "httpx_hooks",

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llmtray.core import usage as conventions
-from llmtray.core.events import MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS, format_ts
+from llmtray.core.events import BLOCKED_TAG, MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS, format_ts
 from llmtray.hooks import sender
 from llmtray.hooks.context import EMPTY, Attribution
 
@@ -189,6 +189,8 @@ class Call:
             event["error"] = self.error
         if self.error is None or self.ttft_ms is not None:  # a stream cut off mid-way used what it reported
             event.update(self._tokens(notes))
+        if BLOCKED_TAG in notes:  # refused before it was sent: it cost nothing, known model or not
+            event["cost_usd"] = "0"
         tier = conventions.service_tier(self.tier)
         if tier is None:  # Anthropic reports the tier inside usage (message_start's, for streams)
             tier = conventions.service_tier(field(self.usage, "service_tier")) or \

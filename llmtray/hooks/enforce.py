@@ -3,9 +3,10 @@
 Contract (served by the ingest server):
 `GET /v1/enforce?provider=P&model=M[&feature=F&user=U&project=J&env=E&tag=K=V...]`, bearer
 token as for events, answers `200 {"allowed": bool, "budget": name|null, "message": str,
-"limit_usd": str|null, "spent_usd": str|null, "period": str|null}`.
-Answers are cached for a few seconds per (provider, model, attribution), so a busy loop asks
-once, not every call. Enforcement fails open: when no llmtray runs, or it can't answer, the
+"limit_usd": str|null, "spent_usd": str|null, "period": str|null}`; a call a block covers gets
+`"block": {"id", "scope", "reason", "until", …}` too and raises `Blocked` (a `BudgetExceeded`).
+Answers are cached for a second per (provider, model, attribution), so a busy loop asks
+once a second, not every call. Enforcement fails open: when no llmtray runs, or it can't answer, the
 call goes ahead and one warning is logged (until it answers again) — a monitoring tool must not
 take an application down.
 """
@@ -28,7 +29,7 @@ from llmtray.hooks.transport import Connection, get_json
 
 log = logging.getLogger("llmtray.hooks")
 
-CACHE_SECONDS = 5.0
+CACHE_SECONDS = 1.0  # a block made anywhere reaches enforcing hooks within a second (DESIGN §15)
 TIMEOUT = 1.0
 MAX_ENTRIES = 1024
 
@@ -51,6 +52,15 @@ class BudgetExceeded(LLMTrayError):
         super().__init__(message)
 
 
+class Blocked(BudgetExceeded):
+    """A llmtray block (DESIGN §15) covers this call; it was not sent. A `BudgetExceeded`, so code
+    that already handles hard caps handles blocks too; `block_id`, `reason`, `until` say which."""
+
+    def __init__(self, block_id: int | None, reason: str, until: str | None, message: str):
+        self.block_id, self.reason, self.until = block_id, reason, until
+        LLMTrayError.__init__(self, message or f"blocked by llmtray block #{block_id}: {reason}")
+
+
 @dataclass(frozen=True)
 class Verdict:
     allowed: bool
@@ -59,8 +69,12 @@ class Verdict:
     spent_usd: str | None = None
     period: str | None = None
     message: str = ""
+    block: dict[str, Any] | None = None  # the block's entry when a block (not a budget) refuses
 
     def raise_if_denied(self) -> None:
+        if not self.allowed and self.block is not None:
+            raise Blocked(self.block.get("id"), str(self.block.get("reason") or ""), _str(self.block.get("until")),
+                          self.message)
         if not self.allowed:
             raise BudgetExceeded(self.budget, self.limit_usd, self.spent_usd, self.period, self.message)
 
@@ -132,8 +146,9 @@ class Enforcer:
         if status != 200 or not isinstance(body, dict) or not isinstance(body.get("allowed"), bool):
             return self._fail_open(f"HTTP {status} from {endpoint.url}/v1/enforce")
         self._warned = False
+        block = body.get("block") if isinstance(body.get("block"), dict) else None
         return Verdict(body["allowed"], _str(body.get("budget")), _str(body.get("limit_usd")),
-                       _str(body.get("spent_usd")), _str(body.get("period")), str(body.get("message") or ""))
+                       _str(body.get("spent_usd")), _str(body.get("period")), str(body.get("message") or ""), block)
 
     def _fail_open(self, why: str) -> Verdict:
         if not self._warned:

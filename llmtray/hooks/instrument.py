@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from llmtray.core.events import BLOCKED_TAG
 from llmtray.hooks import enforce, streams
 from llmtray.hooks.apis import ANTHROPIC_RESOURCES, COMPATIBLE_HOSTS, OPENAI_RESOURCES
 from llmtray.hooks.calls import USAGE_TAG, Api, Call, HookConfig
@@ -165,6 +166,9 @@ def _check(call: Call) -> None:
     if found is not None:
         try:
             found[0].check(*found[1])
+        except enforce.Blocked as exc:
+            _refused(call, exc)
+            raise
         except enforce.BudgetExceeded:
             raise
         except Exception:
@@ -176,10 +180,19 @@ async def _acheck(call: Call) -> None:
     if found is not None:
         try:
             await found[0].check_async(*found[1])
+        except enforce.Blocked as exc:
+            _refused(call, exc)
+            raise
         except enforce.BudgetExceeded:
             raise
         except Exception:
             log.debug("llmtray hooks: enforcement check failed", exc_info=True)
+
+
+def _refused(call: Call, exc: enforce.Blocked) -> None:
+    """Count a call a block refused: an error event tagged with the block's id (zero cost)."""
+    call.note(BLOCKED_TAG, str(exc.block_id))
+    call.finish(exc=exc)
 
 
 def _record(call: Call, response: Any) -> None:

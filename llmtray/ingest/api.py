@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 
 from llmtray import __version__
 from llmtray.config import Config
+from llmtray.core.blocks import BlockBook
 from llmtray.core.budgets import PERIOD_PHRASE, evaluate, exhausted_enforced_budget
 from llmtray.core.errors import EventValidationError
 from llmtray.core.events import UsageEvent, parse_batch
@@ -168,7 +169,7 @@ class IngestAPI:
         return Reply(200, body)
 
     def enforce(self, query: str) -> Reply:
-        """GET /v1/enforce?provider=&model=[&feature=…][&tag=K=V…]: whether an exhausted
+        """GET /v1/enforce?provider=&model=[&feature=…][&tag=K=V…]: whether a block or an exhausted
         `enforce` budget forbids such a call (the SDK hooks' hard cap). Blocking: off the loop."""
         params = parse_qs(query, keep_blank_values=True)
         values: dict[str, Any] = {k: params[k][0] for k in SCOPE_QUERY if params.get(k)}
@@ -183,6 +184,10 @@ class IngestAPI:
         values["tags"] = tags
         conn = sqlite3.connect(self._db_path, timeout=10)
         try:
+            block = BlockBook(conn).refusal(values)
+            if block is not None:
+                return Reply(200, {"allowed": False, "blocked": True, "block": block.entry(), "budget": None,
+                                   "message": block.message, "limit_usd": None, "spent_usd": None, "period": None})
             queries = Queries(conn, self._config.tz)
             budget = exhausted_enforced_budget(queries, values, week_start=self._config.week_start)
             if budget is None:

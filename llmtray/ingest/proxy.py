@@ -27,6 +27,8 @@ Choices worth knowing:
   is sent; a match is a 429 in the provider's error shape with `x-should-retry: false`, so SDKs
   don't retry a cap. The refusal's wording (spend, limit) is kept until the next commit, so a
   client hammering a cap costs no spend query per refused call.
+- Blocks (`core.blocks`, DESIGN §15) are checked before budgets: a call a block's scope matches
+  is a 429 naming the block, counted as an `error` event at zero cost tagged `llmtray.blocked`.
 - Only loopback peers are served, even with `--allow-remote` (the proxy takes no token); the
   server's Origin/Host guard applies before this handler runs.
 """
@@ -45,9 +47,10 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmtray.config import Config
+from llmtray.core.blocks import BlockWatch, read_only
 from llmtray.core.budgets import (PERIOD_PHRASE, Budget, evaluate, exhausted_enforced_budget,
                                   invalidate_enforcement_cache)
 from llmtray.core.commits import Committed
@@ -126,6 +129,8 @@ class Proxy:
         self._events: list[UsageEvent] = []  # recorded, not yet handed to the writer
         self._flush_timer: asyncio.TimerHandle | None = None
         self._parser: ThreadPoolExecutor | None = None
+        self.blocks = BlockWatch(read_only(db_path), on_error=lambda exc: log.warning(
+            "proxy: blocks could not be read, the last known ones apply: %s", exc))
 
     @classmethod
     def install(cls, service: IngestService) -> Proxy:
@@ -147,6 +152,7 @@ class Proxy:
         await self.client.aclose()
         if self._queries is not None:
             self._queries.conn.close()
+        self.blocks.close()
         if self._parser is not None:
             self._parser.shutdown(wait=True)
 
@@ -172,6 +178,10 @@ class Proxy:
         recorded: _Recorded | None = None
         if call is not None:
             facts = await self._facts(request.body, call)
+            block = self.blocks.refusal(attribution.scope_values(name, facts.model))
+            if block is not None:  # counted as a refused call; nothing goes upstream
+                self._queue(block.refused_event(name, facts.model, attribution.fields, attribution.tags), name)
+                return _error(dialect, 429, block.message, "blocked", (("x-should-retry", "false"),))
             refusal = self._refusal(name, facts.model, attribution)
             if refusal is not None:
                 log.info("proxy: refused a %s call to %s: %s", facts.model or "?", name, refusal)
@@ -272,10 +282,13 @@ class Proxy:
                             attribution=recorded.attribution, wall=recorded.wall,
                             latency_ms=(time.perf_counter() - recorded.t0) * 1000.0, reading=reading, meter=meter,
                             error=error, stream_end=stream_end)
+        self._queue(event, recorded.provider)
+
+    def _queue(self, event: dict[str, Any], provider: str) -> None:
         try:
             self._events.append(parse_event(event))
         except EventValidationError as exc:
-            log.warning("proxy: the usage event of a %s call is invalid, not recorded: %s", recorded.provider, exc)
+            log.warning("proxy: the usage event of a %s call is invalid, not recorded: %s", provider, exc)
             return
         if len(self._events) >= FLUSH_EVENTS:
             self._flush()

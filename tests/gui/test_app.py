@@ -70,7 +70,7 @@ def test_an_old_database_is_upgraded_before_the_window_opens_it(qapp, tmp_path: 
 
     db = tmp_path / "llmtray.db"
     assert dbmod.migrate(db, upto=4) == 4
-    assert [m.version for m in dbmod.pending_migrations(db)] == [5, 6]
+    assert [m.version for m in dbmod.pending_migrations(db)] == [m.version for m in dbmod.MIGRATIONS[4:]]
     shown: list[str] = []
     monkeypatch.setattr(prepare_db, "BUSY_AFTER_S", 0.0)
     monkeypatch.setattr(QProgressDialog, "show", lambda self: shown.append(self.labelText()))
@@ -126,6 +126,7 @@ def test_tray_dialogs_open_before_the_window_exists(qtbot, tmp_path: Path):
 
     from llmtray.config import Config
     from llmtray.gui.app import Desktop, WindowActions
+    from llmtray.gui.block_actions import BlockActions
     from llmtray.gui.budgets_dialog import BudgetsDialog
     from llmtray.gui.import_dialog import ImportDialog
     from llmtray.gui.lazy_window import LazyWindow
@@ -138,7 +139,8 @@ def test_tray_dialogs_open_before_the_window_exists(qtbot, tmp_path: Path):
     paths = Paths(tmp_path, tmp_path, tmp_path)
     lazy = LazyWindow(no_window)
     actions = WindowActions(lazy, paths, ImportDialog)
-    desk = Desktop(QApplication.instance(), lazy, actions, paths, Config(), "http://127.0.0.1:1", None)
+    desk = Desktop(QApplication.instance(), lazy, actions, paths, Config(), "http://127.0.0.1:1", None,
+                   BlockActions(paths.db))
     try:
         actions.open_import()
         desk.open_budgets()

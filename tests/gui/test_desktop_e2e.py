@@ -117,13 +117,13 @@ def start_llmtray(desktop: Desktop, data: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def post(data: Path, cost: str, n: int, prefix: str) -> None:
+def post(data: Path, cost: str, n: int, prefix: str, feature: str = "e2e") -> None:
     info = wait_for(lambda: (data / "ingest.json").exists() and json.loads((data / "ingest.json").read_text()),
                     what="ingest.json")
     with httpx.Client(base_url=info["url"], headers={"Authorization": f"Bearer {info['token']}"}, timeout=10) as c:
         for i in range(n):
             r = c.post("/v1/events", json={"id": f"{prefix}{i}", "provider": "openai", "model": "gpt-4o",
-                                           "cost_usd": cost, "feature": "e2e"})
+                                           "cost_usd": cost, "feature": feature})
             assert r.status_code == 200, r.text
 
 
@@ -274,6 +274,44 @@ def test_the_tray_menu_opens_in_a_tray_only_start(desktop: Desktop, tmp_path: Pa
         shots.mkdir(parents=True, exist_ok=True)
         desktop.screenshot(shots / "tray-menu.png")
         subprocess.run(["xdotool", "key", "Escape"], env=desktop.env, check=True)
+
+
+def _history_ids(desktop: Desktop) -> list[tuple[int, str]]:
+    """(id, summary) of every notification dunst has shown, newest first."""
+    subprocess.run(["dunstctl", "close-all"], env=desktop.env, capture_output=True)
+    shown = subprocess.run(["dunstctl", "history"], env=desktop.env, capture_output=True, text=True).stdout
+    items = json.loads(shown)["data"][0] if shown.strip() else []
+    return [(int(item["id"]["data"]), item["summary"]["data"]) for item in items]
+
+
+@pytest.mark.skipif(shutil.which("dbus-send") is None, reason="needs dbus-send (Debian package dbus)")
+def test_the_block_action_of_a_runaway_notification_blocks_the_feature(desktop: Desktop, tmp_path: Path):
+    """Issue #24's "done when": a looping feature raises a runaway notification; its "Block loop for
+    1 h" action (the daemon's `ActionInvoked` signal, as dunst sends it when the button is pressed)
+    creates the block, and the next call through the proxy is refused and counted."""
+    data = tmp_path / "data"
+    app = start_llmtray(desktop, data)
+    try:
+        info = wait_for(lambda: (data / "ingest.json").exists() and json.loads((data / "ingest.json").read_text()),
+                        what="ingest.json")
+        post(data, "0.001", 12, "loop", feature="loop")  # 12 calls in a minute, none the week before
+        runaway = wait_for(lambda: [i for i, s in _history_ids(desktop) if s.startswith("Runaway calls")],
+                           timeout=40, what="the runaway notification")
+        subprocess.run(["dbus-send", "--session", "--type=signal", "/org/freedesktop/Notifications",
+                        "org.freedesktop.Notifications.ActionInvoked", f"uint32:{runaway[0]}", "string:block"],
+                       env=desktop.env, check=True, timeout=10)
+
+        def blocks() -> list[dict]:
+            out = subprocess.run([sys.executable, "-m", "llmtray", "--data-dir", str(data), "blocks", "--json"],
+                                 capture_output=True, text=True, timeout=60, check=True).stdout
+            return json.loads(out)["blocks"]
+
+        [block] = wait_for(blocks, timeout=20, what="the block")
+        assert block["scope"] == {"feature": "loop"} and block["created_by"] == "alert" and block["until"]
+        r = httpx.post(f"{info['url']}/proxy/openai/v1/chat/completions", headers={"X-LLMTray-Feature": "loop"},
+                       json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "again"}]}, timeout=10)
+        assert r.status_code == 429 and f"block #{block['id']}" in r.json()["error"]["message"]
+        wait_for(lambda: blocks()[0]["refused"] == 1, timeout=20, what="the refused call to be counted")
     finally:
         err = stop(app)
     assert "Traceback" not in err, err

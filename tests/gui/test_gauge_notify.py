@@ -174,3 +174,51 @@ def test_no_service_no_tray_logs_once_and_keeps_going(qtbot, monkeypatch, caplog
     assert relay.delivered == []
     assert sum("alerts are shown in the window only" in r.message for r in caplog.records) == 1
     relay.close()
+
+
+def test_a_runaway_notification_offers_to_block_its_feature(qtbot, session_bus):
+    from llmtray.gui.notify import NotificationRelay
+
+    relay = NotificationRelay(tray=None)
+    requested: list[str] = []
+    clicked: list[object] = []
+    relay.block_requested.connect(requested.append)
+    relay.clicked.connect(clicked.append)
+    try:
+        relay.show.emit(Alert("runaway", "critical", "Runaway calls: feature “agent”", "12 calls/min", 0,
+                              feature="agent"))
+        relay.show.emit(alert())  # names no feature: no block button
+        qtbot.waitUntil(lambda: len([c for c in session_bus.calls if c[0] == "susssasa{sv}i"]) == 2, timeout=5000)
+        runaway, budget = [c[1] for c in session_bus.calls if c[0] == "susssasa{sv}i"]
+        assert runaway[5] == ["default", "Open dashboard", "block", "Block agent for 1 h"]
+        assert budget[5] == ["default", "Open dashboard"]
+        qtbot.waitUntil(lambda: {1, 2} <= set(relay.desktop._ids), timeout=5000)
+        session_bus.click(2, "block")  # a notification without the action: ignored
+        session_bus.click(1, "block")
+        qtbot.waitUntil(lambda: requested == ["agent"], timeout=5000)
+        assert clicked == []  # the button blocks; it does not also open the window
+    finally:
+        relay.close()
+
+
+def test_a_tray_balloon_click_offers_the_block_in_the_window(qtbot, monkeypatch):
+    """Windows and macOS: no notification buttons, so clicking the balloon offers the block."""
+    from PySide6.QtWidgets import QSystemTrayIcon
+
+    from llmtray.gui import notify
+
+    monkeypatch.setattr(notify.sys, "platform", "win32")
+    monkeypatch.setattr(QSystemTrayIcon, "supportsMessages", staticmethod(lambda: True))
+    icon = QSystemTrayIcon()
+    monkeypatch.setattr(icon, "isVisible", lambda: True)
+    monkeypatch.setattr(icon, "showMessage", lambda *a: None)
+    relay = notify.NotificationRelay(icon)
+    offered: list[str] = []
+    relay.block_offered.connect(offered.append)
+    relay.show.emit(Alert("spike", "warning", "Spending spike", "…", 0, feature="search"))
+    assert relay.delivered[-1][0] == "tray"
+    icon.messageClicked.emit()
+    assert offered == ["search"]
+    relay.show.emit(alert())
+    icon.messageClicked.emit()
+    assert offered == ["search"]  # a budget alert offers nothing

@@ -24,7 +24,8 @@ def calls():
 @pytest.fixture
 def tray(qtbot, data_dir: Path, calls):
     actions = TrayActions(*(lambda *a, n=n: calls.append((n, a)) for n in
-                            ("open", "import", "budgets", "settings", "snooze", "proxy", "snippet", "quit")))
+                            ("open", "import", "budgets", "settings", "snooze", "proxy", "snippet", "quit",
+                             "unblock")))
     worker = SummaryWorker(data_dir / "llmtray.db", UTC, lambda q, now: summary(q, now))
     t = Tray(actions, worker)
     yield t
@@ -111,7 +112,7 @@ def test_a_refresh_retexts_the_spend_lines_and_keeps_every_action(qtbot, tray):
     texts = [a.text() for a in tray.menu.actions()]
     assert texts[:5] == ["Today: $2.00", "This month: $6.00 (projected $9.00)", "",
                          "a: 20% of $10.00 (day)", "b: 20% of $10.00 (day)"]
-    assert texts[5] == "" and texts[6] == "Open dashboard"
+    assert texts[5:7] == ["", ""] and texts[7] == "Open dashboard"  # spend lines | blocks (none) | actions
 
 
 def test_a_tiny_spend_is_not_shown_as_zero():
@@ -120,3 +121,29 @@ def test_a_tiny_spend_is_not_shown_as_zero():
     assert money("0.000025") == "<$0.0001"  # ten gpt-4o tokens read "$0.0000"
     assert (money("0"), money("0.0042"), money("12.5")) == ("$0.00", "$0.0042", "$12.50")
     assert tooltip_text({"today_usd": "0.000025", "month_usd": "3"}).startswith("llmtray — today <$0.0001 · month $3.00")
+
+
+def test_menu_lists_active_blocks_with_unblock(qtbot, tray, data_dir, calls):
+    import sqlite3
+
+    from llmtray.core.blocks import BlockBook
+    from llmtray.core.budgets import Scope
+
+    store = Store.open(data_dir / "llmtray.db")
+    store.close()
+    conn = sqlite3.connect(data_dir / "llmtray.db")
+    book = BlockBook(conn)
+    first = book.add(Scope(feature="agent"), "loop")
+    second = book.add(Scope(model="gpt-4o", tags=(("team", "a"),)), "pricey", for_s=3600)
+    conn.close()
+    tray.request_refresh()
+    qtbot.waitUntil(lambda: len(tray.summary.get("blocks", [])) == 2, timeout=5000)
+    until = datetime.fromtimestamp(second.until_us / 1e6).strftime("%H:%M")
+    titles = [a.text() for a in tray.menu.actions() if a.menu() is not None]
+    assert titles[:2] == ["Blocked: feature agent (until unblocked)",
+                          f"Blocked: model gpt-4o, tag team=a (until {until})"]
+    unblock = [a for a in tray._all_actions(tray.menu) if a.text() == "Unblock"]
+    unblock[1].trigger()
+    assert calls[-1] == ("unblock", (second.id,))
+    unblock[0].trigger()
+    assert calls[-1] == ("unblock", (first.id,))

@@ -12,6 +12,7 @@ import openai
 import pytest
 
 import llmtray.hooks as lt
+from llmtray.hooks import enforce as lt_enforce
 from llmtray import paths
 from llmtray.core.budgets import Budget, BudgetBook, Scope
 from llmtray.core.db import open_db
@@ -124,3 +125,30 @@ def test_a_tray_without_the_endpoint_fails_open(hook_env: Path, upstream, caplog
         assert len(delivered(hook_env)) == 1
     finally:
         tray.stop()
+
+
+def test_a_block_raises_blocked_counts_the_call_and_lifting_it_lets_calls_through(hook_env: Path, upstream, tray):
+    import sqlite3
+    import time
+
+    from llmtray.core.blocks import BlockBook
+
+    conn = sqlite3.connect(paths.resolve(hook_env).db, timeout=10)
+    try:
+        block = BlockBook(conn).add(Scope(feature="agent"), "looping agent")
+        with client(upstream, enforce=True, feature="agent") as c:
+            with pytest.raises(lt.Blocked) as caught:
+                c.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+            assert isinstance(caught.value, lt.BudgetExceeded)  # code handling hard caps handles blocks
+            assert (caught.value.block_id, caught.value.reason, caught.value.until) == (block.id, "looping agent", None)
+            assert str(caught.value).startswith(f"blocked by llmtray block #{block.id} (feature agent): looping agent")
+            assert upstream.requests == []
+            refused = one(delivered(hook_env), feature="agent")
+            assert refused["status"] == "error" and refused["cost_usd"] == "0"
+            assert refused["tags"] == {"llmtray.blocked": str(block.id)}
+            BlockBook(conn).lift(block.id)
+            time.sleep(lt_enforce.CACHE_SECONDS)  # the hooks' answer cache: lifting applies within a second
+            c.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+        assert len(upstream.requests) == 1
+    finally:
+        conn.close()

@@ -8,7 +8,7 @@ import threading
 
 import llmtray.hooks as lt
 
-PUBLIC = ["BudgetExceeded", "flush", "httpx_hooks", "instrument", "propagate", "record", "stats", "tags"]
+PUBLIC = ["Blocked", "BudgetExceeded", "flush", "httpx_hooks", "instrument", "propagate", "record", "stats", "tags"]
 
 
 def test_all_is_pinned_and_every_name_exists():
@@ -16,6 +16,7 @@ def test_all_is_pinned_and_every_name_exists():
     for name in lt.__all__:
         assert getattr(lt, name) is not None, name
     assert issubclass(lt.BudgetExceeded, Exception)
+    assert issubclass(lt.Blocked, lt.BudgetExceeded)  # code that handles hard caps handles blocks
 
 
 def test_public_callables_have_docstrings():
