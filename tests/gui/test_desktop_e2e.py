@@ -274,6 +274,9 @@ def test_the_tray_menu_opens_in_a_tray_only_start(desktop: Desktop, tmp_path: Pa
         shots.mkdir(parents=True, exist_ok=True)
         desktop.screenshot(shots / "tray-menu.png")
         subprocess.run(["xdotool", "key", "Escape"], env=desktop.env, check=True)
+    finally:
+        err = stop(app)
+    assert "Traceback" not in err, err
 
 
 def _history_ids(desktop: Desktop) -> list[tuple[int, str]]:
