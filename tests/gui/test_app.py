@@ -246,6 +246,7 @@ def test_urls_and_snippets_point_at_the_llmtray_serving_this_data_dir(qtbot, tmp
 
     from llmtray.config import Config
     from llmtray.gui.app import Desktop, WindowActions, served_url
+    from llmtray.gui.block_actions import BlockActions
     from llmtray.gui.lazy_window import LazyWindow
     from llmtray.gui.onboarding import Onboarding
     from llmtray.hooks.endpoint import discover
@@ -265,7 +266,7 @@ def test_urls_and_snippets_point_at_the_llmtray_serving_this_data_dir(qtbot, tmp
         url = served_url(paths, config, None)
         assert url == serve.url and not url.endswith(":8787")
         desk = Desktop(QApplication.instance(), lazy, WindowActions(lazy, paths, None), paths, config, url, None,
-                       data)
+                       BlockActions(paths.db), data)
         clipboard = QApplication.clipboard()
         desk.tray.action("Copy proxy URL").trigger()
         assert clipboard.text() == f"{serve.url}/proxy/openai/v1"

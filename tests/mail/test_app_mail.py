@@ -14,6 +14,7 @@ def test_desktop_mails_a_crossing_and_refreshes_the_window(qtbot, tmp_path: Path
 
     from llmtray.config import load
     from llmtray.gui.app import Desktop, WindowActions
+    from llmtray.gui.block_actions import BlockActions
     from llmtray.gui.import_dialog import ImportDialog
     from llmtray.gui.lazy_window import LazyWindow
     from llmtray.paths import Paths
@@ -30,7 +31,8 @@ def test_desktop_mails_a_crossing_and_refreshes_the_window(qtbot, tmp_path: Path
 
     lazy = LazyWindow(lambda: None)
     actions = WindowActions(lazy, paths, ImportDialog)
-    desk = Desktop(QApplication.instance(), lazy, actions, paths, load(paths.config_file), "http://127.0.0.1:1", None)
+    desk = Desktop(QApplication.instance(), lazy, actions, paths, load(paths.config_file), "http://127.0.0.1:1", None,
+                   BlockActions(paths.db))
     refreshed: list[object] = []
     desk.alerted.connect(lambda: refreshed.append(1))
     try:
