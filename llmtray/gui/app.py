@@ -193,9 +193,11 @@ class Desktop(QObject):
     The monitor's alerts go to the alert history (the window's Alerts tab), to native
     notifications through `NotificationRelay`, and to the webhook when one is set.
 
-    Signals: alerted() — the monitor stored an alert (emitted from its thread)."""
+    Signals: alerted() — the monitor stored an alert (emitted from its thread);
+    budgets_changed() — a budget was added, changed or removed by any process (from its thread)."""
 
     alerted = Signal()
+    budgets_changed = Signal()
 
     def __init__(self, app: QApplication, window: LazyWindow, actions: WindowActions, paths: pathsmod.Paths,
                  config: Any, base_url: str, ingest: Any):
@@ -218,8 +220,11 @@ class Desktop(QObject):
         self.relay.clicked.connect(actions.open_dashboard)
         self.webhook = WebhookSink()
         self.monitor = BudgetMonitor(paths.db, config, [DesktopSink(self.relay), self.webhook],
-                                     on_alert=lambda _alert: self.alerted.emit())
+                                     on_alert=lambda _alert: self.alerted.emit(),
+                                     on_budgets_changed=self.budgets_changed.emit)
         self.alerted.connect(window.refresh)  # the Alerts tab shows it within the second
+        self.budgets_changed.connect(self.tray.request_refresh)  # e.g. `llmtray budgets add` elsewhere
+        self.budgets_changed.connect(window.refresh)
         if ingest is not None:
             ingest.add_listener(self.monitor.on_commit)
         self._dialogs: list[QObject] = []

@@ -5,6 +5,7 @@ pace alerts, snooze and quiet hours, the 30-second notification throttle, and th
 from __future__ import annotations
 
 import sqlite3
+import threading
 import tempfile
 from datetime import datetime, time, timedelta
 from decimal import Decimal
@@ -428,3 +429,23 @@ def test_a_monitor_that_cannot_open_its_database_does_not_hang_its_callers(data_
     finally:
         monitor.stop()
     assert "could not open" in caplog.text
+
+
+def test_a_budget_added_by_another_process_is_checked_without_a_new_event(running):
+    """#17 item 8: no commit notice comes when `llmtray budgets add` (another process) or the
+    dialog adds a budget; one already over its limit still alerts within seconds."""
+    store, start, clock, sink = running
+    add(store, [event(NOW - timedelta(minutes=5), "4")])  # $4 spent today, before any budget
+    changed = threading.Event()
+    monitor = start(budget_poll_s=0.1, on_budgets_changed=changed.set)
+    assert sink.sent == []
+    other = open_db(Path(store.db.database))  # another connection: what another process would write through
+    try:
+        BudgetBook(other).add(Budget("tight", 3 * USD, "day"))
+    finally:
+        other.close()
+    assert sink.wait_for(1, 10), "the new budget was not checked"
+    assert changed.is_set()
+    assert [a.title for a in sink.sent] == ["Budget “tight” exceeded"]
+    assert monitor.sync(20)
+    assert len(sink.sent) == 1  # checked once, not on every poll
