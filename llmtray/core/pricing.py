@@ -28,6 +28,7 @@ from genai_prices.data_snapshot import get_snapshot
 from llmtray.core.errors import ConfigError
 from llmtray.core.events import TOKEN_FIELDS, UsageEvent
 from llmtray.core.money import NANOS_PER_USD, usd_to_nanos
+from llmtray.core.usage import NO_USAGE, USAGE_TAG
 
 GENAI_PRICES_VERSION = f"genai-prices {genai_prices.__version__}"
 CORRECTIONS_VERSION = "corrections 1"
@@ -215,6 +216,9 @@ class Pricer:
     def price(self, event: UsageEvent) -> Priced:
         if event.cost_usd is not None:
             return Priced(usd_to_nanos(event.cost_usd), "reported")
+        if (event.status != "error" and event.tags.get(USAGE_TAG) in NO_USAGE
+                and not any(getattr(event, f) for f in TOKEN_FIELDS)):
+            return _UNPRICED  # the provider did not say what was used: unknown, not $0
         key = (event.provider, event.model, event.service_tier, int(event.ts.timestamp()) // 1800)
         try:
             plan = self._plans[key]

@@ -287,20 +287,22 @@ class Dashboard(QMainWindow):
         rows = top_rows([(m if names.count(m) == 1 else f"{m} ({p})", t) for p, m, t in spend.rows])
         self.models_chart.set_rows([(n, t.cost_nanos / 1e9, self.colors(n)) for n, t in rows],
                                    [spend_tooltip(n, t, self.colors(n)) for n, t in rows])
-        self._show_unpriced(spend.unpriced)
+        self._show_unpriced(spend.unpriced, spend.usage_missing)
 
-    def _show_unpriced(self, unpriced: list[tuple[str, str, int]]) -> None:
-        if not unpriced:
+    def _show_unpriced(self, unpriced: list[tuple[str, str, int]], no_usage: list[tuple[str, str, int]]) -> None:
+        """Requests left out of the totals, and why: a model without a price, or a call whose
+        provider reported no usage (its cost is unknown, never $0)."""
+        parts = []
+        if unpriced:
+            parts.append(f"{_count_phrase(unpriced)} without a price: {_listed(unpriced)}. Add prices to "
+                         "<code>pricing.toml</code>, then run <code>llmtray reprice</code>.")
+        if no_usage:
+            parts.append(f"{_count_phrase(no_usage)} reported no usage (their cost is unknown): {_listed(no_usage)}. "
+                         "For OpenAI streams pass <code>stream_options={\"include_usage\": true}</code>.")
+        if not parts:
             self.unpriced.hide()
             return
-        total = sum(r for _, _, r in unpriced)
-        listed = ", ".join(f"<b>{html.escape(p)}/{html.escape(m)}</b> ({r:,})" for p, m, r in unpriced[:5])
-        more = f" and {len(unpriced) - 5} more" if len(unpriced) > 5 else ""
-        self.unpriced.setText(
-            f"⚠ {total:,} requests to {len(unpriced)} model{'s' if len(unpriced) > 1 else ''} without a price are "
-            f"<b>not in these totals</b>: {listed}{more}. Add prices to <code>pricing.toml</code>, then run "
-            "<code>llmtray reprice</code>."
-        )
+        self.unpriced.setText("⚠ Not in these totals: " + " ".join(parts))
         self.unpriced.show()
 
     def _show_daily(self, series) -> None:  # noqa: ANN001
@@ -379,3 +381,13 @@ class Dashboard(QMainWindow):
         self._tick.stop()
         self.live_lane.stop()
         self.chart_lane.stop()
+
+
+def _count_phrase(rows: list[tuple[str, str, int]]) -> str:
+    total = sum(r for _, _, r in rows)
+    return f"{total:,} request{'s' if total != 1 else ''} to {len(rows)} model{'s' if len(rows) > 1 else ''}"
+
+
+def _listed(rows: list[tuple[str, str, int]]) -> str:
+    listed = ", ".join(f"<b>{html.escape(p)}/{html.escape(m)}</b> ({r:,})" for p, m, r in rows[:5])
+    return listed + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
