@@ -145,6 +145,26 @@ def test_generic_mapping_from_the_command_line_is_saved_for_the_next_file(data_d
     assert count(data_dir) == 4
 
 
+def test_a_valid_mapping_is_saved_even_when_a_bad_row_stops_the_import(data_dir, tmp_path, capsys):
+    """#17 item 12: fix the row, run again — without typing every --map again."""
+    path = tmp_path / "spend.csv"
+    header = "Date,Vendor,Model Name,Prompt,Completion\n"
+    path.write_text(header + "2026-05-01T00:00:00Z,openai,gpt-4o,10,2\n2026-05-01T01:00:00Z,openai,gpt-4o,ten,2\n",
+                    encoding="utf-8")
+    args = ["--map", "ts=Date", "--map", "provider=Vendor", "--map", "model=Model Name", "--map", "input_tokens=Prompt",
+            "--map", "output_tokens=Completion"]
+    assert run(data_dir, "--map", "ts=Date", str(path)) == 1  # an incomplete mapping is not saved
+    assert not (data_dir / "import_mappings.json").exists()
+    assert run(data_dir, *args, str(path)) == 1
+    assert "line 3: " in capsys.readouterr().err and count(data_dir) == 0  # nothing stored from the file
+    (entry,) = json.loads((data_dir / "import_mappings.json").read_text(encoding="utf-8"))["mappings"].values()
+    assert entry["columns"]["input_tokens"] == "Prompt"
+    path.write_text(header + "2026-05-01T00:00:00Z,openai,gpt-4o,10,2\n2026-05-01T01:00:00Z,openai,gpt-4o,10,2\n",
+                    encoding="utf-8")
+    assert run(data_dir, str(path)) == 0
+    assert "CSV with a column mapping [generic-csv]" in capsys.readouterr().out and count(data_dir) == 2
+
+
 def test_generic_without_mapping_uses_a_printed_guess(data_dir, tmp_path, capsys):
     path = tmp_path / "calls.csv"
     path.write_text("timestamp,provider,model,prompt_tokens,completion_tokens,cost\n"
