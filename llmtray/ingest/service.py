@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from llmtray.config import Config
 from llmtray.core.backups import FIRST_AFTER_S, BackupScheduler
 from llmtray.core.errors import ConfigError, LLMTrayError
-from llmtray.core.pricing import Pricer, load_overrides
+from llmtray.core.pricing import PricingFile
 from llmtray.core.recovery import Recovered, ensure_usable
 from llmtray.core.status import BudgetEntries
 from llmtray.hooks.endpoint import Endpoint
@@ -146,7 +146,8 @@ class IngestService:
         self.host, self.port = host, resolve_port(config, port)
         self.allow_remote = allow_remote
         self._keyring_timeout = keyring_timeout
-        self.writer = Writer(paths.db, lambda: Pricer(load_overrides(paths.pricing_file)))
+        # pricing.toml edits apply to the next commit, no restart (#17 item 16)
+        self.writer = Writer(paths.db, current_pricer=PricingFile(paths.pricing_file).current)
         self.backups = BackupScheduler(paths.db, first_after=backup_after)  # whoever owns the database backs it up
         self.api = IngestAPI(self.writer, paths.db, config, budget_entries)
         self.server = IngestServer(self.api, limits)

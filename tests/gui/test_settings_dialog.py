@@ -101,3 +101,16 @@ def test_pricing_template_created(qtbot, paths, monkeypatch):
     from llmtray.core.pricing import load_overrides
 
     assert load_overrides(paths.pricing_file) == []  # the template is valid and all comments
+
+
+def test_settings_say_what_applies_when(qtbot, paths):
+    """#17 item 16: price overrides reload by themselves; upstreams need a restart — said here."""
+    from llmtray.gui.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog(paths)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    text = dlg.applies.text()
+    assert "Price overrides apply to new events at once" in text and "[proxy.upstreams]" in text
+    assert "after restarting llmtray" in text and dlg.applies.isVisible()
