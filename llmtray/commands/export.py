@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
-    store = ctx.store()
+    store = ctx.store(writes=False)
     out: IO[str] = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
     try:
         write(store.conn, out, args.format)
