@@ -347,9 +347,13 @@ class Dashboard(QMainWindow):
     @Slot(str)
     def _failed(self, message: str) -> None:
         self._failure = message
+        self.kpis.set_unavailable(message)
         if message.startswith(DAMAGED):  # what the user must do: the banner, not the corner
             self.show_notice(message)
             short = "database damaged (see above)"
+        elif self._has_data is None:  # nothing could ever be read: the reason is all there is to see
+            self.show_notice(message)
+            short = "the data can't be read (see above)"
         else:  # the corner shares the tab row: long errors in full in the tooltip
             short = message if len(message) <= 60 else message[:59] + "…"
         self.status.setText(f"refresh failed: {short}")
