@@ -6,8 +6,10 @@ ignored, because a misspelt `spike_factor` that does nothing is worse than a cle
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ class Config:
     week_start: int = 0  # Monday
     spike_factor: Decimal = Decimal(4)
     spike_floor_usd: Decimal = Decimal(1)
+    quiet_hours: tuple[time, time] | None = None  # local (start, end); over midnight when end < start
     upstreams: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -36,7 +39,7 @@ class Config:
 _SCHEMA: dict[str, set[str]] = {
     "ingest": {"port"},
     "display": {"timezone", "week_start"},
-    "alerts": {"spike_factor", "spike_floor_usd"},
+    "alerts": {"spike_factor", "spike_floor_usd", "quiet_hours"},
     "proxy": {"upstreams"},
 }
 
@@ -128,6 +131,8 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
             if not d.is_finite() or d <= 0:
                 raise ConfigError(f"{where}: alerts.{key} must be > 0, got {v!r}")
             kwargs[key] = d
+    if "quiet_hours" in alerts:
+        kwargs["quiet_hours"] = _quiet_hours(alerts["quiet_hours"], where)
     if "upstreams" in proxy:
         ups = proxy["upstreams"]
         if not isinstance(ups, dict):
@@ -137,3 +142,16 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
                 raise ConfigError(f"{where}: proxy.upstreams.{name} must be an http(s) URL, got {url!r}")
         kwargs["upstreams"] = {k.lower(): v.rstrip("/") for k, v in ups.items()}
     return Config(**kwargs)
+
+
+def _quiet_hours(value: Any, where: str) -> tuple[time, time]:
+    """`"22:00-07:00"`: notifications and webhooks held every day in that local window."""
+    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", value) if isinstance(value, str) else None
+    try:
+        start, end = (time(int(m[1]), int(m[2])), time(int(m[3]), int(m[4]))) if m else (None, None)
+    except ValueError:
+        start = end = None
+    if start is None or end is None or start == end:
+        raise ConfigError(f"{where}: alerts.quiet_hours must be \"HH:MM-HH:MM\" (two different local times, "
+                          f"e.g. \"22:00-07:00\"), got {value!r}")
+    return start, end

@@ -280,6 +280,8 @@ class BudgetMonitor:
             self._close_queue()
 
     def _loop(self, evaluator: Evaluator) -> None:
+        # config.toml's alerts.quiet_hours is the one place they are set (absent: none)
+        self._guarded("setting quiet hours", evaluator.log.set_quiet_hours, *(self.config.quiet_hours or (None,)))
         self._guarded("redelivery", self._redeliver, evaluator)
         work, next_pass = _Work(check=True, live=True), 0.0  # the start check
         budgets = _BudgetWatch(evaluator, self.budget_poll_s)

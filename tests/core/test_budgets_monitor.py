@@ -5,8 +5,9 @@ pace alerts, snooze and quiet hours, the 30-second notification throttle, and th
 from __future__ import annotations
 
 import sqlite3
-import threading
 import tempfile
+import threading
+from dataclasses import replace
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -449,3 +450,33 @@ def test_a_budget_added_by_another_process_is_checked_without_a_new_event(runnin
     assert [a.title for a in sink.sent] == ["Budget “tight” exceeded"]
     assert monitor.sync(20)
     assert len(sink.sent) == 1  # checked once, not on every poll
+
+
+def test_quiet_hours_from_config_hold_notifications(data_dir):
+    """#17 README: quiet hours were mentioned but could not be set; config.toml sets them now."""
+    from llmtray.config import parse
+
+    config = parse({"display": {"timezone": BERLIN}, "alerts": {"spike_floor_usd": 10**6, "quiet_hours": "15:30-17:00"}})
+    assert config.quiet_hours == (time(15, 30), time(17, 0))  # NOW is 16:00 in Berlin: quiet
+    path = data_dir / "llmtray.db"
+    store = open_store(path)
+    BudgetBook(store.db).add(Budget("api", 10 * USD, "day"))
+    add(store, [event(NOW - timedelta(minutes=3), "6")])
+    sink = RecordingSink()
+    for cfg in (config, replace(config, quiet_hours=None)):  # then without them: a later alert goes out
+        monitor = BudgetMonitor(path, cfg, [sink], clock=lambda: NOW, min_interval_s=0.0, notify_interval_s=0.0)
+        monitor.start()
+        try:
+            assert monitor.sync(20)
+            if cfg.quiet_hours:
+                add(store, [event(NOW - timedelta(minutes=2), "0.5")])
+                history = AlertLog(store.db).history()
+                assert [(a.title, a.snoozed) for a in history] == [("Budget “api” at 50%", True)]
+                assert sink.sent == []
+            else:
+                monitor.on_commit(add(store, [event(NOW - timedelta(minutes=1), "2.5")]))  # 90 %
+                assert monitor.sync(20)
+                assert [a.title for a in sink.sent] == ["Budget “api” at 80%"]
+        finally:
+            monitor.stop()
+    store.close()
