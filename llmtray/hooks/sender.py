@@ -9,8 +9,9 @@ message and the rest are resent; 413 → the batch is split; anything retryable 
 spooled and delivery resumes from the spool after an exponential backoff with jitter
 (`Event.wait`, so a new event or a `flush()` can cut the wait short). When the tray comes back,
 the spool — and spool files left by processes that ended — is delivered and only then
-truncated. At interpreter exit the queue is flushed for at most two seconds; what is left is
-spooled. After `fork()` the child starts with an empty queue and its own thread.
+truncated. At interpreter exit the queue is flushed for at most two seconds, then — while time
+is left — the spool and files of ended processes (a short script's only cycle may be that one);
+what is left is spooled. The llmtray owning the data dir drains the spool too (`ingest.spool_drain`). After `fork()` the child starts with an empty queue and its own thread.
 """
 
 from __future__ import annotations
