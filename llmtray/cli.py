@@ -18,7 +18,7 @@ from functools import cached_property
 
 from llmtray import __version__, paths
 from llmtray.config import Config, load
-from llmtray.core.errors import LLMTrayError, ReadOnlyDatabaseError
+from llmtray.core.errors import LLMTrayError
 
 # Subcommand modules, in the order `--help` lists them.
 COMMANDS = ("serve", "status", "report", "budgets", "import_", "export", "reprice")
@@ -48,9 +48,7 @@ class Context:
             if not dbmod.cannot_write(exc):
                 raise
             if writes:
-                raise ReadOnlyDatabaseError(
-                    f"cannot write to {self.paths.db} ({exc}): the data folder {self.paths.data} or the database "
-                    "is read-only; make both writable, or use another --data-dir") from None
+                raise dbmod.write_refused(self.paths.db, exc) from None
             return Store(dbmod.open_read_only(self.paths.db), pricer)
 
     def queries(self):  # noqa: ANN201

@@ -69,7 +69,8 @@ def test_read_only_commands_work_and_writers_say_why(tmp_path: Path, read_only):
     for args in (["report"], ["budgets", "list"], ["export", "--format", "csv"], ["import", "--list"]):
         proc = cli(data, *args)
         assert proc.returncode == 0 and proc.stderr == "", (args, proc.stderr)
-    for args in (["budgets", "add", "--name", "more", "--limit", "1", "--period", "day"], ["reprice"]):
+    for args in (["budgets", "add", "--name", "more", "--limit", "1", "--period", "day"], ["reprice"],
+                 ["serve", "--port", "0"]):
         proc = cli(data, *args)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert f"cannot write to {data / 'llmtray.db'}" in proc.stderr and "read-only" in proc.stderr

@@ -620,6 +620,12 @@ def cannot_write(exc: BaseException) -> bool:
             and any(m in str(exc).lower() for m in _READ_ONLY_MESSAGES))
 
 
+def write_refused(path: Path, exc: BaseException) -> ReadOnlyDatabaseError:
+    """What a writer says when `cannot_write(exc)`: which file, why, and what to do."""
+    return ReadOnlyDatabaseError(f"cannot write to {path} ({exc}): the data folder {path.parent} or the database "
+                                 "is read-only; make both writable, or use another --data-dir")
+
+
 def open_read_only(path: Path) -> pw.SqliteDatabase:
     """The database at `path` for reading only, when it can't be written: no migration, no
     journal-mode switch. Tried as a plain read-only open first, then `immutable` (a WAL database

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from llmtray.config import Config
 from llmtray.core.backups import FIRST_AFTER_S, BackupScheduler
+from llmtray.core.db import cannot_write, write_refused
 from llmtray.core.errors import ConfigError, LLMTrayError
 from llmtray.core.pricing import PricingFile
 from llmtray.core.recovery import Recovered, ensure_usable
@@ -229,7 +230,8 @@ class IngestService:
             self._drain.start()
             log.info("ingest API listening on %s", self._url)
         except BaseException as exc:  # noqa: BLE001 - reported by wait_ready()
-            self._error = exc
+            # a read-only data dir: say which file and what to do, not SQLite's "unable to open"
+            self._error = exc = write_refused(self.paths.db, exc) if cannot_write(exc) else exc
             if self._announced:  # announced, then serving failed: don't point clients at nothing
                 discovery.remove(self.paths.ingest_file)
                 self._announced = False
