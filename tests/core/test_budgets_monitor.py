@@ -480,3 +480,14 @@ def test_quiet_hours_from_config_hold_notifications(data_dir):
         finally:
             monitor.stop()
     store.close()
+
+
+@pytest.mark.parametrize("bad", ["22-7", "25:00-07:00", "07:00-07:00", 2200, ""])
+def test_a_wrong_quiet_hours_setting_names_the_key_and_the_value(bad):
+    from llmtray.config import parse
+    from llmtray.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse({"alerts": {"quiet_hours": bad}}, "config.toml")
+    assert str(info.value) == ('config.toml: alerts.quiet_hours must be "HH:MM-HH:MM" (two different local times, '
+                               f'e.g. "22:00-07:00"), got {bad!r}')
