@@ -37,17 +37,28 @@ class Context:
     def config(self) -> Config:
         return load(self.paths.config_file)
 
-    def store(self):  # noqa: ANN201 - imported lazily so `--help` stays fast
+    def store(self, *, writes: bool = True):  # noqa: ANN201 - imported lazily so `--help` stays fast
+        """The store; `writes=False` (a command that only reads) also works on a read-only data dir."""
+        from llmtray.core import db as dbmod
         from llmtray.core.pricing import Pricer, load_overrides
         from llmtray.core.store import Store
 
-        self.paths.ensure()
-        return Store.open(self.paths.db, Pricer(load_overrides(self.paths.pricing_file)))
+        pricer = Pricer(load_overrides(self.paths.pricing_file))
+        try:
+            self.paths.ensure()
+            return Store.open(self.paths.db, pricer)
+        except (sqlite3.OperationalError, OSError) as exc:
+            if not dbmod.cannot_write(exc):
+                raise
+            if writes:
+                raise dbmod.write_refused(self.paths.db, exc) from None
+            return Store(dbmod.open_read_only(self.paths.db), pricer)
 
     def queries(self):  # noqa: ANN201
+        """Queries for a command that only reads (works on a read-only data dir)."""
         from llmtray.core.queries import Queries
 
-        return Queries(self.store().conn, self.config.tz)
+        return Queries(self.store(writes=False).conn, self.config.tz)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ class Config:
     spike_floor_usd: Decimal = Decimal(1)
     runaway_floor_usd: Decimal = Decimal(1)  # a runaway costing less is a warning, not critical
     runaway_action: str = "notify"  # or "block": a runaway feature is blocked for an hour at once
+    quiet_hours: tuple[time, time] | None = None  # local (start, end); over midnight when end < start
     upstreams: dict[str, str] = field(default_factory=dict)
     email: EmailConfig = field(default_factory=EmailConfig)
 
@@ -68,7 +70,7 @@ class Config:
 _SCHEMA: dict[str, set[str]] = {
     "ingest": {"port"},
     "display": {"timezone", "week_start"},
-    "alerts": {"spike_factor", "spike_floor_usd", "runaway_floor_usd", "runaway_action"},
+    "alerts": {"spike_factor", "spike_floor_usd", "runaway_floor_usd", "runaway_action", "quiet_hours"},
     "proxy": {"upstreams"},
     "email": {"host", "port", "security", "username", "from", "to", "alerts", "digest", "digest_at"},
 }
@@ -179,6 +181,8 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
             raise ConfigError(f"{where}: alerts.runaway_action must be one of {', '.join(RUNAWAY_ACTIONS)}, "
                               f"got {action!r}")
         kwargs["runaway_action"] = action
+    if "quiet_hours" in alerts:
+        kwargs["quiet_hours"] = _quiet_hours(alerts["quiet_hours"], where)
     if "upstreams" in proxy:
         ups = proxy["upstreams"]
         if not isinstance(ups, dict):
@@ -240,3 +244,16 @@ def _parse_email(email: dict[str, Any], where: str) -> EmailConfig:
             raise ConfigError(f"{where}: email.digest_at must be a local time HH:MM such as \"08:00\", got {at!r}")
         kwargs["digest_at"] = at
     return EmailConfig(**kwargs)
+
+
+def _quiet_hours(value: Any, where: str) -> tuple[time, time]:
+    """`"22:00-07:00"`: notifications and webhooks held every day in that local window."""
+    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", value) if isinstance(value, str) else None
+    try:
+        start, end = (time(int(m[1]), int(m[2])), time(int(m[3]), int(m[4]))) if m else (None, None)
+    except ValueError:
+        start = end = None
+    if start is None or end is None or start == end:
+        raise ConfigError(f"{where}: alerts.quiet_hours must be \"HH:MM-HH:MM\" (two different local times, "
+                          f"e.g. \"22:00-07:00\"), got {value!r}")
+    return start, end

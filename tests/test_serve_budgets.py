@@ -79,3 +79,27 @@ def test_serve_alerts_once_and_enforces(data_dir: Path):
         proc.wait(timeout=20)
         proc.stdout.close()
     assert [(a.kind, a.title) for a in alerts(data_dir)] == first
+
+
+def test_a_budget_added_by_the_cli_while_serve_runs_is_checked_at_once(data_dir: Path):
+    """#17 item 8: the spend is already there; the budget comes later, from another process."""
+    proc = subprocess.Popen([sys.executable, "-m", "llmtray", "--data-dir", str(data_dir), "serve", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().rsplit(" ", 1)[1].strip()
+        token = json.loads((data_dir / "ingest.json").read_text())["token"]
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10) as client:
+            r = client.post("/v1/events", json={"id": "x1", "provider": "openai", "model": "gpt-4o", "cost_usd": "2"})
+            assert r.json() == {"accepted": 1, "duplicates": 0}
+        time.sleep(1.0)  # the monitor has checked that commit (no budget yet: no budget alert)
+        assert [a for a in alerts(data_dir) if a.kind == "threshold"] == []
+        cli(data_dir, "budgets", "add", "--name", "late", "--limit", "1", "--period", "day")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not [a for a in alerts(data_dir) if a.kind == "threshold"]:
+            time.sleep(0.1)
+        assert [(a.budget, a.title) for a in alerts(data_dir) if a.kind == "threshold"] == [
+            ("late", "Budget “late” exceeded")]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)

@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
-    store = ctx.store()
+    store = ctx.store(writes=False)
     if not args.output and isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(newline="")  # rows end in CRLF themselves; no "\r\r\n" on Windows
     out: IO[str] = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout

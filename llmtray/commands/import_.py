@@ -144,7 +144,7 @@ def _print(name: str, r: ImportResult, dry_run: bool, skip_bad_rows: bool) -> No
 
 
 def _list(ctx) -> int:  # noqa: ANN001
-    datasets = ctx.store().list_datasets()
+    datasets = ctx.store(writes=False).list_datasets()
     if not datasets:
         print("no imported datasets")
         return 0

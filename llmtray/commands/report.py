@@ -77,9 +77,12 @@ def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
     for _, t in rows:
         total.add(t)
     records = [_record(args.by, key, t) for key, t in rows]
+    no_usage = queries.usage_missing(Filters(start_us=since))
     if args.format == "json":
         json.dump({"since": periods.local_date(since, queries.tz).isoformat(), "by": args.by, "rows": records,
-                   "total": _record(args.by, "total", total)}, sys.stdout, indent=2)
+                   "total": _record(args.by, "total", total),
+                   "usage_missing": [{"provider": p, "model": m, "requests": n} for p, m, n in no_usage]},
+                  sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif args.format == "csv":
         writer = csv.DictWriter(sys.stdout, list(_record(args.by, "", total)), lineterminator="\n")
@@ -87,7 +90,17 @@ def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
         writer.writerows({**r, args.by: guard(r[args.by])} for r in records)  # the key column is text
     else:
         _table(args.by, records + [_record(args.by, "TOTAL", total)])
+        if no_usage:
+            print(usage_missing_note(no_usage))
     return 0
+
+
+def usage_missing_note(rows: list[tuple[str, str, int]]) -> str:
+    """Why some unpriced requests have no cost: said in words, since $0 would be a lie."""
+    n = sum(r for _, _, r in rows)
+    listed = ", ".join(f"{p}/{m} ({r:,})" for p, m, r in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+    return (f"note: {n:,} of the unpriced requests have no usage from the provider (for OpenAI streams, pass "
+            f"stream_options={{\"include_usage\": true}}); their cost is unknown and not in cost_usd: {listed}")
 
 
 def _record(by: str, key: str, t: Totals) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import peewee as pw
 
-from llmtray.core.errors import SchemaTooNewError
+from llmtray.core.errors import ReadOnlyDatabaseError, SchemaTooNewError
 from llmtray.core.trust import private_file, tighten
 
 log = logging.getLogger(__name__)
@@ -641,6 +641,57 @@ def open_db(path: Path, *, migrate_schema: bool = True) -> pw.SqliteDatabase:
     db = pw.SqliteDatabase(str(path), pragmas=PRAGMAS, timeout=10, autoconnect=True)
     db.connect(reuse_if_open=True)
     return db
+
+
+# SQLite's words for "this file or its folder can't be written" (a WAL database needs its folder
+# writable for the -wal and -shm files, even to read, unless it is opened immutable)
+_READ_ONLY_MESSAGES = ("readonly database", "unable to open database file", "read-only file system")
+
+
+def cannot_write(exc: BaseException) -> bool:
+    """Whether `exc` says the database or its folder is not writable (not damage, not a bug)."""
+    if isinstance(exc, PermissionError) or (isinstance(exc, OSError) and exc.errno == 30):  # EROFS
+        return True
+    return (isinstance(exc, (sqlite3.OperationalError, pw.OperationalError))
+            and any(m in str(exc).lower() for m in _READ_ONLY_MESSAGES))
+
+
+def write_refused(path: Path, exc: BaseException) -> ReadOnlyDatabaseError:
+    """What a writer says when `cannot_write(exc)`: which file, why, and what to do."""
+    return ReadOnlyDatabaseError(f"cannot write to {path} ({exc}): the data folder {path.parent} or the database "
+                                 "is read-only; make both writable, or use another --data-dir")
+
+
+def open_read_only(path: Path) -> pw.SqliteDatabase:
+    """The database at `path` for reading only, when it can't be written: no migration, no
+    journal-mode switch. Tried as a plain read-only open first, then `immutable` (a WAL database
+    whose folder can't hold the -shm file; nobody can write it there either). Raises
+    `ReadOnlyDatabaseError` with one clear sentence when it needs a migration first."""
+    if not path.exists():
+        raise ReadOnlyDatabaseError(f"there is no database at {path} yet, and its folder is read-only")
+    last: Exception | None = None
+    for params in ("mode=ro", "mode=ro&immutable=1"):
+        db = pw.SqliteDatabase(f"file:{path}?{params}", uri=True, timeout=10, autoconnect=True,
+                               pragmas={k: v for k, v in PRAGMAS.items() if k not in ("journal_mode", "synchronous")})
+        try:
+            db.connect(reuse_if_open=True)
+            version = schema_version(db.connection())
+            db.connection().execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except (sqlite3.Error, pw.PeeweeException) as exc:
+            last = exc
+            db.close()
+            continue
+        latest = MIGRATIONS[-1].version
+        if version != latest:
+            db.close()
+            if version > latest:
+                raise SchemaTooNewError(f"{path} has schema version {version}, newer than this llmtray understands "
+                                        f"({latest}); upgrade llmtray or use another --data-dir")
+            raise ReadOnlyDatabaseError(
+                f"{path} is read-only and was written by an older llmtray: it needs an upgrade (schema {version} "
+                f"→ {latest}) that can't be written; make the data folder writable and run any llmtray command once")
+        return db
+    raise ReadOnlyDatabaseError(f"cannot read {path} ({last})")
 
 
 def models(db: pw.Database) -> SimpleNamespace:

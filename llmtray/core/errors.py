@@ -44,3 +44,7 @@ class ConfigError(LLMTrayError, ValueError):
 
 class SchemaTooNewError(LLMTrayError):
     """The database was written by a newer llmtray; refusing to touch it protects the user's data."""
+
+
+class ReadOnlyDatabaseError(LLMTrayError):
+    """The database or its folder can't be written (a read-only data dir, a read-only mount)."""

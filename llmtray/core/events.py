@@ -319,7 +319,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "model": _string(200),
     "operation": _choice(OPERATIONS),
     **{name: _int(0) for name in TOKEN_FIELDS},
-    "requests": _int(1),
+    "requests": _int(0),  # 0 only with cost_usd: a cost export's line item, money without calls
     "cost_usd": _cost,
     "service_tier": _choice(SERVICE_TIERS),
     "latency_ms": _float_nonneg,
@@ -369,6 +369,9 @@ def event_errors(data: Any, *, now: datetime, index: int | None = None) -> tuple
                 errors.append(FieldError(required, "is required", index))
     if not _SUBSET_FIELDS.isdisjoint(clean):
         _check_subsets(clean, errors, index)
+    if clean.get("requests") == 0 and "cost_usd" not in clean:
+        errors.append(FieldError("requests", "must be ≥ 1, got 0 (0 is only for a cost line item with cost_usd)",
+                                 index))
     if "error" in clean:
         if clean.get("status", "error") == "ok":
             errors.append(FieldError("error", "is only allowed with status 'error'", index))

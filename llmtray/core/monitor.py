@@ -6,6 +6,12 @@ same `BEGIN IMMEDIATE` transaction as its alert, so neither a restart nor a seco
 announce it twice, and a check at start announces what crossed while nothing was running. Only
 the *current* period is ever evaluated, so backfilled imports and spool redelivery of past
 periods never notify. Anomaly alerts keep a persisted cool-down per detector key.
+
+Budgets are added and changed by other processes too (`llmtray budgets add`, the dialog of the
+app while `serve` runs), which send no commit notice: the monitor reads the budget table every
+`budget_poll_s` (a few rows) and checks at once when it changed — a budget created already over
+its limit alerts within seconds, not at the next event — and tells `on_budgets_changed` so the
+tray icon shows the new state.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ log = logging.getLogger(__name__)
 ANOMALY_COOLDOWN_US = HOUR_US
 LIVE_WINDOW_US = 15 * 60 * 1_000_000  # commits older than this can't be a spike or a runaway
 REDELIVER_US = HOUR_US  # alerts recorded but not sent before a stop are sent at start if this recent
+BUDGET_POLL_S = 2.0  # how soon a budget changed by any process is checked
 
 
 class Evaluator:
@@ -188,6 +195,31 @@ def pace_alert(status: BudgetStatus, now: datetime, config: Config) -> Alert:
 # --- the thread ---------------------------------------------------------------------------------
 
 
+class _BudgetWatch:
+    """Notices budget rows changed by any process: the whole table compared every `interval`."""
+
+    def __init__(self, evaluator: Evaluator, interval: float):
+        self._evaluator, self._interval = evaluator, interval
+        self._seen = self._read()
+        self.next_poll = time.monotonic() + interval
+
+    def _read(self) -> object:
+        try:
+            return load_budgets(self._evaluator.queries.conn)
+        except sqlite3.Error:  # locked or failing: compared again at the next poll
+            return None
+
+    def changed(self, now: float) -> bool:
+        if now < self.next_poll:
+            return False
+        self.next_poll = now + self._interval
+        current = self._read()
+        if current is None or current == self._seen:
+            return False
+        self._seen = current
+        return True
+
+
 @dataclass
 class _Work:
     """What has piled up since the last pass (commits are merged, not replayed one by one)."""
@@ -209,13 +241,16 @@ class BudgetMonitor:
     def __init__(self, db_path: Path, config: Config, sinks: Sequence[AlertSink] = (), *,
                  clock: Callable[[], datetime] | None = None, min_interval_s: float = 1.0,
                  notify_interval_s: float = 30.0, on_alert: Callable[[Alert], None] | None = None,
-                 detectors: Detectors | None = None):
+                 detectors: Detectors | None = None, budget_poll_s: float = BUDGET_POLL_S,
+                 on_budgets_changed: Callable[[], None] | None = None):
         self.db_path = db_path
         self.config = config
         self.sinks = list(sinks)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.min_interval_s = min_interval_s
         self.on_alert = on_alert
+        self.budget_poll_s = budget_poll_s
+        self.on_budgets_changed = on_budgets_changed
         self._detectors = detectors
         self._throttle = NotificationThrottle(notify_interval_s)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -275,12 +310,16 @@ class BudgetMonitor:
             self._close_queue()
 
     def _loop(self, evaluator: Evaluator) -> None:
+        # config.toml's alerts.quiet_hours is the one place they are set (absent: none)
+        self._guarded("setting quiet hours", evaluator.log.set_quiet_hours, *(self.config.quiet_hours or (None,)))
         self._guarded("redelivery", self._redeliver, evaluator)
         work, next_pass = _Work(check=True, live=True), 0.0  # the start check
+        budgets = _BudgetWatch(evaluator, self.budget_poll_s)
         waiting: list[_Sync] = []
         try:
             while not work.stop:
-                deadlines = [d for d in (next_pass if work.check else None, self._throttle.next_due()) if d is not None]
+                deadlines = [d for d in (next_pass if work.check else None, self._throttle.next_due(),
+                                         budgets.next_poll) if d is not None]
                 timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
                 try:
                     item = self._queue.get(timeout=timeout)
@@ -289,6 +328,10 @@ class BudgetMonitor:
                         item = self._queue.get_nowait()
                 except queue.Empty:
                     pass
+                if budgets.changed(time.monotonic()):
+                    work.check = True  # budgets only (`live` stays as it was): no commit, no anomaly
+                    if self.on_budgets_changed is not None:
+                        self._guarded("a budget listener", self.on_budgets_changed)
                 if work.check and (work.stop or time.monotonic() >= next_pass):  # stop finishes pending work
                     self._guarded("a budget check", self._pass, evaluator, work.live)
                     work.check = work.live = False

@@ -11,7 +11,10 @@ above it we call genai-prices itself. A test checks both paths agree on random u
 from __future__ import annotations
 
 import fnmatch
+import logging
 import math
+import os
+import threading
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +32,9 @@ from llmtray.core.errors import ConfigError
 from llmtray.core.trust import require_trusted
 from llmtray.core.events import TOKEN_FIELDS, UsageEvent
 from llmtray.core.money import NANOS_PER_USD, usd_to_nanos
+from llmtray.core.usage import NO_USAGE, USAGE_TAG
+
+log = logging.getLogger(__name__)
 
 GENAI_PRICES_VERSION = f"genai-prices {genai_prices.__version__}"
 CORRECTIONS_VERSION = "corrections 1"
@@ -217,6 +223,9 @@ class Pricer:
     def price(self, event: UsageEvent) -> Priced:
         if event.cost_usd is not None:
             return Priced(usd_to_nanos(event.cost_usd), "reported")
+        if (event.status != "error" and event.tags.get(USAGE_TAG) in NO_USAGE
+                and not any(getattr(event, f) for f in TOKEN_FIELDS)):
+            return _UNPRICED  # the provider did not say what was used: unknown, not $0
         key = (event.provider, event.model, event.service_tier, int(event.ts.timestamp()) // 1800)
         try:
             plan = self._plans[key]
@@ -344,3 +353,40 @@ def data_cutoff() -> date:
                 if isinstance(p.constraint, gp_types.StartDateConstraint):
                     newest = max(newest, p.constraint.start_date)
     return newest
+
+
+class PricingFile:
+    """The prices in `pricing.toml` as the file is now, for the process that prices new events
+    (the ingest writer): one `stat` per use, rebuilt when the file changed, so an edit applies
+    without a restart. Built lazily (a `Pricer` takes ~0.5 s: not on a GUI thread). A broken file
+    at the first use raises, as at start before; a broken *edit* keeps the last good prices and
+    says why once — half-saved files are common while an editor writes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._stamp: tuple[int, int, int] | None = None
+        self._pricer: Pricer | None = None
+        self._lock = threading.Lock()
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def current(self) -> Pricer:
+        with self._lock:
+            stamp = self._stat()
+            if self._pricer is None:
+                self._stamp, self._pricer = stamp, Pricer(load_overrides(self.path))
+            elif stamp != self._stamp:
+                self._stamp = stamp
+                try:
+                    self._pricer = Pricer(load_overrides(self.path))
+                except (ConfigError, OSError) as exc:
+                    log.error("%s — keeping the prices loaded before", exc)
+                else:
+                    log.info("%s changed: new events are priced with it (`llmtray reprice` updates stored ones)",
+                             self.path)
+            return self._pricer

@@ -19,6 +19,7 @@ from llmtray.core import periods
 from llmtray.core.db import (BUCKET_US, DAY_US, PLAIN_LEVELS, ROLLUP_DIMENSIONS, ROLLUP_TAG_DAY, ROLLUP_USER_TOTAL_DAY,
                              TAG_LEVELS, TAG_USER_LEVELS, USER_LEVELS, USER_TOTAL_LEVELS, Level)
 from llmtray.core.model_names import alias_of, model_clause
+from llmtray.core.usage import NO_USAGE, USAGE_TAG
 
 SUMS = ("events", "requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
         "cache_write_1h_tokens", "reasoning_tokens", "cost_nanos", "unpriced")
@@ -442,6 +443,18 @@ class Queries:
         """(provider, model, requests) that have no price: shown as a warning, never as $0."""
         rows = self._grouped(f, ("provider", "model"))
         return sorted(((p, m, int(r[-1])) for p, m, *r in rows if r[-1]), key=lambda x: -x[2])
+
+    def usage_missing(self, f: Filters = Filters()) -> list[tuple[str, str, int]]:
+        """(provider, model, requests) unpriced because the provider reported no usage (an OpenAI
+        stream without `include_usage`): part of `unpriced`, named apart so the warning says why."""
+        clauses, args = _raw_clauses(f)
+        marks = ",".join("?" * len(NO_USAGE))
+        rows = self.conn.execute(
+            f"SELECT e.provider, e.model, sum(e.requests) FROM event e WHERE {' AND '.join(clauses)}"
+            f" AND e.cost_nanos IS NULL AND EXISTS (SELECT 1 FROM event_tag t WHERE t.event = e.id"
+            f" AND t.key = ? AND t.value IN ({marks})) GROUP BY e.provider, e.model",
+            [*args, USAGE_TAG, *NO_USAGE]).fetchall()
+        return sorted(((p, m, int(n)) for p, m, n in rows), key=lambda x: (-x[2], x[0], x[1]))
 
     def recent(self, limit: int = 100, offset: int = 0, f: Filters = Filters()) -> list[dict[str, Any]]:
         clauses, args = _raw_clauses(f)

@@ -15,6 +15,13 @@ from llmtray.core.errors import LLMTrayError
 
 Tokens = dict[str, int]
 
+# The tag hooks and the proxy put on an event whose usage block was not what it should be, and
+# the values that mean the provider's token counts are unknown (an OpenAI stream without
+# `stream_options.include_usage` reports none). Such a call cost something nobody knows: it is
+# unpriced — out of the totals, counted and named — never "ok, $0.00".
+USAGE_TAG = "llmtray.usage"
+NO_USAGE = ("missing", "malformed", "unreadable")
+
 
 class UsageFormatError(LLMTrayError, ValueError):
     """A provider's usage block has a value of the wrong type; the message names its path."""

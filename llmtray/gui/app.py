@@ -248,9 +248,11 @@ class Desktop(QObject):
     notifications through `NotificationRelay`, to the webhook when one is set, and by mail when
     [email] alerts is on (`MailService`, which also sends the digest).
 
-    Signals: alerted() — the monitor stored an alert (emitted from its thread)."""
+    Signals: alerted() — the monitor stored an alert (emitted from its thread);
+    budgets_changed() — a budget was added, changed or removed by any process (from its thread)."""
 
     alerted = Signal()
+    budgets_changed = Signal()
 
     def __init__(self, app: QApplication, window: LazyWindow, actions: WindowActions, paths: pathsmod.Paths,
                  config: Any, base_url: str | None, ingest: Any, blocks: BlockActions,
@@ -283,8 +285,11 @@ class Desktop(QObject):
         # alert mails ([email] alerts) and the digest; a failure it records shows in the Alerts tab
         self.mail = MailService.for_paths(paths, on_result=lambda *_: self.alerted.emit())
         self.monitor = BudgetMonitor(paths.db, config, [DesktopSink(self.relay), self.webhook, self.mail],
-                                     on_alert=lambda _alert: self.alerted.emit())
+                                     on_alert=lambda _alert: self.alerted.emit(),
+                                     on_budgets_changed=self.budgets_changed.emit)
         self.alerted.connect(window.refresh)  # the Alerts tab shows it within the second
+        self.budgets_changed.connect(self.tray.request_refresh)  # e.g. `llmtray budgets add` elsewhere
+        self.budgets_changed.connect(window.refresh)
         if ingest is not None:
             ingest.add_listener(self.monitor.on_commit)
         self._dialogs: list[QObject] = []

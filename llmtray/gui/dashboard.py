@@ -293,20 +293,22 @@ class Dashboard(QMainWindow):
         rows = top_rows([(m if names.count(m) == 1 else f"{m} ({p})", t) for p, m, t in merged])
         self.models_chart.set_rows([(n, t.cost_nanos / 1e9, self.colors(n)) for n, t in rows],
                                    [spend_tooltip(n, t, self.colors(n)) for n, t in rows])
-        self._show_unpriced(spend.unpriced)
+        self._show_unpriced(spend.unpriced, spend.usage_missing)
 
-    def _show_unpriced(self, unpriced: list[tuple[str, str, int]]) -> None:
-        if not unpriced:
+    def _show_unpriced(self, unpriced: list[tuple[str, str, int]], no_usage: list[tuple[str, str, int]]) -> None:
+        """Requests left out of the totals, and why: a model without a price, or a call whose
+        provider reported no usage (its cost is unknown, never $0)."""
+        parts = []
+        if unpriced:
+            parts.append(f"{_count_phrase(unpriced)} without a price: {_listed(unpriced)}. Add prices to "
+                         "<code>pricing.toml</code>, then run <code>llmtray reprice</code>.")
+        if no_usage:
+            parts.append(f"{_count_phrase(no_usage)} reported no usage (their cost is unknown): {_listed(no_usage)}. "
+                         "For OpenAI streams pass <code>stream_options={\"include_usage\": true}</code>.")
+        if not parts:
             self.unpriced.hide()
             return
-        total = sum(r for _, _, r in unpriced)
-        listed = ", ".join(f"<b>{html.escape(p)}/{html.escape(m)}</b> ({r:,})" for p, m, r in unpriced[:5])
-        more = f" and {len(unpriced) - 5} more" if len(unpriced) > 5 else ""
-        self.unpriced.setText(
-            f"⚠ {plural(total, 'request')} to {plural(len(unpriced), 'model')} without a price {'is' if total == 1 else 'are'} "
-            f"<b>not in these totals</b>: {listed}{more}. Add prices to <code>pricing.toml</code>, then run "
-            "<code>llmtray reprice</code>."
-        )
+        self.unpriced.setText("⚠ Not in these totals: " + " ".join(parts))
         self.unpriced.show()
 
     def _show_daily(self, series) -> None:  # noqa: ANN001
@@ -360,9 +362,13 @@ class Dashboard(QMainWindow):
     @Slot(str)
     def _failed(self, message: str) -> None:
         self._failure = message
+        self.kpis.set_unavailable(message)
         if message.startswith(DAMAGED):  # what the user must do: the banner, not the corner
             self.show_notice(message)
             short = "database damaged (see above)"
+        elif self._has_data is None:  # nothing could ever be read: the reason is all there is to see
+            self.show_notice(message)
+            short = "the data can't be read (see above)"
         else:  # the corner shares the tab row: long errors in full in the tooltip
             short = message if len(message) <= 60 else message[:59] + "…"
         self.status.setText(f"refresh failed: {short}")
@@ -394,3 +400,12 @@ class Dashboard(QMainWindow):
         self._tick.stop()
         self.live_lane.stop()
         self.chart_lane.stop()
+
+
+def _count_phrase(rows: list[tuple[str, str, int]]) -> str:
+    return f"{plural(sum(r for _, _, r in rows), 'request')} to {plural(len(rows), 'model')}"
+
+
+def _listed(rows: list[tuple[str, str, int]]) -> str:
+    listed = ", ".join(f"<b>{html.escape(p)}/{html.escape(m)}</b> ({r:,})" for p, m, r in rows[:5])
+    return listed + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")

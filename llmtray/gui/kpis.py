@@ -76,6 +76,14 @@ class KpiStrip(QWidget):
             c["cache_savings"].set(format_usd(k.cache_savings_nanos), f"prompt caching, {k.range_label.lower()}",
                                    theme.OK if k.cache_savings_nanos > 0 else None)
 
+    def set_unavailable(self, reason: str) -> None:
+        """No numbers could be read (e.g. a read-only database that needs an upgrade): say so in
+        every card that never got one, instead of "…" forever."""
+        for card in self.cards.values():
+            if card.value.text() == "…":
+                card.set("—", "not available")
+                card.sub.setToolTip(reason)
+
     def _set_budget(self, budgets: list[dict[str, Any]] | None) -> None:
         card = self.cards["budget"]
         if not budgets:

@@ -12,6 +12,7 @@ PySide6 ≥ 6.8: WORKAROUND for https://bugreports.qt.io/browse/PYSIDE-3124).
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,8 +22,9 @@ from typing import Any
 
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
-from llmtray.core.db import open_db
 from llmtray.core.damage import DAMAGED, is_corruption, mark_damaged
+from llmtray.core.db import cannot_write, open_db, open_read_only
+from llmtray.core.errors import LLMTrayError
 from llmtray.core.pricing import Pricer
 from llmtray.core.queries import Filters, Queries
 from llmtray.gui import views
@@ -78,7 +80,12 @@ class QueryWorker(QObject):
 
     def _connect(self) -> Queries:
         if self._queries is None:
-            self._db = open_db(self._sources.db_path)
+            try:
+                self._db = open_db(self._sources.db_path)
+            except (sqlite3.OperationalError, OSError) as exc:
+                if not cannot_write(exc):
+                    raise
+                self._db = open_read_only(self._sources.db_path)  # a read-only data dir: show it anyway
             conn = self._db.connection()
             # Views read rollups, a few MB even at 10M events; the writer's 32 MB page cache per
             # reader would make up a third of the window's memory for nothing (DESKTOP.md: RSS).
@@ -124,6 +131,8 @@ class QueryWorker(QObject):
             mark_damaged(self._sources.db_path, exc)
             return (f"{DAMAGED} ({exc}). Quit llmtray and start it again: it sets the damaged "
                     "file aside and salvages every event it can read.")
+        if isinstance(exc, LLMTrayError):  # says what is wrong in words already
+            return str(exc)
         return f"{type(exc).__name__}: {exc}"
 
     @Slot()

@@ -68,6 +68,12 @@ def first_sentence(exc: Exception) -> str:
     return first[:160] or type(exc).__name__
 
 
+# What takes effect when (#17 item 16): said where the settings are, not only in the README.
+APPLIES_NOTE = ("Price overrides apply to new events at once (llmtray reprice updates stored ones). "
+                "The port and proxy upstreams ([proxy.upstreams] in the settings file) apply after "
+                "restarting llmtray.")
+
+
 class _KeyringCall(QObject):
     """Runs one keyring call on a plain thread. Signals: finished(ok, value_or_message).
 
@@ -166,6 +172,9 @@ class SettingsDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.email)
         layout.addLayout(prices)
+        self.applies = QLabel(APPLIES_NOTE)
+        self.applies.setWordWrap(True)
+        layout.addWidget(self.applies)
         layout.addWidget(QLabel(f"Settings file: {paths.config_file}"))
         layout.addWidget(self.error)
         layout.addWidget(buttons)

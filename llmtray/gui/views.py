@@ -105,10 +105,14 @@ class ModelSpend:
     """Spend per model with what the by-model chart, the unpriced warning and cache savings need."""
 
     rows: list[tuple[str, str, Totals]]  # (provider, model, totals), most expensive first
+    usage_missing: list[tuple[str, str, int]] = field(default_factory=list)  # part of `unpriced`: no usage reported
 
     @property
     def unpriced(self) -> list[tuple[str, str, int]]:
-        return sorted(((p, m, t.unpriced) for p, m, t in self.rows if t.unpriced), key=lambda r: -r[2])
+        """Requests without a price for their model (those without usage are named apart)."""
+        missing = {(p, m): n for p, m, n in self.usage_missing}
+        rows = ((p, m, t.unpriced - missing.get((p, m), 0)) for p, m, t in self.rows)
+        return sorted((r for r in rows if r[2] > 0), key=lambda r: -r[2])
 
     def by_alias(self) -> list[tuple[str, str, Totals]]:
         """The rows with each dated snapshot counted under its alias (`model_names`), as the
@@ -176,7 +180,8 @@ class ViewContext:
     def model_spend(self) -> ModelSpend:
         """Shared by the KPIs (cache savings) and the by-model chart: one query, not two."""
         if self._models is None:
-            self._models = ModelSpend(self.queries.by_provider_model(self.ranged))
+            self._models = ModelSpend(self.queries.by_provider_model(self.ranged),
+                                      self.queries.usage_missing(self.ranged))
         return self._models
 
 

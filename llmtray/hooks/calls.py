@@ -23,7 +23,7 @@ from llmtray.hooks.context import EMPTY, Attribution
 
 log = logging.getLogger("llmtray.hooks")
 
-USAGE_TAG = "llmtray.usage"  # "missing" | "partial" | "malformed": the event's tokens are not the whole truth
+USAGE_TAG = conventions.USAGE_TAG  # missing | partial | malformed | unreadable: the tokens are not the whole truth
 STREAM_TAG = "llmtray.stream"  # "abandoned" | "interrupted"
 MAX_TEXT = 200
 

@@ -9,8 +9,9 @@ message and the rest are resent; 413 → the batch is split; anything retryable 
 spooled and delivery resumes from the spool after an exponential backoff with jitter
 (`Event.wait`, so a new event or a `flush()` can cut the wait short). When the tray comes back,
 the spool — and spool files left by processes that ended — is delivered and only then
-truncated. At interpreter exit the queue is flushed for at most two seconds; what is left is
-spooled. After `fork()` the child starts with an empty queue and its own thread.
+truncated. At interpreter exit the queue is flushed for at most two seconds, then — while time
+is left — the spool and files of ended processes (a short script's only cycle may be that one);
+what is left is spooled. The llmtray owning the data dir drains the spool too (`ingest.spool_drain`). After `fork()` the child starts with an empty queue and its own thread.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, Protocol
 from llmtray.hooks import endpoint as discovery
 from llmtray.hooks.spool import Chunk, Spool
 from llmtray.hooks.transport import Connection, Delivered, Rejected, Retry, TooLarge, post_events
+from llmtray.ingest.discovery import ENV_TOKEN
 
 log = logging.getLogger("llmtray.hooks")
 
@@ -89,6 +91,7 @@ class Sender:
         self._inflight: list[dict[str, Any]] | None = None
         self._exit_deadline = 0.0
         self._lost_logged = False
+        self._token_warned = False
         self.sent = 0
         self.duplicates = 0
         self.last_error: str | None = None
@@ -155,19 +158,28 @@ class Sender:
             batch = self._take_batch()
             if batch and not self._send_batch(batch):
                 return
-            if stopping:  # at exit only the queue: the spool is on disk already
-                if batch and time.monotonic() < self._exit_deadline:
+            if stopping:  # at exit the queue first; then, while the deadline allows, the spool
+                if time.monotonic() >= self._exit_deadline:
+                    self._spool_queue()
+                    return
+                if batch:
                     continue
-                self._spool_queue()
-                return
             chunk = self.spool.next_chunk(MAX_BATCH)
-            if chunk is None and self._orphan_scan_due() and self.spool.claim_orphan():
+            # a short script claims orphans before it exits: its only cycle may be the exit one
+            if chunk is None and (stopping or self._orphan_scan_due()) and self.spool.claim_orphan():
                 continue  # files left by processes that ended: deliver them too
             if chunk is not None and not self._deliver_chunk(chunk):
                 self._spool_queue()
                 return
             if not batch and chunk is None:
                 return
+
+    def scan_orphans_now(self) -> None:
+        """Look for spool files left by ended processes at the next cycle, not within a minute
+        (the ingest service calls this when a file appears in the spool folder)."""
+        self._last_scan = float("-inf")
+        self._urgent.set()
+        self._wake.set()
 
     def _orphan_scan_due(self) -> bool:
         """At start, after the tray came back, and once a minute otherwise (one directory listing)."""
@@ -250,6 +262,8 @@ class Sender:
             if fresh != self._endpoint:
                 self._endpoint = fresh
                 outcome = post_events(self._conn, self._endpoint, events, self._timeout())
+            if isinstance(outcome, Retry) and outcome.auth:
+                self._warn_token()
         if isinstance(outcome, Delivered):
             self.sent += outcome.accepted
             self.duplicates += outcome.duplicates
@@ -271,6 +285,21 @@ class Sender:
         self._endpoint_known = False  # the tray may come back on another port or with another token
         self._backoff(outcome)
         return events
+
+    def _warn_token(self) -> None:
+        """Once per process: a refused token is a setup mistake the user must hear about, not a
+        retry that hides in `lt.stats()`."""
+        if self._token_warned:
+            return
+        self._token_warned = True
+        url = self._endpoint.url if self._endpoint else "?"
+        if os.environ.get(ENV_TOKEN, "").strip():
+            log.warning("llmtray hooks: the tray at %s refused the token in %s (401 wrong token); events are "
+                        "kept in the spool until it matches — unset %s to use the one in ingest.json",
+                        url, ENV_TOKEN, ENV_TOKEN)
+        else:
+            log.warning("llmtray hooks: the tray at %s refused the token from ingest.json (401 wrong token); "
+                        "events are kept in the spool until it matches", url)
 
     def _rejected(self, events: list[dict[str, Any]], outcome: Rejected) -> list[dict[str, Any]]:
         by_index: dict[int, list[str]] = {}

@@ -12,6 +12,10 @@ Crash-safety: a half-written last line (the writer died mid-write) is ignored on
 line that isn't JSON goes to the dead-letter file with its file and line number.
 The spool is bounded (`max_events` per file): past the bound the oldest events are dropped and
 counted (`dropped`), with a warning, never silently.
+
+Other local users: every spool and dead-letter file is opened with `O_NOFOLLOW` and must be a
+regular file owned by this user before it is claimed, read, written or deleted — a symlink or a
+file planted by someone else in the folder is skipped with a warning, never followed.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import threading
 import time
 import uuid
@@ -56,6 +61,35 @@ else:
             return False
 
 
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+
+class ForeignFile(OSError):
+    """A spool path that is a symlink, not a regular file, or owned by another user."""
+
+
+def open_own(path: Path, flags: int, mode: int = 0o600) -> int:
+    """`os.open` that never follows a symlink and accepts only a regular file owned by this user:
+    the spool folder may be writable by others (a shared data dir), and a planted link or file
+    must not make us read, append to or delete something that isn't ours."""
+    try:
+        fd = os.open(path, flags | NOFOLLOW | getattr(os, "O_NONBLOCK", 0), mode)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise ForeignFile(f"{path} is a symbolic link; spool files are never followed") from exc
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ForeignFile(f"{path} is not a regular file")
+        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+            raise ForeignFile(f"{path} is owned by uid {info.st_uid}, not by this user (uid {os.getuid()})")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def encode(events: Iterable[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(e, separators=(",", ":"), ensure_ascii=False).encode() + b"\n" for e in events)
 
@@ -85,7 +119,7 @@ def _create_locked(folder: Path, stem: str) -> _File:
     appears under `*.jsonl` only once locked, so no other process can mistake it for an orphan."""
     tmp = folder / f"{stem}.{uuid.uuid4().hex[:8]}.tmp"
     # O_APPEND: every write lands at the end, also after a failed write was truncated away
-    fd = os.open(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    fd = os.open(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o600)
     if not _try_lock(fd):  # pragma: no cover - a fresh unique file is never locked
         os.close(fd)
         raise OSError(f"could not lock new spool file {tmp}")
@@ -119,6 +153,7 @@ class Spool:
         self._claimed: _File | None = None
         self._claimed_offset = 0
         self._closed = False
+        self._foreign: set[str] = set()  # names already warned about (see `open_own`)
 
     # --- own file ------------------------------------------------------------------------
 
@@ -312,26 +347,34 @@ class Spool:
             return True
         return False
 
-    @staticmethod
-    def _try_claim(path: Path) -> _File | None:
+    def _try_claim(self, path: Path) -> _File | None:
         try:
-            fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+            fd = open_own(path, os.O_RDWR)
+        except ForeignFile as exc:
+            self._warn_foreign(path, exc)
+            return None
         except OSError:
             return None
         try:
             # the lock must be on the file the name still points to (its owner may have just
             # compacted it into a new file under the same name)
-            if _try_lock(fd) and os.fstat(fd).st_ino == os.stat(path).st_ino:
+            if _try_lock(fd) and os.fstat(fd).st_ino == os.lstat(path).st_ino:
                 return _File(path, fd)
         except OSError:
             pass
         os.close(fd)
         return None
 
+    def _warn_foreign(self, path: Path, exc: ForeignFile) -> None:
+        """Once per path: a planted file is reported, not retried into the log every scan."""
+        if path.name not in self._foreign:
+            self._foreign.add(path.name)
+            log.warning("llmtray spool: skipped a file that is not ours: %s", exc)
+
     @staticmethod
     def _remove_stale_tmp(path: Path) -> None:
         try:
-            fd = os.open(path, os.O_RDWR)
+            fd = open_own(path, os.O_RDWR)
         except OSError:
             return
         try:
@@ -350,7 +393,7 @@ class Spool:
         data = encode({"at": stamp, **e} for e in entries)
         try:
             self.dead_letter_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.dead_letter_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+            fd = open_own(self.dead_letter_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             try:
                 os.write(fd, data)
             finally:

@@ -60,6 +60,7 @@ def _cost_fields(model: str | None, cost: str | None, cost_type: str | None, tok
         "model": model_id(model) if model else "(unitemized)",
         "operation": "chat" if cost_type in (None, "tokens") else "other",
         "cost_usd": cost,
+        "requests": 0,  # a cost line is money, not a call: counting it would inflate requests
         "tags": tags,
     }
 

@@ -151,6 +151,10 @@ class Importer:
             problems = options.mapping.problems(detection.head.header or ())
             if problems:
                 raise ImportFileError(f"{path.name}: the column mapping can't be used: {'; '.join(problems)}")
+            if self.mappings is not None and detection.head.header and not dry_run:
+                # saved as soon as it fits the columns: a bad row is fixed in the file, and the
+                # next run must not need every --map again (#17 item 12)
+                self.mappings.save(detection.head.header, options.mapping)
         result = ImportResult(path, fmt.name, fmt.label, state="dry-run" if dry_run else "done")
         observed = observed_days(self.store.conn)
         if observed and overlap == "refuse":
@@ -192,8 +196,6 @@ class Importer:
             raise
         if result.dataset_id is not None:
             self._finish(result, "done")
-            if fmt is GENERIC and self.mappings is not None and detection.head.header:
-                self.mappings.save(detection.head.header, options.mapping)  # the next such file maps itself
         return result
 
     # --- the passes ----------------------------------------------------------------------

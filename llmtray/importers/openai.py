@@ -85,6 +85,7 @@ def cost_event(row: Mapping[str, str], fmt: str) -> dict[str, Any] | None:
         "model": model,
         "operation": "chat" if kind or not line_item else "other",
         "cost_usd": amount,
+        "requests": 0,  # a cost line is money, not a call: counting it would inflate requests
         "project": project,
         "user": user,
         "tags": {k: v for k, v in (("line_item", line_item), ("api_key_id", key)) if v},

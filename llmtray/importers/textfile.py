@@ -138,7 +138,7 @@ def read_head(path: Path) -> Head:
     if stripped.startswith(("{", "[")):
         first_json = _first_json(stripped, whole=at_end)
     elif stripped:
-        with io.StringIO(text) as buf:
+        with io.StringIO(text, newline="") as buf:  # "" : a CR-only file (Excel "CSV (Macintosh)") splits too
             header = CsvReader(buf).header
     return Head(path, text, header, first_json)
 

@@ -32,7 +32,7 @@ FULL_JSON_BYTES = 4 << 20  # JSON bodies up to this size are parsed whole; large
 SCAN_BYTES = 256 * 1024  # head and tail kept of a larger body
 MAX_ERROR = 500
 # Tags that say an event's numbers are not the whole truth (the same names the SDK hooks use).
-USAGE_TAG = "llmtray.usage"  # missing | partial | malformed | unreadable
+USAGE_TAG = conventions.USAGE_TAG  # missing | partial | malformed | unreadable: the tokens are not the whole truth
 STREAM_TAG = "llmtray.stream"  # abandoned (the client left) | interrupted (the upstream failed)
 
 # An SSE event worth decoding: it carries usage or an error. Everything else (text deltas) is

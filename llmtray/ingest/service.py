@@ -22,10 +22,12 @@ from collections.abc import Awaitable, Callable
 
 from llmtray.config import Config
 from llmtray.core.backups import FIRST_AFTER_S, BackupScheduler
+from llmtray.core.db import cannot_write, write_refused
 from llmtray.core.errors import ConfigError, LLMTrayError
-from llmtray.core.pricing import Pricer, load_overrides
+from llmtray.core.pricing import PricingFile
 from llmtray.core.recovery import Recovered, ensure_usable
 from llmtray.core.status import BudgetEntries
+from llmtray.hooks.endpoint import Endpoint
 from llmtray.ingest import credentials, discovery
 from llmtray.ingest.api import IngestAPI
 from llmtray.ingest.auth import Guard, is_loopback
@@ -33,6 +35,7 @@ from llmtray.ingest.portowner import listener_uid
 from llmtray.ingest.proxy import Proxy
 from llmtray.ingest.server import Handler, IngestServer
 from llmtray.ingest.wire import Limits
+from llmtray.ingest.spool_drain import SpoolDrain
 from llmtray.ingest.writer import Listener, Writer
 from llmtray.paths import Paths
 
@@ -154,7 +157,8 @@ class IngestService:
         self.host, self.port = host, resolve_port(config, port)
         self.allow_remote = allow_remote
         self._keyring_timeout = keyring_timeout
-        self.writer = Writer(paths.db, lambda: Pricer(load_overrides(paths.pricing_file)))
+        # pricing.toml edits apply to the next commit, no restart (#17 item 16)
+        self.writer = Writer(paths.db, current_pricer=PricingFile(paths.pricing_file).current)
         self.backups = BackupScheduler(paths.db, first_after=backup_after)  # whoever owns the database backs it up
         self.api = IngestAPI(self.writer, paths.db, config, budget_entries)
         self.server = IngestServer(self.api, limits)
@@ -167,6 +171,7 @@ class IngestService:
         self._startup: threading.Thread | None = None
         self._stopped = False
         self._announced = False
+        self._drain: SpoolDrain | None = None  # delivers the hooks' spool (started once serving)
         # Set on the startup thread before it reports ready: what `ensure_usable` did with a
         # damaged database (None: nothing to repair), for the app or `serve` to tell the user.
         self.recovered: Recovered | None = None
@@ -225,12 +230,21 @@ class IngestService:
             self.writer.start()
             self.backups.start()
             assert self._sock is not None and self._url is not None
-            self.server.start(self._sock, Guard(self._token.value, allow_remote=self.allow_remote))
+            # announced before the first connection is answered: a script that waits for
+            # /v1/health and then reads the token from ingest.json must find it (#17 item 14);
+            # connections made meanwhile wait in the listen backlog
             discovery.write(self.paths.ingest_file, self._url, self._token.value)
             self._announced = True
+            self.server.start(self._sock, Guard(self._token.value, allow_remote=self.allow_remote))
+            self._drain = SpoolDrain(self.paths.spool_dir, self._own_endpoint)
+            self._drain.start()
             log.info("ingest API listening on %s", self._url)
         except BaseException as exc:  # noqa: BLE001 - reported by wait_ready()
-            self._error = exc
+            # a read-only data dir: say which file and what to do, not SQLite's "unable to open"
+            self._error = exc = write_refused(self.paths.db, exc) if cannot_write(exc) else exc
+            if self._announced:  # announced, then serving failed: don't point clients at nothing
+                discovery.remove(self.paths.ingest_file)
+                self._announced = False
             log.error("the ingest service could not start: %s", exc)
         finally:
             with self._ready_lock:
@@ -267,6 +281,8 @@ class IngestService:
         self._stopped = True
         if self._startup is not None:
             self._startup.join()
+        if self._drain is not None:
+            self._drain.stop()  # it posts to this server: stopped first
         self.server.stop()
         self.backups.stop()
         self.writer.stop()
@@ -274,6 +290,10 @@ class IngestService:
             discovery.remove(self.paths.ingest_file)
         if self._sock is not None:
             self._sock.close()
+
+    def _own_endpoint(self) -> Endpoint:
+        assert self._url is not None and self._token is not None
+        return Endpoint(self._url, self._token.value)
 
     # --- what clients need ------------------------------------------------------------------------
 

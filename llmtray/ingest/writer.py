@@ -108,8 +108,12 @@ class Writer:
     """Owns the database's write connection on its own thread; `submit` is thread-safe."""
 
     def __init__(self, db_path: Path, make_pricer: Callable[[], Pricer] = Pricer, *,
-                 max_backlog: int = MAX_BACKLOG_EVENTS, max_group: int = MAX_GROUP_EVENTS):
+                 max_backlog: int = MAX_BACKLOG_EVENTS, max_group: int = MAX_GROUP_EVENTS,
+                 current_pricer: Callable[[], Pricer] | None = None):
+        """`current_pricer`, when given, is asked before each commit (pricing.toml edited while
+        running: `PricingFile.current`); otherwise `make_pricer()` once at open."""
         self._db_path, self._make_pricer = db_path, make_pricer
+        self._current_pricer = current_pricer
         self.max_backlog, self._max_group = max_backlog, max_group
         self._queue: deque[_Pending] = deque()
         self._backlog = 0  # events queued or being written
@@ -165,7 +169,7 @@ class Writer:
 
     def _run(self) -> None:
         try:
-            store = Store.open(self._db_path, self._make_pricer())
+            store = Store.open(self._db_path, (self._current_pricer or self._make_pricer)())
         except BaseException as exc:  # noqa: BLE001 - handed to start()'s caller
             self._open_error = exc
             self._opened.set()
@@ -175,6 +179,8 @@ class Writer:
         checkpointer = _Checkpointer(self._db_path)
         try:
             while (group := self._next_group()) is not None:
+                if self._current_pricer is not None:
+                    store.pricer = self._current_pricer()
                 self._commit(store, group)
                 checkpointer.poke()
             checkpointer.stop()

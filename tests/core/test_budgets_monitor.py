@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
+import threading
+from dataclasses import replace
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -428,3 +430,64 @@ def test_a_monitor_that_cannot_open_its_database_does_not_hang_its_callers(data_
     finally:
         monitor.stop()
     assert "could not open" in caplog.text
+
+
+def test_a_budget_added_by_another_process_is_checked_without_a_new_event(running):
+    """#17 item 8: no commit notice comes when `llmtray budgets add` (another process) or the
+    dialog adds a budget; one already over its limit still alerts within seconds."""
+    store, start, clock, sink = running
+    add(store, [event(NOW - timedelta(minutes=5), "4")])  # $4 spent today, before any budget
+    changed = threading.Event()
+    monitor = start(budget_poll_s=0.1, on_budgets_changed=changed.set)
+    assert sink.sent == []
+    other = open_db(Path(store.db.database))  # another connection: what another process would write through
+    try:
+        BudgetBook(other).add(Budget("tight", 3 * USD, "day"))
+    finally:
+        other.close()
+    assert sink.wait_for(1, 10), "the new budget was not checked"
+    assert changed.is_set()
+    assert [a.title for a in sink.sent] == ["Budget “tight” exceeded"]
+    assert monitor.sync(20)
+    assert len(sink.sent) == 1  # checked once, not on every poll
+
+
+def test_quiet_hours_from_config_hold_notifications(data_dir):
+    """#17 README: quiet hours were mentioned but could not be set; config.toml sets them now."""
+    from llmtray.config import parse
+
+    config = parse({"display": {"timezone": BERLIN}, "alerts": {"spike_floor_usd": 10**6, "quiet_hours": "15:30-17:00"}})
+    assert config.quiet_hours == (time(15, 30), time(17, 0))  # NOW is 16:00 in Berlin: quiet
+    path = data_dir / "llmtray.db"
+    store = open_store(path)
+    BudgetBook(store.db).add(Budget("api", 10 * USD, "day"))
+    add(store, [event(NOW - timedelta(minutes=3), "6")])
+    sink = RecordingSink()
+    for cfg in (config, replace(config, quiet_hours=None)):  # then without them: a later alert goes out
+        monitor = BudgetMonitor(path, cfg, [sink], clock=lambda: NOW, min_interval_s=0.0, notify_interval_s=0.0)
+        monitor.start()
+        try:
+            assert monitor.sync(20)
+            if cfg.quiet_hours:
+                add(store, [event(NOW - timedelta(minutes=2), "0.5")])
+                history = AlertLog(store.db).history()
+                assert [(a.title, a.snoozed) for a in history] == [("Budget “api” at 50%", True)]
+                assert sink.sent == []
+            else:
+                monitor.on_commit(add(store, [event(NOW - timedelta(minutes=1), "2.5")]))  # 90 %
+                assert monitor.sync(20)
+                assert [a.title for a in sink.sent] == ["Budget “api” at 80%"]
+        finally:
+            monitor.stop()
+    store.close()
+
+
+@pytest.mark.parametrize("bad", ["22-7", "25:00-07:00", "07:00-07:00", 2200, ""])
+def test_a_wrong_quiet_hours_setting_names_the_key_and_the_value(bad):
+    from llmtray.config import parse
+    from llmtray.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse({"alerts": {"quiet_hours": bad}}, "config.toml")
+    assert str(info.value) == ('config.toml: alerts.quiet_hours must be "HH:MM-HH:MM" (two different local times, '
+                               f'e.g. "22:00-07:00"), got {bad!r}')

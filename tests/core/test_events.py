@@ -51,7 +51,7 @@ MALFORMED = [
     ({**OK, "output_tokens": float("nan")}, [("output_tokens", "must be a finite integer")]),
     ({**OK, "output_tokens": float("inf")}, [("output_tokens", "must be a finite integer")]),
     ({**OK, "output_tokens": 10**16}, [("output_tokens", f"must be ≤ {10**12}, got {10**16}")]),
-    ({**OK, "requests": 0}, [("requests", "must be ≥ 1, got 0")]),
+    ({**OK, "requests": 0}, [("requests", "must be ≥ 1, got 0 (0 is only for a cost line item with cost_usd)")]),
     ({**OK, "input_tokens": 10, "cache_read_tokens": 8, "cache_write_tokens": 5},
      [("input_tokens", "must include cache tokens: cache_read_tokens + cache_write_tokens = 13 > input_tokens = 10")]),
     ({**OK, "input_tokens": 10, "cache_write_tokens": 2, "cache_write_1h_tokens": 3},
@@ -196,3 +196,9 @@ def test_round_trip_through_json(event: UsageEvent):
 
 def test_format_ts_is_rfc3339_utc():
     assert format_ts(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) + timedelta(microseconds=7)) == "2026-01-02T03:04:05.000007Z"
+
+
+def test_a_cost_line_item_carries_no_requests():
+    """#17 item 16: a cost export's line is money, not a call; with cost_usd, requests may be 0."""
+    e = parse_event({**OK, "requests": 0, "cost_usd": "1.25"}, now=NOW)
+    assert (e.requests, e.cost_usd) == (0, Decimal("1.25"))

@@ -285,3 +285,44 @@ def test_urls_and_snippets_point_at_the_llmtray_serving_this_data_dir(qtbot, tmp
         if desk is not None:
             desk.stop()
         serve.stop()
+
+
+def test_the_tray_shows_a_budget_added_by_another_process(qtbot, tmp_path: Path):
+    """#17 item 8: `llmtray budgets add` in a terminal while the app runs — no event follows, yet
+    the monitor checks the budget and the tray icon and tooltip show it within seconds."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from PySide6.QtWidgets import QApplication
+
+    from llmtray.config import Config
+    from llmtray.core.alerts import AlertLog
+    from llmtray.core.budgets import Budget, BudgetBook
+    from llmtray.core.db import open_db
+    from llmtray.gui.app import Desktop, WindowActions
+    from llmtray.gui.block_actions import BlockActions
+    from llmtray.gui.lazy_window import LazyWindow
+    from llmtray.paths import Paths
+    from tests.core.budget_kit import add, event, open_store
+
+    paths = Paths(tmp_path, tmp_path, tmp_path)
+    store = open_store(paths.db)
+    add(store, [event(datetime.now(UTC), "2")])
+    lazy = LazyWindow(lambda: None)
+    desk = Desktop(QApplication.instance(), lazy, WindowActions(lazy, paths, None), paths, Config(),
+                   "http://127.0.0.1:1", None, BlockActions(paths.db))
+    try:
+        desk.start(show_window=False)
+        qtbot.waitUntil(lambda: "today_usd" in (desk.tray.summary or {}), timeout=10_000)
+        assert desk.tray.summary["today_usd"] == "2" and desk.tray.summary["budgets"] == []
+        other = open_db(paths.db)  # what `llmtray budgets add` does, in its own process
+        BudgetBook(other).add(Budget("late", 1_000_000_000, "day"))
+        other.close()
+        qtbot.waitUntil(lambda: bool(desk.tray.summary["budgets"]), timeout=10_000)
+        assert "late" in desk.tray.icon.toolTip()
+        assert Decimal(str(desk.tray.summary["budgets"][0]["percent"])) == 200
+        qtbot.waitUntil(lambda: [a.title for a in AlertLog(store.db).history() if a.kind == "threshold"]
+                        == ["Budget “late” exceeded"], timeout=10_000)
+    finally:
+        desk.stop()
+        store.close()

@@ -362,3 +362,25 @@ def test_onboarding_opens_the_import_dialog(qtbot, make_dashboard, tmp_path):
     dialogs = window.findChildren(ImportDialog)
     assert len(dialogs) == 1 and dialogs[0].isVisible()
     dialogs[0].close()
+
+
+def test_the_warning_strip_names_calls_without_usage_apart_from_unpriced_models(make_dashboard, tmp_path: Path):
+    """#17 item 9: a stream without `include_usage` is out of the totals and said why, not $0.00."""
+    from llmtray.core.pricing import Pricer
+
+    db = tmp_path / "llmtray.db"
+    store = Store(open_db(db), Pricer())
+    now = datetime.now(UTC)
+    store.add([parse_event({"id": "s1", "ts": now.isoformat(), "provider": "openai", "model": "gpt-4o-mini",
+                            "stream": True, "tags": {"llmtray.usage": "missing"}}),
+               parse_event({"id": "s2", "ts": now.isoformat(), "provider": "openai", "model": "gpt-4o-mini",
+                            "input_tokens": 1000, "output_tokens": 100}),
+               parse_event({"id": "u1", "ts": now.isoformat(), "provider": "vllm", "model": "house-ft",
+                            "input_tokens": 10})], "hook")
+    store.close()
+    window = make_dashboard(db)
+    assert window.unpriced.isVisibleTo(window)
+    text = window.unpriced.text()
+    assert "1 request to 1 model without a price: <b>vllm/house-ft</b> (1)" in text
+    assert "1 request to 1 model reported no usage" in text and "<b>openai/gpt-4o-mini</b> (1)" in text
+    assert "include_usage" in text

@@ -171,3 +171,16 @@ def test_without_a_keyring_the_webhook_goes_to_a_private_file(qtbot, paths, no_k
         paths.webhook_file.unlink()
         assert load_webhook_url(paths.webhook_file) is None  # no webhook, no keyring: nothing to warn about
     assert not [r for r in caplog.records if "keyring" in r.getMessage()]
+
+
+def test_settings_say_what_applies_when(qtbot, paths):
+    """#17 item 16: price overrides reload by themselves; upstreams need a restart — said here."""
+    from llmtray.gui.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog(paths)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    qtbot.waitExposed(dlg)
+    text = dlg.applies.text()
+    assert "Price overrides apply to new events at once" in text and "[proxy.upstreams]" in text
+    assert "after restarting llmtray" in text and dlg.applies.isVisible()

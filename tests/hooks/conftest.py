@@ -84,3 +84,24 @@ def delivered(data: Path, timeout: float = 15.0) -> list[dict[str, Any]]:
     """Flush the hook sender (it must succeed) and read back what the tray stored."""
     assert sender.get().flush(timeout), sender.get().stats()
     return stored(data)
+
+
+def drained(data: Path, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """What the tray stored once no spool file is left: a file left by an ended process is
+    delivered by whoever claims it first (the tray's own drain or a hooked process), and removed
+    only after all of it was delivered or dead-lettered."""
+    folder = paths.resolve(data).spool_dir
+    deadline = time.monotonic() + timeout
+    while list(folder.glob("hook-*.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not list(folder.glob("hook-*.jsonl")), "the spool was not delivered in time"
+    return stored(data)
+
+
+def plant(folder: Path, name: str, text: str) -> Path:
+    """A spool file as an ended process leaves it: appearing whole (hooks write under a temporary
+    name and rename), so a claimer never reads it half-written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.planting"
+    tmp.write_text(text)
+    return tmp.rename(folder / name)

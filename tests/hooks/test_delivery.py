@@ -19,7 +19,7 @@ import pytest
 import llmtray.hooks as lt
 from llmtray.hooks import endpoint, sender
 from llmtray.hooks.sender import Sender
-from tests.hooks.conftest import delivered, start_tray, stored
+from tests.hooks.conftest import delivered, drained, plant, start_tray, stored
 from tests.hooks.flaky_receiver import FlakyReceiver
 from tests.hooks.helpers import CHAT, tokens
 
@@ -96,7 +96,7 @@ def test_spool_left_by_an_exited_process_is_delivered_by_the_next_one(hook_env: 
     assert len(spool_lines(hook_env)) == 20  # the exit flush spooled what it could not deliver
     tray = start_tray(hook_env)
     try:
-        events = delivered(hook_env)  # this process's sender claims the orphaned file
+        events = drained(hook_env)  # the tray (or this process's sender) claims the orphaned file
         assert sorted(e["input_tokens"] for e in events) == list(range(1, 21))
         assert list((hook_env / "spool").glob("hook-*.jsonl")) == []
     finally:
@@ -108,9 +108,9 @@ def test_half_written_last_line_is_ignored_and_a_garbled_line_dead_lettered(hook
     folder.mkdir()
     good = [json.dumps(event(i)) for i in range(3)]
     # a process died mid-write: a garbled line (disk trouble) and an unterminated last line
-    (folder / "hook-424242-deadbeef.jsonl").write_text(
-        good[0] + "\n" + '{"id": "e9' + "\n" + good[1] + "\n" + good[2] + "\n" + '{"id": "e777", "provi')
-    events = delivered(hook_env)
+    plant(folder, "hook-424242-deadbeef.jsonl",
+          good[0] + "\n" + '{"id": "e9' + "\n" + good[1] + "\n" + good[2] + "\n" + '{"id": "e777", "provi')
+    events = drained(hook_env)
     assert sorted(e["id"] for e in events) == ["e000", "e001", "e002"]
     letters = dead_letters(hook_env)
     assert len(letters) == 1 and letters[0]["line"] == '{"id": "e9'
@@ -122,8 +122,8 @@ def test_events_the_server_rejects_are_dead_lettered_with_its_message(hook_env: 
     folder = hook_env / "spool"
     folder.mkdir()
     lines = [event(0), event(1, tokens=12), event(2), event(3, output_tokens=-1)]
-    (folder / "hook-515151-cafecafe.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
-    events = delivered(hook_env)
+    plant(folder, "hook-515151-cafecafe.jsonl", "".join(json.dumps(e) + "\n" for e in lines))
+    events = drained(hook_env)
     assert sorted(e["id"] for e in events) == ["e000", "e002"]  # the good ones of the batch still arrive
     letters = {d["event"]["id"]: d for d in dead_letters(hook_env)}
     assert set(letters) == {"e001", "e003"}

@@ -145,6 +145,60 @@ def test_generic_mapping_from_the_command_line_is_saved_for_the_next_file(data_d
     assert count(data_dir) == 4
 
 
+def test_a_valid_mapping_is_saved_even_when_a_bad_row_stops_the_import(data_dir, tmp_path, capsys):
+    """#17 item 12: fix the row, run again — without typing every --map again."""
+    path = tmp_path / "spend.csv"
+    header = "Date,Vendor,Model Name,Prompt,Completion\n"
+    path.write_text(header + "2026-05-01T00:00:00Z,openai,gpt-4o,10,2\n2026-05-01T01:00:00Z,openai,gpt-4o,ten,2\n",
+                    encoding="utf-8")
+    args = ["--map", "ts=Date", "--map", "provider=Vendor", "--map", "model=Model Name", "--map", "input_tokens=Prompt",
+            "--map", "output_tokens=Completion"]
+    assert run(data_dir, "--map", "ts=Date", str(path)) == 1  # an incomplete mapping is not saved
+    assert not (data_dir / "import_mappings.json").exists()
+    assert run(data_dir, *args, str(path)) == 1
+    assert "line 3: " in capsys.readouterr().err and count(data_dir) == 0  # nothing stored from the file
+    (entry,) = json.loads((data_dir / "import_mappings.json").read_text(encoding="utf-8"))["mappings"].values()
+    assert entry["columns"]["input_tokens"] == "Prompt"
+    path.write_text(header + "2026-05-01T00:00:00Z,openai,gpt-4o,10,2\n2026-05-01T01:00:00Z,openai,gpt-4o,10,2\n",
+                    encoding="utf-8")
+    assert run(data_dir, str(path)) == 0
+    assert "CSV with a column mapping [generic-csv]" in capsys.readouterr().out and count(data_dir) == 2
+
+
+def stored_rows(data_dir: Path) -> list[tuple]:
+    conn = sqlite3.connect(data_dir / "llmtray.db")
+    try:
+        return conn.execute("SELECT event_id, ts, provider, model, input_tokens, output_tokens, cost_nanos, requests"
+                            " FROM event ORDER BY event_id").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("name", ["openai_usage.csv", "anthropic_cost.csv", "openrouter_activity.csv", "generic.csv"])
+def test_cr_only_line_ends_import_like_the_original(tmp_path, capsys, name):
+    """#17 item 6: Excel's "CSV (Macintosh)" ends lines with CR alone."""
+    original = (DATA / name).read_bytes()
+    mac = tmp_path / name
+    mac.write_bytes(original.replace(b"\r\n", b"\n").replace(b"\n", b"\r"))
+    assert b"\n" not in mac.read_bytes()
+    maps = (["--map", "ts=When", "--map", "provider=Vendor", "--map", "model=Model Name", "--map", "input_tokens=Prompt",
+             "--map", "output_tokens=Completion", "--map", "cost_usd=Cost (USD)"] if name == "generic.csv" else [])
+    lf_dir, cr_dir = tmp_path / "lf", tmp_path / "cr"
+    assert run(lf_dir, *maps, str(DATA / name)) == 0
+    assert run(cr_dir, *maps, str(mac)) == 0, capsys.readouterr().err
+    assert stored_rows(cr_dir) == stored_rows(lf_dir) and stored_rows(cr_dir)
+
+
+def test_a_bad_row_in_a_cr_only_file_is_named_by_its_line(data_dir, tmp_path, capsys):
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b"timestamp,provider,model,prompt_tokens,completion_tokens\r"
+                     b"2026-05-01T00:00:00Z,openai,gpt-4o,10,2\r2026-05-01T01:00:00Z,openai,gpt-4o,ten,2\r")
+    assert run(data_dir, "--format", "generic-csv", str(path)) == 1
+    err = capsys.readouterr().err
+    assert "line 3: " in err and "ten" in err and "Traceback" not in err
+    assert count(data_dir) == 0
+
+
 def test_generic_without_mapping_uses_a_printed_guess(data_dir, tmp_path, capsys):
     path = tmp_path / "calls.csv"
     path.write_text("timestamp,provider,model,prompt_tokens,completion_tokens,cost\n"

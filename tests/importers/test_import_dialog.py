@@ -230,3 +230,15 @@ def test_closing_stops_the_worker_thread(qtbot, paths):
     add_and_wait(qtbot, d, DATA / "litellm_ui_team.csv")
     d.close()
     assert not d._thread.isRunning()
+
+
+def test_a_cr_only_file_is_detected_previewed_and_imported(qtbot, dialog, paths, tmp_path):
+    """#17 item 6: Excel's "CSV (Macintosh)" — the dialog used to show the raw text."""
+    mac = tmp_path / "openai_usage_mac.csv"
+    mac.write_bytes((DATA / "openai_usage.csv").read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r"))
+    add_and_wait(qtbot, dialog, mac)
+    assert dialog.files.item(0, 1).text() == "OpenAI usage export (CSV)"
+    dialog.files.selectRow(0)
+    assert dialog.preview.rowCount() == 3 and dialog.preview.item(0, 2).text() == "gpt-4o-mini-2024-07-18"
+    import_and_wait(qtbot, dialog)
+    assert [r.imported for r in dialog.results()] == [3] and db_count(paths) == 3

@@ -183,3 +183,29 @@ def test_when_ready_reports_success_and_failure(tmp_path):
     service.stop()
     assert "unable to open database file" in str(outcomes[-1])
     assert not (bad / "ingest.json").exists() and service.recovered is None
+
+
+def test_a_pricing_toml_edit_applies_to_the_next_events_without_a_restart(data_dir, client, service, caplog):
+    """#17 item 16: prices for a self-hosted model added while the server runs price the next
+    call; an edit that doesn't parse keeps the last good prices and says why."""
+    import sqlite3
+
+    def cost_of(event_id: str):  # noqa: ANN202
+        conn = sqlite3.connect(data_dir / "llmtray.db")
+        try:
+            return conn.execute("SELECT cost_nanos, cost_source FROM event WHERE event_id = ?", (event_id,)).fetchone()
+        finally:
+            conn.close()
+
+    house = {"provider": "vllm", "model": "house-ft", "input_tokens": 1_000_000, "output_tokens": 0}
+    assert client.post("/v1/events", json={"id": "a", **house}).status_code == 200
+    assert cost_of("a") == (None, "unpriced")
+    pricing = data_dir / "pricing.toml"
+    pricing.write_text('[[model]]\nprovider = "vllm"\nmodel = "house-ft"\ninput_mtok = 2\noutput_mtok = 4\n')
+    assert client.post("/v1/events", json={"id": "b", **house}).status_code == 200
+    assert cost_of("b") == (2_000_000_000, "computed")
+    pricing.write_text('[[model]]\nprovider = "vllm"\nmodel = "house-ft"\ninput_mtok = "two"\n')
+    assert client.post("/v1/events", json={"id": "c", **house}).status_code == 200
+    assert cost_of("c") == (2_000_000_000, "computed")  # the last good prices
+    assert "keeping the prices loaded before" in caplog.text and "input_mtok" in caplog.text
+    assert cost_of("a") == (None, "unpriced")  # stored events change only through `llmtray reprice`
