@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from llmtray.core.errors import ConfigError
 
+BILLING_SOURCES = ("openai", "anthropic", "openrouter")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_PORT = 8787
 
@@ -27,6 +28,8 @@ class Config:
     spike_factor: Decimal = Decimal(4)
     spike_floor_usd: Decimal = Decimal(1)
     upstreams: dict[str, str] = field(default_factory=dict)
+    billing_interval_s: int = 3600  # [billing] interval: how often the app and `serve` pull the bill
+    billing_urls: dict[str, str] = field(default_factory=dict)  # [billing.<source>] base_url (tests: a stub)
 
     @property
     def tz(self) -> ZoneInfo | None:
@@ -38,7 +41,9 @@ _SCHEMA: dict[str, set[str]] = {
     "display": {"timezone", "week_start"},
     "alerts": {"spike_factor", "spike_floor_usd"},
     "proxy": {"upstreams"},
+    "billing": {"interval", *BILLING_SOURCES},
 }
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def load(path: Path) -> Config:
@@ -136,4 +141,33 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{where}: proxy.upstreams.{name} must be an http(s) URL, got {url!r}")
         kwargs["upstreams"] = {k.lower(): v.rstrip("/") for k, v in ups.items()}
+    kwargs.update(_billing(data.get("billing", {}), where))
     return Config(**kwargs)
+
+
+def _billing(billing: dict[str, Any], where: str) -> dict[str, Any]:
+    """`[billing] interval = "1h"` (at least 1m: Anthropic allows a call a minute) and
+    `[billing.<source>] base_url`."""
+    out: dict[str, Any] = {}
+    if "interval" in billing:
+        text = billing["interval"]
+        n, unit = (str(text).strip()[:-1], str(text).strip()[-1:]) if isinstance(text, str) else ("", "")
+        if not n.isdigit() or unit not in _DURATION_UNITS or int(n) * _DURATION_UNITS[unit] < 60:
+            raise ConfigError(f"{where}: billing.interval must be a duration of at least 1m such as '1h' or "
+                              f"'30m', got {text!r}")
+        out["billing_interval_s"] = int(n) * _DURATION_UNITS[unit]
+    urls = {}
+    for source in BILLING_SOURCES:
+        table = billing.get(source)
+        if table is None:
+            continue
+        if not isinstance(table, dict) or set(table) - {"base_url"}:
+            raise ConfigError(f"{where}: [billing.{source}] takes only base_url")
+        url = table.get("base_url")
+        if url is not None:
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{where}: billing.{source}.base_url must be an http(s) URL, got {url!r}")
+            urls[source] = url.rstrip("/")
+    if urls:
+        out["billing_urls"] = urls
+    return out

@@ -1,0 +1,157 @@
+"""Pulling one source's bill into the ledger, and the thread that does it on `[billing] interval`.
+
+A round: load and check the key, pick the window (a 30-day backfill the first time, then the
+rolling ≈3 UTC days), fetch every page, then write the window in one transaction. Any failure
+records the source's state and message and leaves the rows of earlier rounds untouched. A
+rate limit's `retry_at` moves that source's next attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from llmtray.billing import ledger
+from llmtray.billing.errors import BillingError, NotConnected, RateLimited
+from llmtray.billing.keys import load_key
+from llmtray.billing.rows import merge
+from llmtray.billing.sources import Anthropic, OpenAI, OpenRouter, Source, Window
+from llmtray.billing.transport import Transport
+from llmtray.config import Config
+
+log = logging.getLogger(__name__)
+
+SOURCES: dict[str, Source] = {s.name: s for s in (OpenAI(), Anthropic(), OpenRouter())}
+FIRST_AFTER_S = 5.0  # after start-up, not in its rush
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    source: str
+    window: Window
+    rows: int
+    billed_nanos: int  # what the window billed (BYOK excluded)
+
+
+def utc_today(now: float | None = None) -> date:
+    return datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
+
+
+def transport_for(source: Source, config: Config, key: str,
+                  sleep: Callable[[float], bool] | None = None) -> Transport:
+    kwargs = {"sleep": sleep} if sleep is not None else {}
+    return Transport(source.name, config.billing_urls.get(source.name, source.base_url), source.headers(key),
+                     **kwargs)
+
+
+def sync_source(db_path: Path, config: Config, name: str, *, since: date | None = None,
+                now: float | None = None, sleep: Callable[[float], bool] | None = None) -> SyncResult:
+    """One round for one source; raises the `BillingError` it recorded as the source's state."""
+    source = SOURCES[name]
+    conn = ledger.open_ledger(db_path)
+    try:
+        try:
+            key = load_key(name)
+            transport = transport_for(source, config, key, sleep)
+            today = utc_today(now)
+            state = ledger.states(conn).get(name)
+            window = source.window(today, since, backfilled=state is not None and state.backfilled)
+            pages, rows = source.fetch(transport, window)
+        except BillingError as exc:
+            retry_at = exc.retry_at if isinstance(exc, RateLimited) else None
+            ledger.record_state(conn, name, exc.state, str(exc), retry_at, now)
+            raise
+        merged = merge(rows)
+        provisional = {d for d in window.days if source.provisional(d, today)}
+        ledger.write_window(conn, name, window.days, provisional, pages, merged, now)
+        billed = sum(r.amount_nanos or 0 for r in merged if r.kind == "cost" and r.category != "byok")
+        return SyncResult(name, window, len(merged), billed)
+    finally:
+        conn.close()
+
+
+def connected_sources() -> list[str]:
+    """The sources with a key (environment or keyring) of the right class."""
+    out = []
+    for name in SOURCES:
+        try:
+            load_key(name)
+        except BillingError:
+            continue
+        out.append(name)
+    return out
+
+
+class BillingScheduler:
+    """A thread that syncs every connected source `first_after` s after start, then every
+    `[billing] interval`; a source that was rate-limited waits for its `retry_at`. Failures are
+    states in the ledger, logged, never raised: the bill is a nice-to-have next to recording.
+    `on_synced(source)` is called after each successful round (the app refreshes its Bill tab)."""
+
+    def __init__(self, db_path: Path, config: Config, *, first_after: float = FIRST_AFTER_S,
+                 on_synced: Callable[[str], None] | None = None):
+        self._db, self._config, self._first_after = db_path, config, first_after
+        self._on_synced = on_synced
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llmtray-billing", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def sync_now(self) -> None:
+        """Run a round now (Settings → Sync now, a newly connected key)."""
+        self._wake.set()
+
+    def _sleep(self, seconds: float) -> bool:
+        return not self._stopping.wait(seconds)
+
+    def _run(self) -> None:
+        wait = self._first_after
+        while True:
+            self._wake.wait(wait)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            self.round()
+            wait = self._config.billing_interval_s
+
+    def round(self, now: float | None = None) -> list[SyncResult]:
+        results = []
+        try:
+            conn = ledger.open_ledger(self._db)
+            try:
+                states = ledger.states(conn)
+            finally:
+                conn.close()
+        except Exception as exc:  # noqa: BLE001 - a locked or damaged database: try next round
+            log.error("billing sync skipped: %s", exc)
+            return results
+        for name in SOURCES:
+            state = states.get(name)
+            if state is not None and state.retry_at and state.retry_at > (now or time.time()):
+                continue  # rate-limited: its Retry-After is not over yet
+            try:
+                results.append(sync_source(self._db, self._config, name, now=now, sleep=self._sleep))
+            except NotConnected:
+                continue
+            except BillingError as exc:
+                log.warning("billing sync: %s", exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - never take the app down for the bill
+                log.exception("billing sync of %s failed: %s", name, exc)
+                continue
+            if self._on_synced is not None:
+                self._on_synced(name)
+        return results
