@@ -12,7 +12,8 @@ HEADLESS = ["llmtray.core.events", "llmtray.core.pricing", "llmtray.core.store",
             "llmtray.ingest.service", "llmtray.ingest.proxy", "llmtray.importers.engine", "llmtray.hooks",
             "llmtray.demo", "llmtray.autostart", "llmtray.cli", "llmtray.commands.serve",
             "llmtray.commands.import_", "llmtray.commands.budgets", "llmtray.commands.status",
-            "llmtray.commands.report", "llmtray.commands.export"]
+            "llmtray.commands.report", "llmtray.commands.export",
+            "llmtray.billing.sync", "llmtray.billing.reconcile", "llmtray.commands.billing", "llmtray.commands.reconcile"]
 
 
 @pytest.mark.parametrize("module", HEADLESS)

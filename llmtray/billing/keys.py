@@ -86,7 +86,8 @@ def _keyring_get(source: str) -> str | None:
 
 
 def save_key(source: str, key: str | None) -> None:
-    """Keep the key in the keyring (None removes it); raises the keyring's error if it can't."""
+    """Keep the key in the keyring (None removes it); raises the keyring's error if it can't,
+    or RuntimeError when the keyring answered but did not keep it."""
     import keyring
     from keyring.errors import PasswordDeleteError
 
@@ -96,4 +97,9 @@ def save_key(source: str, key: str | None) -> None:
         except PasswordDeleteError:
             pass
         return
-    keyring.set_password(KEYRING_SERVICE, keyring_name(source), check_class(source, key))
+    key = check_class(source, key)
+    keyring.set_password(KEYRING_SERVICE, keyring_name(source), key)
+    # some backends (the null one, a fail-open chainer) accept a key and keep nothing: saying
+    # "connected" then would leave the user with a bill that never syncs
+    if keyring.get_password(KEYRING_SERVICE, keyring_name(source)) != key:
+        raise RuntimeError(f"the keyring backend {type(keyring.get_keyring()).__name__} did not keep the key")

@@ -35,7 +35,7 @@ from typing import Any
 
 from llmtray.billing import ledger
 from llmtray.billing.rows import BYOK, COST, TOOL, BilledRow
-from llmtray.billing.sync import SOURCES
+from llmtray.billing.sources import SOURCES
 from llmtray.core.money import nanos_to_str
 from llmtray.core.periods import midnight_us  # with UTC: bills are bucketed by UTC day
 from llmtray.core.queries import Filters, Queries, Totals

@@ -8,6 +8,7 @@ the caller writes a window all at once or not at all.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -30,6 +31,10 @@ class Window:
     @property
     def days(self) -> list[date]:
         return [self.first + timedelta(days=i) for i in range((self.end - self.first).days)]
+
+
+def utc_today(now: float | None = None) -> date:
+    return datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
 
 
 def midnight(day: date) -> datetime:
@@ -243,3 +248,6 @@ class OpenRouter(Source):
                 if nanos:
                     rows.append(BilledRow(day, COST, model=model, item=upstream, category=BYOK, amount_nanos=nanos))
         return [page], rows
+
+
+SOURCES: dict[str, Source] = {s.name: s for s in (OpenAI(), Anthropic(), OpenRouter())}

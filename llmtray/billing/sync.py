@@ -13,20 +13,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 from llmtray.billing import ledger
 from llmtray.billing.errors import BillingError, NotConnected, RateLimited
 from llmtray.billing.keys import load_key
 from llmtray.billing.rows import merge
-from llmtray.billing.sources import Anthropic, OpenAI, OpenRouter, Source, Window
+from llmtray.billing.drift import drift_alerts
+from llmtray.billing.sources import SOURCES, Source, Window, utc_today
 from llmtray.billing.transport import Transport
 from llmtray.config import Config
 
 log = logging.getLogger(__name__)
 
-SOURCES: dict[str, Source] = {s.name: s for s in (OpenAI(), Anthropic(), OpenRouter())}
 FIRST_AFTER_S = 5.0  # after start-up, not in its rush
 
 
@@ -36,10 +36,6 @@ class SyncResult:
     window: Window
     rows: int
     billed_nanos: int  # what the window billed (BYOK excluded)
-
-
-def utc_today(now: float | None = None) -> date:
-    return datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
 
 
 def transport_for(source: Source, config: Config, key: str,
@@ -128,6 +124,7 @@ class BillingScheduler:
             wait = self._config.billing_interval_s
 
     def round(self, now: float | None = None) -> list[SyncResult]:
+        """Sync every connected source whose rate limit is over, then raise drift alerts."""
         results = []
         try:
             conn = ledger.open_ledger(self._db)
@@ -152,6 +149,10 @@ class BillingScheduler:
             except Exception as exc:  # noqa: BLE001 - never take the app down for the bill
                 log.exception("billing sync of %s failed: %s", name, exc)
                 continue
+            try:
+                drift_alerts(self._db, name, now)
+            except Exception as exc:  # noqa: BLE001
+                log.exception("billing drift check of %s failed: %s", name, exc)
             if self._on_synced is not None:
                 self._on_synced(name)
         return results
