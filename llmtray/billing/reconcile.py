@@ -169,7 +169,9 @@ class Reconciliation:
         return {"rows": [line.as_json() for line in self.lines], "totals": self.totals()}
 
     def drifts(self) -> list[Line]:
-        return [line for line in self.lines if line.status == "drift"]
+        """Settled lines beyond the tolerance: drift, and billed- or observed-only lines."""
+        return [line for line in self.lines
+                if line.day_status == "settled" and not within(line.billed_nanos, line.observed_nanos)]
 
 
 def reconcile(conn: sqlite3.Connection, queries: Queries, first: date, end: date,

@@ -24,6 +24,7 @@ from llmtray.billing.drift import drift_alerts
 from llmtray.billing.sources import SOURCES, Source, Window, utc_today
 from llmtray.billing.transport import Transport
 from llmtray.config import Config
+from llmtray.core.money import format_usd
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,8 @@ class BillingScheduler:
             except Exception as exc:  # noqa: BLE001 - never take the app down for the bill
                 log.exception("billing sync of %s failed: %s", name, exc)
                 continue
+            log.info("billing: %s synced %s … %s, billed %s", name, results[-1].window.first,
+                     results[-1].window.days[-1], format_usd(results[-1].billed_nanos))
             try:
                 drift_alerts(self._db, name, now)
             except Exception as exc:  # noqa: BLE001

@@ -20,6 +20,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable
 
+from llmtray.billing.sync import BillingScheduler
 from llmtray.config import Config
 from llmtray.core.backups import FIRST_AFTER_S, BackupScheduler
 from llmtray.core.errors import ConfigError, LLMTrayError
@@ -146,6 +147,7 @@ class IngestService:
         self._keyring_timeout = keyring_timeout
         self.writer = Writer(paths.db, lambda: Pricer(load_overrides(paths.pricing_file)))
         self.backups = BackupScheduler(paths.db, first_after=backup_after)  # whoever owns the database backs it up
+        self.billing = BillingScheduler(paths.db, config)  # the provider's bill on [billing] interval (DESIGN §13)
         self.api = IngestAPI(self.writer, paths.db, config, budget_entries)
         self.server = IngestServer(self.api, limits)
         self.proxy = Proxy.install(self)  # /proxy/<upstream>/…: the metering proxy (DESIGN §5)
@@ -214,6 +216,7 @@ class IngestService:
                 self.recovered = ensure_usable(self.paths.db)
             self.writer.start()
             self.backups.start()
+            self.billing.start()
             assert self._sock is not None and self._url is not None
             self.server.start(self._sock, Guard(self._token.value, allow_remote=self.allow_remote))
             discovery.write(self.paths.ingest_file, self._url, self._token.value)
@@ -259,6 +262,7 @@ class IngestService:
             self._startup.join()
         self.server.stop()
         self.backups.stop()
+        self.billing.stop()
         self.writer.stop()
         if self._announced:
             discovery.remove(self.paths.ingest_file)
