@@ -18,7 +18,7 @@ def test_defaults_and_values():
     ({"interval": "30s"}, "billing.interval must be a duration of at least 1m"),
     ({"interval": 3600}, "billing.interval must be a duration"),
     ({"interval": "1 hour"}, "billing.interval must be a duration"),
-    ({"openai": {"base_url": "ftp://x"}}, "billing.openai.base_url must be an http(s) URL"),
+    ({"openai": {"base_url": "ftp://x"}}, r"billing.openai.base_url must be an http\(s\) URL"),
     ({"anthropic": {"url": "http://x"}}, r"\[billing.anthropic\] takes only base_url"),
     ({"gemini": {"base_url": "http://x"}}, "unknown key billing.gemini"),
 ])
