@@ -178,7 +178,9 @@ def reconcile(conn: sqlite3.Connection, queries: Queries, first: date, end: date
               sources: list[str] | None = None) -> Reconciliation:
     """Every (UTC day, provider, model) of `first` … `end` (exclusive) seen on either side, for
     the chosen sources (default all three)."""
-    chosen = sources or list(SOURCES)
+    chosen = list(SOURCES) if sources is None else list(sources)
+    if not chosen:
+        return Reconciliation([], first, end, {})
     provider_source = {SOURCES[s].provider: s for s in chosen}
     billed: dict[tuple[date, str, str], BilledSide] = defaultdict(BilledSide)
     for source, row in ledger.billed_rows(conn, first, end, chosen):

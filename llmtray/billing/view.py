@@ -1,0 +1,83 @@
+"""Everything the Bill tab shows, computed in one go on a worker thread (no Qt here): the
+reconciliation of the last 31 UTC days, billed vs observed per day for the chart, the
+month's billed total with its as-of time, and each source's sync state."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from llmtray.billing import ledger
+from llmtray.billing.keys import SPECS
+from llmtray.billing.reconcile import Reconciliation, reconcile
+from llmtray.billing.sources import SOURCES, utc_today
+from llmtray.billing.sync import connected_sources
+from llmtray.core.queries import Queries
+
+DAYS = 31  # covers a whole month as well as the chart's range
+
+
+@dataclass(frozen=True)
+class DayPoint:
+    day: date
+    billed_nanos: int | None  # None: no settled or provisional bill for the day from any source
+    observed_nanos: int
+    settled: bool
+
+
+@dataclass(frozen=True)
+class BillView:
+    result: Reconciliation
+    points: list[DayPoint]
+    month_billed_nanos: int
+    month_observed_nanos: int
+    as_of: float | None  # when the newest bill figure of the month was fetched
+    states: dict[str, ledger.SourceState]
+    connected: dict[str, bool]
+    drift_days: int  # settled UTC days with a line beyond the tolerance
+
+
+def load_view(db_path: Path, now: float | None = None) -> BillView:
+    """The tab's data from the database at `db_path` (a connection of this thread's own; the
+    keyring is asked which sources are connected, so never call this on the GUI thread)."""
+    now = time.time() if now is None else now
+    keyed = set(connected_sources())
+    today = utc_today(now)
+    first, end = today - timedelta(days=DAYS - 1), today + timedelta(days=1)
+    conn = ledger.open_ledger(db_path)
+    try:
+        states = ledger.states(conn)
+        # only providers with a bill (or a key): observed spend elsewhere has nothing to meet
+        billed = [s for s in SOURCES if s in keyed or ledger.coverage(conn, s).days]
+        result = reconcile(conn, Queries(conn), first, end, billed)
+        status = ledger.day_status(conn, first, end)
+    finally:
+        conn.close()
+    points = []
+    for i in range(DAYS):
+        day = first + timedelta(days=i)
+        lines = [line for line in result.lines if line.day == day]
+        billed_days = [st for (s, d), (st, _) in status.items() if d == day]
+        points.append(DayPoint(day, sum(line.billed_nanos for line in lines) if billed_days else None,
+                               sum(line.observed_nanos for line in lines),
+                               bool(billed_days) and all(st == "settled" for st in billed_days)))
+    month = today.replace(day=1)
+    in_month = [line for line in result.lines if line.day >= month]
+    as_ofs = [as_of for (_, d), (_, as_of) in status.items() if d >= month]
+    return BillView(result, points, sum(line.billed_nanos for line in in_month),
+                    sum(line.observed_nanos for line in in_month), max(as_ofs) if as_ofs else None, states,
+                    {s: s in keyed for s in SOURCES},
+                    len({line.day for line in result.drifts()}))
+
+
+def source_line(name: str, state: ledger.SourceState | None, connected: bool) -> str:
+    """'openai: synced 04:30 UTC' / 'anthropic: needs an admin key …' for the tab and Settings."""
+    if state is None:
+        return f"{name}: {'connected, not synced yet' if connected else 'not connected'}"
+    if state.state == "ok":
+        return f"{name}: synced {time.strftime('%b %d %H:%M UTC', time.gmtime(state.last_success or 0))}"
+    if state.state == "not_connected":
+        return f"{name}: not connected ({SPECS[name].env} or Settings → Bills)"
+    return f"{name}: {state.message.removeprefix(name + ': ')}"
