@@ -2,7 +2,8 @@
 
 The data comes from `billing.view.load_view` on a QThread of the tab's own (its own database
 connection, and the keyring, which can block); the tab only draws. It reloads when shown and
-when a sync round finished (`reload()`), never on every commit: bills change hourly at most.
+every minute while shown, never on every commit: bills change hourly at most, and a sync round
+(on the ingest service's thread) lands within that minute without wiring the tray to the tab.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import time
 
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
-from PySide6.QtGui import QBrush, QColor, QShowEvent
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtGui import QBrush, QColor, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout,
                                QWidget)
 
@@ -22,6 +23,7 @@ from llmtray.gui.chart_parts import ChartCard, DayAxis, ValueAxis
 from llmtray.gui.kpis import KpiCard
 
 NANOS = 1e9
+RELOAD_MS = 60_000
 BILLED, OBSERVED, PROVISIONAL = theme.ACCENT, "#9ca3af", "#c7d2fe"
 STATUS_COLORS = {"match": theme.OK, "drift": theme.ERROR, "provisional": theme.MUTED,
                  "billed_only": "#d97706", "observed_only": "#d97706"}
@@ -116,6 +118,9 @@ class BillTab(QWidget):
         header.setSectionResizeMode(COLUMNS.index("Cause"), QHeaderView.ResizeMode.Stretch)
         layout.addWidget(self.table, 3)
 
+        self._timer = QTimer(self)
+        self._timer.setInterval(RELOAD_MS)
+        self._timer.timeout.connect(self.reload)
         self._thread = QThread(self)
         self._thread.setObjectName("llmtray-bill")
         self._loader = _Loader(db_path)
@@ -132,7 +137,12 @@ class BillTab(QWidget):
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt API
         super().showEvent(event)
+        self._timer.start()
         self.reload()
+
+    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 - Qt API
+        self._timer.stop()  # an idle tray reads nothing
+        super().hideEvent(event)
 
     @Slot(object)
     def _show(self, view: BillView) -> None:
@@ -183,5 +193,6 @@ class BillTab(QWidget):
         self.sources.setText(f"The bill could not be read: {message}")
 
     def shutdown(self) -> None:
+        self._timer.stop()
         self._thread.quit()
         self._thread.wait(5000)
