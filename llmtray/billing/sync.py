@@ -18,7 +18,7 @@ from pathlib import Path
 
 from llmtray.billing import ledger
 from llmtray.billing.errors import BillingError, NotConnected, RateLimited
-from llmtray.billing.keys import load_key
+from llmtray.billing.keys import check_class, load_key, save_key
 from llmtray.billing.rows import merge
 from llmtray.billing.drift import drift_alerts
 from llmtray.billing.sources import SOURCES, Source, Window, utc_today
@@ -68,6 +68,26 @@ def sync_source(db_path: Path, config: Config, name: str, *, since: date | None 
         ledger.write_window(conn, name, window.days, provisional, pages, merged, now)
         billed = sum(r.amount_nanos or 0 for r in merged if r.kind == "cost" and r.category != "byok")
         return SyncResult(name, window, len(merged), billed)
+    finally:
+        conn.close()
+
+
+def connect(config: Config, name: str, key: str) -> None:
+    """Check a key's class, then the key itself with one call, then keep it in the keyring.
+    Raises the `BillingError` of the check, or the keyring's own error (the key works, but it
+    could not be kept: the caller says to use the environment variable instead)."""
+    source = SOURCES[name]
+    key = check_class(name, key)
+    source.check(transport_for(source, config, key), utc_today())
+    save_key(name, key)
+
+
+def disconnect(db_path: Path, name: str) -> None:
+    """Remove the key and the sync state; the bill already synced stays in the ledger."""
+    save_key(name, None)
+    conn = ledger.open_ledger(db_path)
+    try:
+        ledger.forget(conn, name)
     finally:
         conn.close()
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from llmtray.billing import ledger
-from llmtray.billing.keys import SPECS
+from llmtray.billing.errors import BillingError, NotConnected
+from llmtray.billing.keys import SPECS, load_key
 from llmtray.billing.reconcile import Reconciliation, reconcile
 from llmtray.billing.sources import SOURCES, utc_today
 from llmtray.billing.sync import connected_sources
+from llmtray.core.money import nanos_to_str
 from llmtray.core.queries import Queries
 
 DAYS = 31  # covers a whole month as well as the chart's range
@@ -81,3 +84,35 @@ def source_line(name: str, state: ledger.SourceState | None, connected: bool) ->
     if state.state == "not_connected":
         return f"{name}: not connected ({SPECS[name].env} or Settings → Bills)"
     return f"{name}: {state.message.removeprefix(name + ': ')}"
+
+
+def source_statuses(db_path: Path) -> list[dict[str, Any]]:
+    """Per source: connected (a key of the right class), sync state, coverage and billed total —
+    `llmtray billing status --json` and Settings → Bills. Asks the keyring: not on a GUI thread."""
+    conn = ledger.open_ledger(db_path)
+    try:
+        states = ledger.states(conn)
+        out = []
+        for name in SOURCES:
+            try:
+                load_key(name)
+                connected, key_problem = True, None
+            except NotConnected:
+                connected, key_problem = False, None
+            except BillingError as exc:
+                connected, key_problem = False, str(exc)
+            st, cov = states.get(name), ledger.coverage(conn, name)
+            out.append({"source": name, "connected": connected, "key_problem": key_problem,
+                        "state": st.state if st else "never_synced", "message": st.message if st else None,
+                        "last_sync": _iso(st.last_success) if st else None,
+                        "last_attempt": _iso(st.last_attempt) if st else None,
+                        "retry_at": _iso(st.retry_at) if st else None,
+                        "days": cov.days, "first_day": cov.first, "last_day": cov.last,
+                        "provisional_days": cov.provisional_days, "billed_usd": nanos_to_str(cov.billed_nanos)})
+        return out
+    finally:
+        conn.close()
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if ts else None

@@ -10,17 +10,15 @@ import argparse
 import getpass
 import json
 import sys
-from datetime import UTC, datetime
-from typing import Any
 
-from llmtray.billing import ledger
-from llmtray.billing.errors import BillingError, NotConnected
-from llmtray.billing.keys import SPECS, check_class, load_key, save_key
-from llmtray.billing.sources import SOURCES, utc_today
-from llmtray.billing.sync import connected_sources, sync_source, transport_for
-from llmtray.commands.report import parse_since
+from llmtray.billing.errors import BillingError
+from llmtray.billing.keys import SPECS
+from llmtray.billing.sources import SOURCES
+from llmtray.billing.sync import connect, connected_sources, disconnect, sync_source
+from llmtray.billing.view import source_statuses
+from llmtray.commands.reconcile import parse_utc_since
 from llmtray.core.errors import LLMTrayError
-from llmtray.core.money import format_usd, nanos_to_str
+from llmtray.core.money import format_usd
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -53,15 +51,11 @@ def _read_key(source: str, from_stdin: bool) -> str:
 
 
 def run_connect(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
-    source = SOURCES[args.source]
     try:
-        key = check_class(args.source, _read_key(args.source, args.stdin))
-        source.check(transport_for(source, ctx.config, key), utc_today())
+        connect(ctx.config, args.source, _read_key(args.source, args.stdin))
     except BillingError as exc:
         print(f"llmtray: error: {exc}", file=sys.stderr)
         return 1
-    try:
-        save_key(args.source, key)
     except Exception as exc:  # noqa: BLE001 - keyring backends raise their own types
         raise LLMTrayError(f"the key works, but no keyring could store it ({type(exc).__name__}: {exc}); "
                            f"set {SPECS[args.source].env} in the environment instead") from None
@@ -70,12 +64,7 @@ def run_connect(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
 
 
 def run_disconnect(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
-    save_key(args.source, None)
-    conn = ledger.open_ledger(ctx.paths.db)
-    try:
-        ledger.forget(conn, args.source)
-    finally:
-        conn.close()
+    disconnect(ctx.paths.db, args.source)
     print(f"{args.source}: disconnected (the bill already synced stays in the ledger)")
     return 0
 
@@ -83,7 +72,7 @@ def run_disconnect(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
 def run_sync(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
     since = None
     if args.since:
-        since = datetime.fromtimestamp(parse_since(args.since, UTC) / 1_000_000, UTC).date()
+        since = parse_utc_since(args.since)
     names = [args.source] if args.source else connected_sources()
     if not names:
         print("llmtray: error: no billing source is connected; run `llmtray billing connect openai` "
@@ -103,39 +92,8 @@ def run_sync(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
     return 1 if failed else 0
 
 
-def status(ctx) -> list[dict[str, Any]]:  # noqa: ANN001
-    """Per source, for `status --json` and the Settings section."""
-    conn = ledger.open_ledger(ctx.paths.db)
-    try:
-        states = ledger.states(conn)
-        out = []
-        for name in SOURCES:
-            try:
-                load_key(name)
-                connected, key_problem = True, None
-            except NotConnected:
-                connected, key_problem = False, None
-            except BillingError as exc:
-                connected, key_problem = False, str(exc)
-            st, cov = states.get(name), ledger.coverage(conn, name)
-            out.append({"source": name, "connected": connected, "key_problem": key_problem,
-                        "state": st.state if st else "never_synced", "message": st.message if st else None,
-                        "last_sync": _iso(st.last_success) if st else None,
-                        "last_attempt": _iso(st.last_attempt) if st else None,
-                        "retry_at": _iso(st.retry_at) if st else None,
-                        "days": cov.days, "first_day": cov.first, "last_day": cov.last,
-                        "provisional_days": cov.provisional_days, "billed_usd": nanos_to_str(cov.billed_nanos)})
-        return out
-    finally:
-        conn.close()
-
-
-def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if ts else None
-
-
 def run_status(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
-    rows = status(ctx)
+    rows = source_statuses(ctx.paths.db)
     if args.json:
         json.dump({"sources": rows}, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from llmtray.billing import ledger
 from llmtray.billing.reconcile import Reconciliation, reconcile
@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
-    first = datetime.fromtimestamp(parse_since(args.since, UTC) / 1_000_000, UTC).date()
+    first = parse_utc_since(args.since)
     store = ctx.store()  # migrates; its read connection serves the observed side
     conn = ledger.open_ledger(ctx.paths.db)
     try:
@@ -42,6 +42,11 @@ def run(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001
     else:
         print(render(result))
     return 0
+
+
+def parse_utc_since(text: str) -> date:
+    """`--since` (30d, 4w, 3m, YYYY-MM-DD) as a UTC day: bills are kept by UTC day."""
+    return datetime.fromtimestamp(parse_since(text, UTC) / 1_000_000, UTC).date()
 
 
 def render(result: Reconciliation) -> str:
