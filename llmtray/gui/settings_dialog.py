@@ -147,6 +147,10 @@ class SettingsDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(prices)
+        from llmtray.gui.bills_settings import BillsSection  # here: it uses this module's _KeyringCall
+
+        self.bills = BillsSection(paths)
+        layout.addWidget(self.bills)
         layout.addWidget(QLabel(f"Settings file: {paths.config_file}"))
         layout.addWidget(self.error)
         layout.addWidget(buttons)
@@ -235,6 +239,7 @@ class SettingsDialog(QDialog):
         for call in self._calls:
             if call.thread is not None:
                 call.thread.join(timeout=1.0)
+        self.bills.wait()
         super().done(result)
 
     @Slot()
