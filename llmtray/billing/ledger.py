@@ -46,9 +46,11 @@ class SourceState:
 
 
 def write_window(conn: sqlite3.Connection, source: str, days: list[date], provisional: set[date],
-                 pages: list[Page], rows: Iterable[BilledRow], now: float | None = None) -> None:
+                 pages: list[Page], rows: Iterable[BilledRow], now: float | None = None, *,
+                 backfill: bool = True) -> None:
     """Replace the source's rows for `days` (a contiguous window) with `rows`, mark each day
-    provisional or settled, keep the raw pages, and record the success — one transaction."""
+    provisional or settled, keep the raw pages, and record the success — one transaction.
+    `backfill`: the window was the full backfill, so later rounds may re-fetch only the last days."""
     now = time.time() if now is None else now
     first, last = days[0].isoformat(), days[-1].isoformat()
     placeholders = ", ".join("?" * (len(COLUMNS) + 1))
@@ -66,7 +68,7 @@ def write_window(conn: sqlite3.Connection, source: str, days: list[date], provis
             "INSERT INTO billing_page (source, endpoint, params, fetched_at, body) VALUES (?, ?, ?, ?, ?)",
             [(source, p.endpoint, json.dumps(p.params, default=str), p.fetched_at, p.text) for p in pages])
         conn.execute("DELETE FROM billing_page WHERE source = ? AND fetched_at < ?", (source, now - PAGES_KEPT_S))
-        _set_state(conn, source, "ok", f"synced {first} … {last}", now, success=True)
+        _set_state(conn, source, "ok", f"synced {first} … {last}", now, success=True, backfilled=backfill)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -86,14 +88,14 @@ def record_state(conn: sqlite3.Connection, source: str, state: str, message: str
 
 
 def _set_state(conn: sqlite3.Connection, source: str, state: str, message: str, now: float, *,
-               success: bool = False, retry_at: float | None = None) -> None:
+               success: bool = False, retry_at: float | None = None, backfilled: bool = False) -> None:
     conn.execute(
         "INSERT INTO billing_source (source, state, message, last_attempt, last_success, retry_at, backfilled)"
         " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET state = excluded.state,"
         " message = excluded.message, last_attempt = excluded.last_attempt,"
         " last_success = coalesce(excluded.last_success, last_success), retry_at = excluded.retry_at,"
         " backfilled = max(backfilled, excluded.backfilled)",
-        (source, state, message, now, now if success else None, retry_at, int(success)))
+        (source, state, message, now, now if success else None, retry_at, int(backfilled)))
 
 
 def forget(conn: sqlite3.Connection, source: str) -> None:

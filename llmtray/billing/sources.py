@@ -21,6 +21,9 @@ from llmtray.billing.transport import Page, Transport, paginate
 from llmtray.billing.units import Unit, amount_nanos
 
 
+BACKFILL_DAYS = 30  # the first round's reach (OpenRouter keeps no more)
+
+
 @dataclass(frozen=True)
 class Window:
     """UTC days `first` … `end` (exclusive)."""
@@ -60,7 +63,7 @@ class Source:
         within what the provider keeps."""
         end = self.last_end(today)
         if since is None:
-            since = end - timedelta(days=self.rolling_days if backfilled else 30)
+            since = end - timedelta(days=self.rolling_days if backfilled else BACKFILL_DAYS)
         return Window(max(since, end - timedelta(days=self.max_backfill_days)), end)
 
     def provisional(self, day: date, today: date) -> bool:

@@ -21,7 +21,7 @@ from llmtray.billing.errors import BillingError, NotConnected, RateLimited
 from llmtray.billing.keys import check_class, load_key, save_key
 from llmtray.billing.rows import merge
 from llmtray.billing.drift import drift_alerts
-from llmtray.billing.sources import SOURCES, Source, Window, utc_today
+from llmtray.billing.sources import BACKFILL_DAYS, SOURCES, Source, Window, utc_today
 from llmtray.billing.transport import Transport
 from llmtray.config import Config
 from llmtray.core.money import format_usd
@@ -65,7 +65,8 @@ def sync_source(db_path: Path, config: Config, name: str, *, since: date | None 
             raise
         merged = merge(rows)
         provisional = {d for d in window.days if source.provisional(d, today)}
-        ledger.write_window(conn, name, window.days, provisional, pages, merged, now)
+        ledger.write_window(conn, name, window.days, provisional, pages, merged, now,
+                            backfill=len(window.days) >= min(BACKFILL_DAYS, source.max_backfill_days))
         billed = sum(r.amount_nanos or 0 for r in merged if r.kind == "cost" and r.category != "byok")
         return SyncResult(name, window, len(merged), billed)
     finally:

@@ -265,3 +265,30 @@ def test_no_key_reaches_a_log(data_dir, stub, keys, config, caplog):
     with pytest.raises(Unavailable):
         sync_source(db(data_dir), config, "openai", now=NOW)
     assert OPENAI_KEY not in caplog.text
+
+
+def test_a_short_first_sync_is_not_the_backfill(data_dir, stub, keys, config):
+    """`billing sync --since 3d` first: the next round still backfills 30 days."""
+    sync_source(db(data_dir), config, "anthropic", since=TODAY - timedelta(days=2), now=NOW)
+    assert state(data_dir, "anthropic").backfilled is False
+    result = sync_source(db(data_dir), config, "anthropic", now=NOW)
+    assert len(result.window.days) == 30 and state(data_dir, "anthropic").backfilled is True
+    assert len(sync_source(db(data_dir), config, "anthropic", now=NOW).window.days) == 3
+
+
+def test_the_scheduler_waits_out_a_rate_limit_and_skips_unconnected(data_dir, stub, config, monkeypatch):
+    from llmtray.billing.sync import BillingScheduler
+
+    monkeypatch.setenv("LLMTRAY_OPENAI_ADMIN_KEY", OPENAI_KEY)
+    for env in ("LLMTRAY_ANTHROPIC_ADMIN_KEY", "LLMTRAY_OPENROUTER_MANAGEMENT_KEY"):
+        monkeypatch.delenv(env, raising=False)
+    stub.faults["/v1/organization/costs"].append(Fault(429, {"error": {"message": "slow"}}, {"Retry-After": "600"}))
+    scheduler = BillingScheduler(db(data_dir), config)
+    assert scheduler.round(now=NOW) == []
+    retry_at = state(data_dir, "openai").retry_at
+    assert state(data_dir, "openai").state == "rate_limited" and retry_at > NOW
+    assert state(data_dir, "anthropic").state == "not_connected"
+    stub.requests.clear()
+    assert scheduler.round(now=NOW + 60) == [] and stub.requests == []  # Retry-After not over: not asked
+    (result,) = scheduler.round(now=retry_at + 1)
+    assert result.source == "openai" and state(data_dir, "openai").state == "ok"
