@@ -1,4 +1,5 @@
-"""Observed vs billed per UTC day × provider × model, each gap given its most likely cause.
+"""Observed vs billed per UTC day × provider × model (× project where both sides know it), each
+gap given its most likely cause.
 
 Quantities are compared first (requests, input with its cache parts, output), then dollars. A
 settled day matches when |Δ| ≤ max($0.01, 2 % of billed). A gap beyond that gets the first cause
@@ -114,6 +115,7 @@ class Line:
     source: str
     provider: str
     model: str
+    project: str  # '' unless both the bill and the events know this project
     observed: Totals | None
     billed: BilledSide | None
     failed: int  # observed requests with status other than ok
@@ -139,7 +141,8 @@ class Line:
         pct = None
         if billed:
             pct = format((Decimal(self.delta_nanos) * 100 / billed).quantize(Decimal("0.1")), "f")
-        return {"day": self.day.isoformat(), "provider": self.provider, "model": self.model, "source": self.source,
+        return {"day": self.day.isoformat(), "provider": self.provider, "model": self.model,
+                "project": self.project or None, "source": self.source,
                 "observed_usd": nanos_to_str(self.observed_nanos if self.observed else None) or "0",
                 "billed_usd": nanos_to_str(billed) if billed is not None else None,
                 "delta_usd": nanos_to_str(self.delta_nanos) if billed is not None else None,
@@ -182,26 +185,34 @@ def reconcile(conn: sqlite3.Connection, queries: Queries, first: date, end: date
     if not chosen:
         return Reconciliation([], first, end, {})
     provider_source = {SOURCES[s].provider: s for s in chosen}
-    billed: dict[tuple[date, str, str], BilledSide] = defaultdict(BilledSide)
-    for source, row in ledger.billed_rows(conn, first, end, chosen):
-        model = canonical(row.model) if row.model else TOOLS_MODEL
-        billed[(row.day, source, model)].add(row, derived=source == "openai" and row.kind == COST)
-    observed: dict[tuple[date, str, str], Totals] = defaultdict(Totals)
-    failed: dict[tuple[date, str, str], int] = defaultdict(int)
+    rows = ledger.billed_rows(conn, first, end, chosen)
     f = Filters(start_us=midnight_us(first, UTC), end_us=midnight_us(end, UTC), provider=tuple(provider_source))
-    for day, (provider, model, status), totals in queries.per_utc_day(f, ("provider", "model", "status")):
-        key = (day, provider_source[provider], canonical(model or ""))
+    seen = queries.per_utc_day(f, ("provider", "model", "status", "project"))
+    # a project is a dimension only where both sides know it: the bill's project/workspace id
+    # that llmtray's events also carry as `project`; every other project is matched as one
+    shared = ({(source, row.project) for source, row in rows if row.project}
+              & {(provider_source[p], project) for _, (p, _, _, project), _ in seen if project})
+    billed: dict[tuple[date, str, str, str], BilledSide] = defaultdict(BilledSide)
+    for source, row in rows:
+        model = canonical(row.model) if row.model else TOOLS_MODEL
+        project = row.project if (source, row.project) in shared else ""
+        billed[(row.day, source, model, project)].add(row, derived=source == "openai" and row.kind == COST)
+    observed: dict[tuple[date, str, str, str], Totals] = defaultdict(Totals)
+    failed: dict[tuple[date, str, str, str], int] = defaultdict(int)
+    for day, (provider, model, status, project), totals in seen:
+        source = provider_source[provider]
+        key = (day, source, canonical(model or ""), project if (source, project) in shared else "")
         observed[key].add(totals)
         if status != "ok":
             failed[key] += totals.requests
     days = ledger.day_status(conn, first, end)
     lines = []
     for key in sorted(set(billed) | set(observed)):
-        day, source, model = key
+        day, source, model, project = key
         status, as_of = days.get((source, day), (None, None))
         side = billed.get(key)
         shown = sorted(side.models)[0] if side and side.models and model != TOOLS_MODEL else model
-        lines.append(Line(day, source, SOURCES[source].provider, shown or model, observed.get(key), side,
+        lines.append(Line(day, source, SOURCES[source].provider, shown or model, project, observed.get(key), side,
                           failed.get(key, 0), status, as_of))
     _classify(lines)
     through = {}
@@ -212,7 +223,7 @@ def reconcile(conn: sqlite3.Connection, queries: Queries, first: date, end: date
 
 
 def _classify(lines: list[Line]) -> None:
-    by_key = {(line.day, line.source, canonical(line.model)): line for line in lines}
+    by_key = {(line.day, line.source, canonical(line.model), line.project): line for line in lines}
     for line in lines:
         gap = not within(line.billed_nanos, line.observed_nanos)
         if line.day_status is None:
@@ -231,11 +242,11 @@ def _classify(lines: list[Line]) -> None:
             line.cause = _cause(line, by_key)
 
 
-def _cause(line: Line, by_key: dict[tuple[date, str, str], Line]) -> str:
+def _cause(line: Line, by_key: dict[tuple[date, str, str, str], Line]) -> str:
     """The first cause of the fixed list whose test holds (see the module docstring)."""
     delta = line.delta_nanos
     for step in (-1, 1):
-        other = by_key.get((line.day + timedelta(days=step), line.source, canonical(line.model)))
+        other = by_key.get((line.day + timedelta(days=step), line.source, canonical(line.model), line.project))
         if (other is not None and other.day_status == "settled" and (other.delta_nanos > 0) != (delta > 0)
                 and not within(other.billed_nanos, other.observed_nanos)
                 and within(line.billed_nanos + other.billed_nanos, line.observed_nanos + other.observed_nanos)

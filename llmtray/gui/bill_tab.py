@@ -177,7 +177,7 @@ class BillTab(QWidget):
             billed = format_usd(line.billed_nanos) if j["billed_usd"] is not None else "—"
             delta = format_usd(line.delta_nanos) if j["delta_usd"] is not None else "—"
             pct = f"{j['delta_pct']} %" if j["delta_pct"] is not None else "—"
-            model = line.model + (" (derived)" if j["derived"] else "")
+            model = line.model + (f" · {line.project}" if line.project else "") + (" (derived)" if j["derived"] else "")
             cells = (j["day"], line.provider, model, format_usd(line.observed_nanos), billed, delta, pct,
                      line.status.replace("_", " "), line.cause)
             for col, text in enumerate(cells):

@@ -49,11 +49,11 @@ def test_sync_status_and_reconcile_json(data_dir, stub):
     assert rec.returncode == 0, rec.stderr
     body = json.loads(rec.stdout)
     assert body["rows"] == [
-        {"day": day.isoformat(), "provider": "anthropic", "model": "claude-opus-5", "source": "anthropic",
+        {"day": day.isoformat(), "provider": "anthropic", "model": "claude-opus-5", "project": None, "source": "anthropic",
          "observed_usd": "0", "billed_usd": "2.5", "delta_usd": "2.5", "delta_pct": "100.0", "status": "billed_only",
          "cause": "unexplained", "derived": False, "observed_requests": 0, "billed_requests": None,
          "failed_requests": 0},
-        {"day": day.isoformat(), "provider": "openai", "model": "gpt-4o-2024-08-06", "source": "openai",
+        {"day": day.isoformat(), "provider": "openai", "model": "gpt-4o-2024-08-06", "project": None, "source": "openai",
          "observed_usd": "0", "billed_usd": "1.25", "delta_usd": "1.25", "delta_pct": "100.0", "status": "billed_only",
          "cause": "unexplained", "derived": True, "observed_requests": 0, "billed_requests": None,
          "failed_requests": 0}]

@@ -154,3 +154,23 @@ def test_observed_days_are_utc_days_whatever_the_display_zone(store):
     la = Queries(store.conn, ZoneInfo("America/Los_Angeles"))  # 23:00 UTC is 15:00 there, 00:00 UTC is 16:00
     got = {day: t.cost_nanos for day, _, t in la.per_utc_day(Filters(), ("provider",))}
     assert got == {D[20]: 1_000_000_000, D[21]: 2_000_000_000}
+
+
+def test_a_project_both_sides_know_is_its_own_line(store, data_dir):
+    """Events tagged project=proj_a meet the bill's proj_a; an untagged event and the bill's
+    other project (unknown to llmtray) meet as one line."""
+    day = D[27]
+    events = [UsageEvent(provider="openai", model="gpt-4o", ts=datetime(2026, 11, 27, 10, i, tzinfo=UTC),
+                         input_tokens=100, output_tokens=10, cost_usd=Decimal("0.1"),
+                         project="proj_a" if i < 10 else None) for i in range(15)]
+    store.add(events, source="test")
+    conn = ledger.open_ledger(data_dir / "llmtray.db")
+    try:
+        ledger.write_window(conn, "openai", [day], set(), [], [
+            cost(day, "gpt-4o", "1.00", project="proj_a"), usage(day, "gpt-4o", 10, 1000, 100, project="proj_a"),
+            cost(day, "gpt-4o", "0.80", project="proj_zzz"), usage(day, "gpt-4o", 5, 500, 50, project="proj_zzz")])
+        result = reconcile(conn, Queries(store.conn), day, day + timedelta(days=1), ["openai"])
+    finally:
+        conn.close()
+    got = [(r["project"], r["observed_usd"], r["billed_usd"], r["status"], r["cause"]) for r in result.as_json()["rows"]]
+    assert got == [(None, "0.5", "0.8", "drift", "price data"), ("proj_a", "1", "1", "match", None)]
