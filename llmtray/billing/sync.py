@@ -54,11 +54,11 @@ def sync_source(db_path: Path, config: Config, name: str, *, since: date | None 
     try:
         try:
             key = load_key(name)
-            transport = transport_for(source, config, key, sleep)
             today = utc_today(now)
             state = ledger.states(conn).get(name)
             window = source.window(today, since, backfilled=state is not None and state.backfilled)
-            pages, rows = source.fetch(transport, window)
+            with transport_for(source, config, key, sleep) as transport:
+                pages, rows = source.fetch(transport, window)
         except BillingError as exc:
             retry_at = exc.retry_at if isinstance(exc, RateLimited) else None
             ledger.record_state(conn, name, exc.state, str(exc), retry_at, now)
@@ -79,7 +79,8 @@ def connect(config: Config, name: str, key: str) -> None:
     could not be kept: the caller says to use the environment variable instead)."""
     source = SOURCES[name]
     key = check_class(name, key)
-    source.check(transport_for(source, config, key), utc_today())
+    with transport_for(source, config, key) as transport:
+        source.check(transport, utc_today())
     save_key(name, key)
 
 

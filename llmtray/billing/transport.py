@@ -57,6 +57,18 @@ class Transport:
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
         self.headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **self.headers}
+        if self.client is None:  # one per round: a TLS context costs ~50 ms, a connection is reused
+            self.client = httpx.Client(timeout=self.timeout)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def get(self, path: str, params: dict[str, Any] | list[tuple[str, Any]]) -> Page:
         """The page at `path`, or the `BillingError` that says what went wrong."""
@@ -73,16 +85,13 @@ class Transport:
         raise RateLimited(self.source, time.time() + DEFAULT_RETRY_S)
 
     def _send(self, path: str, params: Any) -> httpx.Response:
-        client = self.client or httpx.Client(timeout=self.timeout)
+        assert self.client is not None
         try:
-            return client.get(self.base_url + path, params=params, headers=self.headers)
+            return self.client.get(self.base_url + path, params=params, headers=self.headers)
         except httpx.TimeoutException:
             raise Unavailable(f"{self.source}: no answer from {_host(self.base_url)} within {self.timeout:g} s") from None
         except httpx.HTTPError as exc:
             raise Unavailable(f"{self.source}: cannot reach {_host(self.base_url)} ({type(exc).__name__})") from None
-        finally:
-            if self.client is None:
-                client.close()
 
     def _page(self, path: str, params: Any, response: httpx.Response) -> Page:
         status, text = response.status_code, response.text

@@ -253,9 +253,9 @@ def test_a_timeout_is_unavailable(data_dir, stub, keys, config):
     from llmtray.billing.transport import Transport
 
     stub.faults["/api/v1/activity"].append(Fault(200, {"data": []}, delay=1.5))
-    transport = Transport("openrouter", stub.url, OpenRouter().headers("k"), timeout=0.3)
-    with pytest.raises(Unavailable, match="no answer from 127.0.0.1 within 0.3 s"):
-        transport.get("/api/v1/activity", {})
+    with Transport("openrouter", stub.url, OpenRouter().headers("k"), timeout=0.3) as transport:
+        with pytest.raises(Unavailable, match="no answer from 127.0.0.1 within 0.3 s"):
+            transport.get("/api/v1/activity", {})
 
 
 def test_no_key_reaches_a_log(data_dir, stub, keys, config, caplog):
