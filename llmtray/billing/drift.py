@@ -1,7 +1,8 @@
 """The drift alert: once per UTC day and source, when a settled day's bill differs from what
-llmtray observed beyond the tolerance. It goes to the alert history (and so to the tray's
-notifications and the webhook) like any budget alert; `billing_alert` remembers which
-(source, day) pairs were told, so a re-sync never repeats one."""
+llmtray observed beyond the tolerance. It goes to the alert history (the Alerts tab);
+`billing_alert` remembers which (source, day) pairs were told, so a re-sync never repeats one.
+Pushing it to the notification sinks needs the budget monitor, which the sync thread does not
+reach (yet)."""
 
 from __future__ import annotations
 

@@ -75,10 +75,14 @@ class Source:
     def fetch(self, transport: Transport, window: Window) -> tuple[list[Page], list[BilledRow]]:
         raise NotImplementedError
 
+    check_path: ClassVar[str]  # the cost endpoint: the one call `billing connect` makes
+
     def check(self, transport: Transport, today: date) -> None:
-        """One cheap call that only an admin/management key passes (`billing connect`)."""
-        end = self.last_end(today)
-        self.fetch(transport, Window(end - timedelta(days=1), end))
+        """One call for yesterday's costs, which only an admin/management key passes."""
+        transport.get(self.check_path, self.check_params(today - timedelta(days=1)))
+
+    def check_params(self, day: date) -> list[tuple[str, Any]]:
+        return []
 
 
 def _buckets(pages: list[Page], start_name: str, label: str) -> Iterator[tuple[date, str, list[Any]]]:
@@ -106,6 +110,10 @@ def _currency(result: dict[str, Any], name: str, where: str) -> None:
 class OpenAI(Source):
     name, provider, base_url = "openai", "openai", "https://api.openai.com"
     unit: ClassVar[Unit] = "usd"
+    check_path = "/v1/organization/costs"
+
+    def check_params(self, day: date) -> list[tuple[str, Any]]:
+        return [("start_time", int(midnight(day).timestamp())), ("limit", 1)]
 
     def fetch(self, transport: Transport, window: Window) -> tuple[list[Page], list[BilledRow]]:
         span = [("start_time", int(midnight(window.first).timestamp())),
@@ -157,6 +165,10 @@ def split_line_item(line: str) -> tuple[str, str]:
 class Anthropic(Source):
     name, provider, base_url = "anthropic", "anthropic", "https://api.anthropic.com"
     unit: ClassVar[Unit] = "cents"  # "123.45" is $1.2345 — the ×100 trap
+    check_path = "/v1/organizations/cost_report"
+
+    def check_params(self, day: date) -> list[tuple[str, Any]]:
+        return [("starting_at", midnight(day).strftime("%Y-%m-%dT%H:%M:%SZ")), ("limit", 1)]
 
     def headers(self, key: str) -> dict[str, str]:
         return {"x-api-key": key, "anthropic-version": "2023-06-01"}
@@ -224,6 +236,7 @@ class OpenRouter(Source):
     includes_today = False
     provisional_days = 1  # yesterday, its newest day: activity's lag is unverified (BILLING §8)
     max_backfill_days = 30
+    check_path = "/api/v1/activity"
 
     def fetch(self, transport: Transport, window: Window) -> tuple[list[Page], list[BilledRow]]:
         page = transport.get("/api/v1/activity", {})

@@ -132,7 +132,8 @@ class BillingStub:
 
     def _buckets(self, path: str, query: dict[str, list[str]], table: dict[date, list[dict[str, Any]]],
                  start_name: str, end_name: str, fmt: Any, default_limit: int) -> dict[str, Any]:
-        start, end = _parse_time(query[start_name][0]), _parse_time(query[end_name][0])
+        start = _parse_time(query[start_name][0])
+        end = _parse_time(query[end_name][0]) if end_name in query else datetime.now(UTC).date() + timedelta(days=1)
         limit = int(query.get("limit", [default_limit])[0])
         offset = int(query.get("page", ["cur_0"])[0].removeprefix("cur_"))
         if path in self.repeat_page:

@@ -90,4 +90,4 @@ def test_connect_checks_the_class_and_the_key_with_one_call(data_dir, stub):
     good = run(data_dir, "billing", "connect", "anthropic", "--stdin", stdin=KEYS["anthropic"] + "\n")
     assert good.returncode == 2 and "the key works, but no keyring could store it" in good.stderr
     assert "LLMTRAY_ANTHROPIC_ADMIN_KEY" in good.stderr and KEYS["anthropic"] not in good.stderr
-    assert stub.paths().count("/v1/organizations/cost_report") == 1
+    assert stub.paths() == ["/api/v1/activity", "/v1/organizations/cost_report"]  # one call per connect
