@@ -144,7 +144,7 @@ class OpenAI(Source):
                 tier = "batch" if result.get("batch") is True else fd.text(result, "service_tier", at)
                 rows.append(BilledRow(
                     day, USAGE, model=fd.text(result, "model", at), project=fd.text(result, "project_id", at),
-                    tier="" if tier in ("default", "standard") else tier,
+                    tier=_tier(tier),
                     requests=fd.count(result, "num_model_requests", at),
                     input_tokens=fd.count(result, "input_tokens", at),
                     cache_read_tokens=fd.count(result, "input_cached_tokens", at),

@@ -17,10 +17,10 @@ from datetime import date
 from pathlib import Path
 
 from llmtray.billing import ledger
+from llmtray.billing.drift import drift_alerts
 from llmtray.billing.errors import BillingError, NotConnected, RateLimited
 from llmtray.billing.keys import check_class, load_key, save_key
-from llmtray.billing.rows import merge
-from llmtray.billing.drift import drift_alerts
+from llmtray.billing.rows import BYOK, COST, merge
 from llmtray.billing.sources import BACKFILL_DAYS, SOURCES, Source, Window, utc_today
 from llmtray.billing.transport import Transport
 from llmtray.config import Config
@@ -67,7 +67,7 @@ def sync_source(db_path: Path, config: Config, name: str, *, since: date | None 
         provisional = {d for d in window.days if source.provisional(d, today)}
         ledger.write_window(conn, name, window.days, provisional, pages, merged, now,
                             backfill=len(window.days) >= min(BACKFILL_DAYS, source.max_backfill_days))
-        billed = sum(r.amount_nanos or 0 for r in merged if r.kind == "cost" and r.category != "byok")
+        billed = sum(r.amount_nanos or 0 for r in merged if r.kind == COST and r.category != BYOK)
         return SyncResult(name, window, len(merged), billed)
     finally:
         conn.close()
