@@ -33,7 +33,7 @@ from llmtray.billing.rows import COST, BilledRow  # noqa: E402
 from llmtray.billing.sources import utc_today  # noqa: E402
 from llmtray.billing.sync import sync_source  # noqa: E402
 from llmtray.config import Config  # noqa: E402
-from llmtray.core.queries import Queries  # noqa: E402
+from llmtray.core.queries import Filters, Queries  # noqa: E402
 from llmtray.core.store import Store  # noqa: E402
 from tests.billing.stub import OPENAI_KEY, BillingStub, openai_cost  # noqa: E402
 
@@ -45,8 +45,6 @@ NAIVE_SQL = ("SELECT e.ts / 86400000000 AS day, provider, model, status, project
 
 def bill_every_model_day(db: Path, queries: Queries, first, end) -> int:  # noqa: ANN001
     """A bill that matches what was observed, row for row, as a sync would write it."""
-    from llmtray.core.queries import Filters
-
     rows = [BilledRow(day, COST, model=model, item=f"{model}, input", amount_nanos=t.cost_nanos)
             for day, (provider, model), t in queries.per_utc_day(Filters(provider=("openai",)), ("provider", "model"))
             if first <= day < end]

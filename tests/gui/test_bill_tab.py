@@ -4,7 +4,7 @@ reconciliation says, and the dashboard carries the tab."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 from llmtray.billing.keys import SPECS
@@ -23,7 +23,7 @@ def bill_like_observed(db, stub: BillingStub, drift_day) -> None:  # noqa: ANN00
     try:
         q = Queries(store.conn)
         today = utc_today()
-        f = Filters(start_us=None, provider=("openai",))
+        f = Filters(provider=("openai",))
         for day, (model,), t in q.per_utc_day(f, ("model",)):
             if day > today - timedelta(days=1) or not t.cost_nanos:
                 continue
