@@ -140,14 +140,15 @@ class IngestService:
     def __init__(self, paths: Paths, config: Config, *, host: str = "127.0.0.1", port: int | None = None,
                  allow_remote: bool = False, budget_entries: BudgetEntries | None = None,
                  limits: Limits | None = None, keyring_timeout: float = credentials.KEYRING_TIMEOUT,
-                 backup_after: float = FIRST_AFTER_S, repair_database: bool = True):
+                 backup_after: float = FIRST_AFTER_S, repair_database: bool = True, sync_bills: bool = True):
         self.paths, self.config = paths, config
         self.host, self.port = host, resolve_port(config, port)
         self.allow_remote = allow_remote
         self._keyring_timeout = keyring_timeout
         self.writer = Writer(paths.db, lambda: Pricer(load_overrides(paths.pricing_file)))
         self.backups = BackupScheduler(paths.db, first_after=backup_after)  # whoever owns the database backs it up
-        self.billing = BillingScheduler(paths.db, config)  # the provider's bill on [billing] interval (DESIGN §13)
+        # the provider's bill on [billing] interval (DESIGN §13); off for the demo's database
+        self.billing = BillingScheduler(paths.db, config) if sync_bills else None
         self.api = IngestAPI(self.writer, paths.db, config, budget_entries)
         self.server = IngestServer(self.api, limits)
         self.proxy = Proxy.install(self)  # /proxy/<upstream>/…: the metering proxy (DESIGN §5)
@@ -216,7 +217,8 @@ class IngestService:
                 self.recovered = ensure_usable(self.paths.db)
             self.writer.start()
             self.backups.start()
-            self.billing.start()
+            if self.billing is not None:
+                self.billing.start()
             assert self._sock is not None and self._url is not None
             self.server.start(self._sock, Guard(self._token.value, allow_remote=self.allow_remote))
             discovery.write(self.paths.ingest_file, self._url, self._token.value)
@@ -262,7 +264,8 @@ class IngestService:
             self._startup.join()
         self.server.stop()
         self.backups.stop()
-        self.billing.stop()
+        if self.billing is not None:
+            self.billing.stop()
         self.writer.stop()
         if self._announced:
             discovery.remove(self.paths.ingest_file)

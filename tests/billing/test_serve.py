@@ -69,3 +69,13 @@ def test_serve_syncs_the_bill_and_alerts_drift_once(data_dir, stub):
         _, err = proc.communicate(timeout=30)
     assert "billing: openai synced" in err and KEYS["openai"] not in err
     assert proc.returncode == 0, err
+
+
+def test_the_demo_service_never_syncs_the_real_bill(data_dir):
+    from llmtray.config import Config
+    from llmtray.ingest.service import IngestService
+    from llmtray.paths import resolve
+
+    demo = IngestService(resolve(data_dir), Config(), port=0, sync_bills=False)
+    real = IngestService(resolve(data_dir), Config(), port=0)
+    assert demo.billing is None and real.billing is not None
