@@ -48,6 +48,7 @@ STATUSES = ("match", "drift", "provisional", "billed_only", "observed_only")
 CAUSES = ("provisional day", "boundary shift", "untracked keys or projects", "tool or storage lines",
           "tier or batch", "long context", "cache category", "failed calls", "price data", "unexplained")
 TOOLS_MODEL = "(tools and storage)"
+_TOKEN_KINDS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})$")
 
 
@@ -150,7 +151,28 @@ class Line:
                 "derived": bool(self.billed and self.billed.derived),
                 "observed_requests": self.observed.requests if self.observed else 0,
                 "billed_requests": self.billed.requests if self.billed else None,
-                "failed_requests": self.failed}
+                "failed_requests": self.failed, "quantities": self.quantities(), "notes": self.notes()}
+
+    def quantities(self) -> dict[str, dict[str, int] | None]:
+        """Tokens by kind on each side (the bill's only where its source reports usage)."""
+        seen = self.observed or Totals()
+        billed = self.billed if self.billed and self.billed.has_usage else None
+        return {"observed": {k: getattr(seen, k) for k in _TOKEN_KINDS},
+                "billed": {k: getattr(billed, k) for k in _TOKEN_KINDS} if billed else None}
+
+    def notes(self) -> list[str]:
+        """The documented missing terms that go with this line's variance (BILLING §7.7)."""
+        out = []
+        if self.billed is None:
+            return out
+        if self.source == "anthropic" and self.billed.tiers & {"priority", "priority_on_demand"}:
+            out.append("Anthropic Priority Tier usage has no cost rows: its dollars are not in the bill")
+        if self.billed.byok_nanos:
+            out.append(f"BYOK ${nanos_to_str(self.billed.byok_nanos)} is on the upstream provider's bill, "
+                       "not counted here")
+        if self.billed.derived:
+            out.append("per-model dollars derived from OpenAI line items")
+        return out
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tests.billing.stub import KEYS, BillingStub, Fault, anthropic_cost, openai_cost
 
+ZERO = {"input_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0, "output_tokens": 0}
 ENVS = {"openai": "LLMTRAY_OPENAI_ADMIN_KEY", "anthropic": "LLMTRAY_ANTHROPIC_ADMIN_KEY",
         "openrouter": "LLMTRAY_OPENROUTER_MANAGEMENT_KEY"}
 
@@ -52,11 +53,12 @@ def test_sync_status_and_reconcile_json(data_dir, stub):
         {"day": day.isoformat(), "provider": "anthropic", "model": "claude-opus-5", "project": None, "source": "anthropic",
          "observed_usd": "0", "billed_usd": "2.5", "delta_usd": "2.5", "delta_pct": "100.0", "status": "billed_only",
          "cause": "unexplained", "derived": False, "observed_requests": 0, "billed_requests": None,
-         "failed_requests": 0},
+         "failed_requests": 0, "quantities": {"observed": ZERO, "billed": None}, "notes": []},
         {"day": day.isoformat(), "provider": "openai", "model": "gpt-4o-2024-08-06", "project": None, "source": "openai",
          "observed_usd": "0", "billed_usd": "1.25", "delta_usd": "1.25", "delta_pct": "100.0", "status": "billed_only",
          "cause": "unexplained", "derived": True, "observed_requests": 0, "billed_requests": None,
-         "failed_requests": 0}]
+         "failed_requests": 0, "quantities": {"observed": ZERO, "billed": None},
+         "notes": ["per-model dollars derived from OpenAI line items"]}]
     assert body["totals"]["billed_usd"] == "3.75" and body["totals"]["observed_usd"] == "0"
     table = run(data_dir, "reconcile", "--since", "7d").stdout
     assert "gpt-4o-2024-08-06" in table and "billed_only" in table and "never added together" in table

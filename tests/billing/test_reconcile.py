@@ -120,6 +120,11 @@ def test_every_cause_on_its_hand_computed_case(world):
 
 def test_delta_and_percent_are_exact_strings(world):
     rows = {(r["day"], r["model"]): r for r in world.as_json()["rows"]}
+    cache = rows[(D[24].isoformat(), "gpt-4.1")]["quantities"]  # the cache-category case, side by side
+    assert cache == {"observed": {"input_tokens": 1000, "cache_read_tokens": 0, "cache_write_tokens": 0,
+                                  "output_tokens": 100},
+                     "billed": {"input_tokens": 1000, "cache_read_tokens": 800, "cache_write_tokens": 0,
+                                "output_tokens": 100}}
     o3 = rows[(D[23].isoformat(), "o3-2025-04-16")]
     assert (o3["delta_usd"], o3["delta_pct"], o3["derived"]) == ("0.6", "37.5", True)  # 0.6 / 1.6
     assert rows[(date(2026, 11, 1).isoformat(), "claude-opus-5")]["delta_usd"] is None
@@ -174,3 +179,27 @@ def test_a_project_both_sides_know_is_its_own_line(store, data_dir):
         conn.close()
     got = [(r["project"], r["observed_usd"], r["billed_usd"], r["status"], r["cause"]) for r in result.as_json()["rows"]]
     assert got == [(None, "0.5", "0.8", "drift", "price data"), ("proj_a", "1", "1", "match", None)]
+
+
+def test_documented_missing_terms_go_with_the_variance(store, data_dir):
+    """Anthropic Priority Tier has usage but no cost rows; OpenRouter BYOK is on the upstream bill."""
+    day = D[28]
+    store.add(ev(day, "anthropic", "claude-opus-5", "1.00", 2, 1000, 100)
+              + ev(day, "openrouter", "openai/gpt-4o", "0.30", 3, 300, 30), source="test")
+    conn = ledger.open_ledger(data_dir / "llmtray.db")
+    try:
+        ledger.write_window(conn, "anthropic", [day], set(), [], [
+            usage(day, "claude-opus-5", None, 1000, 100, tier="priority")])
+        ledger.write_window(conn, "openrouter", [day], set(), [], [
+            BilledRow(day, COST, model="openai/gpt-4o", amount_nanos=usd_to_nanos("0.30"), requests=3,
+                      input_tokens=300, output_tokens=30),
+            BilledRow(day, COST, model="openai/gpt-4o", category="byok", amount_nanos=usd_to_nanos("2"))])
+        rows = {r["provider"]: r for r in reconcile(conn, Queries(store.conn), day, day + timedelta(days=1))
+                .as_json()["rows"]}
+    finally:
+        conn.close()
+    priority, routed = rows["anthropic"], rows["openrouter"]
+    assert (priority["billed_usd"], priority["status"], priority["cause"]) == (None, "drift", "tier or batch")
+    assert priority["notes"] == ["Anthropic Priority Tier usage has no cost rows: its dollars are not in the bill"]
+    assert (routed["billed_usd"], routed["status"]) == ("0.3", "match")  # BYOK never counted as OpenRouter's
+    assert routed["notes"] == ["BYOK $2 is on the upstream provider's bill, not counted here"]
