@@ -1,8 +1,7 @@
 """The drift alert: once per UTC day and source, when a settled day's bill differs from what
-llmtray observed beyond the tolerance. It goes to the alert history (the Alerts tab);
-`billing_alert` remembers which (source, day) pairs were told, so a re-sync never repeats one.
-Pushing it to the notification sinks needs the budget monitor, which the sync thread does not
-reach (yet)."""
+llmtray observed beyond the tolerance. It goes to the alert history (the Alerts tab),
+then `BillingScheduler` hands it to the budget monitor's `deliver` (notifications, webhook);
+`billing_alert` remembers which (source, day) pairs were told, so a re-sync never repeats one."""
 
 from __future__ import annotations
 

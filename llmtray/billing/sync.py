@@ -24,6 +24,7 @@ from llmtray.billing.rows import BYOK, COST, merge
 from llmtray.billing.sources import BACKFILL_DAYS, SOURCES, Source, Window, utc_today
 from llmtray.billing.transport import Transport
 from llmtray.config import Config
+from llmtray.core.alerts import Alert
 from llmtray.core.money import format_usd
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class BillingScheduler:
                  on_synced: Callable[[str], None] | None = None):
         self._db, self._config, self._first_after = db_path, config, first_after
         self._on_synced = on_synced
+        self._alert_listeners: list[Callable[[Alert], None]] = []
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llmtray-billing", daemon=True)
@@ -128,6 +130,11 @@ class BillingScheduler:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
+
+    def add_alert_listener(self, listener: Callable[[Alert], None]) -> None:
+        """Called (on this thread) with each drift alert once it is in the history: the budget
+        monitor's `deliver`, so it reaches the notifications and the webhook."""
+        self._alert_listeners.append(listener)
 
     def sync_now(self) -> None:
         """Run a round now (Settings → Sync now, a newly connected key)."""
@@ -175,7 +182,9 @@ class BillingScheduler:
             log.info("billing: %s synced %s … %s, billed %s", name, results[-1].window.first,
                      results[-1].window.days[-1], format_usd(results[-1].billed_nanos))
             try:
-                drift_alerts(self._db, name, now)
+                for alert in drift_alerts(self._db, name, now):
+                    for listener in self._alert_listeners:
+                        listener(alert)
             except Exception as exc:  # noqa: BLE001
                 log.exception("billing drift check of %s failed: %s", name, exc)
             if self._on_synced is not None:

@@ -223,6 +223,8 @@ class Desktop(QObject):
         self.alerted.connect(window.refresh)  # the Alerts tab shows it within the second
         if ingest is not None:
             ingest.add_listener(self.monitor.on_commit)
+            if ingest.billing is not None:
+                ingest.billing.add_alert_listener(self.monitor.deliver)  # the bill's drift alerts notify too
         self._dialogs: list[QObject] = []
 
     def start(self, *, show_window: bool) -> None:

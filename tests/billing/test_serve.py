@@ -64,6 +64,10 @@ def test_serve_syncs_the_bill_and_alerts_drift_once(data_dir, stub):
         assert alert.title == f"openai bill for {day} differs from what llmtray saw"
         assert "billed $1.25, observed $1.00" in alert.body and "price data" in alert.body
         assert drift_alerts(data_dir / "llmtray.db", "openai") == []  # once per day and source
+        deadline = time.monotonic() + 20  # handed to the budget monitor, which sends it to the sinks
+        while time.monotonic() < deadline and not bill_alerts(data_dir / "llmtray.db")[0].delivered:
+            time.sleep(0.2)
+        assert bill_alerts(data_dir / "llmtray.db")[0].delivered
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
