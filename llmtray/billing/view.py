@@ -15,7 +15,6 @@ from llmtray.billing.errors import BillingError, NotConnected
 from llmtray.billing.keys import SPECS, load_key
 from llmtray.billing.reconcile import Reconciliation, reconcile
 from llmtray.billing.sources import SOURCES, utc_today
-from llmtray.billing.sync import connected_sources
 from llmtray.core.money import nanos_to_str
 from llmtray.core.queries import Queries
 
@@ -43,15 +42,16 @@ class BillView:
 
 
 def load_view(db_path: Path, now: float | None = None) -> BillView:
-    """The tab's data from the database at `db_path` (a connection of this thread's own; the
-    keyring is asked which sources are connected, so never call this on the GUI thread)."""
+    """The tab's data from the database at `db_path` (a connection of this thread's own). Which
+    sources are connected comes from their last sync state, not the keyring: the tab reloads
+    every minute, and a locked keyring must not prompt that often."""
     now = time.time() if now is None else now
-    keyed = set(connected_sources())
     today = utc_today(now)
     first, end = today - timedelta(days=DAYS - 1), today + timedelta(days=1)
     conn = ledger.open_ledger(db_path)
     try:
         states = ledger.states(conn)
+        keyed = {name for name, st in states.items() if st.state != "not_connected"}
         # only providers with a bill (or a key): observed spend elsewhere has nothing to meet
         billed = [s for s in SOURCES if s in keyed or ledger.coverage(conn, s).days]
         result = reconcile(conn, Queries(conn), first, end, billed)

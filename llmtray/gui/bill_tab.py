@@ -1,7 +1,7 @@
 """The Bill tab: what each provider billed beside what llmtray observed, per UTC day and model.
 
 The data comes from `billing.view.load_view` on a QThread of the tab's own (its own database
-connection, and the keyring, which can block); the tab only draws. It reloads when shown and
+connection); the tab only draws. It reloads when shown and
 every minute while shown, never on every commit: bills change hourly at most, and a sync round
 (on the ingest service's thread) lands within that minute without wiring the tray to the tab.
 """
