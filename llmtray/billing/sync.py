@@ -110,16 +110,12 @@ def connected_sources() -> list[str]:
 class BillingScheduler:
     """A thread that syncs every connected source `first_after` s after start, then every
     `[billing] interval`; a source that was rate-limited waits for its `retry_at`. Failures are
-    states in the ledger, logged, never raised: the bill is a nice-to-have next to recording.
-    `on_synced(source)` is called after each successful round (the app refreshes its Bill tab)."""
+    states in the ledger, logged, never raised: the bill is a nice-to-have next to recording."""
 
-    def __init__(self, db_path: Path, config: Config, *, first_after: float = FIRST_AFTER_S,
-                 on_synced: Callable[[str], None] | None = None):
+    def __init__(self, db_path: Path, config: Config, *, first_after: float = FIRST_AFTER_S):
         self._db, self._config, self._first_after = db_path, config, first_after
-        self._on_synced = on_synced
         self._alert_listeners: list[Callable[[Alert], None]] = []
         self._stopping = threading.Event()
-        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llmtray-billing", daemon=True)
 
     def start(self) -> None:
@@ -127,7 +123,6 @@ class BillingScheduler:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
 
@@ -136,20 +131,12 @@ class BillingScheduler:
         monitor's `deliver`, so it reaches the notifications and the webhook."""
         self._alert_listeners.append(listener)
 
-    def sync_now(self) -> None:
-        """Run a round now (Settings → Sync now, a newly connected key)."""
-        self._wake.set()
-
     def _sleep(self, seconds: float) -> bool:
         return not self._stopping.wait(seconds)
 
     def _run(self) -> None:
         wait = self._first_after
-        while True:
-            self._wake.wait(wait)
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
+        while not self._stopping.wait(wait):
             self.round()
             wait = self._config.billing_interval_s
 
@@ -187,6 +174,4 @@ class BillingScheduler:
                         listener(alert)
             except Exception as exc:  # noqa: BLE001
                 log.exception("billing drift check of %s failed: %s", name, exc)
-            if self._on_synced is not None:
-                self._on_synced(name)
         return results
