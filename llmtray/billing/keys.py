@@ -40,7 +40,6 @@ SPECS: dict[str, KeySpec] = {
     "openrouter": KeySpec("openrouter", "LLMTRAY_OPENROUTER_MANAGEMENT_KEY", None,
                           "an OpenRouter management key (Settings → Management keys)"),
 }
-SOURCES = tuple(SPECS)
 
 
 def keyring_name(source: str) -> str:

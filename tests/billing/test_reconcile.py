@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from llmtray.billing import ledger
-from llmtray.billing.reconcile import CAUSES, canonical, reconcile, within
+from llmtray.billing.reconcile import CAUSES, STATUSES, canonical, reconcile, within
 from llmtray.billing.rows import COST, TOOL, USAGE, BilledRow
 from llmtray.core.events import UsageEvent
 from llmtray.core.money import usd_to_nanos
@@ -116,6 +116,7 @@ def test_every_cause_on_its_hand_computed_case(world):
         assert (row["observed_usd"], row["billed_usd"], row["status"], row["cause"]) == (observed, billed, status,
                                                                                         cause), row
     assert {c for *_, c in EXPECTED} - {None, "no bill synced for this day"} == set(CAUSES)
+    assert {s for *_, s, _ in EXPECTED} == set(STATUSES)  # every status of DESIGN §13 is exercised
 
 
 def test_delta_and_percent_are_exact_strings(world):
