@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from llmtray.core.errors import ConfigError
 from llmtray.core.trust import require_trusted
 
+BILLING_SOURCES = ("openai", "anthropic", "openrouter")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEFAULT_PORT = 8787
 RUNAWAY_ACTIONS = ("notify", "block")
@@ -61,6 +62,8 @@ class Config:
     quiet_hours: tuple[time, time] | None = None  # local (start, end); over midnight when end < start
     upstreams: dict[str, str] = field(default_factory=dict)
     email: EmailConfig = field(default_factory=EmailConfig)
+    billing_interval_s: int = 3600  # [billing] interval: how often the app and `serve` pull the bill
+    billing_urls: dict[str, str] = field(default_factory=dict)  # [billing.<source>] base_url (tests: a stub)
 
     @property
     def tz(self) -> ZoneInfo | None:
@@ -73,7 +76,9 @@ _SCHEMA: dict[str, set[str]] = {
     "alerts": {"spike_factor", "spike_floor_usd", "runaway_floor_usd", "runaway_action", "quiet_hours"},
     "proxy": {"upstreams"},
     "email": {"host", "port", "security", "username", "from", "to", "alerts", "digest", "digest_at"},
+    "billing": {"interval", *BILLING_SOURCES},
 }
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def load(path: Path) -> Config:
@@ -193,6 +198,7 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
         kwargs["upstreams"] = {k.lower(): v.rstrip("/") for k, v in ups.items()}
     if "email" in data:
         kwargs["email"] = _parse_email(data["email"], where)
+    kwargs.update(_billing(data.get("billing", {}), where))
     return Config(**kwargs)
 
 
@@ -257,3 +263,31 @@ def _quiet_hours(value: Any, where: str) -> tuple[time, time]:
         raise ConfigError(f"{where}: alerts.quiet_hours must be \"HH:MM-HH:MM\" (two different local times, "
                           f"e.g. \"22:00-07:00\"), got {value!r}")
     return start, end
+
+
+def _billing(billing: dict[str, Any], where: str) -> dict[str, Any]:
+    """`[billing] interval = "1h"` (at least 1m: Anthropic allows a call a minute) and
+    `[billing.<source>] base_url`."""
+    out: dict[str, Any] = {}
+    if "interval" in billing:
+        text = billing["interval"]
+        n, unit = (str(text).strip()[:-1], str(text).strip()[-1:]) if isinstance(text, str) else ("", "")
+        if not n.isdigit() or unit not in _DURATION_UNITS or int(n) * _DURATION_UNITS[unit] < 60:
+            raise ConfigError(f"{where}: billing.interval must be a duration of at least 1m such as '1h' or "
+                              f"'30m', got {text!r}")
+        out["billing_interval_s"] = int(n) * _DURATION_UNITS[unit]
+    urls = {}
+    for source in BILLING_SOURCES:
+        table = billing.get(source)
+        if table is None:
+            continue
+        if not isinstance(table, dict) or set(table) - {"base_url"}:
+            raise ConfigError(f"{where}: [billing.{source}] takes only base_url")
+        url = table.get("base_url")
+        if url is not None:
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{where}: billing.{source}.base_url must be an http(s) URL, got {url!r}")
+            urls[source] = url.rstrip("/")
+    if urls:
+        out["billing_urls"] = urls
+    return out

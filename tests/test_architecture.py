@@ -13,7 +13,8 @@ HEADLESS = ["llmtray.core.events", "llmtray.core.pricing", "llmtray.core.store",
             "llmtray.demo", "llmtray.autostart", "llmtray.cli", "llmtray.commands.serve",
             "llmtray.commands.import_", "llmtray.commands.budgets", "llmtray.commands.status",
             "llmtray.commands.report", "llmtray.commands.export", "llmtray.commands.digest",
-            "llmtray.mail.service", "llmtray.mail.digest", "llmtray.mail.smtp", "llmtray.mail.chart"]
+            "llmtray.mail.service", "llmtray.mail.digest", "llmtray.mail.smtp", "llmtray.mail.chart",
+            "llmtray.billing.sync", "llmtray.billing.reconcile", "llmtray.commands.billing", "llmtray.commands.reconcile"]
 
 
 @pytest.mark.parametrize("module", HEADLESS)

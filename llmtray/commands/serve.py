@@ -90,6 +90,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         monitor = BudgetMonitor(ctx.paths.db, ctx.config, [webhook, mail])
         service.add_listener(monitor.on_commit)
         mail.start()
+        if service.billing is not None:
+            service.billing.add_alert_listener(monitor.deliver)  # the bill's drift alerts notify too
         monitor.start()
         token = service.token_info
         print(f"llmtray serve: ingest API on {service.url}", flush=True)

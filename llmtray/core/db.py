@@ -484,6 +484,33 @@ def _m7_blocks(conn: sqlite3.Connection) -> None:
         """)
 
 
+def _m8_billing(conn: sqlite3.Connection) -> None:
+    """The provider's bill (DESIGN §13), a ledger of its own, never mixed into event totals:
+    `billing_page` keeps every response as received with its fetch time; `billing_row` holds
+    the normalised rows, one per (source, UTC day, dimensions) — a re-fetch of a day replaces
+    them; `billing_day` marks each fetched day provisional or settled with its as-of time;
+    `billing_source` is each source's sync state; `billing_alert` makes the drift alert once
+    per day and source."""
+    _execute_script(conn, """
+        CREATE TABLE billing_page (id INTEGER PRIMARY KEY, source TEXT NOT NULL, endpoint TEXT NOT NULL,
+            params TEXT NOT NULL, fetched_at REAL NOT NULL, body TEXT NOT NULL);
+        CREATE INDEX billing_page_source ON billing_page(source, fetched_at);
+        CREATE TABLE billing_row (source TEXT NOT NULL, day TEXT NOT NULL, kind TEXT NOT NULL,
+            model TEXT NOT NULL, project TEXT NOT NULL, item TEXT NOT NULL, category TEXT NOT NULL,
+            tier TEXT NOT NULL, context TEXT NOT NULL, amount_nanos INTEGER, requests INTEGER,
+            input_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL,
+            cache_write_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+            PRIMARY KEY (source, day, kind, model, project, item, category, tier, context)) WITHOUT ROWID;
+        CREATE TABLE billing_day (source TEXT NOT NULL, day TEXT NOT NULL, status TEXT NOT NULL
+            CHECK (status IN ('provisional', 'settled')), as_of REAL NOT NULL,
+            PRIMARY KEY (source, day)) WITHOUT ROWID;
+        CREATE TABLE billing_source (source TEXT PRIMARY KEY, state TEXT NOT NULL, message TEXT NOT NULL,
+            last_attempt REAL, last_success REAL, retry_at REAL, backfilled INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE billing_alert (source TEXT NOT NULL, day TEXT NOT NULL, alerted_at REAL NOT NULL,
+            PRIMARY KEY (source, day)) WITHOUT ROWID;
+    """)
+
+
 def _create_level(conn: sqlite3.Connection, level: Level) -> None:
     cols = ", ".join(
         [f"{level.time} INTEGER NOT NULL"]
@@ -551,6 +578,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "coarse-rollups", _m5_coarse_rollups),
     Migration(6, "replaced-events", _m6_replaced_events, backup=False),
     Migration(7, "blocks-and-guards", _m7_blocks, backup=False),
+    Migration(8, "billing", _m8_billing, backup=False),
 ]
 
 

@@ -277,6 +277,11 @@ class BudgetMonitor:
     def on_commit(self, committed: Committed) -> None:
         self._queue.put(committed)
 
+    def deliver(self, alert: Alert) -> None:
+        """Notify an alert another part already stored in the history (the bill's drift alert,
+        `llmtray.billing.drift`) through this monitor's throttle and sinks; muted, it is only kept."""
+        self._queue.put(alert)
+
     def snooze(self, until: datetime | None) -> None:
         """Mute notifications until `until` (None: unmute); persisted, applied on the monitor thread."""
         self._queue.put(_Snooze(until))
@@ -371,6 +376,11 @@ class BudgetMonitor:
             evaluator.log.snooze(item.until)
         elif isinstance(item, _Sync):
             waiting.append(item)
+        elif isinstance(item, Alert):
+            if self.on_alert is not None:
+                self._guarded("an alert listener", self.on_alert, item)
+            if not evaluator.log.muted(self.clock(), self.config.tz):
+                self._notify(evaluator, self._throttle.offer(item, time.monotonic()))
 
     def _pass(self, evaluator: Evaluator, anomalies: bool) -> None:
         for alert in evaluator.check(self.clock(), anomalies=anomalies):

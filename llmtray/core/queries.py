@@ -355,6 +355,20 @@ class Queries:
     def token_breakdown(self, f: Filters = Filters()) -> dict[str, int]:
         return self.totals(f).token_breakdown()
 
+    def per_utc_day(self, f: Filters, group: tuple[str, ...]) -> list[tuple[date, tuple[Any, ...], Totals]]:
+        """Totals per UTC day (whatever the display zone) and `group`: providers bucket their bills
+        by UTC day, so reconciling against a bill must too (`billing.reconcile`)."""
+        for dim in group:
+            if dim not in GROUPABLE:
+                raise ValueError(f"unknown dimension {dim!r}")
+        source, params = self._source(f, ("bucket", *group), grain=DAY_US)
+        cols = ", ".join(group)
+        sql = (f"SELECT bucket / {DAY_US // BUCKET_US} AS day, {cols}, {', '.join(f'sum({s})' for s in SUMS)}"
+               f" FROM {source} GROUP BY day, {cols}")
+        epoch = date(1970, 1, 1)
+        return [(epoch + timedelta(days=row[0]), tuple(row[1:1 + len(group)]), Totals.from_row(row[1 + len(group):]))
+                for row in self.conn.execute(sql, params)]
+
     def per_bucket(self, f: Filters, bucket_us: int) -> list[tuple[int, Totals]]:
         """Totals per fixed-width time bucket (a multiple of 15 min), for time-series charts."""
         if bucket_us % BUCKET_US:

@@ -35,8 +35,10 @@ _WINDOW = 2048  # ids read per query while salvaging
 # What a damaged database still holds of value; the rest (rollups, tag tables, tag latencies) is
 # rebuilt from the events. Small tables are copied whole or not at all, big ones in id ranges.
 _WHOLE = {"dataset": "imports", "budget": "budgets", "alert": "alert history",
-          "crossing": "announced threshold crossings", "alert_state": "snoozes and quiet hours"}
-_RANGED = (("event", "id"), ("replaced_event", "rowid"))
+          "crossing": "announced threshold crossings", "alert_state": "snoozes and quiet hours",
+          "billing_row": "synced bills", "billing_day": "synced bill days", "billing_source": "bill sync states",
+          "billing_alert": "told bill drifts"}
+_RANGED = (("event", "id"), ("replaced_event", "rowid"), ("billing_page", "id"))
 
 
 @dataclass(frozen=True)

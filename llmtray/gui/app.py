@@ -128,7 +128,8 @@ def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
     ingest, ingest_error, squatted = None, None, False
     if not screenshot:  # a screenshot must not take the port from a running llmtray
         try:
-            ingest = start_ingest(paths, config, bridge, budget_entries, port=0 if demo else None)
+            ingest = start_ingest(paths, config, bridge, budget_entries, port=0 if demo else None,
+                                  sync_bills=not demo)  # the demo never pulls the real bill into its data
         except LLMTrayError as exc:  # port taken, another instance on this data dir, bad port setting
             log.error("not recording: %s", exc)
             ingest_error = str(exc)
@@ -292,6 +293,8 @@ class Desktop(QObject):
         self.budgets_changed.connect(window.refresh)
         if ingest is not None:
             ingest.add_listener(self.monitor.on_commit)
+            if ingest.billing is not None:
+                ingest.billing.add_alert_listener(self.monitor.deliver)  # the bill's drift alerts notify too
         self._dialogs: list[QObject] = []
 
     @Slot()
@@ -353,7 +356,7 @@ class Desktop(QObject):
 
 
 def start_ingest(paths: pathsmod.Paths, config: Any, bridge: CommitBridge, budget_entries: Any,
-                 port: int | None) -> Any:
+                 port: int | None, sync_bills: bool = True) -> Any:
     """The embedded ingest service (API, proxy, writer), when this build has it; its writer
     announces each commit through the bridge. `port=None`: LLMTRAY_PORT or config.toml;
     the demo uses a free port so it never takes a real instance's."""
@@ -362,7 +365,8 @@ def start_ingest(paths: pathsmod.Paths, config: Any, bridge: CommitBridge, budge
         log.info("no ingest service in this build: the window shows the database only")
         return None
     service = service_cls(paths, config, port=port, budget_entries=budget_entries,
-                          repair_database=False)  # prepare_database did, before anything opened the file
+                          repair_database=False,  # prepare_database did, before anything opened the file
+                          sync_bills=sync_bills)
     service.add_listener(bridge.notify)
     service.start()
     return service

@@ -27,6 +27,7 @@ from llmtray.core.wording import plural
 from llmtray.gui import theme
 from llmtray.gui.alerts_panel import AlertsPanel
 from llmtray.gui.blocks_panel import BlocksPanel
+from llmtray.gui.bill_tab import BillTab
 from llmtray.gui.charts import (BarListChart, BreakdownChart, CostPerRequestChart, DailySpendChart, LatencyChart,
                                 LiveChart, spend_tooltip, top_rows, usd_label)
 from llmtray.gui.events_table import EventsModel, EventsTable
@@ -83,6 +84,8 @@ class Dashboard(QMainWindow):
         self.events_model.page_wanted.connect(self.live_lane.fetch_page)
         self.live_lane.page_ready.connect(self.events_model.add_page)
         self._build(base_url, can_import, title_note, hook_data_dir)
+        self.bill = BillTab(sources.db_path)  # the provider's own bill beside the observed (DESIGN §13)
+        self.tabs.addTab(self.bill, "Bill")
 
     # --- layout ---------------------------------------------------------------------------
 
@@ -398,6 +401,7 @@ class Dashboard(QMainWindow):
         """Stop the query threads (each closes its own connection)."""
         self._throttle.cancel()
         self._tick.stop()
+        self.bill.shutdown()
         self.live_lane.stop()
         self.chart_lane.stop()
 

@@ -175,6 +175,10 @@ class SettingsDialog(QDialog):
         self.applies = QLabel(APPLIES_NOTE)
         self.applies.setWordWrap(True)
         layout.addWidget(self.applies)
+        from llmtray.gui.bills_settings import BillsSection  # here: it uses this module's _KeyringCall
+
+        self.bills = BillsSection(paths)
+        layout.addWidget(self.bills)
         layout.addWidget(QLabel(f"Settings file: {paths.config_file}"))
         layout.addWidget(self.error)
         layout.addWidget(buttons)
@@ -301,6 +305,7 @@ class SettingsDialog(QDialog):
             if call.thread is not None:
                 call.thread.join(timeout=1.0)
         self.email.wait()
+        self.bills.wait()
         super().done(result)
 
     @Slot()

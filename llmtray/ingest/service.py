@@ -20,6 +20,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable
 
+from llmtray.billing.sync import BillingScheduler
 from llmtray.config import Config
 from llmtray.core.backups import FIRST_AFTER_S, BackupScheduler
 from llmtray.core.db import cannot_write, write_refused
@@ -152,7 +153,7 @@ class IngestService:
     def __init__(self, paths: Paths, config: Config, *, host: str = "127.0.0.1", port: int | None = None,
                  allow_remote: bool = False, budget_entries: BudgetEntries | None = None,
                  limits: Limits | None = None, keyring_timeout: float = credentials.KEYRING_TIMEOUT,
-                 backup_after: float = FIRST_AFTER_S, repair_database: bool = True):
+                 backup_after: float = FIRST_AFTER_S, repair_database: bool = True, sync_bills: bool = True):
         self.paths, self.config = paths, config
         self.host, self.port = host, resolve_port(config, port)
         self.allow_remote = allow_remote
@@ -160,6 +161,8 @@ class IngestService:
         # pricing.toml edits apply to the next commit, no restart (#17 item 16)
         self.writer = Writer(paths.db, current_pricer=PricingFile(paths.pricing_file).current)
         self.backups = BackupScheduler(paths.db, first_after=backup_after)  # whoever owns the database backs it up
+        # the provider's bill on [billing] interval (DESIGN §13); off for the demo's database
+        self.billing = BillingScheduler(paths.db, config) if sync_bills else None
         self.api = IngestAPI(self.writer, paths.db, config, budget_entries)
         self.server = IngestServer(self.api, limits)
         self.proxy = Proxy.install(self)  # /proxy/<upstream>/…: the metering proxy (DESIGN §5)
@@ -229,6 +232,8 @@ class IngestService:
                 self.recovered = ensure_usable(self.paths.db)
             self.writer.start()
             self.backups.start()
+            if self.billing is not None:
+                self.billing.start()
             assert self._sock is not None and self._url is not None
             # announced before the first connection is answered: a script that waits for
             # /v1/health and then reads the token from ingest.json must find it (#17 item 14);
@@ -285,6 +290,8 @@ class IngestService:
             self._drain.stop()  # it posts to this server: stopped first
         self.server.stop()
         self.backups.stop()
+        if self.billing is not None:
+            self.billing.stop()
         self.writer.stop()
         if self._announced:
             discovery.remove(self.paths.ingest_file)

@@ -491,3 +491,16 @@ def test_a_wrong_quiet_hours_setting_names_the_key_and_the_value(bad):
         parse({"alerts": {"quiet_hours": bad}}, "config.toml")
     assert str(info.value) == ('config.toml: alerts.quiet_hours must be "HH:MM-HH:MM" (two different local times, '
                                f'e.g. "22:00-07:00"), got {bad!r}')
+
+
+def test_an_alert_stored_elsewhere_is_delivered_like_ours(running):
+    """The bill's drift alert (stored by `billing.drift`) reaches the sinks through `deliver`."""
+    store, start, clock, sink = running
+    monitor = start()
+    alert = AlertLog(store.db).record(Alert(kind="bill_drift", severity="warning", title="openai bill differs",
+                                            body="billed $2, observed $1", ts_us=to_us(NOW)), snoozed=False)
+    monitor.deliver(alert)
+    assert sink.wait_for(1)
+    assert [(a.kind, a.title) for a in sink.sent] == [("bill_drift", "openai bill differs")]
+    assert monitor.sync(20)
+    assert [a.delivered for a in AlertLog(store.db).history() if a.kind == "bill_drift"] == [True]
