@@ -338,7 +338,7 @@ class Proxy:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         body = {"error": f"unknown upstream {name[:60]!r}{hint}: use /proxy/<upstream>/… with one of "
                          f"{', '.join(known)}; add more under [proxy.upstreams] in config.toml",
-                "upstreams": {n: str(self.upstreams[n].base) for n in known}}
+                "upstreams": known}  # names only: any local caller may ask, and a base URL can be private
         return Response(404, [("Content-Type", "application/json")], json.dumps(body).encode())
 
 

@@ -46,7 +46,7 @@ class Upstream:
     def target(self, path: str, query: str) -> bytes:
         """The request target for a path (relative to the base) and raw query, both kept byte
         for byte: the authority is never parsed from anything the client sent."""
-        raw = self.base_path + path.encode("latin-1")
+        raw = self.base_path + path.encode("latin-1") or b"/"  # `/proxy/stub`: the base's root, never ""
         if query:
             raw += b"?" + query.encode("latin-1")
         return raw
