@@ -15,7 +15,7 @@ import re
 from functools import lru_cache
 
 from llmtray.ingest.reply import HttpError
-from llmtray.ingest.wire import Headers
+from llmtray.ingest.messages import Headers
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 
