@@ -59,6 +59,9 @@ def parse_error(exc: BaseException | None, message: str | None = None) -> HttpEr
         return HttpError(400, "both Transfer-Encoding and Content-Length given")
     if "duplicate content-length" in lower:
         return HttpError(400, "conflicting Content-Length headers")
+    duplicate = re.search(r"duplicate '([!#$%&'*+\-.^_`|~0-9A-Za-z]+)' header", text, re.IGNORECASE)
+    if duplicate:
+        return HttpError(400, f"header {duplicate.group(1)!r} given more than once (it takes one value)")
     if "content-length" in lower:
         return HttpError(400, "invalid Content-Length")
     if "chunk" in lower:
@@ -182,7 +185,7 @@ class Connection(RequestHandler):
         else:
             log.error("error while handling a request from %s", request.remote, exc_info=exc)
             error = HttpError(500 if status != 504 else 504, "internal error; see the llmtray log")
-        headers = {"Content-Type": "application/json", "Server": self.owner.server_header}
+        headers = {"Content-Type": "application/json", "Server": self.owner.server_header, "Connection": "close"}
         headers.update(error.headers)
         response = web.Response(status=error.status, body=json.dumps({"error": error.message}).encode(),
                                 headers=headers)

@@ -304,9 +304,18 @@ class IngestServer:
         if raw.version < (1, 1) and not raw.keep_alive:
             headers.append(("Connection", "close"))  # HTTP/1.0 closes by default; say so anyway
         body = response.body
+        # An answer before the whole request body was read (413, 401 …): the connection can't be
+        # reused, since the rest of the body would be taken for the next request. aiohttp still
+        # drains it for `linger` seconds first, so the client reads this answer, not a reset.
+        unread = raw.body_exists and not raw.content.is_eof()
         if isinstance(body, (bytes, bytearray)):
-            return web.Response(status=response.status, body=bytes(body), headers=headers)
+            answer = web.Response(status=response.status, body=bytes(body), headers=headers)
+            if unread:
+                answer.force_close()
+            return answer
         out = web.StreamResponse(status=response.status, headers=headers)
+        if unread:
+            out.force_close()
         declared = next((v for k, v in response.headers if k.lower() == "content-length"), None)
         try:
             if declared is not None and declared.strip().isdigit():

@@ -16,6 +16,7 @@ timeout fails as a `ReadTimeout` of the answer instead.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import ssl
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ raw_headers.install()  # headers pass through byte for byte, UTF-8 or not
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Headers aiohttp would add on its own: the proxy forwards the client's, or none.
 _NOT_ADDED = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+LARGE_BODY = 1024 * 1024
 READ_BUFFER = 64 * 1024  # per response: aiohttp pauses the upstream socket at twice this unread
 
 
@@ -73,6 +75,8 @@ def translated(exc: BaseException) -> UpstreamError:
         return ReadTimeout(text)
     if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ClientProxyConnectionError)):
         return ConnectError(text)
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return ConnectError(f"the forward proxy refused the connection: HTTP {exc.status} {exc.message}")
     if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError)):
         return RemoteProtocolError(text)
     return ConnectError(f"{type(exc).__name__}: {text}")
@@ -82,7 +86,8 @@ def translated(exc: BaseException) -> UpstreamError:
 class Timeouts:
     """Seconds allowed for each wait: `read` between two arrivals of response bytes, `connect`
     for a new connection, `pool` for a free one when all are busy (aiohttp counts it into the
-    connect wait); `write` is kept for callers but aiohttp has no such timeout."""
+    wait for a connection, whether pooled or new); `write` is kept for callers but aiohttp has
+    no such timeout."""
 
     read: float = 600.0
     connect: float = 10.0
@@ -94,8 +99,7 @@ class Timeouts:
         return cls(seconds, seconds, seconds, seconds)
 
     def aiohttp(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=None, connect=self.connect + self.pool, sock_connect=self.connect,
-                                     sock_read=self.read)
+        return aiohttp.ClientTimeout(total=None, connect=self.pool, sock_connect=self.connect, sock_read=self.read)
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,8 @@ class UpstreamClient:
         path and query (sent as is); `headers` hold no framing headers but a Content-Length for
         a streamed body of known length."""
         url = URL(origin.url + target, encoded=True)
+        if isinstance(body, bytes) and len(body) > LARGE_BODY:
+            body = io.BytesIO(body)  # written piece by piece as the socket takes it, not in one blocking go
         try:
             return await self._session(origin).request(
                 method, url, headers=headers, data=body, allow_redirects=False, timeout=timeouts.aiohttp(),
