@@ -127,7 +127,7 @@ class Proxy:
         self._queries: Queries | None = None  # the loop thread's read connection, for budget checks
         self._refusals: dict[Budget, str] = {}  # a budget (as defined now) → its 429 text, until the next commit
         self.client = UpstreamClient(max_connections=256, keepalive_expiry=30.0)
-        self._buffers = BodyBuffers(MAX_HELD_BYTES)
+        self.buffers = BodyBuffers(MAX_HELD_BYTES)  # public: tests shrink it
         self._events: list[UsageEvent] = []  # recorded, not yet handed to the writer
         self._flush_timer: asyncio.TimerHandle | None = None
         self._parser: ThreadPoolExecutor | None = None
@@ -177,7 +177,7 @@ class Proxy:
             return _error(dialect, 400, f"llmtray proxy: {exc}", "invalid_request")
         recorded: _Recorded | None = None
         body: bytes | AsyncIterator[bytes] | None = request.stream
-        with self._buffers.held() as held:
+        with self.buffers.held() as held:
             if call is not None:  # the budget check and the event need the model: the body is read first
                 try:
                     body = await held.read(request.stream)
