@@ -44,6 +44,9 @@ SSE_EVENTS = ([b"data: " + json.dumps({**CHUNK, "choices": [{"index": 0, "delta"
                  b"data: [DONE]\n\n"])
 
 
+ENDLESS_CHUNK = b"100000\r\n" + bytes(1 << 20) + b"\r\n"
+
+
 # --- the upstream (run with --upstream, prints its port) -------------------------------------
 
 
@@ -54,6 +57,12 @@ async def _upstream_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWri
             length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
                            if line.lower().startswith(b"content-length:")), 0)
             body = await reader.readexactly(length)
+            if head.startswith(b"GET /endless "):  # bench/soak.py's slow readers: 1 MiB chunks until they leave
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n")
+                while True:
+                    writer.write(ENDLESS_CHUNK)
+                    await writer.drain()
             if b'"stream": true' in body or b'"stream":true' in body:
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
                 for event in SSE_EVENTS:
