@@ -242,7 +242,9 @@ class Traffic:
                     for _ in range(size >> 20):
                         sock.sendall(piece)
                 status = read_status(sock, bytearray())
-            if status == 200 or (recorded and status == 503):  # 503: over the budget, retry later
+            if status == 200:
+                self._note(proxied=int(recorded))  # a recorded call is stored like any proxied one
+            elif recorded and status == 503:  # over the metering budget: refused, nothing stored
                 self._note()
             else:
                 self._note(error=f"upload answered {status}")

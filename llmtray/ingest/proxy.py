@@ -8,17 +8,19 @@ metered on the way through (`meter.ResponseMeter`): the usage event is submitted
 ends, is cut, or the client leaves.
 
 Choices worth knowing:
-- HTTP/1.1 with keep-alive pooling to upstreams, not HTTP/2, through our own small client
-  (`upstream_client`: httpx alone cost more CPU per call than the proxy's whole 1 ms budget on
-  the build machine; see that module). HTTP/2 was never used: httpx's still fails long-lived
-  connections that see many requests (`ConnectionTerminated` after the server's GOAWAY,
-  encode/httpx#3324), which is exactly a proxy's life, and the SDKs themselves speak HTTP/1.1.
+- HTTP/1.1 with keep-alive pooling to upstreams, not HTTP/2, through one aiohttp session per
+  upstream origin (`upstream`: httpx alone cost more CPU per call than the proxy's whole 1 ms
+  budget on the build machine; aiohttp measured ~4x less, `bench/proxy.py` prints both). The
+  SDKs themselves speak HTTP/1.1 to the proxy.
+- Request bodies stream through as they arrive, except a recorded call's: the budget check and
+  the event need its model, so it is read first, within `MAX_HELD_BYTES` for all calls together
+  (`buffers`). `before_forwarding` is the one place a call can be refused before it is sent.
 - The proxy's own work stays off the answer's path: a JSON answer with a Content-Length up to
   `INLINE_BODY_BYTES` is read whole and written in one go, and it is metered and recorded just
   after (`loop.call_soon`: the write has happened by then); a stream is metered as it passes and
   recorded after its last chunk has been written.
-- Client gone mid-stream: the upstream request is closed at the next chunk (that is when a write
-  fails) and the event is recorded like the SDK hooks record an abandoned stream — status `ok`, tag
+- Client gone mid-stream: the server cancels the handler at once (aiohttp's handler
+  cancellation), the upstream request is closed, and the event is recorded like the SDK hooks record an abandoned stream — status `ok`, tag
   `llmtray.stream=abandoned`, usage as far as the stream had reported it (`llmtray.usage=partial`
   or `missing`). An upstream that fails mid-stream is an `error` event tagged `interrupted`, and the
   client's connection is cut too, so its SDK raises instead of seeing a clean end.
