@@ -85,7 +85,10 @@ class ConnectionServer(web.Server):
     """aiohttp's low-level server making `Connection`s and keeping their budget."""
 
     def __init__(self, handler: Any, limits: Limits, *, server_header: str):
+        # auto_decompress=False: a request body is the client's bytes (the proxy forwards them as
+        # sent; an API body in gzip is refused as invalid JSON, as before, not inflated unbounded).
         super().__init__(handler, handler_cancellation=True, keepalive_timeout=limits.header_timeout,
+                         auto_decompress=False,
                          max_line_size=limits.max_header_bytes, max_field_size=limits.max_header_bytes,
                          max_headers=limits.max_headers, lingering_time=limits.linger, access_log=None)
         self.limits = limits

@@ -250,3 +250,24 @@ def test_bodies_held_for_metering_have_a_budget(tmp_path, serve):
         first.join(30)
         assert requests[-1] == b"first:200"
         assert service.proxy.buffers.used == 0
+
+
+def test_a_compressed_upload_is_forwarded_as_sent(tmp_path, serve):
+    """aiohttp inflates request bodies by default; the proxy must forward the client's bytes."""
+    seen: list[bytes] = []
+
+    def script(sock: socket.socket, n: int) -> None:
+        while request := read_request(sock):
+            seen.append(request)
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+
+    upstream = serve(script)
+    packed = zlib.compress(b'{"purpose": "batch"}' * 1000, wbits=31)
+    with serving(tmp_path, files=_url(upstream)) as service:
+        reply, _ = exchange(service.port, b"POST /proxy/files/v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            b"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"
+                            b"Content-Length: %d\r\n\r\n%s" % (len(packed), packed))
+        assert reply.status == 200
+    head, _, body = seen[0].partition(b"\r\n\r\n")
+    head = head.lower()
+    assert body == packed and b"content-encoding: gzip" in head and b"content-length: %d" % len(packed) in head
