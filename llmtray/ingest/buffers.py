@@ -8,10 +8,30 @@ uploads get a `503` with `Retry-After` for the part over it instead of a gigabyt
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import ctypes
+import ctypes.util
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 
 MIB = 1024 * 1024
+TRIM_AFTER = 8 * MIB  # a body this large was held: give its pages back once nothing is held
+
+
+def _malloc_trim() -> Callable[[], object] | None:
+    """glibc keeps freed heap pages (a body arrives in thousands of small pieces) unless asked to
+    return them; without this the server kept ~120 MiB after 16 concurrent 64 MiB uploads ended."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # musl and others: no malloc_trim
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
+_TRIM = _malloc_trim()
 
 
 class BuffersFull(Exception):
@@ -33,6 +53,8 @@ class BodyBuffers:
             yield holding
         finally:
             self.used -= holding.size
+            if holding.size >= TRIM_AFTER and self.used == 0 and _TRIM is not None:
+                _TRIM()
 
 
 class Holding:
