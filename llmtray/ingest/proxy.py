@@ -20,9 +20,9 @@ Choices worth knowing:
   after (`loop.call_soon`: the write has happened by then); a stream is metered as it passes and
   recorded after its last chunk has been written.
 - Client gone mid-stream: the server cancels the handler at once (aiohttp's handler
-  cancellation), the upstream request is closed, and the event is recorded like the SDK hooks record an abandoned stream — status `ok`, tag
-  `llmtray.stream=abandoned`, usage as far as the stream had reported it (`llmtray.usage=partial`
-  or `missing`). An upstream that fails mid-stream is an `error` event tagged `interrupted`, and the
+  cancellation), the upstream request is closed, and the event is recorded like the SDK hooks
+  record an abandoned stream — status `ok`, tag `llmtray.stream=abandoned`, usage as far as the
+  stream had reported it (`llmtray.usage=partial` or `missing`). An upstream that fails mid-stream is an `error` event tagged `interrupted`, and the
   client's connection is cut too, so its SDK raises instead of seeing a clean end.
 - Hard caps: a POST to a recorded endpoint is checked against exhausted `enforce = true` budgets
   (`core.budgets.exhausted_enforced_budget`: cached, recomputed after each commit) before anything

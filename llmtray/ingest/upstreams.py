@@ -81,12 +81,12 @@ def upstreams(overrides: Mapping[str, str]) -> dict[str, Upstream]:
 
 # --- errors in each provider family's own shape, so SDKs raise their usual exception types ------
 
-_OPENAI_TYPES = {429: "insufficient_quota", 502: "server_error", 503: "server_error", 504: "server_error", 400: "invalid_request_error",
-                 403: "permission_denied"}
-_ANTHROPIC_TYPES = {429: "rate_limit_error", 502: "api_error", 503: "overloaded_error", 504: "timeout_error", 400: "invalid_request_error",
-                    403: "permission_error"}
-_GOOGLE_STATUS = {429: "RESOURCE_EXHAUSTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED", 400: "INVALID_ARGUMENT",
-                  403: "PERMISSION_DENIED"}
+_OPENAI_TYPES = {429: "insufficient_quota", 502: "server_error", 503: "server_error", 504: "server_error",
+                 400: "invalid_request_error", 403: "permission_denied"}
+_ANTHROPIC_TYPES = {429: "rate_limit_error", 502: "api_error", 503: "overloaded_error", 504: "timeout_error",
+                    400: "invalid_request_error", 403: "permission_error"}
+_GOOGLE_STATUS = {429: "RESOURCE_EXHAUSTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
+                  400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED"}
 
 
 def error_body(dialect: str, status: int, message: str, code: str) -> bytes:
