@@ -95,7 +95,3 @@ class Response:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes | AsyncIterator[bytes] = b""
-
-
-class ClientGone(Exception):
-    """The peer closed the connection in the middle of a request or response."""
