@@ -178,7 +178,8 @@ class Proxy:
         except BadRequest as exc:
             return _error(dialect, 400, f"llmtray proxy: {exc}", "invalid_request")
         recorded: _Recorded | None = None
-        body: bytes | AsyncIterator[bytes] | None = request.stream
+        refused: list[HttpError] = []  # the client's body broke a limit while it was being forwarded
+        body: bytes | AsyncIterator[bytes] | None = None
         with self.buffers.held() as held:
             if call is not None:  # the budget check and the event need the model: the body is read first
                 try:
@@ -191,8 +192,10 @@ class Proxy:
                     log.info("proxy: refused a %s call to %s: %s", facts.model or "?", name, refusal)
                     return _error(dialect, 429, refusal, "budget_exhausted", (("x-should-retry", "false"),))
                 recorded = _Recorded(name, call, facts, attribution, wall, t0)
-            elif request.length is not None:
-                headers.append(("Content-Length", str(request.length)))  # streamed as it arrives, not chunked
+            elif request.stream is not None:
+                body = _watched(request.stream, refused)
+                if request.length is not None:
+                    headers.append(("Content-Length", str(request.length)))  # streamed as it arrives, not chunked
             try:
                 response = await self.client.send(request.method, upstream.origin,
                                                   upstream.target(path, request.query), headers, body, self.timeout)
@@ -201,6 +204,8 @@ class Proxy:
                 self._record(recorded, error=message)
                 return _error(dialect, 504, message, "upstream_timeout")
             except UpstreamError as exc:
+                if refused:  # not the upstream's fault: the client's 413 or 408
+                    raise refused[0] from None
                 message = f"llmtray proxy: could not reach {name} at {upstream.base}: {type(exc).__name__}: {exc}"
                 self._record(recorded, error=message)
                 return _error(dialect, 502, message, "upstream_unreachable")
@@ -490,6 +495,16 @@ def _loopback_peer(client: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_loopback
+
+
+async def _watched(stream: AsyncIterator[bytes], refused: list[HttpError]) -> AsyncIterator[bytes]:
+    """`stream`, noting the limit it broke (aiohttp reports a failing body as a failed send)."""
+    try:
+        async for piece in stream:
+            yield piece
+    except HttpError as exc:
+        refused.append(exc)
+        raise
 
 
 def _check_path(path: str) -> None:

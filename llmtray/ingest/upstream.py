@@ -79,7 +79,7 @@ def translated(exc: BaseException) -> UpstreamError:
         return ConnectError(f"the forward proxy refused the connection: HTTP {exc.status} {exc.message}")
     if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError)):
         return RemoteProtocolError(text)
-    return ConnectError(f"{type(exc).__name__}: {text}")
+    return ConnectError(f"{type(exc).__name__}: {text.split(' Connection<', 1)[0]}")  # no pool internals
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from llmtray.config import Config
+from llmtray.ingest import proxy as proxy_module
 from llmtray.ingest.service import IngestService
 from llmtray.paths import Paths
 from tests.ingest.conftest import Replies
@@ -308,3 +309,20 @@ def test_memory_held_for_uploads_is_given_back(tmp_path, serve):
         time.sleep(0.5)
         kept = _rss_mib() - before
     assert kept < 48, f"{kept:.0f} MiB still held after the uploads ended"
+
+
+def test_an_oversized_streamed_upload_is_a_413_not_a_gateway_error(tmp_path, serve, monkeypatch):
+    """A chunked upload that passes the limit while it streams: the client's fault, said as such."""
+    monkeypatch.setattr(proxy_module, "MAX_BODY_BYTES", 2 * MIB)
+
+    def sink(sock: socket.socket, n: int) -> None:
+        while sock.recv(MIB):
+            pass
+
+    upstream = serve(sink)
+    with serving(tmp_path, files=_url(upstream)) as service:
+        chunk = b"100000\r\n" + bytes(MIB) + b"\r\n"
+        reply, _ = exchange(service.port, b"POST /proxy/files/v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 4 + b"0\r\n\r\n")
+        assert reply.status == 413 and "larger than 2 MiB" in reply.json()["error"]
+        assert exchange(service.port, HEALTH)[0].status == 200
