@@ -20,6 +20,7 @@ from llmtray.ingest import proxy as proxy_module
 from llmtray.ingest.service import IngestService
 from llmtray.paths import Paths
 from tests.ingest.conftest import Replies
+from tests.ingest.test_serve import start_serve
 from tests.proof.conftest import LIMITS, proxying_service, row_count, threads_stopped
 from tests.proof.rawhttp import HEALTH, exchange
 from tests.proxy.test_upstream import ScriptedServer, read_request, serve  # noqa: F401 - `serve` is a fixture
@@ -274,40 +275,47 @@ def test_a_compressed_upload_is_forwarded_as_sent(tmp_path, serve):
     assert body == packed and b"content-encoding: gzip" in head and b"content-length: %d" % len(packed) in head
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/status") as status:
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
 def test_memory_held_for_uploads_is_given_back(tmp_path, serve):
     """#26 item 7: after concurrent uploads ended, the server kept most of their memory
-    (glibc holds freed heap pages; bodies arrive in thousands of small pieces)."""
+    (glibc holds freed heap pages; bodies arrive in thousands of small pieces). Measured on
+    `llmtray serve` in its own process, so nothing else's allocations blur the figure."""
     def sink(sock: socket.socket, n: int) -> None:
         while read_request(sock):
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
 
     upstream = serve(sink)
-    size = 30 * MIB
-    body = b'{"model": "gpt-4o-mini", "input": "' + bytes(size) + b'"}'  # one buffer, shared by every client
+    (tmp_path / "config.toml").write_text(f'[proxy.upstreams]\nsink = "{_url(upstream)}"\n')
+    body = b'{"model": "gpt-4o-mini", "input": "' + bytes(30 * MIB) + b'"}'  # one buffer, shared by every client
     head = (b"POST /proxy/sink/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body))
-    with serving(tmp_path, sink=_url(upstream)) as service:
+    proc, url, _ = start_serve(tmp_path)
+    port = int(url.rsplit(":", 1)[1])
+    try:
         def upload() -> None:
-            with socket.create_connection(("127.0.0.1", service.port), timeout=60) as sock:
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
                 sock.sendall(head)
                 sock.sendall(body)
                 assert Replies(sock).next().status in (200, 503)
 
         upload()  # warm: pools, threads, imports
-        before = _rss_mib()
+        time.sleep(0.5)
+        before = _rss_mib(proc.pid)
         clients = [threading.Thread(target=upload) for _ in range(6)]
         for client in clients:
             client.start()
         for client in clients:
             client.join(120)
-        time.sleep(0.5)
-        kept = _rss_mib() - before
+        time.sleep(1)
+        kept = _rss_mib(proc.pid) - before
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
     assert kept < 48, f"{kept:.0f} MiB still held after the uploads ended"
 
 
