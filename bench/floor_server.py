@@ -5,9 +5,11 @@ with `json.loads`, the rows written by one writer thread that owns the connectio
 only after the COMMIT (acknowledged means durable). Everything llmtray adds is left out: no
 auth, no validation, no pricing, no rollups, no indexes (a bare 10-column table). Whatever this
 reaches on a machine, llmtray cannot beat there; `--inline` commits on the event loop instead,
-to show what the hand-off to the writer thread costs by itself.
+to show what the hand-off to the writer thread costs by itself; `--aiohttp` serves the same
+shape with aiohttp's low-level server (what llmtray's server is built on), to show what the
+HTTP library costs by itself.
 
-    python bench/floor_server.py DB PORT_FILE [--inline]
+    python bench/floor_server.py DB PORT_FILE [--inline | --aiohttp]
 """
 
 from __future__ import annotations
@@ -86,12 +88,30 @@ class _Http(asyncio.Protocol):
             self.replies = asyncio.ensure_future(reply())
 
 
+def _aiohttp_server(writer: _Writer, thread: ThreadPoolExecutor, loop: asyncio.AbstractEventLoop) -> object:
+    """The same shape on aiohttp.web.Server: a trivial handler, the commit on the writer thread."""
+    from aiohttp import web
+
+    async def handle(request: web.BaseRequest) -> web.Response:
+        body = await request.read()
+        if body:
+            await asyncio.get_running_loop().run_in_executor(thread, writer.store, body)
+        return web.Response(body=b'{"ok":true}', content_type="application/json")
+
+    return web.Server(handle, access_log=None, loop=loop)
+
+
 def main() -> None:
     db, port_file, inline = Path(sys.argv[1]), Path(sys.argv[2]), "--inline" in sys.argv[3:]
     writer = _Writer(db)
     thread = None if inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix="floor-writer")
     loop = asyncio.new_event_loop()
-    server = loop.run_until_complete(loop.create_server(lambda: _Http(writer, thread), "127.0.0.1", 0))
+    if "--aiohttp" in sys.argv[3:]:
+        assert thread is not None
+        factory = _aiohttp_server(writer, thread, loop)
+    else:
+        factory = lambda: _Http(writer, thread)  # noqa: E731
+    server = loop.run_until_complete(loop.create_server(factory, "127.0.0.1", 0))
     port_file.write_text(str(server.sockets[0].getsockname()[1]))
     loop.run_forever()
 

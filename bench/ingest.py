@@ -115,10 +115,10 @@ def start_server(data: Path) -> tuple[subprocess.Popen, int, str]:
     raise SystemExit("llmtray serve did not start")
 
 
-def start_floor(tmp: Path, inline: bool) -> tuple[subprocess.Popen, int]:
-    port_file = tmp / f"floor-{inline}.port"
+def start_floor(tmp: Path, mode: str) -> tuple[subprocess.Popen, int]:
+    port_file = tmp / f"floor-{mode}.port"
     proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("floor_server.py")),
-                             str(tmp / f"floor-{inline}.db"), str(port_file)] + (["--inline"] if inline else []))
+                             str(tmp / f"floor-{mode}.db"), str(port_file)] + ([f"--{mode}"] if mode else []))
     deadline = time.monotonic() + 60
     while not (port_file.exists() and port_file.read_text()):
         if time.monotonic() > deadline or proc.poll() is not None:
@@ -128,15 +128,17 @@ def start_floor(tmp: Path, inline: bool) -> tuple[subprocess.Popen, int]:
     return proc, int(port_file.read_text())
 
 
-def floor_figures(tmp: Path, seconds: float, clients: int, batch: int) -> dict[str, tuple[float, float]]:
-    """(a) requests/s and (b) events/s of the no-work server, with its writer thread and inline."""
-    out: dict[str, tuple[float, float]] = {}
-    for label, inline in (("writer thread", False), ("commit on the loop", True)):
-        proc, port = start_floor(tmp, inline)
+def floor_figures(tmp: Path, seconds: float, clients: int, batch: int) -> dict[str, tuple[float, float, float]]:
+    """(a) requests/s, (b) events/s and GET requests/s of the no-work server: raw asyncio with its
+    writer thread and inline, and aiohttp's low-level server (what llmtray serves with)."""
+    out: dict[str, tuple[float, float, float]] = {}
+    for label, mode in (("writer thread", ""), ("commit on the loop", "inline"), ("aiohttp, writer thread", "aiohttp")):
+        proc, port = start_floor(tmp, mode)
         try:
+            get = health_requests(port, seconds / 2)
             n, t = single_events(port, "-", seconds)
             m, u = batches(port, "-", clients, batch, seconds, eps_guess=100_000)
-            out[label] = (n / t, m / u)
+            out[label] = (n / t, m / u, get)
         finally:
             proc.kill()
             proc.wait()
@@ -384,8 +386,9 @@ def main() -> None:
     print(f"ceiling: executemany, real schema           {real:10,.0f} events/s  (b reaches {batched / real:.0%}; "
           f"target ≥ {TARGET_CEILING_SHARE:.0%}: {'met' if batched >= TARGET_CEILING_SHARE * real else 'NOT met'})")
     print(f"ceiling: executemany, bare table            {bare:10,.0f} events/s  (b reaches {batched / bare:.0%})")
-    for label, (a, b) in floors.items():
-        print(f"floor, no-work server, {label + ':':20s} (a) {a:7,.0f} requests/s, (b) {b:9,.0f} events/s")
+    for label, (a, b, get) in floors.items():
+        print(f"floor, no-work server, {label + ':':24s} (a) {a:7,.0f} requests/s, (b) {b:9,.0f} events/s, "
+              f"GET {get:7,.0f} requests/s")
     print()
     print("where one event's time goes (µs, in-process, same events):")
     for stage, us in split.items():

@@ -8,8 +8,9 @@ HTTP/1.1 over keep-alive sockets so its own overhead stays out of the figures. P
 through the proxy: latency of non-streamed calls (p50/p99, interleaved so drift hits both), time
 to first byte of SSE streams, requests/s with 8 concurrent clients, and the serve process's CPU
 per proxied call. For scale: one bare call to the upstream through each candidate for the
-proxy's own hop (httpx.AsyncClient, which it used first; httpcore's pool directly; llmtray's
-UpstreamClient, which it uses now) and a CPU calibration line. Last, the per-request budget
+proxy's own hop (httpx.AsyncClient, which it used first; httpcore's pool directly; a bare
+aiohttp.ClientSession; llmtray's UpstreamClient on aiohttp, which it uses now) and a CPU
+calibration line. Last, the per-request budget
 check (cached, and recomputed after a commit) with 20,000 events and 3 enforced budgets.
 Target: under 1 ms added at p50.
 """
@@ -43,6 +44,9 @@ SSE_EVENTS = ([b"data: " + json.dumps({**CHUNK, "choices": [{"index": 0, "delta"
                  b"data: [DONE]\n\n"])
 
 
+ENDLESS_CHUNK = b"100000\r\n" + bytes(1 << 20) + b"\r\n"
+
+
 # --- the upstream (run with --upstream, prints its port) -------------------------------------
 
 
@@ -53,6 +57,12 @@ async def _upstream_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWri
             length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
                            if line.lower().startswith(b"content-length:")), 0)
             body = await reader.readexactly(length)
+            if head.startswith(b"GET /endless "):  # bench/soak.py's slow readers: 1 MiB chunks until they leave
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n")
+                while True:
+                    writer.write(ENDLESS_CHUNK)
+                    await writer.drain()
             if b'"stream": true' in body or b'"stream":true' in body:
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
                 for event in SSE_EVENTS:
@@ -214,15 +224,18 @@ def enforcement_cost(rounds: int = 2000) -> tuple[float, float]:
 def client_floors(port: int, calls: int) -> dict[str, tuple[float, float]]:
     """(p50 ms, CPU µs per call) of one bare call to the upstream through each candidate for the
     proxy's upstream hop: httpx.AsyncClient (what the proxy used first), httpcore's pool directly
-    (httpx without its client layers) and llmtray's own UpstreamClient (what it uses now)."""
+    (httpx without its client layers), a bare aiohttp.ClientSession (the floor of what the proxy
+    uses now) and llmtray's UpstreamClient on it (the session per origin, headers as sent)."""
+    import aiohttp
     import httpcore
     import httpx
 
-    from llmtray.ingest.upstream_client import Origin, Timeouts, UpstreamClient
+    from llmtray.ingest.upstream import Origin, Timeouts, UpstreamClient, body_pieces
 
     body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     headers = [(b"Content-Type", b"application/json"), (b"Authorization", b"Bearer sk-bench")]
+    text_headers = [(k.decode(), v.decode()) for k, v in headers]
 
     async def measure(call: Callable[[], Awaitable[object]]) -> tuple[float, float]:
         for _ in range(20):
@@ -241,15 +254,21 @@ def client_floors(port: int, calls: int) -> dict[str, tuple[float, float]]:
             out["httpx.AsyncClient"] = await measure(lambda: client.post(url, content=body, headers=headers))
         async with httpcore.AsyncConnectionPool() as pool:
             out["httpcore pool"] = await measure(lambda: pool.request("POST", url, headers=headers, content=body))
+        async with aiohttp.ClientSession() as session:
+            async def bare() -> bytes:
+                async with session.post(url, data=body, headers=text_headers) as response:
+                    return await response.read()
+
+            out["aiohttp.ClientSession"] = await measure(bare)
         ours = UpstreamClient()
         origin, timeouts = Origin("http", "127.0.0.1", port), Timeouts()
 
         async def own() -> bytes:
-            response = await ours.send("POST", origin, b"/v1/chat/completions", headers, body, timeouts)
+            response = await ours.send("POST", origin, "/v1/chat/completions", text_headers, body, timeouts)
             try:
-                return await response.read()
+                return b"".join([piece async for piece in body_pieces(response)])
             finally:
-                response.close()
+                response.release()
 
         out["llmtray UpstreamClient"] = await measure(own)
         await ours.aclose()

@@ -1,13 +1,16 @@
 """Soak: `llmtray serve` under steady mixed traffic for a long time — does anything grow?
 
-    python bench/soak.py [--minutes 30] [--rate 500] [--sample 10] [--proxy-rate 5] [--json PATH]
+    python bench/soak.py [--minutes 30] [--rate 500] [--sample 10] [--proxy-rate 5] [--no-hostile] [--json PATH]
 
 Traffic, paced per second: `--rate` events/s posted to /v1/events (60 % in batches of 50 over a
 keep-alive connection, 20 % one event per request, 20 % in batches of 10 on a new connection
 per request), `--proxy-rate` calls/s through the metering proxy to a local upstream
 (`bench/proxy.py --upstream`; JSON and SSE alternately, each stored as an event), and once a
 second each: /v1/health, /v1/summary, an invalid batch (400), a wrong token (401), a browser
-Origin (403) and a client that hangs up mid-request.
+Origin (403) and a client that hangs up mid-request. Unless `--no-hostile`: a slow reader at all
+times (an endless proxied download of 1 MiB chunks, read not at all for 5 s, then dropped) and a
+big upload every `--upload-every` seconds (64 MiB streamed to an unrecorded endpoint, or 32 MiB
+in a recorded call's body, alternately) — the server's memory must stay flat under both.
 
 Every `--sample` seconds the serve process's RSS, open file descriptors, threads and CPU (from
 /proc: Linux only) and the sizes of the database and its WAL are printed as a table row; at the
@@ -92,7 +95,8 @@ class Counters:
 class Traffic:
     """Paced client threads; `take()` hands over (and resets) the interval's counters."""
 
-    def __init__(self, port: int, token: str, rate: float, proxy_rate: float):
+    def __init__(self, port: int, token: str, rate: float, proxy_rate: float, hostile: bool = False,
+                 upload_every: float = 5.0):
         self.port, self.token = port, token
         self.total = Counters()
         self._interval = Counters()
@@ -106,6 +110,8 @@ class Traffic:
         ]
         if proxy_rate > 0:
             plan.append(("proxy", self._proxy(), proxy_rate))
+        if hostile:
+            plan += [("slow-reader", self._slow_reader(), 1.0), ("upload", self._upload(), 1.0 / upload_every)]
         self._threads = [threading.Thread(target=self._paced, args=(step, per_s), name=f"soak-{name}", daemon=True)
                          for name, step, per_s in plan if per_s > 0]
         for t in self._threads:
@@ -204,6 +210,44 @@ class Traffic:
                 state["client"] = None
                 raise
             self._note(proxied=1)
+        return step
+
+    def _slow_reader(self) -> Callable[[], None]:
+        def step() -> None:
+            with connect(self.port) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+                sock.sendall(b"GET /proxy/openai/endless HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                time.sleep(5)  # reads nothing: the upstream must be held back, not buffered
+            self._note()
+        return step
+
+    def _upload(self) -> Callable[[], None]:
+        state = {"n": 0}
+        piece = bytes(1 << 20)
+
+        def step() -> None:
+            state["n"] += 1
+            recorded = state["n"] % 2 == 0
+            if recorded:  # read whole for metering, within the proxy's budget
+                body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "' + b"x" * (32 << 20) + b'"}]}'
+                target, size = b"/proxy/openai/v1/chat/completions", len(body)
+            else:  # streamed through as it arrives
+                body, target, size = b"", b"/proxy/openai/v1/files", 64 << 20
+            with connect(self.port) as sock:
+                sock.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n" % (target, size))
+                if body:
+                    sock.sendall(body)
+                else:
+                    for _ in range(size >> 20):
+                        sock.sendall(piece)
+                status = read_status(sock, bytearray())
+            if status == 200:
+                self._note(proxied=int(recorded))  # a recorded call is stored like any proxied one
+            elif recorded and status == 503:  # over the metering budget: refused, nothing stored
+                self._note()
+            else:
+                self._note(error=f"upload answered {status}")
         return step
 
     def _noise(self) -> Callable[[], None]:
@@ -331,11 +375,12 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     serve, port, token = start_serve(data, up_port, log)
     db = data / "llmtray.db"
     samples: list[Sample] = []
-    print(f"soak: {args.minutes:g} min at {args.rate:g} events/s + {args.proxy_rate:g} proxied calls/s, "
+    hostile = f", a slow reader and an upload every {args.upload_every:g} s" if args.hostile else ""
+    print(f"soak: {args.minutes:g} min at {args.rate:g} events/s + {args.proxy_rate:g} proxied calls/s{hostile}, "
           f"serve pid {serve.pid}; {os.cpu_count()} CPUs, {load()} at start", flush=True)
     print("\n| t (s) | stored/s | RSS MB | fds | thr | DB MB | WAL MB | CPU % | p50 ms | p99 ms | errors |\n"
           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
-    traffic = Traffic(port, token, args.rate, args.proxy_rate)
+    traffic = Traffic(port, token, args.rate, args.proxy_rate, args.hostile, args.upload_every)
     try:
         t0 = last_t = time.monotonic()
         rows, cpu = stored(db), cpu_seconds(serve.pid) or 0.0
@@ -389,6 +434,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=500.0, help="events/s posted to /v1/events (default 500)")
     parser.add_argument("--proxy-rate", type=float, default=5.0, help="proxied calls/s (default 5; 0: none)")
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples (default 10)")
+    parser.add_argument("--no-hostile", dest="hostile", action="store_false",
+                        help="leave out the slow readers and big uploads")
+    parser.add_argument("--upload-every", type=float, default=5.0, help="seconds between big uploads (default 5)")
     parser.add_argument("--window", type=float, default=5.0,
                         help="minutes compared at the start and the end (default 5; at most a third of the run)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write samples and checks as JSON")

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from functools import lru_cache
 
 from llmtray.ingest.reply import HttpError
-from llmtray.ingest.wire import Headers
+from llmtray.ingest.messages import Headers
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 
@@ -26,17 +27,24 @@ def is_loopback(host: str) -> bool:
     if host in LOOPBACK_NAMES or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 
 
+_HOST = re.compile(r"\[(?P<v6>[0-9A-Fa-f:.]+)\](?::\d{1,5})?|(?P<name>[A-Za-z0-9._-]+)(?::\d{1,5})?")
+
+
 def host_of(header: str) -> str:
-    """The host part of a Host header value (`[::1]:8787` → `::1`, `localhost:8787` → `localhost`)."""
-    value = header.strip()
-    if value.startswith("["):
-        return value[1:].partition("]")[0]
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+    """The host part of a Host header value (`[::1]:8787` → `::1`, `localhost:8787` → `localhost`),
+    or "" when the value is not `host[:port]` at all. Strict on purpose: a lenient split let
+    `localhost:1@evil.com` pass as "localhost" and `127.0.0.1%anything` as 127.0.0.1 (a zone id
+    has no place in a Host header), and a browser resolving those names is exactly what the
+    rebinding check is for."""
+    m = _HOST.fullmatch(header.strip())
+    if m is None:
+        return ""
+    return m.group("v6") or m.group("name")
 
 
 class Guard:

@@ -241,6 +241,12 @@ class ResponseMeter:
             self._decoder = None
             self.note = f"content-encoding {exc.args[0]!s:.40} is not readable"
 
+    @property
+    def decompresses(self) -> bool:
+        """Whether feeding inflates compressed bytes: the proxy then feeds off the event loop,
+        since even a capped decompression takes long enough to stall every other request."""
+        return self._decoder is not None and self._decoder.active
+
     def feed(self, chunk: bytes) -> None:
         if self.ttft_ms is None:
             self.ttft_ms = (time.perf_counter() - self.t0) * 1000.0

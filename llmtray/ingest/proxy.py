@@ -8,19 +8,21 @@ metered on the way through (`meter.ResponseMeter`): the usage event is submitted
 ends, is cut, or the client leaves.
 
 Choices worth knowing:
-- HTTP/1.1 with keep-alive pooling to upstreams, not HTTP/2, through our own small client
-  (`upstream_client`: httpx alone cost more CPU per call than the proxy's whole 1 ms budget on
-  the build machine; see that module). HTTP/2 was never used: httpx's still fails long-lived
-  connections that see many requests (`ConnectionTerminated` after the server's GOAWAY,
-  encode/httpx#3324), which is exactly a proxy's life, and the SDKs themselves speak HTTP/1.1.
+- HTTP/1.1 with keep-alive pooling to upstreams, not HTTP/2, through one aiohttp session per
+  upstream origin (`upstream`: httpx alone cost more CPU per call than the proxy's whole 1 ms
+  budget on the build machine; aiohttp measured ~4x less, `bench/proxy.py` prints both). The
+  SDKs themselves speak HTTP/1.1 to the proxy.
+- Request bodies stream through as they arrive, except a recorded call's: the budget check and
+  the event need its model, so it is read first, within `MAX_HELD_BYTES` for all calls together
+  (`buffers`). `before_forwarding` is the one place a call can be refused before it is sent.
 - The proxy's own work stays off the answer's path: a JSON answer with a Content-Length up to
   `INLINE_BODY_BYTES` is read whole and written in one go, and it is metered and recorded just
   after (`loop.call_soon`: the write has happened by then); a stream is metered as it passes and
   recorded after its last chunk has been written.
-- Client gone mid-stream: the upstream request is closed at the next chunk (that is when a write
-  fails) and the event is recorded like the SDK hooks record an abandoned stream — status `ok`, tag
-  `llmtray.stream=abandoned`, usage as far as the stream had reported it (`llmtray.usage=partial`
-  or `missing`). An upstream that fails mid-stream is an `error` event tagged `interrupted`, and the
+- Client gone mid-stream: the server cancels the handler at once (aiohttp's handler
+  cancellation), the upstream request is closed, and the event is recorded like the SDK hooks
+  record an abandoned stream — status `ok`, tag `llmtray.stream=abandoned`, usage as far as the
+  stream had reported it (`llmtray.usage=partial` or `missing`). An upstream that fails mid-stream is an `error` event tagged `interrupted`, and the
   client's connection is cut too, so its SDK raises instead of seeing a clean end.
 - Hard caps: a POST to a recorded endpoint is checked against exhausted `enforce = true` budgets
   (`core.budgets.exhausted_enforced_budget`: cached, recomputed after each commit) before anything
@@ -49,6 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import ClientResponse
+
 from llmtray.config import Config
 from llmtray.core.blocks import BlockWatch, read_only
 from llmtray.core.budgets import (PERIOD_PHRASE, Budget, evaluate, exhausted_enforced_budget,
@@ -64,10 +68,11 @@ from llmtray.ingest.codings import narrow_accept_encoding
 from llmtray.ingest.meter import (Attribution, Call, Reading, RequestFacts, ResponseMeter, build_event,
                                   error_dialect, recorded_call, request_facts)
 from llmtray.ingest.reply import HttpError
-from llmtray.ingest.upstream_client import (TimeoutException, Timeouts, UpstreamClient, UpstreamError,
-                                            UpstreamResponse)
+from llmtray.ingest import raw_headers
+from llmtray.ingest.buffers import BodyBuffers, BuffersFull
+from llmtray.ingest.messages import HOP_BY_HOP, Headers, Request, Response
+from llmtray.ingest.upstream import (TimeoutException, Timeouts, UpstreamClient, UpstreamError, body_pieces)
 from llmtray.ingest.upstreams import Upstream, error_body, upstreams
-from llmtray.ingest.wire import HOP_BY_HOP, Headers, Request, Response
 
 if TYPE_CHECKING:
     from llmtray.ingest.service import IngestService
@@ -75,7 +80,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREFIX = "/proxy/"
-MAX_BODY_BYTES = 64 * 1024 * 1024  # requests with images or audio inline; still held in memory once
+MAX_BODY_BYTES = 64 * 1024 * 1024  # requests with images or audio inline
+MAX_HELD_BYTES = 128 * 1024 * 1024  # recorded calls' bodies held at once, all requests together
 INLINE_PARSE_BYTES = 256 * 1024  # larger request bodies are parsed for their model off the event loop
 # Events are handed to the writer in batches: one commit (and one wake-up of the writer thread,
 # which shares the GIL with the relay) per batch instead of per call.
@@ -125,7 +131,8 @@ class Proxy:
         self._db_path, self._config = db_path, config
         self._queries: Queries | None = None  # the loop thread's read connection, for budget checks
         self._refusals: dict[Budget, str] = {}  # a budget (as defined now) → its 429 text, until the next commit
-        self.client = UpstreamClient(max_connections=256, max_idle=64, keepalive_expiry=30.0)
+        self.client = UpstreamClient(max_connections=256, keepalive_expiry=30.0)
+        self.buffers = BodyBuffers(MAX_HELD_BYTES)  # public: tests shrink it
         self._events: list[UsageEvent] = []  # recorded, not yet handed to the writer
         self._flush_timer: asyncio.TimerHandle | None = None
         self._parser: ThreadPoolExecutor | None = None
@@ -137,7 +144,7 @@ class Proxy:
         """Mount the proxy on `service` under /proxy/ and keep its budget check fresh."""
         proxy = cls(service.api, upstreams(service.config.upstreams), service.paths.db, service.config)
         service.mount(PREFIX, proxy.handle, token_required=False, max_body_bytes=MAX_BODY_BYTES,
-                      on_close=proxy.aclose)
+                      stream_body=True, on_close=proxy.aclose)
         service.add_listener(proxy.committed)
         return proxy
 
@@ -173,66 +180,100 @@ class Proxy:
         try:
             _check_path(path)
             attribution = read_attribution(request.headers)
+            headers = forward_headers(request.headers)
         except BadRequest as exc:
             return _error(dialect, 400, f"llmtray proxy: {exc}", "invalid_request")
         recorded: _Recorded | None = None
-        if call is not None:
-            facts = await self._facts(request.body, call)
-            block = self.blocks.refusal(attribution.scope_values(name, facts.model))
-            if block is not None:  # counted as a refused call; nothing goes upstream
-                self._queue(block.refused_event(name, facts.model, attribution.fields, attribution.tags), name)
-                return _error(dialect, 429, block.message, "blocked", (("x-should-retry", "false"),))
-            refusal = self._refusal(name, facts.model, attribution)
-            if refusal is not None:
-                log.info("proxy: refused a %s call to %s: %s", facts.model or "?", name, refusal)
-                return _error(dialect, 429, refusal, "budget_exhausted", (("x-should-retry", "false"),))
-            recorded = _Recorded(name, call, facts, attribution, wall, t0)
-        try:
-            response = await self.client.send(request.method, upstream.origin, upstream.target(path, request.query),
-                                              forward_headers(request.headers), request.body, self.timeout)
-        except TimeoutException as exc:
-            message = f"llmtray proxy: {name} did not answer in time ({type(exc).__name__})"
-            self._record(recorded, error=message)
-            return _error(dialect, 504, message, "upstream_timeout")
-        except UpstreamError as exc:
-            message = f"llmtray proxy: could not reach {name} at {upstream.base}: {type(exc).__name__}: {exc}"
-            self._record(recorded, error=message)
-            return _error(dialect, 502, message, "upstream_unreachable")
+        refused: list[HttpError] = []  # the client's body broke a limit while it was being forwarded
+        body: bytes | AsyncIterator[bytes] | None = None
+        with self.buffers.held() as held:
+            if call is not None:  # the budget check and the event need the model: the body is read first
+                try:
+                    body = await held.read(request.stream)
+                except BuffersFull as exc:
+                    return _error(dialect, 503, f"llmtray proxy: {exc}", "overloaded", (("Retry-After", "1"),))
+                facts = await self._facts(body, call)
+                block = self.blocks.refusal(attribution.scope_values(name, facts.model))
+                if block is not None:  # counted as a refused call; nothing goes upstream
+                    self._queue(block.refused_event(name, facts.model, attribution.fields, attribution.tags), name)
+                    return _error(dialect, 429, block.message, "blocked", (("x-should-retry", "false"),))
+                refusal = self.before_forwarding(name, facts.model, attribution)
+                if refusal is not None:
+                    log.info("proxy: refused a %s call to %s: %s", facts.model or "?", name, refusal)
+                    return _error(dialect, 429, refusal, "budget_exhausted", (("x-should-retry", "false"),))
+                recorded = _Recorded(name, call, facts, attribution, wall, t0)
+            elif request.stream is not None:
+                body = _watched(request.stream, refused)
+                if request.length is not None:
+                    headers.append(("Content-Length", str(request.length)))  # streamed as it arrives, not chunked
+            try:
+                response = await self.client.send(request.method, upstream.origin,
+                                                  upstream.target(path, request.query), headers, body, self.timeout)
+            except TimeoutException as exc:
+                message = f"llmtray proxy: {name} did not answer in time ({type(exc).__name__})"
+                self._record(recorded, error=message)
+                return _error(dialect, 504, message, "upstream_timeout")
+            except UpstreamError as exc:
+                if refused:  # not the upstream's fault: the client's 413 or 408
+                    raise refused[0] from None
+                message = f"llmtray proxy: could not reach {name} at {upstream.base}: {type(exc).__name__}: {exc}"
+                self._record(recorded, error=message)
+                return _error(dialect, 502, message, "upstream_unreachable")
         meter = None
         if recorded is not None:
-            meter = ResponseMeter(status=response.status_code, content_type=response.header(b"content-type"),
-                                  content_encoding=response.header(b"content-encoding"), t0=t0)
-        headers = response_headers(response)
-        length = response.header(b"content-length")
+            meter = ResponseMeter(status=response.status, content_type=response.headers.get("content-type"),
+                                  content_encoding=response.headers.get("content-encoding"), t0=t0)
+        out_headers = response_headers(response)
+        length = response.headers.get("content-length")
         if (length is not None and length.isdigit() and int(length) <= INLINE_BODY_BYTES
                 and request.method != "HEAD" and not (meter is not None and meter.sse)):
             pieces: list[bytes] = []
             try:
-                async for piece in response.aiter_raw():
+                async for piece in body_pieces(response):
                     pieces.append(piece)
             except UpstreamError as exc:  # cut: the client gets what came, then a cut connection
-                return Response(response.status_code, headers, self._relay(response, meter, recorded, pieces, exc))
+                return Response(response.status, out_headers, self._relay(response, meter, recorded, pieces, exc))
             finally:
-                response.close()  # back to the pool when read to the end, else closed
-            body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                response.release()  # back to the pool when read to the end, else closed
+            whole = pieces[0] if len(pieces) == 1 else b"".join(pieces)
             if meter is not None:
-                asyncio.get_running_loop().call_soon(self._meter_whole, recorded, meter, body)
-            return Response(response.status_code, headers, body)
-        return Response(response.status_code, headers, self._relay(response, meter, recorded))
+                asyncio.get_running_loop().call_soon(self._meter_whole, recorded, meter, whole)
+            return Response(response.status, out_headers, whole)
+        return Response(response.status, out_headers, self._relay(response, meter, recorded))
+
+    def before_forwarding(self, provider: str, model: str | None, attribution: Attribution) -> str | None:
+        """The checks a recorded call passes before anything is sent upstream: the refusal text
+        (a 429 in the provider's shape) or None to go ahead."""
+        return self._refusal(provider, model, attribution)
 
     def _meter_whole(self, recorded: _Recorded | None, meter: ResponseMeter, body: bytes) -> None:
         """Meter and record an answer that was written whole (runs once the write is done)."""
+        if meter.decompresses:  # a small body may inflate hugely: never on the loop
+            future = asyncio.get_running_loop().run_in_executor(self._parse_pool(), meter.feed, body)
+            future.add_done_callback(lambda _: self._finish(recorded, meter))
+            return
         meter.feed(body)
         self._finish(recorded, meter)
 
     def _finish(self, recorded: _Recorded | None, meter: ResponseMeter) -> None:
         self._record(recorded, meter=meter, reading=meter.finish())
 
-    async def _relay(self, response: UpstreamResponse, meter: ResponseMeter | None, recorded: _Recorded | None,
+    async def _feed(self, meter: ResponseMeter | None, chunk: bytes) -> None:
+        if meter is None:
+            return
+        if meter.decompresses:
+            await asyncio.get_running_loop().run_in_executor(self._parse_pool(), meter.feed, chunk)
+        else:
+            meter.feed(chunk)
+
+    async def _relay(self, response: ClientResponse, meter: ResponseMeter | None, recorded: _Recorded | None,
                      received: Sequence[bytes] = (), failed: UpstreamError | None = None) -> AsyncIterator[bytes]:
         """The upstream body, chunk by chunk as it arrives (after `received`, if its reading
         already `failed`); records the call however it ends. A chunk is metered once the server
-        asks for the next one, i.e. after it has been written: metering never delays a chunk."""
+        asks for the next one, i.e. after it has been written: metering never delays a chunk.
+        The server asks for the next only when the client's socket has room, and the upstream
+        socket is paused while its unread bytes exceed `upstream.READ_BUFFER`: a slow client
+        slows the upstream down instead of filling memory."""
         error: str | None = None
         stream_end: str | None = None
         complete = False
@@ -240,19 +281,17 @@ class Proxy:
         try:
             for unmetered in received:
                 yield unmetered
-                if meter is not None:
-                    meter.feed(unmetered)
+                await self._feed(meter, unmetered)
                 unmetered = None
             if failed is not None:
                 raise failed
-            async for unmetered in response.aiter_raw():
+            async for unmetered in body_pieces(response):
                 yield unmetered
-                if meter is not None:
-                    meter.feed(unmetered)
+                await self._feed(meter, unmetered)
                 unmetered = None
             complete = True
         except (GeneratorExit, asyncio.CancelledError):  # the client left, or the server is stopping
-            if meter is not None and unmetered is not None:
+            if meter is not None and unmetered is not None and not meter.decompresses:
                 meter.feed(unmetered)  # it may hold the end marker the client left after
             if meter is None or not meter.ended:  # leaving after the end marker is a complete call
                 stream_end = "abandoned"
@@ -266,7 +305,10 @@ class Proxy:
             stream_end = "interrupted"
             raise UpstreamCut(error) from None
         finally:
-            response.close()
+            if complete:
+                response.release()
+            else:
+                response.close()
             if meter is not None:
                 if complete:  # recorded after the server has written the last chunk
                     asyncio.get_running_loop().call_soon(self._finish, recorded, meter)
@@ -311,12 +353,16 @@ class Proxy:
 
     # --- helpers ----------------------------------------------------------------------------
 
+    def _parse_pool(self) -> ThreadPoolExecutor:
+        """One thread for the proxy's CPU-heavy reading (large request bodies, decompression)."""
+        if self._parser is None:
+            self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmtray-proxy-parse")
+        return self._parser
+
     async def _facts(self, body: bytes, call: Call) -> RequestFacts:
         if len(body) <= INLINE_PARSE_BYTES:
             return request_facts(body, call)
-        if self._parser is None:
-            self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmtray-proxy-parse")
-        return await asyncio.get_running_loop().run_in_executor(self._parser, request_facts, body, call)
+        return await asyncio.get_running_loop().run_in_executor(self._parse_pool(), request_facts, body, call)
 
     def _refusal(self, provider: str, model: str | None, attribution: Attribution) -> str | None:
         """Why an exhausted enforced budget forbids this call, or None. Fails open: a database that
@@ -351,7 +397,7 @@ class Proxy:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         body = {"error": f"unknown upstream {name[:60]!r}{hint}: use /proxy/<upstream>/… with one of "
                          f"{', '.join(known)}; add more under [proxy.upstreams] in config.toml",
-                "upstreams": {n: str(self.upstreams[n].base) for n in known}}
+                "upstreams": known}  # names only: any local caller may ask, and a base URL can be private
         return Response(404, [("Content-Type", "application/json")], json.dumps(body).encode())
 
 
@@ -362,11 +408,11 @@ def _connection_tokens(values: list[str]) -> set[str]:
     return {t.strip().lower() for v in values for t in v.split(",") if t.strip()}
 
 
-def forward_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
-    """The caller's headers as the upstream should get them: byte for byte (latin-1 round trip),
+def forward_headers(headers: Headers) -> list[tuple[str, str]]:
+    """The caller's headers as the upstream should get them: byte for byte (see `raw_headers`),
     without hop-by-hop headers, X-LLMTray-* or codings we could not meter."""
     named = _connection_tokens(headers.get_all("connection"))
-    out: list[tuple[bytes, bytes]] = []
+    out: list[tuple[str, str]] = []
     for name, value in headers:
         if name in _NOT_FORWARDED or name in named or name.startswith("x-llmtray-"):
             continue
@@ -375,19 +421,20 @@ def forward_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
             if narrowed is None:
                 continue
             value = narrowed
-        out.append((name.encode("latin-1"), value.encode("latin-1")))
+        out.append((name, raw_headers.text(value.encode("latin-1"))))
     return out
 
 
-def response_headers(response: UpstreamResponse) -> list[tuple[str, str]]:
-    """The upstream's headers for the client, exactly as received, minus this hop's own."""
-    named = _connection_tokens(response.header_values(b"connection"))
+def response_headers(response: ClientResponse) -> list[tuple[str, str]]:
+    """The upstream's headers for the client exactly as received (names with their case,
+    repeats kept), minus this hop's own."""
+    named = _connection_tokens(response.headers.getall("connection", []))
     out = []
     for raw_name, raw_value in response.raw_headers:
         name = raw_name.decode("latin-1")
         lower = name.lower()
         if lower not in _NOT_RETURNED and lower not in named:
-            out.append((name, raw_value.decode("latin-1")))
+            out.append((name, raw_headers.text(raw_value)))
     return out
 
 
@@ -461,6 +508,16 @@ def _loopback_peer(client: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_loopback
+
+
+async def _watched(stream: AsyncIterator[bytes], refused: list[HttpError]) -> AsyncIterator[bytes]:
+    """`stream`, noting the limit it broke (aiohttp reports a failing body as a failed send)."""
+    try:
+        async for piece in stream:
+            yield piece
+    except HttpError as exc:
+        refused.append(exc)
+        raise
 
 
 def _check_path(path: str) -> None:

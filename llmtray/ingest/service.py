@@ -35,7 +35,7 @@ from llmtray.ingest.auth import Guard, is_loopback
 from llmtray.ingest.portowner import listener_uid
 from llmtray.ingest.proxy import Proxy
 from llmtray.ingest.server import Handler, IngestServer
-from llmtray.ingest.wire import Limits
+from llmtray.ingest.messages import Limits
 from llmtray.ingest.spool_drain import SpoolDrain
 from llmtray.ingest.writer import Listener, Writer
 from llmtray.paths import Paths
@@ -189,10 +189,11 @@ class IngestService:
         self.writer.add_listener(listener)
 
     def mount(self, prefix: str, handler: Handler, *, token_required: bool = False,
-              max_body_bytes: int | None = None, on_close: Callable[[], Awaitable[None]] | None = None) -> None:
+              max_body_bytes: int | None = None, stream_body: bool = False,
+              on_close: Callable[[], Awaitable[None]] | None = None) -> None:
         """Serve `prefix` with `handler` (the metering proxy's seam; see `llmtray.ingest.server`)."""
         self.server.mount(prefix, handler, token_required=token_required, max_body_bytes=max_body_bytes,
-                          on_close=on_close)
+                          stream_body=stream_body, on_close=on_close)
 
     # --- lifecycle -----------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from llmtray.ingest.upstream_client import Origin
+from llmtray.ingest.upstream import Origin
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +41,14 @@ class Upstream:
     name: str
     base: str  # as configured, for messages
     origin: Origin
-    base_path: bytes  # without its trailing slash
+    base_path: str  # without its trailing slash
 
-    def target(self, path: str, query: str) -> bytes:
-        """The request target for a path (relative to the base) and raw query, both kept byte
-        for byte: the authority is never parsed from anything the client sent."""
-        raw = self.base_path + path.encode("latin-1")
+    def target(self, path: str, query: str) -> str:
+        """The request target for a path (relative to the base) and raw query, both kept as
+        sent: the authority is never parsed from anything the client sent."""
+        raw = self.base_path + path or "/"  # `/proxy/stub`: the base's root, never an empty target
         if query:
-            raw += b"?" + query.encode("latin-1")
+            raw += "?" + query
         return raw
 
 
@@ -60,7 +60,7 @@ def parse_upstream(name: str, base: str) -> Upstream:
             or parts.username is not None or _UNSAFE_PATH.search(parts.path)):
         raise ValueError("must be http(s)://host[:port][/path] without credentials, query or fragment")
     origin = Origin(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80))
-    return Upstream(name, base, origin, parts.path.rstrip("/").encode("ascii"))
+    return Upstream(name, base, origin, parts.path.rstrip("/"))
 
 
 def upstreams(overrides: Mapping[str, str]) -> dict[str, Upstream]:
@@ -81,12 +81,12 @@ def upstreams(overrides: Mapping[str, str]) -> dict[str, Upstream]:
 
 # --- errors in each provider family's own shape, so SDKs raise their usual exception types ------
 
-_OPENAI_TYPES = {429: "insufficient_quota", 502: "server_error", 504: "server_error", 400: "invalid_request_error",
-                 403: "permission_denied"}
-_ANTHROPIC_TYPES = {429: "rate_limit_error", 502: "api_error", 504: "timeout_error", 400: "invalid_request_error",
-                    403: "permission_error"}
-_GOOGLE_STATUS = {429: "RESOURCE_EXHAUSTED", 502: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED", 400: "INVALID_ARGUMENT",
-                  403: "PERMISSION_DENIED"}
+_OPENAI_TYPES = {429: "insufficient_quota", 502: "server_error", 503: "server_error", 504: "server_error",
+                 400: "invalid_request_error", 403: "permission_denied"}
+_ANTHROPIC_TYPES = {429: "rate_limit_error", 502: "api_error", 503: "overloaded_error", 504: "timeout_error",
+                    400: "invalid_request_error", 403: "permission_error"}
+_GOOGLE_STATUS = {429: "RESOURCE_EXHAUSTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
+                  400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED"}
 
 
 def error_body(dialect: str, status: int, message: str, code: str) -> bytes:

@@ -17,7 +17,7 @@ import pytest
 
 from llmtray.config import Config
 from llmtray.ingest.service import IngestService
-from llmtray.ingest.wire import Limits
+from llmtray.ingest.messages import Limits
 from llmtray.paths import Paths
 
 FAST_LIMITS = Limits(header_timeout=5.0, body_timeout=5.0, shutdown_grace=2.0, linger=1.0)

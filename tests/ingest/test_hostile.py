@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from llmtray.ingest.service import IngestService
-from llmtray.ingest.wire import Limits
+from llmtray.ingest.messages import Limits
 from tests.ingest.conftest import RawReply, Replies, count_events, event, make_service, post_bytes, raw
 
 TIMEOUT_LIMITS = Limits(header_timeout=0.5, body_timeout=0.5, shutdown_grace=1.0, linger=1.0)

@@ -7,6 +7,7 @@ import json
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -14,7 +15,7 @@ import pytest
 
 from llmtray.core.commits import Committed
 from llmtray.ingest.service import IngestService
-from llmtray.ingest.wire import Limits, Request, Response
+from llmtray.ingest.messages import Limits, Request, Response
 from tests.ingest.conftest import (Replies, build_service, count_events, event, make_service, post_bytes, raw,
                                    read_reply, started, stored_ids)
 
@@ -346,10 +347,12 @@ def test_connection_limit_answers_503(data_dir):
         port = port_of(service)
         held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
         try:
-            for s in held:  # make sure both are being served (a request each)
-                s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                assert read_reply(s).status == 200
-            assert raw(port, b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").status == 503
+            for s in held:  # both busy: a request whose body is still on its way
+                s.sendall(post_bytes(b"[", service.token, extra="Content-Length: 100"))
+            time.sleep(0.3)
+            reply = raw(port, b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert reply.status == 503 and reply.headers["retry-after"] == "1"
+            assert "too many connections" in reply.json()["error"]
         finally:
             for s in held:
                 s.close()

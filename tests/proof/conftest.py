@@ -27,7 +27,7 @@ import pytest
 from hypothesis import strategies as st
 
 from llmtray.ingest.service import IngestService
-from llmtray.ingest.wire import Limits
+from llmtray.ingest.messages import Limits
 from llmtray.paths import Paths
 from tests.proxy.conftest import stub_config
 from tests.proxy.stub import StubUpstream

@@ -281,10 +281,11 @@ def plans(draw: st.DrawFn) -> Plan:
         if rarely(draw, 5) else None
     host_count = draw(st.sampled_from([0, 2])) if rarely(draw, 12) else 1
     host, loopback = draw(st.sampled_from(HOSTS if rarely(draw, 4) else HOSTS[:5]))
+    # aiohttp's parser refuses a missing or repeated Host before the server sees the request
+    checks.insert(0, (host_count == 2, 400, "two Host headers"))
+    checks.insert(1, (host_count == 0 and version == "HTTP/1.1", 400, "no Host"))
     checks.append((origin is not None, 403, "Origin"))
     checks.append((fetch_site is not None and fetch_site.lower() not in ("none", "same-origin"), 403, "Sec-Fetch-Site"))
-    checks.append((host_count == 2, 400, "two Host headers"))
-    checks.append((host_count == 0 and version == "HTTP/1.1", 400, "no Host"))
     checks.append((host_count == 1 and not loopback, 403, f"Host {host}"))
     checks.append((route_status is not None, route_status or 0, f"{method} {target}"))
 
@@ -331,6 +332,13 @@ def _fill(ex: Exchange, port: int, token: str) -> Exchange:
                                 for k, v in ex.headers])
 
 
+def _closes(ex: Exchange) -> bool:
+    """Whether the request asks to close the connection after it: a client then sends nothing
+    more (RFC 9112 §9.6), and llhttp refuses bytes that follow such a request."""
+    tokens = {t.strip().lower() for k, v in ex.headers if k.lower() == "connection" for t in v.split(",")}
+    return "close" in tokens or (ex.version == "HTTP/1.0" and "keep-alive" not in tokens)
+
+
 def test_post_events_fuzz(fuzz_service: IngestService, mode: Mode):
     port, token, db = fuzz_service.port, fuzz_service.token, Path(fuzz_service.paths.db)
     conn = sqlite3.connect(db)
@@ -345,7 +353,8 @@ def test_post_events_fuzz(fuzz_service: IngestService, mode: Mode):
         ex = _fill(plan.exchange, port, token)
         rows = conn.execute("SELECT count(*) FROM event").fetchone()[0]
         by_source = conn.execute("SELECT count(*) FROM event WHERE source = ?", (plan.source,)).fetchone()[0]
-        reply, after = exchange(port, ex.encode(), then=b"" if ex.declared_length else HEALTH)
+        pipelined = not (ex.declared_length or _closes(ex))
+        reply, after = exchange(port, ex.encode(), then=HEALTH if pipelined else b"")
         note(f"got {reply.status} {reply.body[:300]!r}")
         assert reply.status == plan.expect, plan.why
         assert reply.status in DOCUMENTED
@@ -366,7 +375,7 @@ def test_post_events_fuzz(fuzz_service: IngestService, mode: Mode):
             if plan.expect == 400 and plan.body.bad and reply.status == 400 and plan.why == plan.body.why:
                 index, field_ = plan.body.bad
                 assert any(e["index"] == index and e["field"] == field_ for e in answer["errors"]), answer
-        if "close" not in reply.headers.get("connection", ""):
+        if pipelined and "close" not in reply.headers.get("connection", ""):
             assert after is not None and after.status == 200, "a pipelined request after a kept-alive one was lost"
         assert health(port) == 200
         seen["examples"] += 1

@@ -83,6 +83,11 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[IngestSe
         yield served
 
 
+# Headers that may appear once only; aiohttp's parser refuses a repeat (request smuggling and
+# cache poisoning rest on two readers picking different copies).
+SINGLETON = {"user-agent", "content-type", "host"}
+
+
 def wire(text: str, latin1: bool) -> str:
     """A header value as its bytes go on the wire (held as a Latin-1 string): UTF-8 unless asked."""
     return text.encode("latin-1" if latin1 else "utf-8").decode("latin-1")
@@ -167,6 +172,9 @@ def calls(draw: st.DrawFn) -> Call:
         headers.append(draw(st.sampled_from([("Origin", "https://evil.example"), ("Sec-Fetch-Site", "cross-site")])))
         expect, why, recorded = 403, "a browser page", False
     ordered = draw(st.permutations(headers + hop + custom))
+    names = [k.lower() for k, _ in ordered]
+    if any(names.count(n) > 1 for n in SINGLETON):  # RFC 9110: one value only; refused by the parser, first
+        expect, why, recorded = 400, "a singleton header given twice", False
     if method == "POST":
         ordered.append(("Content-Type", "application/json"))
     dropped = HOP_NAMES | {t.strip().lower() for k, v in ordered if k == "Connection" for t in v.split(",")}

@@ -14,7 +14,7 @@ import pytest
 from llmtray.config import Config
 from llmtray.core.store import event_json, iter_event_rows
 from llmtray.ingest.service import IngestService
-from llmtray.ingest.wire import Limits
+from llmtray.ingest.messages import Limits
 from llmtray.paths import Paths
 from tests.proxy.stub import StubUpstream
 

@@ -13,7 +13,7 @@ import pytest
 
 from llmtray.config import Config
 from llmtray.ingest.service import IngestService
-from llmtray.ingest.upstream_client import Timeouts
+from llmtray.ingest.upstream import Timeouts
 from llmtray.paths import Paths
 from tests.proxy.conftest import FAST_LIMITS, wait_events
 from tests.proxy.stub import USAGE
