@@ -45,6 +45,7 @@ from llmtray.ingest.auth import Guard
 from llmtray.ingest.reply import HttpError, Reply
 from llmtray.ingest.wire import ClientGone, Connection, Limits, Request, Response
 from llmtray.ingest.writer import StoreFailed
+from llmtray.otel.receiver import MAX_COMPRESSED_BYTES, PATHS as OTLP_PATHS, OtlpReceiver
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,9 @@ class IngestServer:
             "/v1/health": {"GET": self._health},
             "/v1/summary": {"GET": self._summary},
             "/v1/enforce": {"GET": self._enforce},
+            **{path: {"POST": self._otlp} for path in OTLP_PATHS},
         }
+        self.otlp = OtlpReceiver(api.submit, self._worker)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -225,7 +228,8 @@ class IngestServer:
         methods = self._routes.get(request.path)
         if methods is None:
             raise HttpError(404, f"no such endpoint {request.path[:100]!r}; "
-                                 "the API has /v1/events, /v1/health, /v1/summary and /v1/enforce")
+                                 "the API has /v1/events, /v1/health, /v1/summary, /v1/enforce and "
+                                 "OTLP's /v1/traces, /v1/logs, /v1/metrics")
         handler = methods.get(request.method)
         if handler is None:
             allowed = ", ".join(methods)
@@ -260,6 +264,15 @@ class IngestServer:
         assert self._guard is not None and self._loop is not None
         self._guard.check_token(request.headers)
         return json_response(await self._loop.run_in_executor(self._worker, self.api.enforce, request.query))
+
+    async def _otlp(self, conn: Connection, request: Request) -> Response:
+        """OTLP/HTTP export (DESIGN §12): the receiver answers in OTLP's own encodings."""
+        assert self._guard is not None
+        self._guard.check_token(request.headers)
+        body = await conn.read_body(request, MAX_COMPRESSED_BYTES)
+        reply = await self.otlp.export(request.path, request.headers.get("content-type"),
+                                       request.headers.get("content-encoding"), body)
+        return Response(reply.status, [("Content-Type", reply.content_type), *reply.headers], reply.body)
 
     async def _post_events(self, conn: Connection, request: Request) -> Response:
         try:
