@@ -189,3 +189,18 @@ def test_a_real_exporter_sends_spans_and_logs(service: IngestService) -> None:
     assert (call_row["input_tokens"], call_row["project"], call_row["env"]) == (640, "checkout", "prod")
     log_row = by_id["anthropic:req_sdk_1"]
     assert (log_row["input_tokens"], log_row["cache_read_tokens"], log_row["cost_nanos"]) == (310, 300, 720_000)
+
+
+def test_503_with_retry_after_when_sqlite_refuses_then_the_retry_stores(client: httpx.Client,
+                                                                       service: IngestService) -> None:
+    conn = sqlite3.connect(service.paths.db)
+    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON event BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+    conn.commit()
+    r = post(client, "/v1/traces", p.openai_v2_span(), protobuf=True)
+    assert r.status_code == 503 and r.headers["retry-after"] == "1" and b"disk says no" in r.content
+    assert rows(service) == []
+    conn.execute("DROP TRIGGER refuse")
+    conn.commit()
+    conn.close()
+    assert post(client, "/v1/traces", p.openai_v2_span(), protobuf=True).status_code == 200  # the exporter's retry
+    assert len(rows(service)) == 1
