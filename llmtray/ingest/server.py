@@ -45,6 +45,7 @@ from llmtray.ingest.auth import Guard
 from llmtray.ingest.reply import HttpError, Reply
 from llmtray.ingest.wire import ClientGone, Connection, Limits, Request, Response
 from llmtray.ingest.writer import StoreFailed
+from llmtray.otel.metrics import session_stored
 from llmtray.otel.receiver import MAX_COMPRESSED_BYTES, PATHS as OTLP_PATHS, OtlpReceiver
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class IngestServer:
             "/v1/enforce": {"GET": self._enforce},
             **{path: {"POST": self._otlp} for path in OTLP_PATHS},
         }
-        self.otlp = OtlpReceiver(api.submit, self._worker)
+        self.otlp = OtlpReceiver(api.submit, self._worker, session_stored(api.db_path))
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:

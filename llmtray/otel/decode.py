@@ -141,17 +141,21 @@ def _decode_protobuf(signal: str, body: bytes) -> list[Record]:
             for sm in rm.scope_metrics:
                 for m in sm.metrics:
                     kind = m.WhichOneof("data")
-                    if kind not in ("sum", "gauge"):
-                        continue  # histograms and summaries carry no per-call usage
+                    if kind not in ("sum", "gauge", "histogram"):
+                        continue  # exponential histograms and summaries: no emitter reports usage in them
                     data = getattr(m, kind)
                     temporality = getattr(data, "aggregation_temporality", 0)
                     for p in data.data_points:
                         _check_count(records)
-                        value = p.as_int if p.WhichOneof("value") == "as_int" else p.as_double
+                        if kind == "histogram":
+                            value: int | float = p.sum
+                            extra = {"value": value, "count": p.count, "temporality": temporality, "kind": kind}
+                        else:
+                            value = p.as_int if p.WhichOneof("value") == "as_int" else p.as_double
+                            extra = {"value": value, "temporality": temporality, "kind": kind}
                         records.append(Record(
                             METRIC, resource, sm.scope.name, m.name, _pb_attrs(p.attributes),
-                            start_ns=p.start_time_unix_nano, end_ns=p.time_unix_nano,
-                            extra={"value": value, "temporality": temporality}))
+                            start_ns=p.start_time_unix_nano, end_ns=p.time_unix_nano, extra=extra))
     for record in records:
         _check_attrs(record)
     return records
@@ -366,7 +370,7 @@ def _json_item(signal: str, resource: dict[str, Any], scope: str, item: dict[str
 
 def _json_metric(resource: dict[str, Any], scope: str, metric: dict[str, Any], where: str) -> list[Record]:
     name = metric.get("name") if isinstance(metric.get("name"), str) else ""
-    for kind in ("sum", "gauge"):
+    for kind in ("sum", "gauge", "histogram"):
         data = metric.get(kind)
         if data is None:
             continue
@@ -376,20 +380,30 @@ def _json_metric(resource: dict[str, Any], scope: str, metric: dict[str, Any], w
         for i, p in enumerate(_list(data, "dataPoints", f"{where}.{kind}")):
             p_where = f"{where}.{kind}.dataPoints[{i}]"
             p = _obj(p, p_where)
-            if _get(p, "asInt") is not None:
-                value: int | float = _int(_get(p, "asInt"), f"{p_where}.asInt")
+            extra: dict[str, Any] = {"temporality": temporality, "kind": kind}
+            if kind == "histogram":
+                extra["value"] = _number(_get(p, "sum"), f"{p_where}.sum")
+                extra["count"] = _int(_get(p, "count") or 0, f"{p_where}.count")
+            elif _get(p, "asInt") is not None:
+                extra["value"] = _int(_get(p, "asInt"), f"{p_where}.asInt")
             else:
-                raw = _get(p, "asDouble")
-                if isinstance(raw, bool) or not isinstance(raw, (int, float, type(None))):
-                    raise OtlpDecodeError(f"{p_where}.asDouble must be a number")
-                value = float(raw or 0)
+                extra["value"] = _number(_get(p, "asDouble"), f"{p_where}.asDouble")
             out.append(Record(
                 METRIC, resource, scope, name, _json_attrs(_list(p, "attributes", p_where), p_where),
                 start_ns=_int(_get(p, "startTimeUnixNano") or 0, f"{p_where}.startTimeUnixNano"),
-                end_ns=_int(_get(p, "timeUnixNano") or 0, f"{p_where}.timeUnixNano"),
-                extra={"value": value, "temporality": temporality}))
+                end_ns=_int(_get(p, "timeUnixNano") or 0, f"{p_where}.timeUnixNano"), extra=extra))
         return out
     return []
+
+
+def _number(raw: Any, where: str) -> float:
+    if raw is None:
+        return 0.0
+    if isinstance(raw, str) and raw in ("NaN", "Infinity", "-Infinity"):
+        return float(raw)
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise OtlpDecodeError(f"{where} must be a number")
+    return float(raw)
 
 
 # --- entry point --------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from llmtray.ingest.reply import HttpError
 from llmtray.ingest.writer import StoreFailed
 from llmtray.otel.decode import TooLarge, UnsupportedEncoding, UnsupportedMedia, decode, media_type
 from llmtray.otel.emitters import calls
+from llmtray.otel.metrics import MetricsFallback
 from llmtray.otel.records import LOG, METRIC, SPAN, OtlpDecodeError, RecentIds
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,6 @@ _REJECTED_FIELD = {SPAN: ("rejected_spans", "rejectedSpans"), LOG: ("rejected_lo
                    METRIC: ("rejected_data_points", "rejectedDataPoints")}
 # google.rpc.Code values for the Status body of an error answer.
 _RPC_CODE = {400: 3, 401: 16, 403: 7, 404: 5, 413: 8, 415: 3, 503: 14}
-METRICS_NOTE = ("llmtray counts spend from per-request records (spans and logs), not metrics: "
-                "enable your tool's logs or traces exporter (`llmtray otel-env` shows how)")
 
 
 @dataclass(frozen=True)
@@ -69,9 +68,11 @@ class Outcome:
 class OtlpReceiver:
     """Turns export requests into stored usage events through `submit` (the ingest API's)."""
 
-    def __init__(self, submit: Callable[[list[Any], str], Any], executor: Executor | None = None):
+    def __init__(self, submit: Callable[[list[Any], str], Any], executor: Executor | None = None,
+                 session_known: Callable[[str], bool] | None = None):
         self._submit = submit
         self._executor = executor
+        self._metrics = MetricsFallback(session_known or (lambda session: False))
         # Span ids known to be ancestors of counted call spans: a parent span is exported after
         # its children, often in a later batch, and must not be counted on top of them.
         self._ancestors = RecentIds(_REMEMBERED_ANCESTORS)
@@ -100,15 +101,23 @@ class OtlpReceiver:
         except OtlpDecodeError as exc:
             return _error(400, f"not a valid OTLP {signal} request: {exc}", media)
         if exported.signal == METRIC:
-            self.last = Outcome(exported.count, 0, 0, 0, [])
-            return _success(METRIC, media, 0, METRICS_NOTE if exported.records else "")
-        mapped, problems = calls(exported.records, self._ancestors)
+            if self._executor is not None:
+                loop = asyncio.get_running_loop()
+                found, problems = await loop.run_in_executor(self._executor, self._metrics.events, exported.records)
+            else:
+                found, problems = self._metrics.events(exported.records)
+            candidates = [(f"metric interval {e['tags']['otel_profile']} {e['model']!r}", e) for e in found]
+        else:
+            mapped, problems = calls(exported.records, self._ancestors)
+            self._metrics.services_with_requests.update(
+                str(m.record.resource.get("service.name", "")) for m in mapped)
+            candidates = [(m.record.where, m.event) for m in mapped]
         now = datetime.now(UTC)
         events, ids = [], set()
-        for m in mapped:
-            event, errors = event_errors(m.event, now=now)
+        for where, candidate in candidates:
+            event, errors = event_errors(candidate, now=now)
             if errors:
-                problems.append(f"{m.record.where}: " + "; ".join(f"{e.field}: {e.message}" for e in errors))
+                problems.append(f"{where}: " + "; ".join(f"{e.field}: {e.message}" for e in errors))
             elif event is not None and (event.id is None or event.id not in ids):
                 ids.add(event.id)
                 events.append(event)
@@ -126,7 +135,7 @@ class OtlpReceiver:
             except StoreFailed as exc:
                 return _error(503, str(exc), media, (("Retry-After", RETRY_AFTER_S),))
             accepted, duplicates = result.accepted, result.duplicates
-        self.last = Outcome(exported.count, len(mapped), accepted, duplicates, problems)
+        self.last = Outcome(exported.count, len(candidates), accepted, duplicates, problems)
         if problems:
             log.warning("OTLP %s: %d call record(s) rejected: %s", signal, len(problems), problems[0])
         message = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")

@@ -220,3 +220,39 @@ def to_protobuf(payload: dict[str, Any]) -> bytes:
     cls = ExportTraceServiceRequest if "resourceSpans" in payload else ExportLogsServiceRequest
     message = json_format.ParseDict(_b64_ids(copy.deepcopy(payload)), cls())
     return message.SerializeToString()
+
+
+def point(value: float | int, a: dict[str, Any], *, start: int, end: int) -> dict[str, Any]:
+    p: dict[str, Any] = {"startTimeUnixNano": str(start), "timeUnixNano": str(end), "attributes": attrs(a)}
+    p["asInt" if isinstance(value, int) else "asDouble"] = str(value) if isinstance(value, int) else value
+    return p
+
+
+def claude_code_metrics(session: str = "3f1c9a2e-sess", *, start: int = T0, end: int = T0 + 60 * 10**9,
+                        temporality: int = 1, scale: int = 1) -> dict[str, Any]:
+    """Claude Code's two usage metrics for one model over one export interval (delta by default)."""
+    common = {"session.id": session, "model": "claude-sonnet-4-20250514", "user.id": "u-anon"}
+    tokens = [point(n * scale, {**common, "type": kind}, start=start, end=end)
+              for kind, n in (("input", 400), ("output", 900), ("cacheRead", 30000), ("cacheCreation", 1000))]
+    cost = [point(0.25 * scale, common, start=start, end=end)]
+    metric = lambda name, pts, unit: {"name": name, "unit": unit,  # noqa: E731
+                                      "sum": {"aggregationTemporality": temporality, "isMonotonic": True,
+                                              "dataPoints": pts}}
+    return {"resourceMetrics": [{
+        "resource": {"attributes": attrs({"service.name": "claude-code", "service.version": "2.1.138"})},
+        "scopeMetrics": [{"scope": {"name": "com.anthropic.claude_code"}, "metrics": [
+            metric("claude_code.token.usage", tokens, "tokens"), metric("claude_code.cost.usage", cost, "USD"),
+            metric("claude_code.session.count", [point(1, common, start=start, end=end)], "count")]}]}]}
+
+
+def genai_histogram(service: str = "copilot-chat") -> dict[str, Any]:
+    """`gen_ai.client.token.usage`, the GenAI histogram (Copilot and others emit only this)."""
+    common = {"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o", "gen_ai.operation.name": "chat"}
+    pts = [{"startTimeUnixNano": str(T0), "timeUnixNano": str(T0 + 60 * 10**9), "count": "3", "sum": total,
+            "attributes": attrs({**common, "gen_ai.token.type": kind})}
+           for kind, total in (("input", 3000.0), ("output", 450.0))]
+    return {"resourceMetrics": [{
+        "resource": {"attributes": attrs({"service.name": service})},
+        "scopeMetrics": [{"scope": {"name": "copilot"}, "metrics": [{
+            "name": "gen_ai.client.token.usage", "unit": "{token}",
+            "histogram": {"aggregationTemporality": 1, "dataPoints": pts}}]}]}]}

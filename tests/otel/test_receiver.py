@@ -136,16 +136,16 @@ def test_only_bad_calls_is_a_400_nothing_stored(client: httpx.Client, service: I
     assert rows(service) == []
 
 
-def test_metrics_acknowledged_not_counted(client: httpx.Client, service: IngestService) -> None:
-    payload = {"resourceMetrics": [{"resource": {"attributes": p.attrs({"service.name": "claude-code"})},
-                                    "scopeMetrics": [{"scope": {"name": "com.anthropic.claude_code"}, "metrics": [{
-                                        "name": "claude_code.cost.usage", "unit": "USD",
-                                        "sum": {"aggregationTemporality": 1, "isMonotonic": True, "dataPoints": [
-                                            {"asDouble": 0.05, "timeUnixNano": str(p.T0),
-                                             "attributes": p.attrs({"model": "claude-sonnet-4-20250514"})}]}}]}]}]}
-    r = client.post("/v1/metrics", json=payload)
-    assert r.status_code == 200 and "not metrics" in r.json()["partialSuccess"]["errorMessage"]
-    assert rows(service) == []
+def test_metrics_count_only_where_no_per_request_record_exists(client: httpx.Client,
+                                                               service: IngestService) -> None:
+    assert post(client, "/v1/logs", p.claude_code_log()).status_code == 200  # session 3f1c9a2e-sess, via logs
+    other = p.claude_code_metrics(session="metrics-only")
+    other["resourceMetrics"][0]["resource"]["attributes"] = p.attrs({"service.name": "claude-code-ci"})
+    for payload in (p.claude_code_metrics(), other, other):  # the logged session, then one seen only in metrics
+        r = client.post("/v1/metrics", json=payload)
+        assert r.status_code == 200 and r.json() == {}
+    by_profile = sorted((json.loads(r["tags"])["otel_profile"], r["input_tokens"]) for r in rows(service))
+    assert by_profile == [("claude-code-log", 14387), ("claude-code-metrics", 31400)]
 
 
 def test_a_real_exporter_sends_spans_and_logs(service: IngestService) -> None:
