@@ -155,6 +155,10 @@ class IngestAPI:
         self.activity = Activity()
         self._lock = threading.Lock()
 
+    @property
+    def db_path(self) -> Path:
+        return self._db_path
+
     def health(self) -> Reply:
         return Reply(200, {"status": "ok", "version": __version__})
 

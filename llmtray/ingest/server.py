@@ -57,6 +57,8 @@ from llmtray.ingest.connection import Connection, ConnectionServer, parse_error
 from llmtray.ingest.messages import HOP_BY_HOP, Headers, Limits, Request, Response
 from llmtray.ingest.reply import HttpError, Reply
 from llmtray.ingest.writer import StoreFailed
+from llmtray.otel.metrics import session_stored
+from llmtray.otel.receiver import MAX_COMPRESSED_BYTES, PATHS as OTLP_PATHS, OtlpReceiver
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,9 @@ class IngestServer:
             "/v1/health": {"GET": self._health},
             "/v1/summary": {"GET": self._summary},
             "/v1/enforce": {"GET": self._enforce},
+            **{path: {"POST": self._otlp} for path in OTLP_PATHS},
         }
+        self.otlp = OtlpReceiver(api.submit, self._worker, session_stored(api.db_path))
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -213,7 +217,8 @@ class IngestServer:
         methods = self._routes.get(request.path)
         if methods is None:
             raise HttpError(404, f"no such endpoint {request.path[:100]!r}; "
-                                 "the API has /v1/events, /v1/health, /v1/summary and /v1/enforce")
+                                 "the API has /v1/events, /v1/health, /v1/summary, /v1/enforce and "
+                                 "OTLP's /v1/traces, /v1/logs, /v1/metrics")
         route = methods.get(request.method)
         if route is None:
             allowed = ", ".join(methods)
@@ -349,6 +354,16 @@ class IngestServer:
         assert self._guard is not None and self._loop is not None
         self._guard.check_token(request.headers)
         return json_response(await self._loop.run_in_executor(self._worker, self.api.enforce, request.query))
+
+    async def _otlp(self, raw: web.BaseRequest, request: Request) -> Response:
+        """OTLP/HTTP export (DESIGN §12): the receiver answers in OTLP's own encodings. The body is
+        read as sent (the server never inflates uploads); the receiver decompresses with its caps."""
+        assert self._guard is not None
+        self._guard.check_token(request.headers)
+        body = await self._read_body(raw, MAX_COMPRESSED_BYTES)
+        reply = await self.otlp.export(request.path, request.headers.get("content-type"),
+                                       request.headers.get("content-encoding"), body)
+        return Response(reply.status, [("Content-Type", reply.content_type), *reply.headers], reply.body)
 
     async def _post_events(self, raw: web.BaseRequest, request: Request) -> Response:
         try:
