@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from llmtray.agents.settings import AgentsConfig, parse_agents
 from llmtray.core.errors import ConfigError
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -27,6 +28,7 @@ class Config:
     spike_factor: Decimal = Decimal(4)
     spike_floor_usd: Decimal = Decimal(1)
     upstreams: dict[str, str] = field(default_factory=dict)
+    agents: AgentsConfig = field(default_factory=AgentsConfig)  # [agents]: coding agents' logs (DESIGN §11)
 
     @property
     def tz(self) -> ZoneInfo | None:
@@ -38,6 +40,7 @@ _SCHEMA: dict[str, set[str]] = {
     "display": {"timezone", "week_start"},
     "alerts": {"spike_factor", "spike_floor_usd"},
     "proxy": {"upstreams"},
+    "agents": set(),  # checked by llmtray.agents.settings
 }
 
 
@@ -92,7 +95,7 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
         for key in value:
-            if key not in _SCHEMA[section]:
+            if key not in _SCHEMA[section] and section != "agents":
                 raise ConfigError(
                     f"{where}: unknown key {section}.{key} (known: {', '.join(sorted(_SCHEMA[section]))})"
                 )
@@ -136,4 +139,6 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{where}: proxy.upstreams.{name} must be an http(s) URL, got {url!r}")
         kwargs["upstreams"] = {k.lower(): v.rstrip("/") for k, v in ups.items()}
+    if "agents" in data:
+        kwargs["agents"] = parse_agents(data["agents"], where)
     return Config(**kwargs)

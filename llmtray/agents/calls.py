@@ -1,0 +1,82 @@
+"""What every agent's parser hands the scanner: one call as an event, or why a line was skipped.
+
+Parsers build the event as DESIGN §3 JSON (so it goes through the same validation as every other
+event) with a deterministic `id`; the scanner merges copies of one id, prices and stores them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+# Token fields whose per-field maximum is kept when one call is logged several times (streaming
+# snapshots, resume copies): the largest copy is the finished one; summing copies over-counts.
+TOKEN_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+              "cache_write_1h_tokens", "reasoning_tokens")
+_PROVIDER_CHARS = re.compile(r"[^a-z0-9._-]+")
+
+
+class Skip(Exception):
+    """A line that should carry usage but can't be read; the message is the reason shown to the user."""
+
+
+@dataclass
+class Call:
+    """One call found in a log: its event (JSON, `id` set) and where it was read, for error messages."""
+
+    event: dict[str, Any]
+    path: str
+    line: int
+
+    @property
+    def id(self) -> str:
+        return self.event["id"]
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Two copies of one call: the newer record with each token count at its largest, so a
+    partial snapshot never wins over the finished one and copies never add up."""
+    merged = dict(new)
+    for key in TOKEN_KEYS:
+        top = max(old.get(key, 0), new.get(key, 0))
+        if top:
+            merged[key] = top
+    merged["input_tokens"] = max(merged.get("input_tokens", 0),
+                                 merged.get("cache_read_tokens", 0) + merged.get("cache_write_tokens", 0))
+    return merged
+
+
+def tokens_of(event: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(event.get(key, 0) for key in TOKEN_KEYS)
+
+
+def count(value: Any, what: str) -> int:
+    """A token count from a log: a non-negative integer (absent or null is 0), else `Skip`."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise Skip(f"{what} is not a token count ({str(value)[:40]!r})")
+    return value
+
+
+def text(value: Any) -> str | None:
+    """A non-empty string field, or None."""
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def project_of(cwd: Any) -> str | None:
+    """The last component of a working directory, POSIX or Windows (DESIGN §11: `project`)."""
+    if not isinstance(cwd, str):
+        return None
+    parts = [p for p in re.split(r"[\\/]", cwd) if p]
+    return parts[-1][:200] if parts else None
+
+
+def provider_id(value: Any, default: str) -> str:
+    """An agent's provider name as an llmtray provider id (lowercase, no odd characters)."""
+    name = text(value)
+    if name is None:
+        return default
+    clean = _PROVIDER_CHARS.sub("-", name.strip().lower()).strip("-")[:64]
+    return clean or default

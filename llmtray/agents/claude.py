@@ -1,0 +1,143 @@
+"""Claude Code: `projects/**/*.jsonl` transcripts, one assistant message per API call.
+
+Semantics (AGENTS.md §1): only `type:"assistant"` records with `message.usage` carry spend;
+`input_tokens` there is the *uncached* input (llmtray's counts include the cache, DESIGN §3);
+`cache_creation.ephemeral_1h_input_tokens` is the part of the cache writes billed at the 1-hour
+rate. One response is written as several lines sharing `message.id` (a line per content block,
+streaming snapshots with a growing `output_tokens`, resume copies in other files), so the id is
+`anthropic:<message.id>` for all of them and the scanner keeps each count's maximum.
+`<synthetic>` messages and all-zero usage are no call. `progress` records that embed a
+subagent's usage are ignored: the subagent's own transcript has it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from llmtray.agents.base import OnError, home, unique, walk
+from llmtray.agents.calls import Call, Skip, count, project_of, text
+
+SOURCE = "claude-code"
+_TIERS = {"priority": "priority", "batch": "batch", "flex": "flex"}  # "standard" is the default
+
+
+class ClaudeCode:
+    source = SOURCE
+    markers = (b'"assistant"',)
+
+    def roots(self, env: Mapping[str, str]) -> list[Path]:
+        """`$CLAUDE_CONFIG_DIR` (a comma-separated list allowed), `~/.config/claude`, `~/.claude`:
+        every one that exists, each with its `projects/` folder."""
+        bases = [Path(p.strip()).expanduser() for p in env.get("CLAUDE_CONFIG_DIR", "").split(",") if p.strip()]
+        bases += [home(env) / ".config" / "claude", home(env) / ".claude"]
+        return unique([b / "projects" for b in bases])
+
+    def files(self, root: Path, on_error: OnError) -> Iterator[Path]:
+        return walk(root, "*.jsonl", on_error)
+
+    def reader(self, path: Path, state: dict[str, Any] | None) -> _Reader:
+        return _Reader(path)
+
+
+def settings_files(env: Mapping[str, str]) -> list[Path]:
+    """Where Claude Code's `settings.json` (with `cleanupPeriodDays`) can be."""
+    bases = [Path(p.strip()).expanduser() for p in env.get("CLAUDE_CONFIG_DIR", "").split(",") if p.strip()]
+    return [b / "settings.json" for b in (*bases, home(env) / ".claude", home(env) / ".config" / "claude")]
+
+
+class _Reader:
+    def __init__(self, path: Path):
+        self.path = str(path)
+        parts = path.parts
+        # Subagent transcripts: <session>/subagents/agent-<id>.jsonl, or (2.0.x) agent-<id>.jsonl
+        self.in_subagent_file = "subagents" in parts or path.name.startswith("agent-")
+        self.file_session = path.parent.parent.name if "subagents" in parts else path.stem
+
+    def state(self) -> None:
+        return None
+
+    def feed(self, record: dict[str, Any], line: int) -> Call | None:
+        if record.get("type") != "assistant":
+            return None
+        message = record.get("message")
+        if not isinstance(message, dict):
+            raise Skip("assistant record without a message object")
+        model = message.get("model")
+        if model == "<synthetic>":
+            return None  # written locally (API errors, slash commands): no call was billed
+        usage = message.get("usage")
+        if usage is None:
+            raise Skip("assistant record without message.usage (unknown format?)")
+        if not isinstance(usage, dict):
+            raise Skip("message.usage is not an object")
+        fresh = count(usage.get("input_tokens"), "usage.input_tokens")
+        writes = count(usage.get("cache_creation_input_tokens"), "usage.cache_creation_input_tokens")
+        reads = count(usage.get("cache_read_input_tokens"), "usage.cache_read_input_tokens")
+        output = count(usage.get("output_tokens"), "usage.output_tokens")
+        split = usage.get("cache_creation")
+        writes_1h = writes_5m = 0
+        if isinstance(split, dict):
+            writes_1h = count(split.get("ephemeral_1h_input_tokens"), "usage.cache_creation.ephemeral_1h_input_tokens")
+            writes_5m = count(split.get("ephemeral_5m_input_tokens"), "usage.cache_creation.ephemeral_5m_input_tokens")
+        writes = max(writes, writes_1h + writes_5m)
+        if not (fresh or writes or reads or output):
+            return None  # nothing used: no call to bill
+        if text(model) is None:
+            raise Skip("assistant record without message.model")
+        message_id, request_id = text(message.get("id")), text(record.get("requestId"))
+        key = message_id or request_id
+        if key is None:
+            raise Skip("assistant record without message.id or requestId")
+        event: dict[str, Any] = {
+            "id": f"anthropic:{key}"[:128],
+            "ts": record.get("timestamp"),
+            "provider": "anthropic",
+            "model": model,
+            "input_tokens": fresh + writes + reads,
+            "output_tokens": output,
+            "request_id": key[:200],
+        }
+        for field, value in (("cache_read_tokens", reads), ("cache_write_tokens", writes),
+                             ("cache_write_1h_tokens", writes_1h)):
+            if value:
+                event[field] = value
+        tier = _TIERS.get(str(usage.get("service_tier") or ""))
+        if tier:
+            event["service_tier"] = tier
+        if project := project_of(record.get("cwd")):
+            event["project"] = project
+        tags = {"session": str(text(record.get("sessionId")) or self.file_session)[:200]}
+        if version := text(record.get("version")):
+            tags["agent_version"] = version[:200]
+        if record.get("isSidechain") is True or text(record.get("agentId")) or self.in_subagent_file:
+            tags["subagent"] = "true"
+        if branch := text(record.get("gitBranch")):
+            tags["git_branch"] = branch[:200]
+        if usage.get("speed") == "fast":
+            tags["speed"] = "fast"  # genai-prices 0.2.3 has no fast-mode rates: see docs/agents.md
+        tools = usage.get("server_tool_use")
+        if isinstance(tools, dict):
+            for name in ("web_search_requests", "web_fetch_requests"):
+                if isinstance(uses := tools.get(name), int) and uses > 0:
+                    tags[name] = str(uses)
+        event["tags"] = tags
+        return Call(event, self.path, line)
+
+
+def cleanup_period_days(env: Mapping[str, str] = os.environ) -> tuple[int, bool]:
+    """Claude Code's `cleanupPeriodDays` and whether it is the default (30): transcripts older
+    than that are deleted at its next start."""
+    import json
+
+    for path in settings_files(env):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        days = data.get("cleanupPeriodDays") if isinstance(data, dict) else None
+        if isinstance(days, int) and not isinstance(days, bool):
+            return days, False
+    return 30, True

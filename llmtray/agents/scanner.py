@@ -1,0 +1,214 @@
+"""One pass over the coding agents' logs: find files, read what is new, store the calls.
+
+Used by `llmtray agents scan` (a `Store` as the sink) and by the live watcher inside the app and
+`serve` (the ingest `Writer` as the sink, so budgets, the tray and the dashboard hear of each
+commit). Calls are collected across files and stored in batches: copies of one id in the batch are
+merged first (per-count maximum), then compared with what is stored. An id stored by this source
+with smaller counts is *replaced* by the merged call (a snapshot that grew); one stored by another
+path (the proxy, OTLP) is a duplicate. Every event goes through `event_errors`, the validation of
+the ingest API: a call it refuses is a skipped line with the field and the reason, never a crash.
+File states are saved after the batch that covers them committed.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from llmtray.agents import ledger
+from llmtray.agents.base import Agent
+from llmtray.agents.calls import TOKEN_KEYS, Call, merge, tokens_of
+from llmtray.agents.registry import AGENTS
+from llmtray.agents.settings import AgentsConfig
+from llmtray.agents.tailer import FileState, changed, read_new
+from llmtray.core.events import UsageEvent, event_errors
+from llmtray.core.money import nanos_to_str
+
+if TYPE_CHECKING:  # both import genai-prices' data (~0.4 s): a re-scan with nothing new never needs it
+    from llmtray.core.pricing import Pricer
+    from llmtray.core.store import AddResult
+
+FLUSH_EVENTS = 4000  # calls per stored batch: bounds memory and the writer's transaction
+
+
+class Sink(Protocol):
+    """Where calls are stored: `write` returns after the commit."""
+
+    def write(self, events: list[UsageEvent], source: str, replace: bool) -> AddResult: ...
+
+
+@dataclass
+class AgentReport:
+    """What one pass did for one agent (`llmtray agents scan` prints it)."""
+
+    source: str
+    roots: list[str] = field(default_factory=list)
+    files: int = 0
+    files_read: int = 0
+    added: int = 0
+    updated: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)  # unreadable folders and files
+
+    def as_json(self) -> dict[str, Any]:
+        return {"agent": self.source, "roots": self.roots, "files": self.files, "files_read": self.files_read,
+                "added": self.added, "updated": self.updated, "duplicates": self.duplicates,
+                "skipped": self.skipped, "errors": self.errors}
+
+
+class Scanner:
+    """Keeps every agent's file states in memory between passes (the live watcher polls often);
+    one per thread, on its own connection."""
+
+    def __init__(self, conn: sqlite3.Connection, sink: Sink, config: AgentsConfig, *,
+                 env: Mapping[str, str] | None = None, make_pricer: Callable[[], Pricer] | None = None,
+                 agents: tuple[Agent, ...] = AGENTS):
+        self.conn, self.sink, self.config = conn, sink, config
+        self.env = os.environ if env is None else env
+        self.agents = agents
+        self._make_pricer = make_pricer
+        self._pricer: Pricer | None = None
+        self._states: dict[str, dict[str, FileState]] = {}
+        self._files: dict[str, list[Path]] = {}
+        self.roots: dict[str, list[Path]] = {}
+
+    @property
+    def pricer(self) -> Pricer:  # built on first use: a re-scan with nothing new never loads prices
+        if self._pricer is None:
+            from llmtray.core.pricing import Pricer
+
+            self._pricer = (self._make_pricer or Pricer)()
+        return self._pricer
+
+    def enabled(self) -> list[Agent]:
+        return [a for a in self.agents if self.config.active(a.source)]
+
+    def scan(self, only: str | None = None, *, discover: bool = True) -> list[AgentReport]:
+        """One pass. `discover`: walk the roots for new files (slow timer); else only the files
+        already known are checked (a `stat` each)."""
+        reports = []
+        for agent in self.enabled():
+            if only is None or agent.source == only:
+                reports.append(self._scan_agent(agent, discover))
+        return reports
+
+    def _scan_agent(self, agent: Agent, discover: bool) -> AgentReport:
+        report = AgentReport(agent.source)
+        if agent.source not in self._states:
+            self._states[agent.source] = ledger.load(self.conn, agent.source)
+        states = self._states[agent.source]
+        if discover or agent.source not in self._files:
+            roots = agent.roots(self.env)
+            self.roots[agent.source] = roots
+            found: list[Path] = []
+            for root in roots:
+                found.extend(agent.files(root, lambda where, why: report.errors.append(f"{where}: {why}")))
+            self._files[agent.source] = found
+            gone = [p for p in states if p not in {str(f) for f in found}]
+            if gone:
+                ledger.forget(self.conn, gone)
+                for p in gone:
+                    del states[p]
+        report.roots = [str(r) for r in self.roots.get(agent.source, [])]
+        files = self._files[agent.source]
+        report.files = len(files)
+        todo: list[tuple[os.stat_result, FileState]] = []
+        for path in files:
+            key = str(path)
+            try:
+                st = os.stat(key)
+            except OSError as exc:
+                report.errors.append(f"{key}: {exc.strerror or exc}")
+                continue
+            fs = states.get(key)
+            if fs is None:
+                fs = states[key] = FileState(key, agent.source)
+            elif not changed(st, fs):
+                continue
+            todo.append((st, fs))
+        todo.sort(key=lambda item: -item[0].st_mtime_ns)  # newest first: today shows up at once
+        batch: _Batch = _Batch()
+        for st, fs in todo:
+            skipped_before = sum(n for n, _ in fs.skipped.values())
+            batch.files[fs.path] = fs  # before reading: a read cut short by an error keeps its calls' file
+            try:
+                read_new(fs, st, agent.markers, lambda state, p=Path(fs.path): agent.reader(p, state), batch.add)
+            except OSError as exc:
+                report.errors.append(f"{fs.path}: {exc.strerror or exc}")
+                continue
+            report.files_read += 1
+            report.skipped += sum(n for n, _ in fs.skipped.values()) - skipped_before
+            if len(batch.calls) >= FLUSH_EVENTS:
+                self._flush(agent.source, batch, report)
+                batch = _Batch()
+        self._flush(agent.source, batch, report)
+        return report
+
+    def _flush(self, source: str, batch: _Batch, report: AgentReport) -> None:
+        if batch.calls:
+            self._store(source, batch, report)
+        ledger.save(self.conn, batch.files.values())
+
+    def _store(self, source: str, batch: _Batch, report: AgentReport) -> None:
+        known = ledger.stored(self.conn, list(batch.calls))
+        fresh: list[UsageEvent] = []
+        grown: list[UsageEvent] = []
+        subscription = self.config.of(source).subscription
+        now = datetime.now(UTC)
+        for call in batch.calls.values():
+            data = call.event
+            old = known.get(call.id)
+            if old is not None:
+                old_source, old_tokens = old
+                if old_source != source:
+                    report.duplicates += 1
+                    continue
+                data = merge(dict(zip(TOKEN_KEYS, old_tokens)), data)
+                if tokens_of(data) == old_tokens:
+                    report.duplicates += 1
+                    continue
+            event, errors = event_errors(data, now=now)
+            if event is None:
+                batch.files[call.path].skip("; ".join(f"{e.field}: {e.message}" for e in errors), call.line)
+                report.skipped += 1
+                continue
+            if subscription:
+                event = self._as_subscription(event)
+            (grown if old is not None else fresh).append(event)
+            batch.files[call.path].events += old is None
+        if fresh:
+            result = self.sink.write(fresh, source, False)
+            report.added += result.accepted
+            report.duplicates += result.duplicates
+        if grown:
+            report.updated += self.sink.write(grown, source, True).accepted
+
+    def _as_subscription(self, event: UsageEvent) -> UsageEvent:
+        """A flat plan's call: it cost nothing extra (`cost_usd` 0, so spend and budgets leave it
+        out); its API-equivalent value rides along as the `api_equivalent_usd` tag."""
+        priced = self.pricer.price(event)
+        value = "unpriced" if priced.cost_nanos is None else nanos_to_str(priced.cost_nanos)
+        tags = {**event.tags, "billing": "subscription", "api_equivalent_usd": value}
+        return replace(event, cost_usd=Decimal(0), tags=tags)
+
+
+class _Batch:
+    """Calls found since the last flush, merged by id, and the files they came from."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, Call] = {}
+        self.files: dict[str, FileState] = {}
+
+    def add(self, call: Call) -> None:
+        old = self.calls.get(call.id)
+        if old is not None:
+            call.event = merge(old.event, call.event)
+        self.calls[call.id] = call
+
