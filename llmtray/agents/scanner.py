@@ -27,6 +27,7 @@ from llmtray.agents.calls import TOKEN_KEYS, Call, merge, tokens_of
 from llmtray.agents.registry import AGENTS
 from llmtray.agents.settings import AgentsConfig
 from llmtray.agents.tailer import FileState, changed, read_new
+from llmtray.core.errors import FieldError
 from llmtray.core.events import UsageEvent, event_errors
 from llmtray.core.money import nanos_to_str
 
@@ -175,6 +176,8 @@ class Scanner:
                     report.duplicates += 1
                     continue
             event, errors = event_errors(data, now=now)
+            if event is not None and data.get("ts") is None:  # never "now": the call happened earlier
+                event, errors = None, [FieldError("ts", "the record has no timestamp")]
             if event is None:
                 batch.files[call.path].skip("; ".join(f"{e.field}: {e.message}" for e in errors), call.line)
                 report.skipped += 1
