@@ -21,7 +21,7 @@ from llmtray.config import Config, load
 from llmtray.core.errors import LLMTrayError
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("serve", "status", "report", "budgets", "import_", "export", "reprice")
+COMMANDS = ("serve", "status", "report", "budgets", "import_", "export", "reprice", "agents")
 
 
 @dataclass

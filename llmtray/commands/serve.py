@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         package_log.setLevel(logging.INFO)  # the CLI default is WARNING; a daemon reports what it does
     ctx.paths.ensure()
     service = IngestService(ctx.paths, ctx.config, host=args.host, port=args.port,
-                            allow_remote=args.allow_remote)
+                            allow_remote=args.allow_remote, watch_agents=True)
     monitor, webhook = None, None
     stop = threading.Event()
 

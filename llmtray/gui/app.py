@@ -89,7 +89,8 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
     ingest, ingest_error = None, None
     if not screenshot:  # a screenshot must not take the port from a running llmtray
         try:
-            ingest = start_ingest(paths, config, bridge, budget_entries, port=0 if demo else None)
+            ingest = start_ingest(paths, config, bridge, budget_entries, port=0 if demo else None,
+                                  watch_agents=not demo)  # the demo's database gets no real agents' calls
         except LLMTrayError as exc:  # port taken, another instance on this data dir, bad port setting
             log.error("not recording: %s", exc)
             ingest_error = str(exc)
@@ -115,6 +116,7 @@ def run_app(ctx: Any, demo: bool = False, screenshot: str | None = None) -> int:
         window.show_notice(f"Not recording new calls: {ingest_error}")
     bridge.committed.connect(window.on_committed)
     bridge.ingest_failed.connect(window.on_ingest_failed)
+    bridge.notice.connect(window.show_notice)
     if ingest is not None:
         ingest.when_ready(bridge.ingest_started)
 
@@ -266,7 +268,7 @@ class Desktop(QObject):
 
 
 def start_ingest(paths: pathsmod.Paths, config: Any, bridge: CommitBridge, budget_entries: Any,
-                 port: int | None) -> Any:
+                 port: int | None, watch_agents: bool = False) -> Any:
     """The embedded ingest service (API, proxy, writer), when this build has it; its writer
     announces each commit through the bridge. `port=None`: LLMTRAY_PORT or config.toml;
     the demo uses a free port so it never takes a real instance's."""
@@ -275,8 +277,11 @@ def start_ingest(paths: pathsmod.Paths, config: Any, bridge: CommitBridge, budge
         log.info("no ingest service in this build: the window shows the database only")
         return None
     service = service_cls(paths, config, port=port, budget_entries=budget_entries,
-                          repair_database=False)  # prepare_database did, before anything opened the file
+                          repair_database=False,  # prepare_database did, before anything opened the file
+                          watch_agents=watch_agents)
     service.add_listener(bridge.notify)
+    if service.agents is not None:  # coding agents' logs: "reading them" and clean-up notices
+        service.agents.on_notice = bridge.notice.emit
     service.start()
     return service
 

@@ -139,7 +139,7 @@ class IngestService:
     def __init__(self, paths: Paths, config: Config, *, host: str = "127.0.0.1", port: int | None = None,
                  allow_remote: bool = False, budget_entries: BudgetEntries | None = None,
                  limits: Limits | None = None, keyring_timeout: float = credentials.KEYRING_TIMEOUT,
-                 backup_after: float = FIRST_AFTER_S, repair_database: bool = True):
+                 backup_after: float = FIRST_AFTER_S, repair_database: bool = True, watch_agents: bool = False):
         self.paths, self.config = paths, config
         self.host, self.port = host, resolve_port(config, port)
         self.allow_remote = allow_remote
@@ -163,6 +163,12 @@ class IngestService:
         self._repair_database = repair_database  # off in the tray app, which repairs before it opens anything
         self._ready_callbacks: list[Callable[[BaseException | None], None]] = []
         self._ready_lock = threading.Lock()
+        # Coding agents' logs (DESIGN §11), read live by whoever owns the database (app, serve).
+        self.agents = None
+        if watch_agents and config.agents.enabled:
+            from llmtray.agents.watcher import AgentWatcher
+
+            self.agents = AgentWatcher(paths.db, self.writer, config.agents)
 
     # --- configuration before start ------------------------------------------------------------
 
@@ -213,6 +219,8 @@ class IngestService:
             if self._repair_database:  # a damaged file is set aside, not a start-up loop
                 self.recovered = ensure_usable(self.paths.db)
             self.writer.start()
+            if self.agents is not None:
+                self.agents.start()
             self.backups.start()
             assert self._sock is not None and self._url is not None
             self.server.start(self._sock, Guard(self._token.value, allow_remote=self.allow_remote))
@@ -259,6 +267,8 @@ class IngestService:
             self._startup.join()
         self.server.stop()
         self.backups.stop()
+        if self.agents is not None:
+            self.agents.stop()
         self.writer.stop()
         if self._announced:
             discovery.remove(self.paths.ingest_file)

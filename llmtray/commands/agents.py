@@ -1,0 +1,135 @@
+"""`llmtray agents [--json]` and `llmtray agents scan [--agent NAME] [--json]` (DESIGN §11).
+
+The status reads only the tailer's state and the rollups (no walk of the logs). The scan is one
+pass over every enabled agent's logs, stored straight into the database (safe while the app or
+`serve` runs: ids are deterministic, so whichever stores a call first wins, the other counts a
+duplicate). A scan with nothing new never loads the price data, so it stays a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from llmtray.agents.settings import LABELS, SOURCES
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("agents", help="coding agents' spend from their local logs (Claude Code, Codex, …)",
+                       description="Per agent: enabled, log folders found, files, calls stored, lines skipped "
+                                   "(and why), newest call. `agents scan` reads the logs now.")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=run_status)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    scan = actions.add_parser("scan", help="read every agent's logs now (backfill or catch-up)",
+                              description="One pass over all logs; a second scan adds nothing.")
+    scan.add_argument("--agent", choices=SOURCES, help="only this agent")
+    scan.add_argument("--json", action="store_true", help="machine-readable output")
+    scan.set_defaults(run=run_scan)
+
+
+def _connect(ctx: Any) -> sqlite3.Connection:
+    from llmtray.core import db as dbmod
+
+    ctx.paths.ensure()
+    dbmod.migrate(ctx.paths.db)
+    conn = sqlite3.connect(ctx.paths.db, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {dbmod.PRAGMAS['busy_timeout']}")
+    return conn
+
+
+def run_scan(args: argparse.Namespace, ctx: Any) -> int:
+    from llmtray.agents.notices import cleanup_warning
+    from llmtray.agents.scanner import Scanner
+    from llmtray.agents.sinks import StoreSink
+
+    conn = _connect(ctx)
+    sink = StoreSink(ctx.store)
+    try:
+        reports = Scanner(conn, sink, ctx.config.agents).scan(args.agent)
+        warning = cleanup_warning(conn)
+    finally:
+        sink.close()
+        conn.close()
+    if args.json:
+        json.dump({"agents": [r.as_json() for r in reports], "notices": [warning] if warning else []},
+                  sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return 0
+    if not reports:
+        print("no coding agent is enabled (see [agents] in config.toml)")
+    for r in reports:
+        print(f"{LABELS[r.source]:<12} {r.files:>6} files ({r.files_read} read)  {r.added:>7} calls added  "
+              f"{r.updated} updated  {r.duplicates} duplicates  {r.skipped} lines skipped")
+        for error in r.errors:
+            print(f"  cannot read {error}")
+        if not r.roots:
+            print("  no logs found")
+    if warning:
+        print(f"note: {warning}")
+    return 0
+
+
+def status(conn: sqlite3.Connection, config: Any, env: Any = os.environ) -> list[dict[str, Any]]:
+    """Per agent: what `llmtray agents` shows (also Settings' agent sections)."""
+    from llmtray.agents import ledger
+    from llmtray.agents.registry import AGENTS
+
+    out = []
+    for agent in AGENTS:
+        skipped: dict[str, dict[str, Any]] = {}
+        files = 0
+        for path, reasons in conn.execute("SELECT path, skipped FROM agent_file WHERE source = ?", (agent.source,)):
+            files += 1
+            for reason, (count, line) in (json.loads(reasons) if reasons else {}).items():
+                entry = skipped.setdefault(reason, {"lines": 0, "first": f"{path}:{line}"})
+                entry["lines"] += count
+        newest = conn.execute("SELECT ts FROM event WHERE source = ? ORDER BY ts DESC LIMIT 1",
+                              (agent.source,)).fetchone()
+        settings = config.of(agent.source)
+        out.append({
+            "agent": agent.source,
+            "enabled": config.active(agent.source),
+            "billing": settings.billing,
+            "roots": [str(r) for r in agent.roots(env)],
+            "files": files,
+            "events": ledger.totals(conn, agent.source)["events"],
+            "skipped_lines": sum(s["lines"] for s in skipped.values()),
+            "skipped": skipped,
+            "newest_event": None if newest is None else
+            datetime.fromtimestamp(newest[0] / 1e6, UTC).isoformat().replace("+00:00", "Z"),
+        })
+    return out
+
+
+def run_status(args: argparse.Namespace, ctx: Any) -> int:
+    from llmtray.agents.notices import cleanup_warning
+
+    conn = _connect(ctx)
+    try:
+        agents = status(conn, ctx.config.agents)
+        warning = cleanup_warning(conn, once=False)
+    finally:
+        conn.close()
+    if args.json:
+        json.dump({"enabled": ctx.config.agents.enabled, "agents": agents, "notices": [warning] if warning else []},
+                  sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return 0
+    if not ctx.config.agents.enabled:
+        print("reading coding agents' logs is off ([agents] enabled = false in config.toml)")
+    for a in agents:
+        state = ("on" if a["enabled"] else "off") + (", subscription" if a["billing"] == "subscription" else "")
+        print(f"{LABELS[a['agent']]} ({state})")
+        print(f"  logs     {', '.join(a['roots']) or 'none found'}")
+        print(f"  files    {a['files']}   calls stored {a['events']}   newest {a['newest_event'] or '-'}")
+        for reason, s in a["skipped"].items():
+            print(f"  skipped  {s['lines']} lines: {reason} (first at {s['first']})")
+    if warning:
+        print(f"note: {warning}")
+    return 0
