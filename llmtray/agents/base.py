@@ -23,7 +23,8 @@ class Reader(Protocol):
     """Parses one file's records in order; `state()` is saved with the file's offset and handed
     back on the next run, so resuming mid-file continues exactly (Codex's running totals)."""
 
-    def feed(self, record: dict[str, Any], line: int) -> Call | None: ...
+    def feed(self, record: dict[str, Any], line: int) -> Call | list[Call] | None:
+        """The call(s) in one record: usually one or none; a checkpoint of a whole list, several."""
 
     def state(self) -> dict[str, Any] | None: ...
 
@@ -37,6 +38,10 @@ class Agent(Protocol):
     def files(self, root: Path, on_error: OnError) -> Iterator[Path]: ...
 
     def reader(self, path: Path, state: dict[str, Any] | None) -> Reader: ...
+
+    def mode(self, path: Path) -> str:
+        """`lines` (appended JSON lines), `document` (one JSON document, rewritten whole) or
+        `sqlite` (a database the agent writes)."""
 
 
 def home(env: Mapping[str, str]) -> Path:

@@ -38,6 +38,9 @@ class ClaudeCode:
     def files(self, root: Path, on_error: OnError) -> Iterator[Path]:
         return walk(root, "*.jsonl", on_error)
 
+    def mode(self, path: Path) -> str:
+        return "lines"
+
     def reader(self, path: Path, state: dict[str, Any] | None) -> _Reader:
         return _Reader(path)
 

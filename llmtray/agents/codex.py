@@ -43,6 +43,9 @@ class Codex:
     def files(self, root: Path, on_error: OnError) -> Iterator[Path]:
         return walk(root, "rollout-*.jsonl", on_error)
 
+    def mode(self, path: Path) -> str:
+        return "lines"
+
     def reader(self, path: Path, state: dict[str, Any] | None) -> _Reader:
         return _Reader(str(path), state or {})
 

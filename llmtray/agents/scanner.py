@@ -26,7 +26,7 @@ from llmtray.agents.base import Agent
 from llmtray.agents.calls import TOKEN_KEYS, Call, merge, tokens_of
 from llmtray.agents.registry import AGENTS
 from llmtray.agents.settings import AgentsConfig
-from llmtray.agents.tailer import FileState, changed, read_new
+from llmtray.agents.tailer import FileState, changed, read_document, read_new
 from llmtray.core.errors import FieldError
 from llmtray.core.events import UsageEvent, event_errors
 from llmtray.core.money import nanos_to_str
@@ -131,7 +131,7 @@ class Scanner:
             fs = states.get(key)
             if fs is None:
                 fs = states[key] = FileState(key, agent.source)
-            elif not changed(st, fs):
+            elif not changed(st, fs) and agent.mode(path) != "sqlite":  # a database changes in its WAL
                 continue
             todo.append((st, fs))
         todo.sort(key=lambda item: -item[0].st_mtime_ns)  # newest first: today shows up at once
@@ -140,7 +140,7 @@ class Scanner:
             skipped_before = sum(n for n, _ in fs.skipped.values())
             batch.files[fs.path] = fs  # before reading: a read cut short by an error keeps its calls' file
             try:
-                read_new(fs, st, agent.markers, lambda state, p=Path(fs.path): agent.reader(p, state), batch.add)
+                self._read(agent, fs, st, batch)
             except OSError as exc:
                 report.errors.append(f"{fs.path}: {exc.strerror or exc}")
                 continue
@@ -151,6 +151,18 @@ class Scanner:
                 batch = _Batch()
         self._flush(agent.source, batch, report)
         return report
+
+    @staticmethod
+    def _read(agent: Agent, fs: FileState, st: os.stat_result, batch: _Batch) -> None:
+        path = Path(fs.path)
+        mode = agent.mode(path)
+        if mode == "lines":
+            read_new(fs, st, agent.markers, lambda state: agent.reader(path, state), batch.add)
+        elif mode == "document":
+            read_document(fs, st, agent.reader(path, fs.reader), batch.add)
+        else:
+            agent.read_database(fs, batch.add)  # type: ignore[attr-defined]
+            fs.dev, fs.ino, fs.size, fs.mtime_ns = st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
     def _flush(self, source: str, batch: _Batch, report: AgentReport) -> None:
         if batch.calls:

@@ -25,6 +25,7 @@ from llmtray.agents.calls import Call, Skip
 HEAD_BYTES = 4096
 BLOCK = 1 << 20
 MAX_LINE = 16 << 20  # longer lines are skipped (with the reason): a cap on memory, not on files
+MAX_DOCUMENT = 64 << 20  # a whole-document log (legacy Gemini, opencode JSON) larger than this is skipped
 
 
 @dataclass
@@ -87,6 +88,44 @@ def read_new(fs: FileState, st: os.stat_result, markers: tuple[bytes, ...],
         fs.size, fs.mtime_ns = st.st_size, st.st_mtime_ns
 
 
+def read_document(fs: FileState, st: os.stat_result, reader: Reader, emit: Callable[[Call], None]) -> None:
+    """A log that is one JSON document rewritten whole: read all of it again after each change
+    (its calls' ids make that idempotent)."""
+    fs.skipped = {}
+    if st.st_size > MAX_DOCUMENT:
+        fs.skip(f"document larger than {MAX_DOCUMENT >> 20} MB ({st.st_size >> 20} MB)", 1)
+    else:
+        with open(fs.path, "rb") as f:
+            raw = f.read(MAX_DOCUMENT + 1)
+        try:
+            record = json.loads(raw)
+        except UnicodeDecodeError:
+            fs.skip("not UTF-8 text", 1)
+        except ValueError as exc:
+            fs.skip(f"malformed JSON ({str(exc).split(':')[0]})", 1)
+        else:
+            _feed(fs, record, 1, reader, emit)
+        fs.reader = reader.state()
+    fs.dev, fs.ino, fs.size, fs.mtime_ns, fs.offset = st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_size
+
+
+def _feed(fs: FileState, record: Any, line: int, reader: Reader, emit: Callable[[Call], None]) -> None:
+    if not isinstance(record, dict):
+        fs.skip("not a JSON object", line)
+        return
+    try:
+        call = reader.feed(record, line)
+    except Skip as why:
+        fs.skip(str(why), line)
+        return
+    if call is not None:
+        if type(call) is list:
+            for one in call:
+                emit(one)
+        else:
+            emit(call)
+
+
 def _read_lines(f: Any, fs: FileState, markers: tuple[bytes, ...], reader: Reader, emit: Callable[[Call], None]) -> None:
     offset, line_no = fs.offset, fs.line
     carry: list[bytes] = []  # the start of a line that continues in the next block
@@ -119,16 +158,7 @@ def _read_lines(f: Any, fs: FileState, markers: tuple[bytes, ...], reader: Reade
             except ValueError as exc:
                 fs.skip(f"malformed JSON ({str(exc).split(':')[0]})", line_no)
                 continue
-            if not isinstance(record, dict):
-                fs.skip("not a JSON object", line_no)
-                continue
-            try:
-                call = reader.feed(record, line_no)
-            except Skip as why:
-                fs.skip(str(why), line_no)
-                continue
-            if call is not None:
-                emit(call)
+            _feed(fs, record, line_no, reader, emit)
         if tail:
             if not too_long:
                 carry.append(tail)

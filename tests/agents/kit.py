@@ -14,14 +14,15 @@ from llmtray.core.store import Store
 FIXTURES = Path(__file__).parent.parent / "data" / "agents"
 
 
-def make_home(tmp_path: Path, *, claude: bool = True, codex: bool = True) -> Path:
-    """A HOME with `~/.claude` and `~/.codex` copied from tests/data/agents."""
+WHERE = {"claude": ".claude", "codex": ".codex", "gemini": ".gemini", "opencode": ".local/share/opencode"}
+
+
+def make_home(tmp_path: Path, *agents: str) -> Path:
+    """A HOME with the named agents' folders (default: all) copied from tests/data/agents."""
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
-    if claude:
-        shutil.copytree(FIXTURES / "claude", home / ".claude")
-    if codex:
-        shutil.copytree(FIXTURES / "codex", home / ".codex")
+    for name in agents or tuple(WHERE):
+        shutil.copytree(FIXTURES / name, home / WHERE[name])
     return home
 
 

@@ -47,7 +47,7 @@ EXPECTED = {
 
 
 def test_each_call_is_stored_once_with_its_final_counts_and_exact_price(store, tmp_path: Path):
-    home = make_home(tmp_path, codex=False)
+    home = make_home(tmp_path, "claude")
     report = scan(store, home)["claude-code"]
     stored = events(store, "claude-code")
     assert set(stored) == set(EXPECTED)  # no <synthetic>, no progress-embedded usage, no compaction figures
@@ -64,7 +64,7 @@ def test_each_call_is_stored_once_with_its_final_counts_and_exact_price(store, t
 
 
 def test_attribution_session_project_version_and_subagent(store, tmp_path: Path):
-    scan(store, make_home(tmp_path, codex=False))
+    scan(store, make_home(tmp_path, "claude"))
     stored = events(store, "claude-code")
     main, sub, old = stored["anthropic:msg_01AbCdEf"], stored["anthropic:msg_01SubAg"], stored["anthropic:msg_01OldOld"]
     assert main["project"] == "shop-api" and main["tags"]["session"] == SESSION
@@ -78,7 +78,7 @@ def test_attribution_session_project_version_and_subagent(store, tmp_path: Path)
 
 
 def test_a_second_scan_adds_nothing(store, tmp_path: Path):
-    home = make_home(tmp_path, codex=False)
+    home = make_home(tmp_path, "claude")
     scan(store, home)
     before = events(store)
     again = scan(store, home)["claude-code"]
@@ -88,7 +88,7 @@ def test_a_second_scan_adds_nothing(store, tmp_path: Path):
 
 def test_a_restart_with_an_empty_state_still_stores_nothing_twice(store, tmp_path: Path):
     """Even with the tailer's state lost, every line re-read has an id already stored."""
-    home = make_home(tmp_path, codex=False)
+    home = make_home(tmp_path, "claude")
     scan(store, home)
     store.conn.execute("DELETE FROM agent_file")
     again = scan(store, home)["claude-code"]
@@ -97,7 +97,7 @@ def test_a_restart_with_an_empty_state_still_stores_nothing_twice(store, tmp_pat
 
 
 def test_a_truncated_line_is_skipped_with_its_line_number_and_the_rest_is_read(store, tmp_path: Path):
-    home = make_home(tmp_path, codex=False)
+    home = make_home(tmp_path, "claude")
     report = scan(store, home)["claude-code"]
     assert report.skipped == 1
     (skipped,) = store.conn.execute("SELECT skipped FROM agent_file WHERE path LIKE ?", (f"%{SESSION}.jsonl",)).fetchone()
@@ -107,7 +107,7 @@ def test_a_truncated_line_is_skipped_with_its_line_number_and_the_rest_is_read(s
 
 def test_a_snapshot_that_grows_after_it_was_stored_replaces_it(store, tmp_path: Path):
     """Live: the first streamed line is read before the final one is written."""
-    home = make_home(tmp_path, codex=False)
+    home = make_home(tmp_path, "claude")
     path = home / ".claude" / MAIN
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(b"".join(lines[:3]))  # up to the first snapshot (output 2)
@@ -123,7 +123,7 @@ def test_a_snapshot_that_grows_after_it_was_stored_replaces_it(store, tmp_path: 
 
 
 def test_a_resume_copy_with_partial_or_zero_usage_neither_doubles_nor_lowers(store, tmp_path: Path):
-    home = make_home(tmp_path, codex=False)
+    home = make_home(tmp_path, "claude")
     scan(store, home)
     copy = home / ".claude" / "projects" / "-home-dev-work-shop-api" / "c0ffee00-1111-4222-8333-444455556666.jsonl"
     copy.rename(copy.with_name("d00d0000-0000-4000-8000-000000000000.jsonl"))  # found again as a new file
@@ -139,14 +139,14 @@ def test_the_same_call_stored_by_the_proxy_is_kept_and_not_doubled(store, tmp_pa
                            "model": "claude-sonnet-4-5", "input_tokens": 21510, "cache_read_tokens": 21000,
                            "cache_write_tokens": 500, "output_tokens": 40})
     store.add([proxied], "proxy")
-    report = scan(store, make_home(tmp_path, codex=False))["claude-code"]
+    report = scan(store, make_home(tmp_path, "claude"))["claude-code"]
     assert report.duplicates >= 1
     assert events(store)["anthropic:msg_01GhIjKl"]["source"] == "proxy"
 
 
 def test_subscription_usage_is_its_api_value_never_spend(store, tmp_path: Path):
     config = AgentsConfig(agents={"claude-code": AgentSettings(billing="subscription")})
-    scan(store, make_home(tmp_path, codex=False), config)
+    scan(store, make_home(tmp_path, "claude"), config)
     e = events(store)["anthropic:msg_01AbCdEf"]
     assert (e["cost_nanos"], e["cost_source"]) == (0, "reported")
     assert e["tags"]["billing"] == "subscription" and e["tags"]["api_equivalent_usd"] == "0.014394"
@@ -168,5 +168,5 @@ def test_roots_follow_claude_config_dir_list_and_both_default_folders(store, tmp
 
 def test_a_disabled_agent_is_not_read(store, tmp_path: Path):
     config = AgentsConfig(agents={"claude-code": AgentSettings(enabled=False)})
-    assert "claude-code" not in scan(store, make_home(tmp_path, codex=False), config)
+    assert "claude-code" not in scan(store, make_home(tmp_path, "claude"), config)
     assert events(store) == {}

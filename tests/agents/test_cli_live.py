@@ -42,7 +42,8 @@ def test_scan_then_status_and_a_second_scan_adds_nothing(agent_env: Path, data_d
     assert (first["claude-code"]["added"], first["codex"]["added"]) == (6, 6)
     assert first["claude-code"]["skipped"] == 1
     again = run_json(capsys, "--data-dir", str(data_dir), "agents", "scan", "--json")["agents"]
-    assert [a["added"] for a in again] == [0, 0] and [a["files_read"] for a in again] == [0, 0]
+    assert [a["added"] for a in again] == [0] * 4
+    assert [a["files_read"] for a in again] == [0, 0, 0, 1]  # opencode's database is asked (its WAL changes, not the file)
     status = {a["agent"]: a for a in run_json(capsys, "--data-dir", str(data_dir), "agents", "--json")["agents"]}
     claude = status["claude-code"]
     assert claude["enabled"] and claude["events"] == 6 and claude["files"] == 4
@@ -50,7 +51,7 @@ def test_scan_then_status_and_a_second_scan_adds_nothing(agent_env: Path, data_d
     assert claude["skipped"] == {"malformed JSON (Expecting ',' delimiter)": {
         "lines": 1, "first": f"{agent_env / '.claude' / MAIN}:12"}}
     assert claude["newest_event"] == "2026-11-02T22:20:00Z"
-    assert status["codex"]["events"] == 6 and status["gemini-cli"]["roots"] == []
+    assert (status["codex"]["events"], status["gemini-cli"]["events"], status["opencode"]["events"]) == (6, 3, 3)
 
 
 def test_scan_one_agent_and_the_plain_text_view(agent_env: Path, data_dir: Path, capsys):
@@ -63,9 +64,10 @@ def test_scan_one_agent_and_the_plain_text_view(agent_env: Path, data_dir: Path,
 
 
 def test_a_config_that_turns_an_agent_off_is_obeyed(agent_env: Path, data_dir: Path, capsys):
-    (data_dir / "config.toml").write_text('[agents.claude-code]\nenabled = false\n[agents.codex]\nbilling = "subscription"\n')
+    (data_dir / "config.toml").write_text('[agents.claude-code]\nenabled = false\n[agents.opencode]\nenabled = false\n'
+                                          '[agents.codex]\nbilling = "subscription"\n')
     reports = run_json(capsys, "--data-dir", str(data_dir), "agents", "scan", "--json")["agents"]
-    assert [r["agent"] for r in reports] == ["codex"]
+    assert [r["agent"] for r in reports] == ["codex", "gemini-cli"]
     status = {a["agent"]: a for a in run_json(capsys, "--data-dir", str(data_dir), "agents", "--json")["agents"]}
     assert status["claude-code"]["enabled"] is False and status["codex"]["billing"] == "subscription"
     rows = run_json(capsys, "--data-dir", str(data_dir), "report", "--since", "3650d", "--by", "model", "--format", "json")["rows"]
@@ -90,7 +92,8 @@ def test_the_service_backfills_then_a_new_line_is_stored_within_two_seconds(agen
     try:
         service.wait_ready(30)
         assert service.agents.backfilled.wait(30)
-        assert sum(c.accepted for c in commits) == 12 and {"claude-code", "codex"} <= set().union(*(c.sources for c in commits))
+        assert sum(c.accepted for c in commits) == 6 + 6 + 3 + 3
+        assert set().union(*(c.sources for c in commits)) == {"claude-code", "codex", "gemini-cli", "opencode"}
         assert len(notices) == 1 and "[agents] enabled = false" in notices[0]  # said once, with how to turn it off
         record = json.loads((FIXTURES / "claude" / MAIN).read_text().splitlines()[6])
         record["message"]["id"] = "msg_live_0001"

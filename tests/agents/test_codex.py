@@ -46,7 +46,7 @@ def expected() -> list[tuple]:
 
 
 def test_rises_of_the_cumulative_total_are_the_calls(store, tmp_path: Path):
-    report = scan(store, make_home(tmp_path, claude=False))["codex"]
+    report = scan(store, make_home(tmp_path, "codex"))["codex"]
     stored = events(store, "codex")
     assert sorted(as_calls(stored)) == sorted(expected())
     assert report.added == len(CALLS) + 1  # + the local model's call
@@ -57,7 +57,7 @@ def test_rises_of_the_cumulative_total_are_the_calls(store, tmp_path: Path):
 
 
 def test_a_fork_read_before_its_parent_still_bills_the_copied_history_once(store, tmp_path: Path):
-    home = make_home(tmp_path, claude=False)
+    home = make_home(tmp_path, "codex")
     parent = home / ".codex" / PARENT_FILE
     held = tmp_path / "parent.jsonl"
     shutil.move(parent, held)
@@ -72,7 +72,7 @@ def test_a_fork_read_before_its_parent_still_bills_the_copied_history_once(store
 
 
 def test_an_archived_copy_of_a_rollout_adds_nothing(store, tmp_path: Path):
-    home = make_home(tmp_path, claude=False)
+    home = make_home(tmp_path, "codex")
     scan(store, home)
     archived = home / ".codex" / "archived_sessions" / Path(PARENT_FILE).name
     shutil.move(home / ".codex" / PARENT_FILE, archived)
@@ -85,7 +85,7 @@ def test_an_archived_copy_of_a_rollout_adds_nothing(store, tmp_path: Path):
 
 
 def test_a_non_openai_provider_is_not_priced_at_openai_rates(store, tmp_path: Path):
-    scan(store, make_home(tmp_path, claude=False))
+    scan(store, make_home(tmp_path, "codex"))
     (local,) = [e for e in events(store, "codex").values() if e["provider"] != "openai"]
     assert (local["provider"], local["model"], local["cost_source"], local["cost_nanos"]) == \
         ("ollama", "gpt-oss:20b", "unpriced", None)
@@ -93,7 +93,7 @@ def test_a_non_openai_provider_is_not_priced_at_openai_rates(store, tmp_path: Pa
 
 def test_reading_resumes_mid_file_after_a_restart_without_rebilling(store, tmp_path: Path):
     """The running totals are saved with the offset: a new process continues the deltas."""
-    home = make_home(tmp_path, claude=False)
+    home = make_home(tmp_path, "codex")
     (home / ".codex" / CHILD_FILE).unlink()
     path = home / ".codex" / PARENT_FILE
     lines = path.read_bytes().splitlines(keepends=True)
@@ -107,7 +107,7 @@ def test_reading_resumes_mid_file_after_a_restart_without_rebilling(store, tmp_p
 
 def test_a_resumed_session_appended_to_an_old_file_is_read_live(store, tmp_path: Path):
     """Resumes append to the original file in an old date folder: never only "today's" folder."""
-    home = make_home(tmp_path, claude=False)
+    home = make_home(tmp_path, "codex")
     (home / ".codex" / CHILD_FILE).unlink()
     path = home / ".codex" / PARENT_FILE
     lines = path.read_bytes().splitlines(keepends=True)

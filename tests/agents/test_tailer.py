@@ -116,7 +116,7 @@ def test_an_unreadable_folder_is_reported_and_the_rest_is_read(tmp_path: Path):
     """As another user than root (root reads everything), through the real CLI."""
     base = Path(tempfile.mkdtemp(prefix="llmtray-agents-"))
     os.chmod(base, 0o777)
-    home = make_home(base, codex=False)
+    home = make_home(base, "claude")
     locked = home / ".claude" / "projects" / "-home-dev-work-shop-api"
     data = base / "data"
     data.mkdir()
