@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 from llmtray.agents.settings import LABELS, SOURCES
@@ -75,40 +73,9 @@ def run_scan(args: argparse.Namespace, ctx: Any) -> int:
     return 0
 
 
-def status(conn: sqlite3.Connection, config: Any, env: Any = os.environ) -> list[dict[str, Any]]:
-    """Per agent: what `llmtray agents` shows (also Settings' agent sections)."""
-    from llmtray.agents import ledger
-    from llmtray.agents.registry import AGENTS
-
-    out = []
-    for agent in AGENTS:
-        skipped: dict[str, dict[str, Any]] = {}
-        files = 0
-        for path, reasons in conn.execute("SELECT path, skipped FROM agent_file WHERE source = ?", (agent.source,)):
-            files += 1
-            for reason, (count, line) in (json.loads(reasons) if reasons else {}).items():
-                entry = skipped.setdefault(reason, {"lines": 0, "first": f"{path}:{line}"})
-                entry["lines"] += count
-        newest = conn.execute("SELECT ts FROM event WHERE source = ? ORDER BY ts DESC LIMIT 1",
-                              (agent.source,)).fetchone()
-        settings = config.of(agent.source)
-        out.append({
-            "agent": agent.source,
-            "enabled": config.active(agent.source),
-            "billing": settings.billing,
-            "roots": [str(r) for r in agent.roots(env)],
-            "files": files,
-            "events": ledger.totals(conn, agent.source)["events"],
-            "skipped_lines": sum(s["lines"] for s in skipped.values()),
-            "skipped": skipped,
-            "newest_event": None if newest is None else
-            datetime.fromtimestamp(newest[0] / 1e6, UTC).isoformat().replace("+00:00", "Z"),
-        })
-    return out
-
-
 def run_status(args: argparse.Namespace, ctx: Any) -> int:
     from llmtray.agents.notices import cleanup_warning
+    from llmtray.agents.status import status
 
     conn = _connect(ctx)
     try:
@@ -128,6 +95,8 @@ def run_status(args: argparse.Namespace, ctx: Any) -> int:
         print(f"{LABELS[a['agent']]} ({state})")
         print(f"  logs     {', '.join(a['roots']) or 'none found'}")
         print(f"  files    {a['files']}   calls stored {a['events']}   newest {a['newest_event'] or '-'}")
+        if a["billing"] == "subscription":
+            print(f"  value    ${a['api_equivalent_usd']} at API prices (covered by the subscription: not spend)")
         for reason, s in a["skipped"].items():
             print(f"  skipped  {s['lines']} lines: {reason} (first at {s['first']})")
     if warning:

@@ -70,6 +70,7 @@ def test_a_config_that_turns_an_agent_off_is_obeyed(agent_env: Path, data_dir: P
     assert [r["agent"] for r in reports] == ["codex", "gemini-cli"]
     status = {a["agent"]: a for a in run_json(capsys, "--data-dir", str(data_dir), "agents", "--json")["agents"]}
     assert status["claude-code"]["enabled"] is False and status["codex"]["billing"] == "subscription"
+    assert status["codex"]["api_equivalent_usd"] == "0.05400"  # the five priced calls of test_codex.CALLS
     rows = run_json(capsys, "--data-dir", str(data_dir), "report", "--since", "3650d", "--by", "model", "--format", "json")["rows"]
     costs = {r["model"]: r["cost_usd"] for r in rows}
     assert costs["gpt-5"] == costs["gpt-5-codex"] == "0"  # covered by the plan: no spend, no budget use

@@ -1,0 +1,58 @@
+"""What `llmtray agents` and Settings' "Coding agents" section show, per agent: on or off, how
+billed, log folders found, files tracked, calls stored, lines skipped (why, and where first), the
+newest call, and for subscription usage its API-equivalent value (never part of spend)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from llmtray.agents import ledger
+from llmtray.agents.registry import AGENTS
+from llmtray.agents.settings import AgentsConfig
+
+
+def api_equivalent(conn: sqlite3.Connection, source: str) -> str:
+    """The summed `api_equivalent_usd` tags of `source`'s subscription calls (exact decimals)."""
+    total = Decimal(0)
+    for (value,) in conn.execute(
+        "SELECT t.value FROM event_tag t JOIN event e ON e.id = t.event "
+        "WHERE t.key = 'api_equivalent_usd' AND e.source = ? AND t.value != 'unpriced'", (source,)):
+        total += Decimal(value)
+    return format(total, "f")
+
+
+def status(conn: sqlite3.Connection, config: AgentsConfig, env: Any = os.environ) -> list[dict[str, Any]]:
+    """Per agent: what `llmtray agents` shows (also Settings' agent sections)."""
+    out = []
+    for agent in AGENTS:
+        skipped: dict[str, dict[str, Any]] = {}
+        files = 0
+        for path, reasons in conn.execute("SELECT path, skipped FROM agent_file WHERE source = ?", (agent.source,)):
+            files += 1
+            for reason, (count, line) in (json.loads(reasons) if reasons else {}).items():
+                entry = skipped.setdefault(reason, {"lines": 0, "first": f"{path}:{line}"})
+                entry["lines"] += count
+        newest = conn.execute("SELECT ts FROM event WHERE source = ? ORDER BY ts DESC LIMIT 1",
+                              (agent.source,)).fetchone()
+        settings = config.of(agent.source)
+        out.append({
+            "agent": agent.source,
+            "enabled": config.active(agent.source),
+            "billing": settings.billing,
+            "roots": [str(r) for r in agent.roots(env)],
+            "files": files,
+            "events": ledger.totals(conn, agent.source)["events"],
+            "skipped_lines": sum(s["lines"] for s in skipped.values()),
+            "skipped": skipped,
+            "api_equivalent_usd": api_equivalent(conn, agent.source),
+            "newest_event": None if newest is None else
+            datetime.fromtimestamp(newest[0] / 1e6, UTC).isoformat().replace("+00:00", "Z"),
+        })
+    return out
+
+
