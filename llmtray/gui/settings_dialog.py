@@ -144,9 +144,13 @@ class SettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         self.save_button = buttons.button(QDialogButtonBox.StandardButton.Save)
 
+        from llmtray.gui.settings_agents import AgentsSection
+
+        self.agents = AgentsSection(current.agents, paths.db)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(prices)
+        layout.addWidget(self.agents)
         layout.addWidget(QLabel(f"Settings file: {paths.config_file}"))
         layout.addWidget(self.error)
         layout.addWidget(buttons)
@@ -202,6 +206,7 @@ class SettingsDialog(QDialog):
             "ingest": {"port": self.port.value()},
             "display": {"timezone": zone, "week_start": configmod.WEEKDAYS[self.week_start.currentIndex()]},
             "alerts": {"spike_factor": round(self.spike_factor.value(), 1), "spike_floor_usd": str(floor)},
+            **self.agents.values(),
         }
 
     @Slot()
@@ -235,6 +240,7 @@ class SettingsDialog(QDialog):
         for call in self._calls:
             if call.thread is not None:
                 call.thread.join(timeout=1.0)
+        self.agents.thread.join(timeout=1.0)
         super().done(result)
 
     @Slot()
