@@ -198,8 +198,12 @@ class Dashboard(QMainWindow):
         """The bridge's `committed` signal lands here (GUI thread); refreshes are throttled, and
         while the window is hidden they wait until it is shown (an idle tray reads nothing)."""
         if committed.accepted:
-            # an import may bring new models and features: refresh the pickers too
-            self._changed(options=any(source.startswith("import:") for source in committed.sources))
+            # an import may bring new models and features, a coding agent's first calls a new
+            # source: refresh the pickers too
+            picker = self.filter_bar.pickers["source"]
+            known = {picker.itemData(i) for i in range(1, picker.count())}
+            self._changed(options=any(source.startswith("import:") or source not in known
+                                      for source in committed.sources))
 
     def _changed(self, *, options: bool) -> None:
         if options:
