@@ -11,10 +11,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from llmtray.core.alerts import WebhookSink
 from llmtray.core.errors import LLMTrayError
-from llmtray.core.monitor import BudgetMonitor
-from llmtray.ingest.api import Activity
 
 log = logging.getLogger("llmtray.serve")
 
@@ -39,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _log_activity(service: Any, stop: threading.Event) -> None:
     """One INFO line per minute in which something happened."""
+    from llmtray.ingest.api import Activity
+
     before = Activity()
     while not stop.wait(ACTIVITY_INTERVAL_S):
         now = service.api.activity_snapshot()
@@ -51,6 +50,10 @@ def _log_activity(service: Any, stop: threading.Event) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
+    # Imported here, not at the top: every `llmtray` command builds this parser, and these
+    # (httpx, the price data) cost a quick command like `agents scan` a tenth of a second.
+    from llmtray.core.alerts import WebhookSink
+    from llmtray.core.monitor import BudgetMonitor
     from llmtray.ingest.service import IngestService
 
     package_log = logging.getLogger("llmtray")
