@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 # Token fields whose per-field maximum is kept when one call is logged several times (streaming
@@ -67,8 +68,11 @@ def text(value: Any) -> str | None:
 
 def project_of(cwd: Any) -> str | None:
     """The last component of a working directory, POSIX or Windows (DESIGN §11: `project`)."""
-    if not isinstance(cwd, str):
-        return None
+    return _last_part(cwd) if isinstance(cwd, str) else None
+
+
+@lru_cache(maxsize=4096)  # one session repeats its cwd on every line
+def _last_part(cwd: str) -> str | None:
     parts = [p for p in re.split(r"[\\/]", cwd) if p]
     return parts[-1][:200] if parts else None
 

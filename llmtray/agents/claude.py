@@ -117,8 +117,6 @@ class _Reader:
             tags["agent_version"] = version[:200]
         if record.get("isSidechain") is True or text(record.get("agentId")) or self.in_subagent_file:
             tags["subagent"] = "true"
-        if branch := text(record.get("gitBranch")):
-            tags["git_branch"] = branch[:200]
         if usage.get("speed") == "fast":
             tags["speed"] = "fast"  # genai-prices 0.2.3 has no fast-mode rates: see docs/agents.md
         tools = usage.get("server_tool_use")
