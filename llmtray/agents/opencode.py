@@ -22,7 +22,7 @@ from typing import Any
 
 from llmtray.agents.base import OnError, home, unique, walk
 from llmtray.agents.calls import Call, Skip, count, project_of, provider_id, text
-from llmtray.agents.tailer import FileState
+from llmtray.agents.tailer import FileState, feed_record
 
 SOURCE = "opencode"
 _TABLES = ("session_message", "message")  # "OpenCode 2" (1.18) renamed the table
@@ -132,18 +132,10 @@ def read_database(fs: FileState, reader: _Reader, emit: Callable[[Call], None]) 
             except (TypeError, ValueError):
                 fs.skip("message data is not JSON", n)
                 continue
-            if not isinstance(record, dict):
-                fs.skip("message data is not a JSON object", n)
-                continue
-            record.setdefault("id", message_id)
-            record.setdefault("sessionID", session_id)
-            try:
-                call = reader.feed(record, n)
-            except Skip as why:
-                fs.skip(str(why), n)
-                continue
-            if call is not None:
-                emit(call)
+            if isinstance(record, dict):
+                record.setdefault("id", message_id)
+                record.setdefault("sessionID", session_id)
+            feed_record(fs, record, n, reader, emit)
     except sqlite3.Error as exc:
         fs.skip(f"cannot read the database: {exc}", 0)
     finally:

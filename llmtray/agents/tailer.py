@@ -104,12 +104,13 @@ def read_document(fs: FileState, st: os.stat_result, reader: Reader, emit: Calla
         except ValueError as exc:
             fs.skip(f"malformed JSON ({str(exc).split(':')[0]})", 1)
         else:
-            _feed(fs, record, 1, reader, emit)
+            feed_record(fs, record, 1, reader, emit)
         fs.reader = reader.state()
     fs.dev, fs.ino, fs.size, fs.mtime_ns, fs.offset = st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_size
 
 
-def _feed(fs: FileState, record: Any, line: int, reader: Reader, emit: Callable[[Call], None]) -> None:
+def feed_record(fs: FileState, record: Any, line: int, reader: Reader, emit: Callable[[Call], None]) -> None:
+    """One parsed record to its reader: the calls go to `emit`, a problem becomes a skip reason."""
     if not isinstance(record, dict):
         fs.skip("not a JSON object", line)
         return
@@ -158,7 +159,7 @@ def _read_lines(f: Any, fs: FileState, markers: tuple[bytes, ...], reader: Reade
             except ValueError as exc:
                 fs.skip(f"malformed JSON ({str(exc).split(':')[0]})", line_no)
                 continue
-            _feed(fs, record, line_no, reader, emit)
+            feed_record(fs, record, line_no, reader, emit)
         if tail:
             if not too_long:
                 carry.append(tail)
