@@ -10,7 +10,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from llmtray.agents.settings import AgentsConfig
 from tests.agents.kit import FIXTURES, events, make_home, scan, scanner
 
 SESSION = "7f3c2a9e-1b4d-4c8e-9a2f-5d6e7f8a9b0c"
