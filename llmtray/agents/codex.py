@@ -91,6 +91,9 @@ class _Reader:
                 s["model"] = text(ts.get("model")) or s.get("model")
                 s["tier"] = _TIERS.get(str(ts.get("service_tier") or ""))
             elif sub == "token_count":
+                if "info" not in payload and ("input_tokens" in payload or "output_tokens" in payload):
+                    # early rollouts: the turn's usage right in the payload, no running total
+                    return self._count(record, {"last_token_usage": payload}, line)
                 return self._count(record, payload.get("info"), line)
         return None
 
@@ -100,8 +103,12 @@ class _Reader:
         if not isinstance(info, dict):
             raise Skip("token_count.info is not an object (unknown format?)")
         s = self.s
-        total = _vector(info.get("total_token_usage"), "total_token_usage")
         prev = tuple(s["prev"])
+        if info.get("total_token_usage") is None and info.get("last_token_usage") is not None:
+            # no running total logged: this call is `last`, and the total is ours
+            total = tuple(p + d for p, d in zip(prev, _vector(info["last_token_usage"], "last_token_usage")))
+        else:
+            total = _vector(info.get("total_token_usage"), "total_token_usage")
         s["counted"] = True
         if total == prev:
             return None  # re-emitted unchanged: no new call

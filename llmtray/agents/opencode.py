@@ -135,6 +135,7 @@ def read_database(fs: FileState, reader: _Reader, emit: Callable[[Call], None]) 
             if isinstance(record, dict):
                 record.setdefault("id", message_id)
                 record.setdefault("sessionID", session_id)
+                record.setdefault("time", {"created": updated})
             feed_record(fs, record, n, reader, emit)
     except sqlite3.Error as exc:
         fs.skip(f"cannot read the database: {exc}", 0)

@@ -7,6 +7,7 @@ MTok (input includes the cached tokens; output includes reasoning).
 
 from __future__ import annotations
 
+import json
 import shutil
 from decimal import Decimal
 from pathlib import Path
@@ -120,3 +121,25 @@ def test_a_resumed_session_appended_to_an_old_file_is_read_live(store, tmp_path:
     assert report.added == 1
     assert sorted(c for c in as_calls(events(store, "codex")) if c[0] == PARENT) == \
         sorted(c for c in expected() if c[0] == PARENT)
+
+
+def test_token_counts_without_a_running_total_are_each_one_call(store, tmp_path: Path):
+    """Rollouts that log only the turn's usage (early builds: the counts right in the payload, or
+    `info` without `total_token_usage`) still bill every turn, once."""
+    home = tmp_path / "home"
+    folder = home / ".codex" / "sessions" / "2025" / "08" / "01"
+    folder.mkdir(parents=True)
+    usage = {"input_tokens": 1000, "cached_input_tokens": 200, "output_tokens": 50, "reasoning_output_tokens": 10,
+             "total_tokens": 1050}
+    rows = [
+        {"timestamp": "2025-08-01T10:00:00Z", "type": "session_meta", "payload": {"id": "t-early", "cwd": "/w/cli"}},
+        {"timestamp": "2025-08-01T10:00:01Z", "type": "turn_context", "payload": {"model": "gpt-5"}},
+        {"timestamp": "2025-08-01T10:00:05Z", "type": "event_msg", "payload": {"type": "token_count", **usage}},
+        {"timestamp": "2025-08-01T10:01:05Z", "type": "event_msg",
+         "payload": {"type": "token_count", "info": {"last_token_usage": usage, "total_token_usage": None}}},
+    ]
+    (folder / "rollout-2025-08-01T12-00-00-t-early.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = scan(store, home)["codex"]
+    assert (report.added, report.skipped) == (2, 0)
+    # 800×1.25 + 200×0.125 + 50×10 per MTok, twice
+    assert sum(e["cost_nanos"] for e in events(store, "codex").values()) == 2 * usd("0.001525")
