@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from llmtray.agents import ledger
 from llmtray.agents.claude import cleanup_period_days
 from llmtray.agents.settings import LABELS
+from llmtray.core.db import BUCKET_US
 
 ANNOUNCED = "agents.announced"
 CLEANUP_WARNED = "agents.cleanup_warned"
@@ -38,7 +39,7 @@ def cleanup_warning(conn: sqlite3.Connection, env: Mapping[str, str] = os.enviro
         return None
     days, default = cleanup_period_days(env)
     (oldest,) = conn.execute("SELECT min(bucket) FROM rollup WHERE source = 'claude-code'").fetchone()
-    if oldest is None or oldest > time.time() * 1_000_000 - max(days - 2, 0) * _DAY_US:
+    if oldest is None or oldest * BUCKET_US > time.time() * 1_000_000 - max(days - 2, 0) * _DAY_US:
         return None
     if once:
         ledger.set_flag(conn, CLEANUP_WARNED, str(int(time.time())))

@@ -46,7 +46,7 @@ def status(conn: sqlite3.Connection, config: AgentsConfig, env: Any = os.environ
             "billing": settings.billing,
             "roots": [str(r) for r in agent.roots(env)],
             "files": files,
-            "events": ledger.totals(conn, agent.source)["events"],
+            "events": ledger.stored_count(conn, agent.source),
             "skipped_lines": sum(s["lines"] for s in skipped.values()),
             "skipped": skipped,
             "api_equivalent_usd": api_equivalent(conn, agent.source),

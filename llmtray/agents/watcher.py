@@ -80,10 +80,10 @@ class AgentWatcher:
                     if added:
                         log.info("coding agents: %d calls read from %d log files",
                                  added, sum(r.files for r in reports))
-                    if warning := cleanup_warning(conn, self._env):
-                        self.on_notice(warning)
                 elif any(r.files_read or r.errors for r in reports):
                     self.last = reports
+                if discover and (warning := cleanup_warning(conn, self._env)):  # days pass while we run
+                    self.on_notice(warning)
                 self._stop.wait(self._poll_s)
         finally:
             conn.close()
