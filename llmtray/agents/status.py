@@ -16,14 +16,21 @@ from llmtray.agents.registry import AGENTS
 from llmtray.agents.settings import AgentsConfig
 
 
-def api_equivalent(conn: sqlite3.Connection, source: str) -> str:
-    """The summed `api_equivalent_usd` tags of `source`'s subscription calls (exact decimals)."""
-    total = Decimal(0)
-    for (value,) in conn.execute(
-        "SELECT t.value FROM event_tag t JOIN event e ON e.id = t.event "
-        "WHERE t.key = 'api_equivalent_usd' AND e.source = ? AND t.value != 'unpriced'", (source,)):
-        total += Decimal(value)
-    return format(total, "f")
+def api_equivalent(conn: sqlite3.Connection, sources: tuple[str, ...] = (), start_us: int | None = None,
+                   end_us: int | None = None) -> Decimal:
+    """The summed `api_equivalent_usd` tags of subscription calls (of `sources`, in [start, end)),
+    exactly: what those calls would have cost at API prices. Never part of spend."""
+    where, params = ["t.key = 'api_equivalent_usd'", "t.value != 'unpriced'"], []
+    if sources:
+        where.append(f"e.source IN ({', '.join('?' * len(sources))})")
+        params += sources
+    for column, op, bound in (("ts", ">=", start_us), ("ts", "<", end_us)):
+        if bound is not None:
+            where.append(f"e.{column} {op} ?")
+            params.append(bound)
+    rows = conn.execute(f"SELECT t.value FROM event_tag t JOIN event e ON e.id = t.event WHERE {' AND '.join(where)}",
+                        params)
+    return sum((Decimal(value) for (value,) in rows), Decimal(0))
 
 
 def status(conn: sqlite3.Connection, config: AgentsConfig, env: Any = os.environ) -> list[dict[str, Any]]:
@@ -49,7 +56,7 @@ def status(conn: sqlite3.Connection, config: AgentsConfig, env: Any = os.environ
             "events": ledger.stored_count(conn, agent.source),
             "skipped_lines": sum(s["lines"] for s in skipped.values()),
             "skipped": skipped,
-            "api_equivalent_usd": api_equivalent(conn, agent.source),
+            "api_equivalent_usd": format(api_equivalent(conn, (agent.source,)), "f"),
             "newest_event": None if newest is None else
             datetime.fromtimestamp(newest[0] / 1e6, UTC).isoformat().replace("+00:00", "Z"),
         })

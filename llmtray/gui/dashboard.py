@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QS
 
 from llmtray.core.commits import Committed
 from llmtray.core.damage import DAMAGED
+from llmtray.core.money import format_usd
 from llmtray.core.queries import Filters
 from llmtray.gui import theme
 from llmtray.gui.alerts_panel import AlertsPanel
@@ -126,6 +127,11 @@ class Dashboard(QMainWindow):
         self.unpriced.setTextFormat(Qt.TextFormat.RichText)
         self.unpriced.hide()
         outer.addWidget(self.unpriced)
+        self.subscription = QLabel("")  # coding agents on a flat plan: their value, apart from spend
+        self.subscription.setObjectName("muted")
+        self.subscription.setWordWrap(True)
+        self.subscription.hide()
+        outer.addWidget(self.subscription)
 
         self.pages = QStackedWidget()
         outer.addWidget(self.pages, 1)
@@ -306,6 +312,12 @@ class Dashboard(QMainWindow):
             "<code>llmtray reprice</code>."
         )
         self.unpriced.show()
+
+    def _show_subscription(self, nanos: int) -> None:
+        self.subscription.setText(
+            f"Coding agents on a subscription: {format_usd(nanos)} at API prices in this range, "
+            "not counted in spend or budgets ([agents.<agent>] billing = \"subscription\").")
+        self.subscription.setVisible(nanos > 0)
 
     def _show_daily(self, series) -> None:  # noqa: ANN001
         self.daily_chart.set_rows(series)

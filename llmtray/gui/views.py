@@ -15,6 +15,7 @@ from typing import Any
 
 from llmtray.core import periods
 from llmtray.core.events import UsageEvent
+from llmtray.core.money import usd_to_nanos
 from llmtray.core.pricing import Pricer
 from llmtray.core.queries import DailySeries, Filters, LatencyStats, Queries, Totals
 
@@ -35,7 +36,7 @@ EVENTS_PAGE = 200
 # The by-model query behind the KPIs also yields the by-model and token charts for free, so
 # they ride in the live lane rather than costing the chart lane the same query again.
 LIVE_VIEWS = ("any_events", "kpis", "live", "events", "models", "tokens")
-CHART_VIEWS = ("daily", "breakdown", "latency", "alerts", "options")
+CHART_VIEWS = ("daily", "breakdown", "latency", "alerts", "options", "subscription")
 _SAVINGS_UNIT = 100_000  # tokens per price probe: below every tiered-price threshold (200k)
 
 
@@ -248,9 +249,19 @@ def options(ctx: ViewContext) -> FilterOptions:
                          sorted({k for k, _ in tags}))
 
 
+def subscription(ctx: ViewContext) -> int:
+    """Coding agents' calls on a flat plan in the range (and source filter): their API-equivalent
+    value in nano-dollars, shown beside spend, never in it."""
+    from llmtray.agents.status import api_equivalent
+
+    w = ctx.window
+    return usd_to_nanos(api_equivalent(ctx.queries.conn, ctx.request.filters.source, w.start_us, w.end_us))
+
+
 VIEWS: dict[str, Callable[[ViewContext], Any]] = {
     "any_events": any_events, "kpis": kpis, "live": live, "events": events, "daily": daily, "models": models,
     "breakdown": breakdown, "tokens": tokens, "latency": latency, "alerts": alerts, "options": options,
+    "subscription": subscription,
 }
 
 

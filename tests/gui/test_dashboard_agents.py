@@ -42,3 +42,28 @@ def test_agent_calls_show_by_source_project_and_session(qtbot, make_dashboard, t
     window.resize(1400, 900)
     window.grab().save(str(tmp_path / "dashboard-agents.png"))
     store.close()
+
+
+def test_subscription_usage_is_shown_beside_spend_not_in_it(qtbot, make_dashboard, tmp_path: Path):
+    from llmtray.agents.settings import AgentsConfig, AgentSettings
+
+    db = tmp_path / "data" / "llmtray.db"
+    store = Store.open(db)
+    config = AgentsConfig(agents={"codex": AgentSettings(billing="subscription")})
+    scan(store, make_home(tmp_path, "claude", "codex"), config)
+    window = make_dashboard(db)
+    with qtbot.waitSignal(window.settled, timeout=20_000):
+        window.filter_bar.select("range", "90d")
+    # the five priced Codex calls of tests/agents/test_codex.py: $0.054 at API prices, shown as $0.05
+    assert window.subscription.isVisibleTo(window)
+    assert window.subscription.text().startswith("Coding agents on a subscription: $0.05 at API prices")
+    claude_only = sum(t.cost_nanos for _, t in Queries(store.conn, None).by("source", Filters()) if _ == "claude-code")
+    codex_spend = [t.cost_nanos for s, t in Queries(store.conn, None).by("source", Filters()) if s == "codex"]
+    assert codex_spend == [0] and claude_only > 0
+    window.resize(1400, 900)
+    window.grab().save(str(tmp_path / "dashboard-subscription.png"))
+    picker = window.filter_bar.pickers["source"]
+    with qtbot.waitSignal(window.settled, timeout=20_000):
+        picker.setCurrentIndex(picker.findData("claude-code"))
+    assert not window.subscription.isVisibleTo(window)  # none of Claude Code's calls are on the plan
+    store.close()
