@@ -22,6 +22,7 @@ from llmtray.agents.calls import Call, Skip, count, project_of, text
 
 SOURCE = "claude-code"
 _TIERS = {"priority": "priority", "batch": "batch", "flex": "flex"}  # "standard" is the default
+_NO_SPEND = ("user", "progress", "system", "summary", "attachment")  # may quote usage; never a call of their own
 
 
 class ClaudeCode:
@@ -63,7 +64,12 @@ class _Reader:
         return None
 
     def feed(self, record: dict[str, Any], line: int) -> Call | None:
-        if record.get("type") != "assistant":
+        kind = record.get("type")
+        if kind != "assistant":
+            message = record.get("message")
+            if kind not in _NO_SPEND and isinstance(message, dict) and "usage" in message:
+                # usage where no known record type has it: a newer format, said, never a silent $0
+                raise Skip(f"a {str(kind)[:40]!r} record with message.usage (unknown format?)")
             return None
         message = record.get("message")
         if not isinstance(message, dict):

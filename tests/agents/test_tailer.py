@@ -86,10 +86,13 @@ def test_lines_of_an_unknown_newer_format_are_counted_not_priced_at_zero(store, 
     bad_count["message"]["usage"]["output_tokens"] = "159"
     future = {**record, "timestamp": "2999-01-01T00:00:00.000Z"}
     future["message"] = {**record["message"], "id": "msg_future"}
+    renamed = {**record, "type": "assistant_turn"}
     log = project(home) / "s.jsonl"
-    log.write_text("".join(json.dumps(r) + "\n" for r in (moved, bad_count, future)) + '["assistant"]\n')
+    log.write_text("".join(json.dumps(r) + "\n" for r in (moved, bad_count, future)) + '["assistant"]\n'
+                   + json.dumps(renamed) + "\n")
     report = scan(store, home)["claude-code"]
-    assert report.added == 0 and report.skipped == 4
+    assert report.added == 0 and report.skipped == 5
+    assert skipped(store, log)["a 'assistant_turn' record with message.usage (unknown format?)"] == [1, 5]
     reasons = skipped(store, log)
     assert reasons["assistant record without message.usage (unknown format?)"] == [1, 1]
     assert reasons["usage.output_tokens is not a token count ('159')"] == [1, 2]
