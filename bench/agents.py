@@ -136,6 +136,18 @@ def _ts(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
+def add_small_sessions(root: Path, count: int) -> None:
+    """Idle sessions (one call each), so the watcher polls as many files as a heavy user has."""
+    for n in range(max(0, count)):
+        folder = root / "projects" / f"-home-dev-idle{n % 25}"
+        folder.mkdir(parents=True, exist_ok=True)
+        message = {"id": f"msg_idle{n:06d}", "type": "message", "role": "assistant", "model": MODELS[0],
+                   "content": [], "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 5}}
+        (folder / f"idle-{n:06d}.jsonl").write_text(_dumps({
+            "type": "assistant", "sessionId": f"idle-{n}", "cwd": "/w/idle", "message": message,
+            "timestamp": _ts(datetime.now(UTC) - timedelta(days=2))}) + "\n")
+
+
 def naive_pass(root: Path) -> tuple[float, int]:
     """The floor any Python reader pays: read every line, json.loads those with "assistant"."""
     started, parsed = time.perf_counter(), 0
@@ -216,6 +228,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=int, default=200, help="size of the Claude Code history (1000 = the issue's)")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU measurement (issue: 300)")
+    parser.add_argument("--files", type=int, default=500, help="session files present while idle (small ones are added)")
     parser.add_argument("--ccusage-dir", default="/tmp/ccusage", help="where ccusage was npm-installed")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     args = parser.parse_args()
@@ -259,6 +272,7 @@ def main() -> None:
         print(f"codex: generated {codex_truth['calls']} calls / {codex_truth['input']:,} input / {codex_truth['output']:,} "
               f"output; stored {got_codex['calls']} / {got_codex['input'] + got_codex['cache_read']:,} / {got_codex['output']:,} "
               "(each token_count written twice, one fork copying a whole rollout)")
+        add_small_sessions(home / ".claude", args.files - n_files)
         cpu, latency, files = idle_cpu(data / "llmtray.db", home, args.idle)
         print(f"\nlive: a new line committed {latency:.2f} s after it was written (poll interval 1 s)")
         print(f"idle: watcher thread {cpu:.3f} % of one core over {args.idle:.0f} s with {files} files")

@@ -70,8 +70,9 @@ class Scanner:
 
     def __init__(self, conn: sqlite3.Connection, sink: Sink, config: AgentsConfig, *,
                  env: Mapping[str, str] | None = None, make_pricer: Callable[[], Pricer] | None = None,
-                 agents: tuple[Agent, ...] = AGENTS):
+                 agents: tuple[Agent, ...] = AGENTS, stopping: Callable[[], bool] = lambda: False):
         self.conn, self.sink, self.config = conn, sink, config
+        self.stopping = stopping  # checked between files: quitting never waits for a whole backfill
         self.env = os.environ if env is None else env
         self.agents = agents
         self._make_pricer = make_pricer
@@ -137,6 +138,8 @@ class Scanner:
         todo.sort(key=lambda item: -item[0].st_mtime_ns)  # newest first: today shows up at once
         batch: _Batch = _Batch()
         for st, fs in todo:
+            if self.stopping():
+                break  # what was read is stored below; the rest is read next time
             skipped_before = sum(n for n, _ in fs.skipped.values())
             batch.files[fs.path] = fs  # before reading: a read cut short by an error keeps its calls' file
             try:

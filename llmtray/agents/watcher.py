@@ -58,7 +58,7 @@ class AgentWatcher:
         conn = sqlite3.connect(self._db_path, isolation_level=None, check_same_thread=True)
         conn.execute(f"PRAGMA busy_timeout = {PRAGMAS['busy_timeout']}")
         try:
-            scanner = Scanner(conn, WriterSink(self._writer), self._config, env=self._env)
+            scanner = Scanner(conn, WriterSink(self._writer), self._config, env=self._env, stopping=self._stop.is_set)
             if notice := first_start(conn):
                 self.on_notice(notice)
             next_discovery = 0.0

@@ -95,7 +95,9 @@ def test_the_service_backfills_then_a_new_line_is_stored_within_two_seconds(agen
         assert service.agents.backfilled.wait(30)
         assert sum(c.accepted for c in commits) == 6 + 6 + 3 + 3
         assert set().union(*(c.sources for c in commits)) == {"claude-code", "codex", "gemini-cli", "opencode"}
-        assert len(notices) == 1 and "[agents] enabled = false" in notices[0]  # said once, with how to turn it off
+        assert "[agents] enabled = false" in notices[0]  # said once, with how to turn it off
+        # the fixture's 1.0.8 transcript is from 2025: Claude Code's 30-day clean-up is due
+        assert len(notices) == 2 and notices[1].startswith("Claude Code deletes transcripts older than 30 days")
         record = json.loads((FIXTURES / "claude" / MAIN).read_text().splitlines()[6])
         record["message"]["id"] = "msg_live_0001"
         record["timestamp"] = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -126,3 +128,26 @@ def test_the_service_does_not_read_agents_when_config_turns_it_off(agent_env: Pa
     service = IngestService(Paths(data_dir, data_dir, data_dir), parse({"agents": {"enabled": False}}),
                             port=0, watch_agents=True)
     assert service.agents is None
+
+
+def test_stopping_during_a_backfill_does_not_wait_for_it_and_loses_nothing(agent_env: Path, data_dir: Path):
+    """Quitting mid-backfill stops between files; the next start reads the rest, nothing twice."""
+    from llmtray.core.store import Store
+
+    service = IngestService(Paths(data_dir, data_dir, data_dir), Config(), port=0, watch_agents=True)
+    service.start()
+    service.wait_ready(30)
+    service.stop()  # most likely before the backfill finished
+    again = IngestService(Paths(data_dir, data_dir, data_dir), Config(), port=0, watch_agents=True)
+    again.start()
+    try:
+        again.wait_ready(30)
+        assert again.agents is not None and again.agents.backfilled.wait(30)
+    finally:
+        again.stop()
+    store = Store.open(data_dir / "llmtray.db")
+    try:
+        by_source = dict(store.conn.execute("SELECT source, count(*) FROM event GROUP BY source"))
+    finally:
+        store.close()
+    assert by_source == {"claude-code": 6, "codex": 6, "gemini-cli": 3, "opencode": 3}
