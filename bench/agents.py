@@ -160,6 +160,22 @@ def naive_pass(root: Path) -> tuple[float, int]:
     return time.perf_counter() - started, parsed
 
 
+def read_only(home: Path) -> tuple[float, int]:
+    """llmtray's reading alone (tailer + Claude Code reader + merge by id; no validation, no
+    pricing, nothing stored): how much of a cold scan is reading, how much storing."""
+    from llmtray.agents.claude import ClaudeCode
+    from llmtray.agents.scanner import _Batch
+    from llmtray.agents.tailer import FileState, read_new
+
+    agent, batch = ClaudeCode(), _Batch()
+    started = time.perf_counter()
+    for root in agent.roots({"HOME": str(home)}):
+        for path in agent.files(root, lambda where, why: None):
+            read_new(FileState(str(path), agent.source), os.stat(path), agent.markers,
+                     lambda state, p=path: agent.reader(p, state), batch.add)
+    return time.perf_counter() - started, len(batch.calls)
+
+
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     """Wall seconds, peak RSS in MB (its own, from wait4), stdout of one child process."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -248,6 +264,7 @@ def main() -> None:
         os.system("sync")
         naive_pass(home / ".claude")  # warm the page cache for every contender alike
         naive, parsed = naive_pass(home / ".claude")
+        reading, _ = read_only(home)
         cmd = [sys.executable, "-m", "llmtray", "--data-dir", str(data), "agents", "scan", "--json"]
         cold, cold_rss, _ = run(cmd, env)
         rescan, _, _ = run(cmd, env)
@@ -261,7 +278,8 @@ def main() -> None:
         got_codex = stored_totals(data / "llmtray.db", "codex")
         print(f"\n{'':38}{'seconds':>9}  {'peak RSS':>9}")
         print(f"{'naive: json.loads lines with assistant':38}{naive:>9.2f}  {'':>9}   ({parsed} lines, no dedupe, nothing stored)")
-        print(f"{'llmtray agents scan, cold (process)':38}{cold:>9.2f}  {cold_rss:>6.0f} MB   (every call stored, priced)")
+        print(f"{'llmtray reading alone (in-process)':38}{reading:>9.2f}  {'':>9}   (tailer + reader + merge, Claude Code only)")
+        print(f"{'llmtray agents scan, cold (process)':38}{cold:>9.2f}  {cold_rss:>6.0f} MB   (every call validated, priced, stored)")
         print(f"{'llmtray agents scan, again (process)':38}{rescan:>9.2f}")
         print(f"{'  of which scan work (in-process)':38}{work_s:>9.3f}")
         _ccusage(Path(args.ccusage_dir), home, got)
