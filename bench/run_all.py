@@ -55,6 +55,8 @@ BENCHES = [
           "enforcement check and monitor pass vs recomputing every budget"),
     Bench("soak", ("--minutes", "5", "--rate", "500"), ("--minutes", "0.5", "--rate", "300", "--sample", "5"),
           "`serve` under steady traffic: RSS, fds, threads, WAL first vs last window"),
+    Bench("agents", ("--mb", "200", "--idle", "60"), ("--mb", "20", "--idle", "5", "--files", "100"),
+          "coding agents' logs: cold scan, re-scan, RSS, live latency, idle CPU vs a naive pass and ccusage"),
 ]
 
 
