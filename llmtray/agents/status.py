@@ -14,6 +14,7 @@ from typing import Any
 from llmtray.agents import ledger
 from llmtray.agents.registry import AGENTS
 from llmtray.agents.settings import AgentsConfig
+from llmtray.core.db import BUCKET_US
 
 
 def api_equivalent(conn: sqlite3.Connection, sources: tuple[str, ...] = (), start_us: int | None = None,
@@ -33,6 +34,16 @@ def api_equivalent(conn: sqlite3.Connection, sources: tuple[str, ...] = (), star
     return sum((Decimal(value) for (value,) in rows), Decimal(0))
 
 
+def newest_event(conn: sqlite3.Connection, source: str) -> int | None:
+    """The newest call's time (UTC µs): its 15-minute bucket from the rollup, then the events of
+    that bucket only (a source with no events costs no scan of the event table)."""
+    (bucket,) = conn.execute("SELECT max(bucket) FROM rollup WHERE source = ?", (source,)).fetchone()
+    if bucket is None:
+        return None
+    return conn.execute("SELECT max(ts) FROM event WHERE ts >= ? AND source = ?",
+                        (bucket * BUCKET_US, source)).fetchone()[0]
+
+
 def status(conn: sqlite3.Connection, config: AgentsConfig, env: Any = os.environ) -> list[dict[str, Any]]:
     """Per agent: what `llmtray agents` shows (also Settings' agent sections)."""
     out = []
@@ -44,8 +55,7 @@ def status(conn: sqlite3.Connection, config: AgentsConfig, env: Any = os.environ
             for reason, (count, line) in (json.loads(reasons) if reasons else {}).items():
                 entry = skipped.setdefault(reason, {"lines": 0, "first": f"{path}:{line}"})
                 entry["lines"] += count
-        newest = conn.execute("SELECT ts FROM event WHERE source = ? ORDER BY ts DESC LIMIT 1",
-                              (agent.source,)).fetchone()
+        newest = newest_event(conn, agent.source)
         settings = config.of(agent.source)
         out.append({
             "agent": agent.source,
@@ -58,7 +68,7 @@ def status(conn: sqlite3.Connection, config: AgentsConfig, env: Any = os.environ
             "skipped": skipped,
             "api_equivalent_usd": format(api_equivalent(conn, (agent.source,)), "f"),
             "newest_event": None if newest is None else
-            datetime.fromtimestamp(newest[0] / 1e6, UTC).isoformat().replace("+00:00", "Z"),
+            datetime.fromtimestamp(newest / 1e6, UTC).isoformat().replace("+00:00", "Z"),
         })
     return out
 

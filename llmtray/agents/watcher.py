@@ -73,6 +73,8 @@ class AgentWatcher:
                     log.exception("reading the coding agents' logs failed; trying again in %.0f s", _BACKOFF_S)
                     self._stop.wait(_BACKOFF_S)
                     continue
+                if discover and (warning := cleanup_warning(conn, self._env)):  # days pass while we run
+                    self.on_notice(warning)
                 if not self.backfilled.is_set():
                     self.last = reports
                     self.backfilled.set()
@@ -82,8 +84,6 @@ class AgentWatcher:
                                  added, sum(r.files for r in reports))
                 elif any(r.files_read or r.errors for r in reports):
                     self.last = reports
-                if discover and (warning := cleanup_warning(conn, self._env)):  # days pass while we run
-                    self.on_notice(warning)
                 self._stop.wait(self._poll_s)
         finally:
             conn.close()
