@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
+from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,6 +40,10 @@ if TYPE_CHECKING:  # both import genai-prices' data (~0.4 s): a re-scan with not
     from llmtray.core.store import AddResult
 
 FLUSH_EVENTS = 4000  # calls per stored batch: bounds memory and the writer's transaction
+# A cold scan with this much to read reads in a second process while this one stores (the
+# longer of the two instead of their sum); below it, starting the process costs more.
+PARALLEL_MIN_BYTES = 32 << 20
+GROUP_BYTES = 16 << 20  # new bytes per group of files sent to the reader process
 
 
 class Sink(Protocol):
@@ -70,8 +78,12 @@ class Scanner:
 
     def __init__(self, conn: sqlite3.Connection, sink: Sink, config: AgentsConfig, *,
                  env: Mapping[str, str] | None = None, make_pricer: Callable[[], Pricer] | None = None,
-                 agents: tuple[Agent, ...] = AGENTS, stopping: Callable[[], bool] = lambda: False):
+                 agents: tuple[Agent, ...] = AGENTS, stopping: Callable[[], bool] = lambda: False,
+                 parallel: bool = False):
         self.conn, self.sink, self.config = conn, sink, config
+        # `parallel`: big reads in a reader process (the CLI; not inside the GUI app's process)
+        self.parallel = parallel and (os.cpu_count() or 1) > 1 and not getattr(sys, "frozen", False)
+        self.parallel_min_bytes = PARALLEL_MIN_BYTES
         self.stopping = stopping  # checked between files: quitting never waits for a whole backfill
         self.env = os.environ if env is None else env
         self.agents = agents
@@ -137,35 +149,60 @@ class Scanner:
             todo.append((st, fs))
         todo.sort(key=lambda item: -item[0].st_mtime_ns)  # newest first: today shows up at once
         batch: _Batch = _Batch()
-        for st, fs in todo:
-            if self.stopping():
-                break  # what was read is stored below; the rest is read next time
-            skipped_before = sum(n for n, _ in fs.skipped.values())
-            batch.files[fs.path] = fs  # before reading: a read cut short by an error keeps its calls' file
-            try:
-                self._read(agent, fs, st, batch)
-            except OSError as exc:
-                report.errors.append(f"{fs.path}: {exc.strerror or exc}")
-                continue
-            report.files_read += 1
-            report.skipped += sum(n for n, _ in fs.skipped.values()) - skipped_before
-            if len(batch.calls) >= FLUSH_EVENTS:
-                self._flush(agent.source, batch, report)
-                batch = _Batch()
+        new_bytes = sum(max(st.st_size - fs.offset, 0) for st, fs in todo)
+        if self.parallel and new_bytes >= self.parallel_min_bytes:
+            batch = self._read_in_reader_process(agent, todo, states, batch, report)
+        else:
+            for st, fs in todo:
+                if self.stopping():
+                    break  # what was read is stored below; the rest is read next time
+                self._take(*_read_group(agent.source, [(fs, st)], (agent,)), batch, report)
+                if len(batch.calls) >= FLUSH_EVENTS:
+                    self._flush(agent.source, batch, report)
+                    batch = _Batch()
         self._flush(agent.source, batch, report)
         return report
 
+    def _read_in_reader_process(self, agent: Agent, todo: list[tuple[os.stat_result, FileState]],
+                                states: dict[str, FileState], batch: _Batch, report: AgentReport) -> _Batch:
+        """Groups of files read by a second process, two groups ahead of the storing."""
+        groups: list[list[tuple[FileState, os.stat_result]]] = [[]]
+        size = 0
+        for st, fs in todo:
+            if size >= GROUP_BYTES:
+                groups.append([])
+                size = 0
+            groups[-1].append((fs, st))
+            size += max(st.st_size - fs.offset, 0)
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            pending: deque[Future[_GroupRead]] = deque()
+            for group in groups:
+                if self.stopping():
+                    break
+                pending.append(pool.submit(_read_group, agent.source, group))
+                while len(pending) > 2 or (pending and group is groups[-1]):
+                    read, calls = pending.popleft().result()
+                    for fs, _, _ in read:  # the reader's copies are the states now
+                        states[fs.path] = fs
+                    self._take(read, calls, batch, report)
+                    if len(batch.calls) >= FLUSH_EVENTS:
+                        self._flush(agent.source, batch, report)
+                        batch = _Batch()
+        return batch
+
     @staticmethod
-    def _read(agent: Agent, fs: FileState, st: os.stat_result, batch: _Batch) -> None:
-        path = Path(fs.path)
-        mode = agent.mode(path)
-        if mode == "lines":
-            read_new(fs, st, agent.markers, lambda state: agent.reader(path, state), batch.add)
-        elif mode == "document":
-            read_document(fs, st, agent.reader(path, fs.reader), batch.add)
-        else:
-            agent.read_database(fs, batch.add)  # type: ignore[attr-defined]
-            fs.dev, fs.ino, fs.size, fs.mtime_ns = st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+    def _take(read: list[tuple[FileState, int, str | None]], calls: dict[str, Call], batch: _Batch,
+              report: AgentReport) -> None:
+        """One group's result into the batch: file states (and their errors), calls merged by id."""
+        for fs, skipped, error in read:
+            batch.files[fs.path] = fs  # a read cut short by an error still saves its state (offset unmoved)
+            if error:
+                report.errors.append(error)
+            else:
+                report.files_read += 1
+                report.skipped += skipped
+        for call in calls.values():
+            batch.add(call)
 
     def _flush(self, source: str, batch: _Batch, report: AgentReport) -> None:
         if batch.calls:
@@ -215,6 +252,39 @@ class Scanner:
         value = "unpriced" if priced.cost_nanos is None else nanos_to_str(priced.cost_nanos)
         tags = {**event.tags, "billing": "subscription", "api_equivalent_usd": value}
         return replace(event, cost_usd=Decimal(0), tags=tags)
+
+
+_GroupRead = tuple[list[tuple[FileState, int, "str | None"]], dict[str, Call]]
+
+
+def _read_group(source: str, group: list[tuple[FileState, os.stat_result]],
+                agents: tuple[Agent, ...] = AGENTS) -> _GroupRead:
+    """Read what is new in a group of files, here or in the reader process: per file its new
+    state, the lines it skipped, or why it could not be read; and the calls, merged by id."""
+    agent = next(a for a in agents if a.source == source)
+    batch = _Batch()
+    out: list[tuple[FileState, int, str | None]] = []
+    for fs, st in group:
+        before = sum(n for n, _ in fs.skipped.values())
+        try:
+            _read_file(agent, fs, st, batch.add)
+        except OSError as exc:
+            out.append((fs, 0, f"{fs.path}: {exc.strerror or exc}"))
+            continue
+        out.append((fs, sum(n for n, _ in fs.skipped.values()) - before, None))
+    return out, batch.calls
+
+
+def _read_file(agent: Agent, fs: FileState, st: os.stat_result, emit: Callable[[Call], None]) -> None:
+    path = Path(fs.path)
+    mode = agent.mode(path)
+    if mode == "lines":
+        read_new(fs, st, agent.markers, lambda state: agent.reader(path, state), emit)
+    elif mode == "document":
+        read_document(fs, st, agent.reader(path, fs.reader), emit)
+    else:
+        agent.read_database(fs, emit)  # type: ignore[attr-defined]
+        fs.dev, fs.ino, fs.size, fs.mtime_ns = st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 class _Batch:

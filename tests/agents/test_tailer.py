@@ -138,3 +138,25 @@ def test_an_unreadable_folder_is_reported_and_the_rest_is_read(tmp_path: Path):
     (claude,) = [r for r in json.loads(done.stdout)["agents"] if r["agent"] == "claude-code"]
     assert claude["errors"] == [f"{locked}: Permission denied"]
     assert claude["added"] == 1  # the 1.0.8 transcript in the readable folder
+
+
+def test_reading_in_a_reader_process_stores_the_same_as_reading_here(tmp_path: Path):
+    """The CLI's big cold scans read in a second process: same events, same file states."""
+    from llmtray.core.store import Store
+    from tests.agents.kit import make_home
+
+    results = []
+    for parallel in (False, True):
+        store = Store.open(tmp_path / f"{parallel}.db")
+        (tmp_path / str(parallel)).mkdir()
+        live = scanner(store, make_home(tmp_path / str(parallel)))
+        live.parallel, live.parallel_min_bytes = parallel, 0
+        reports = [r.as_json() | {"roots": None} for r in live.scan()]
+        stored = {k: {c: v for c, v in e.items() if c not in ("id", "received")} for k, e in events(store).items()}
+        states = store.conn.execute("SELECT replace(path, ?, ''), offset, state, skipped, events FROM agent_file "
+                                    "ORDER BY 1", (str(tmp_path / str(parallel)),)).fetchall()
+        again = live.scan()
+        assert sum(r.added + r.updated for r in again) == 0
+        results.append((reports, stored, states))
+        store.close()
+    assert results[0] == results[1]
