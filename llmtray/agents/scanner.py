@@ -178,17 +178,24 @@ class Scanner:
             pending: deque[Future[_GroupRead]] = deque()
             for group in groups:
                 if self.stopping():
-                    break
+                    break  # groups already read are still stored below
                 pending.append(pool.submit(_read_group, agent.source, group))
-                while len(pending) > 2 or (pending and group is groups[-1]):
-                    read, calls = pending.popleft().result()
-                    for fs, _, _ in read:  # the reader's copies are the states now
-                        states[fs.path] = fs
-                    self._take(read, calls, batch, report)
-                    if len(batch.calls) >= FLUSH_EVENTS:
-                        self._flush(agent.source, batch, report)
-                        batch = _Batch()
+                if len(pending) > 2:
+                    batch = self._take_read(agent.source, pending.popleft().result(), states, batch, report)
+            while pending:
+                batch = self._take_read(agent.source, pending.popleft().result(), states, batch, report)
         return batch
+
+    def _take_read(self, source: str, result: _GroupRead, states: dict[str, FileState], batch: _Batch,
+                   report: AgentReport) -> _Batch:
+        read, calls = result
+        for fs, _, _ in read:  # the reader's copies are the states now
+            states[fs.path] = fs
+        self._take(read, calls, batch, report)
+        if len(batch.calls) < FLUSH_EVENTS:
+            return batch
+        self._flush(source, batch, report)
+        return _Batch()
 
     @staticmethod
     def _take(read: list[tuple[FileState, int, str | None]], calls: dict[str, Call], batch: _Batch,
