@@ -36,11 +36,17 @@ class Call:
 
 
 def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """Two copies of one call: the newer record with each token count at its largest, so a
-    partial snapshot never wins over the finished one and copies never add up."""
-    merged = dict(new)
+    """Two copies of one call: the copy with the larger total (the finished one: its time,
+    model and tags) with each token count at its largest, so a partial snapshot or a resume
+    copy never wins over the finished call and copies never add up."""
+    return raise_counts(new if sum(tokens_of(new)) >= sum(tokens_of(old)) else old, old, new)
+
+
+def raise_counts(base: dict[str, Any], *copies: dict[str, Any]) -> dict[str, Any]:
+    """`base` with each token count at its largest over `copies` (input kept ≥ its cache parts)."""
+    merged = dict(base)
     for key in TOKEN_KEYS:
-        top = max(old.get(key, 0), new.get(key, 0))
+        top = max(c.get(key, 0) for c in copies)
         if top:
             merged[key] = top
     merged["input_tokens"] = max(merged.get("input_tokens", 0),

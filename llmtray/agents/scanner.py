@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from llmtray.agents import ledger
 from llmtray.agents.base import Agent
-from llmtray.agents.calls import TOKEN_KEYS, Call, merge, tokens_of
+from llmtray.agents.calls import TOKEN_KEYS, Call, merge, raise_counts, tokens_of
 from llmtray.agents.registry import AGENTS
 from llmtray.agents.settings import AgentsConfig
 from llmtray.agents.tailer import FileState, changed, read_document, read_new
@@ -230,7 +230,7 @@ class Scanner:
                 if old_source != source:
                     report.duplicates += 1
                     continue
-                data = merge(dict(zip(TOKEN_KEYS, old_tokens)), data)
+                data = raise_counts(data, dict(zip(TOKEN_KEYS, old_tokens)), data)
                 if tokens_of(data) == old_tokens:
                     report.duplicates += 1
                     continue

@@ -15,6 +15,7 @@ from llmtray.agents import ledger
 from llmtray.agents.registry import AGENTS
 from llmtray.agents.settings import AgentsConfig
 from llmtray.core.db import BUCKET_US
+from llmtray.core.periods import period_bounds_us, today
 
 
 def api_equivalent(conn: sqlite3.Connection, sources: tuple[str, ...] = (), start_us: int | None = None,
@@ -32,6 +33,13 @@ def api_equivalent(conn: sqlite3.Connection, sources: tuple[str, ...] = (), star
     rows = conn.execute(f"SELECT t.value FROM event_tag t JOIN event e ON e.id = t.event WHERE {' AND '.join(where)}",
                         params)
     return sum((Decimal(value) for (value,) in rows), Decimal(0))
+
+
+def with_subscription_value(summary: dict[str, Any], queries: Any, now: datetime) -> dict[str, Any]:
+    """The tray's summary plus `subscription_month_usd`: this month's API-equivalent value of
+    calls on a flat plan, which the tray shows beside spend (never in it)."""
+    start, end = period_bounds_us("month", today(queries.tz, now), queries.tz)
+    return {**summary, "subscription_month_usd": format(api_equivalent(queries.conn, (), start, end), "f")}
 
 
 def newest_event(conn: sqlite3.Connection, source: str) -> int | None:

@@ -24,6 +24,7 @@ from llmtray.core.alerts import WebhookSink
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.monitor import BudgetMonitor
 from llmtray.core.pricing import Pricer, load_overrides
+from llmtray.agents.status import with_subscription_value
 from llmtray.core.status import summary
 from llmtray.gui.bridge import CommitBridge
 from llmtray.gui.demo_feed import DemoFeed
@@ -213,7 +214,8 @@ class Desktop(QObject):
             copy_proxy_url=lambda: app.clipboard().setText(self.proxy_url),
             copy_hook_snippet=lambda: app.clipboard().setText(HOOK_SNIPPET),
             quit=app.quit,
-        ), SummaryWorker(paths.db, config.tz, lambda q, now: summary(q, now, week_start=config.week_start)))
+        ), SummaryWorker(paths.db, config.tz, lambda q, now: with_subscription_value(
+            summary(q, now, week_start=config.week_start), q, now)))
         self.tray.unavailable.connect(self._no_tray)
         icon_path = str(pathsmod.resource("icons/llmtray-128.png"))
         self.relay = NotificationRelay(self.tray.icon, icon_path, parent=self)

@@ -91,6 +91,8 @@ def tooltip_text(summary: dict[str, Any]) -> str:
     top = top_budget(summary)
     if top is not None:
         parts.append(f"{top['name']} {Decimal(str(top['percent'])):.0f}%")
+    if Decimal(summary.get("subscription_month_usd") or 0):  # coding agents on a flat plan: value, not spend
+        parts.append(f"plan value {money(summary['subscription_month_usd'])}")
     text = " · ".join(parts)
     return text if len(text) <= TOOLTIP_LIMIT else text[: TOOLTIP_LIMIT - 1] + "…"
 
@@ -213,6 +215,9 @@ class Tray(QObject):
                      f"This month: {money(s.get('month_usd', '0'))} "
                      f"(projected {money(s.get('projected_month_usd', '0'))})"):
             m.addAction(text).setEnabled(False)
+        if Decimal(s.get("subscription_month_usd") or 0):
+            m.addAction(f"Agents on a subscription: {money(s['subscription_month_usd'])} at API prices "
+                        "this month (not spend)").setEnabled(False)
         budgets = s.get("budgets") or []
         if budgets:
             m.addSeparator()

@@ -9,6 +9,7 @@ haiku-4.5 $1 / $0.10 / $1.25 / $2 / $5; opus-4.6 $5 / $0.50 / $6.25 / $10 / $25.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -170,3 +171,16 @@ def test_a_disabled_agent_is_not_read(store, tmp_path: Path):
     config = AgentsConfig(agents={"claude-code": AgentSettings(enabled=False)})
     assert "claude-code" not in scan(store, make_home(tmp_path, "claude"), config)
     assert events(store) == {}
+
+
+def test_the_finished_copy_gives_the_call_its_time_whichever_file_is_read_last(store, tmp_path: Path):
+    """A resume copy of the first snapshot, read after the original: the call keeps the final
+    line's time (and counts), not the copy's."""
+    home = make_home(tmp_path, "claude")
+    copy = home / ".claude" / "projects" / "-home-dev-work-shop-api" / "c0ffee00-1111-4222-8333-444455556666.jsonl"
+    lines = copy.read_text().splitlines(keepends=True)
+    copy.write_text(lines[0].replace("2026-11-02T21:40:03.120Z", "2026-11-09T08:00:00.000Z"))  # copied a week later
+    os.utime(copy, (1_700_000_000, 1_700_000_000))  # older file: read after the original (newest first)
+    scan(store, home)
+    e = events(store)["anthropic:msg_01AbCdEf"]
+    assert e["ts"] == to_us(datetime(2026, 11, 2, 21, 40, 5, 880_000, tzinfo=UTC)) and e["output_tokens"] == 159
