@@ -45,6 +45,11 @@ class AgentWatcher:
         # Code's clean-up); the app forwards it to its window, `serve` logs it.
         self.on_notice: Callable[[str], None] = lambda text: log.warning("%s", text)
 
+    def reconfigure(self, config: AgentsConfig) -> None:
+        """New `[agents]` settings (Settings saved): which agents are read and how they bill,
+        from the next pass on. Turning reading on when it was off at start needs a restart."""
+        self._config = config
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="llmtray-agents", daemon=True)
         self._thread.start()
@@ -67,6 +72,7 @@ class AgentWatcher:
                 discover = now >= next_discovery
                 if discover:
                     next_discovery = now + self._discover_s
+                scanner.config = self._config
                 try:
                     reports = scanner.scan(discover=discover)
                 except Exception:  # noqa: BLE001 - the watcher must outlive a bad pass

@@ -226,6 +226,7 @@ class Desktop(QObject):
         self.alerted.connect(window.refresh)  # the Alerts tab shows it within the second
         if ingest is not None:
             ingest.add_listener(self.monitor.on_commit)
+        self.agents = ingest.agents if ingest is not None else None  # the coding-agents watcher, if reading
         self._dialogs: list[QObject] = []
 
     def start(self, *, show_window: bool) -> None:
@@ -265,6 +266,8 @@ class Desktop(QObject):
         dialog = SettingsDialog(self.paths, self.window.dialog_parent())
         dialog.saved.connect(lambda _config: self.window.show_notice(
             "Settings saved; a new port or time zone applies after restarting llmtray."))
+        if self.agents is not None:  # agents on/off and billing apply from the next pass
+            dialog.saved.connect(lambda config: self.agents.reconfigure(config.agents))
         dialog.show()
         dialog.raise_()
 

@@ -151,3 +151,30 @@ def test_stopping_during_a_backfill_does_not_wait_for_it_and_loses_nothing(agent
     finally:
         store.close()
     assert by_source == {"claude-code": 6, "codex": 6, "gemini-cli": 3, "opencode": 3}
+
+
+def test_settings_saved_while_running_apply_from_the_next_pass(agent_env: Path, data_dir: Path):
+    from llmtray.agents.settings import AgentsConfig, AgentSettings
+
+    service = IngestService(Paths(data_dir, data_dir, data_dir), Config(), port=0, watch_agents=True)
+    service.start()
+    try:
+        service.wait_ready(30)
+        assert service.agents is not None and service.agents.backfilled.wait(30)
+        service.agents.reconfigure(AgentsConfig(agents={"claude-code": AgentSettings(enabled=False)}))
+        time.sleep(2.5)  # two passes of the 1 s poll
+        record = json.loads((FIXTURES / "claude" / MAIN).read_text().splitlines()[6])
+        record["message"]["id"] = "msg_after_off"
+        record["timestamp"] = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        with (agent_env / ".claude" / MAIN).open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        time.sleep(2.5)
+    finally:
+        service.stop()
+    from llmtray.core.store import Store
+
+    store = Store.open(data_dir / "llmtray.db")
+    try:
+        assert store.conn.execute("SELECT count(*) FROM event WHERE event_id = 'anthropic:msg_after_off'").fetchone() == (0,)
+    finally:
+        store.close()
