@@ -143,9 +143,11 @@ def add_small_sessions(root: Path, count: int) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         message = {"id": f"msg_idle{n:06d}", "type": "message", "role": "assistant", "model": MODELS[0],
                    "content": [], "stop_reason": "end_turn", "usage": {"input_tokens": 3, "output_tokens": 5}}
-        (folder / f"idle-{n:06d}.jsonl").write_text(_dumps({
-            "type": "assistant", "sessionId": f"idle-{n}", "cwd": "/w/idle", "message": message,
-            "timestamp": _ts(datetime.now(UTC) - timedelta(days=2))}) + "\n")
+        path = folder / f"idle-{n:06d}.jsonl"
+        path.write_text(_dumps({"type": "assistant", "sessionId": f"idle-{n}", "cwd": "/w/idle", "message": message,
+                                "timestamp": _ts(datetime.now(UTC) - timedelta(days=2))}) + "\n")
+        old = time.time() - 2 * 86400  # last written two days ago, like most of a real history
+        os.utime(path, (old, old))
 
 
 def naive_pass(root: Path) -> tuple[float, int]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -44,6 +45,9 @@ FLUSH_EVENTS = 4000  # calls per stored batch: bounds memory and the writer's tr
 # longer of the two instead of their sum); below it, starting the process costs more.
 PARALLEL_MIN_BYTES = 32 << 20
 GROUP_BYTES = 16 << 20  # new bytes per group of files sent to the reader process
+# Files written to within this long are polled on every pass; older ones (most of a long history)
+# only when the roots are walked again, which keeps the idle watcher's stat calls few.
+HOT_NS = 3600 * 10**9
 
 
 class Sink(Protocol):
@@ -134,14 +138,17 @@ class Scanner:
         files = self._files[agent.source]
         report.files = len(files)
         todo: list[tuple[os.stat_result, FileState]] = []
+        cold_before = time.time_ns() - HOT_NS
         for path in files:
             key = str(path)
+            fs = states.get(key)
+            if not discover and fs is not None and fs.mtime_ns < cold_before and agent.mode(path) != "sqlite":
+                continue  # untouched for an hour: checked on the next discovery pass (30 s) only
             try:
                 st = os.stat(key)
             except OSError as exc:
                 report.errors.append(f"{key}: {exc.strerror or exc}")
                 continue
-            fs = states.get(key)
             if fs is None:
                 fs = states[key] = FileState(key, agent.source)
             elif not changed(st, fs) and agent.mode(path) != "sqlite":  # a database changes in its WAL

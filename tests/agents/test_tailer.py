@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from tests.agents.kit import FIXTURES, events, make_home, scan, scanner
@@ -160,3 +161,25 @@ def test_reading_in_a_reader_process_stores_the_same_as_reading_here(tmp_path: P
         results.append((reports, stored, states))
         store.close()
     assert results[0] == results[1]
+
+
+def test_files_untouched_for_an_hour_are_polled_on_discovery_passes_only(store, tmp_path: Path):
+    """A long history costs the idle watcher nothing per second; a resumed old session is found
+    by the next walk of the roots (30 s) and polled every second from then on."""
+    home = tmp_path / "home"
+    log = project(home) / "s.jsonl"
+    log.write_bytes(SINGLE)
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(log, (two_days_ago, two_days_ago))
+    live = scanner(store, home)
+    assert live.scan()[0].added == 1
+    second = json.loads(FINAL)
+    second["message"]["id"] = "msg_resumed"
+    with log.open("a") as f:
+        f.write(json.dumps(second) + "\n")
+    assert live.scan(discover=False)[0].files_read == 0  # cold: not even a stat
+    assert live.scan(discover=True)[0].added == 1
+    third = {**second, "message": {**second["message"], "id": "msg_resumed_2"}}
+    with log.open("a") as f:
+        f.write(json.dumps(third) + "\n")
+    assert live.scan(discover=False)[0].added == 1  # hot again
