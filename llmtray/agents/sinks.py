@@ -21,12 +21,15 @@ class StoreSink:
         self._open = open_store
         self.store: Store | None = None
 
+    def opened(self) -> Store:
+        if self.store is None:
+            self.store = self._open()
+        return self.store
+
     def write(self, events: list[UsageEvent], source: str, replace: bool) -> AddResult:
         from llmtray.core.store import Batch
 
-        if self.store is None:
-            self.store = self._open()
-        result = self.store.add_many([Batch(events, source, replace=replace)])[0]
+        result = self.opened().add_many([Batch(events, source, replace=replace)])[0]
         if isinstance(result, Exception):
             raise result
         return result

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llmtray.agents.notices import cleanup_warning, first_start
 from llmtray.agents.scanner import AgentReport, Scanner
@@ -23,6 +24,9 @@ from llmtray.agents.settings import AgentsConfig
 from llmtray.agents.sinks import WriterSink
 from llmtray.core.db import PRAGMAS
 from llmtray.ingest.writer import Writer
+
+if TYPE_CHECKING:
+    from llmtray.core.pricing import Pricer
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +37,10 @@ _BACKOFF_S = 30.0  # after an unexpected error (database busy for long, a bug): 
 
 class AgentWatcher:
     def __init__(self, db_path: Path, writer: Writer, config: AgentsConfig, *,
-                 env: Mapping[str, str] | None = None, poll_s: float = POLL_S, discover_s: float = DISCOVER_S):
+                 env: Mapping[str, str] | None = None, poll_s: float = POLL_S, discover_s: float = DISCOVER_S,
+                 make_pricer: Callable[[], Pricer] | None = None):
         self._db_path, self._writer, self._config = db_path, writer, config
+        self._make_pricer = make_pricer
         self._env = os.environ if env is None else env
         self._poll_s, self._discover_s = poll_s, discover_s
         self._stop = threading.Event()
@@ -63,7 +69,8 @@ class AgentWatcher:
         conn = sqlite3.connect(self._db_path, isolation_level=None, check_same_thread=True)
         conn.execute(f"PRAGMA busy_timeout = {PRAGMAS['busy_timeout']}")
         try:
-            scanner = Scanner(conn, WriterSink(self._writer), self._config, env=self._env, stopping=self._stop.is_set)
+            scanner = Scanner(conn, WriterSink(self._writer), self._config, env=self._env, stopping=self._stop.is_set,
+                              make_pricer=self._make_pricer)
             if notice := first_start(conn):
                 self.on_notice(notice)
             next_discovery = 0.0

@@ -49,7 +49,8 @@ def run_scan(args: argparse.Namespace, ctx: Any) -> int:
     conn = _connect(ctx)
     sink = StoreSink(ctx.store)
     try:
-        reports = Scanner(conn, sink, ctx.config.agents, parallel=True).scan(args.agent)
+        reports = Scanner(conn, sink, ctx.config.agents, parallel=True,
+                          make_pricer=lambda: sink.opened().pricer).scan(args.agent)  # pricing.toml too
         warning = cleanup_warning(conn)
     finally:
         sink.close()

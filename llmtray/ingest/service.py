@@ -168,7 +168,8 @@ class IngestService:
         if watch_agents and config.agents.enabled:
             from llmtray.agents.watcher import AgentWatcher
 
-            self.agents = AgentWatcher(paths.db, self.writer, config.agents)
+            self.agents = AgentWatcher(paths.db, self.writer, config.agents,  # subscription value: same prices as spend
+                                       make_pricer=lambda: Pricer(load_overrides(paths.pricing_file)))
 
     # --- configuration before start ------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,11 @@ def test_settings_saved_while_running_apply_from_the_next_pass(agent_env: Path, 
         assert store.conn.execute("SELECT count(*) FROM event WHERE event_id = 'anthropic:msg_after_off'").fetchone() == (0,)
     finally:
         store.close()
+
+
+def test_subscription_value_uses_the_users_price_overrides(agent_env: Path, data_dir: Path, capsys):
+    (data_dir / "config.toml").write_text('[agents.codex]\nbilling = "subscription"\n')
+    (data_dir / "pricing.toml").write_text('[[model]]\nprovider = "openai"\nmodel = "gpt-5*"\ndiscount = 0.5\n')
+    run_json(capsys, "--data-dir", str(data_dir), "agents", "scan", "--agent", "codex", "--json")
+    status = {a["agent"]: a for a in run_json(capsys, "--data-dir", str(data_dir), "agents", "--json")["agents"]}
+    assert Decimal(status["codex"]["api_equivalent_usd"]) == Decimal("0.027")  # half of the list-price 0.054
