@@ -54,6 +54,22 @@ def raise_counts(base: dict[str, Any], *copies: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+def usage_event(event_id: str, ts: Any, provider: str, model: str, *, input_tokens: int, output_tokens: int,
+                cache_read: int = 0, cache_write: int = 0, cache_write_1h: int = 0, reasoning: int = 0,
+                project: str | None = None, tags: dict[str, str], **more: Any) -> dict[str, Any]:
+    """One call as event JSON (DESIGN §3: `input_tokens` includes the cache parts, `output_tokens`
+    the reasoning), zero and empty fields left out; `more`: other event fields (service_tier, …)."""
+    event: dict[str, Any] = {"id": event_id[:128], "ts": ts, "provider": provider, "model": model,
+                             "input_tokens": input_tokens, "output_tokens": output_tokens}
+    for key, value in (("cache_read_tokens", cache_read), ("cache_write_tokens", cache_write),
+                       ("cache_write_1h_tokens", cache_write_1h), ("reasoning_tokens", reasoning),
+                       ("project", project), *more.items()):
+        if value:
+            event[key] = value
+    event["tags"] = tags
+    return event
+
+
 def tokens_of(event: dict[str, Any]) -> tuple[int, ...]:
     return tuple(event.get(key, 0) for key in TOKEN_KEYS)
 
@@ -65,6 +81,11 @@ def count(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise Skip(f"{what} is not a token count ({str(value)[:40]!r})")
     return value
+
+
+def counts(obj: dict[str, Any], where: str, *names: str) -> tuple[int, ...]:
+    """Several token counts of one usage object (`where` names it in a skip reason)."""
+    return tuple(count(obj.get(name), f"{where}.{name}") for name in names)
 
 
 def text(value: Any) -> str | None:

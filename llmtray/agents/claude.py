@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llmtray.agents.base import OnError, home, unique, walk
-from llmtray.agents.calls import Call, Skip, count, project_of, text
+from llmtray.agents.calls import Call, Skip, counts, project_of, text, usage_event
 
 SOURCE = "claude-code"
 _TIERS = {"priority": "priority", "batch": "batch", "flex": "flex"}  # "standard" is the default
@@ -82,15 +82,13 @@ class _Reader:
             raise Skip("assistant record without message.usage (unknown format?)")
         if not isinstance(usage, dict):
             raise Skip("message.usage is not an object")
-        fresh = count(usage.get("input_tokens"), "usage.input_tokens")
-        writes = count(usage.get("cache_creation_input_tokens"), "usage.cache_creation_input_tokens")
-        reads = count(usage.get("cache_read_input_tokens"), "usage.cache_read_input_tokens")
-        output = count(usage.get("output_tokens"), "usage.output_tokens")
+        fresh, writes, reads, output = counts(usage, "usage", "input_tokens", "cache_creation_input_tokens",
+                                              "cache_read_input_tokens", "output_tokens")
         split = usage.get("cache_creation")
         writes_1h = writes_5m = 0
         if isinstance(split, dict):
-            writes_1h = count(split.get("ephemeral_1h_input_tokens"), "usage.cache_creation.ephemeral_1h_input_tokens")
-            writes_5m = count(split.get("ephemeral_5m_input_tokens"), "usage.cache_creation.ephemeral_5m_input_tokens")
+            writes_1h, writes_5m = counts(split, "usage.cache_creation", "ephemeral_1h_input_tokens",
+                                          "ephemeral_5m_input_tokens")
         writes = max(writes, writes_1h + writes_5m)
         if not (fresh or writes or reads or output):
             return None  # nothing used: no call to bill
@@ -100,24 +98,6 @@ class _Reader:
         key = message_id or request_id
         if key is None:
             raise Skip("assistant record without message.id or requestId")
-        event: dict[str, Any] = {
-            "id": f"anthropic:{key}"[:128],
-            "ts": record.get("timestamp"),
-            "provider": "anthropic",
-            "model": model,
-            "input_tokens": fresh + writes + reads,
-            "output_tokens": output,
-            "request_id": key[:200],
-        }
-        for field, value in (("cache_read_tokens", reads), ("cache_write_tokens", writes),
-                             ("cache_write_1h_tokens", writes_1h)):
-            if value:
-                event[field] = value
-        tier = _TIERS.get(str(usage.get("service_tier") or ""))
-        if tier:
-            event["service_tier"] = tier
-        if project := project_of(record.get("cwd")):
-            event["project"] = project
         tags = {"session": str(text(record.get("sessionId")) or self.file_session)[:200]}
         if version := text(record.get("version")):
             tags["agent_version"] = version[:200]
@@ -130,7 +110,11 @@ class _Reader:
             for name in ("web_search_requests", "web_fetch_requests"):
                 if isinstance(uses := tools.get(name), int) and uses > 0:
                     tags[name] = str(uses)
-        event["tags"] = tags
+        event = usage_event(f"anthropic:{key}", record.get("timestamp"), "anthropic", model,
+                            input_tokens=fresh + writes + reads, output_tokens=output, cache_read=reads,
+                            cache_write=writes, cache_write_1h=writes_1h, project=project_of(record.get("cwd")),
+                            tags=tags, request_id=key[:200],
+                            service_tier=_TIERS.get(str(usage.get("service_tier") or "")))
         return Call(event, self.path, line)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from llmtray.agents.base import OnError, home, unique, walk
-from llmtray.agents.calls import Call, Skip, count, project_of, provider_id, text
+from llmtray.agents.calls import Call, Skip, counts, project_of, provider_id, text, usage_event
 
 SOURCE = "codex"
 _FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens", "cache_write_input_tokens")
@@ -53,7 +53,7 @@ class Codex:
 def _vector(usage: Any, what: str) -> tuple[int, ...]:
     if not isinstance(usage, dict):
         raise Skip(f"{what} is not an object (unknown token_count format?)")
-    vec = tuple(count(usage.get(f), f"{what}.{f}") for f in _FIELDS)
+    vec = counts(usage, what, *_FIELDS)
     if "input_tokens" not in usage and "output_tokens" not in usage:
         raise Skip(f"{what} has no input_tokens or output_tokens (unknown token_count format?)")
     return vec
@@ -123,24 +123,6 @@ class _Reader:
         if not (inp or out or cached):
             return None
         root = s.get("root") or s.get("thread") or Path(self.path).stem
-        event: dict[str, Any] = {
-            "id": f"codex:{root}:{s['epoch']}:{'.'.join(map(str, total))}"[:128],
-            "ts": record.get("timestamp"),
-            "provider": s.get("provider") or "openai",
-            # Old rollouts name no model: "unknown" stays unpriced rather than guessed as gpt-5.
-            "model": s.get("model") or "unknown",
-            "operation": "responses",
-            "input_tokens": max(inp, cached + writes),
-            "output_tokens": max(out, reasoning),
-        }
-        for field, value in (("cache_read_tokens", cached), ("cache_write_tokens", writes),
-                             ("reasoning_tokens", reasoning)):
-            if value:
-                event[field] = value
-        if s.get("tier"):
-            event["service_tier"] = s["tier"]
-        if project := project_of(s.get("cwd")):
-            event["project"] = project
         thread = s.get("thread") or Path(self.path).stem
         # A subagent's spend rolls up to the session that spawned it; a fork is a session of its own.
         tags = {"session": str(root if s.get("subagent") else thread)[:200]}
@@ -150,5 +132,12 @@ class _Reader:
             tags["subagent"] = "true"
         elif root != thread:
             tags["forked_from"] = str(root)[:200]
-        event["tags"] = tags
+        event = usage_event(f"codex:{root}:{s['epoch']}:{'.'.join(map(str, total))}", record.get("timestamp"),
+                            s.get("provider") or "openai",
+                            # Old rollouts name no model: "unknown" stays unpriced rather than guessed as gpt-5.
+                            s.get("model") or "unknown",
+                            input_tokens=max(inp, cached + writes), output_tokens=max(out, reasoning),
+                            cache_read=cached, cache_write=writes, reasoning=reasoning,
+                            project=project_of(s.get("cwd")), tags=tags, operation="responses",
+                            service_tier=s.get("tier"))
         return Call(event, self.path, line)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llmtray.agents.base import OnError, home, unique, walk
-from llmtray.agents.calls import Call, Skip, count, project_of, text
+from llmtray.agents.calls import Call, Skip, counts, project_of, text, usage_event
 
 SOURCE = "gemini-cli"
 
@@ -92,11 +92,7 @@ class _Reader:
             return None
         if not isinstance(tokens, dict):
             raise Skip("gemini message tokens is not an object")
-        inp = count(tokens.get("input"), "tokens.input")
-        cached = count(tokens.get("cached"), "tokens.cached")
-        out = count(tokens.get("output"), "tokens.output")
-        thoughts = count(tokens.get("thoughts"), "tokens.thoughts")
-        tool = count(tokens.get("tool"), "tokens.tool")
+        inp, cached, out, thoughts, tool = counts(tokens, "tokens", "input", "cached", "output", "thoughts", "tool")
         if not (inp or out or thoughts):
             return None
         message_id, model = text(message.get("id")), text(message.get("model"))
@@ -104,23 +100,11 @@ class _Reader:
             raise Skip("gemini message without id")
         if model is None:
             raise Skip("gemini message without model")
-        event: dict[str, Any] = {
-            "id": f"gemini-cli:{message_id}"[:128],
-            "ts": message.get("timestamp"),
-            "provider": "google",
-            "model": model,
-            "input_tokens": max(inp + tool, cached),
-            "output_tokens": out + thoughts,
-        }
-        if cached:
-            event["cache_read_tokens"] = cached
-        if thoughts:
-            event["reasoning_tokens"] = thoughts
-        if self.s.get("project"):
-            event["project"] = self.s["project"]
         session = self.parent_session or self.s.get("session") or Path(self.path).stem
         tags = {"session": str(session)[:200]}
         if self.parent_session:
             tags["subagent"] = "true"
-        event["tags"] = tags
+        event = usage_event(f"gemini-cli:{message_id}", message.get("timestamp"), "google", model,
+                            input_tokens=max(inp + tool, cached), output_tokens=out + thoughts, cache_read=cached,
+                            reasoning=thoughts, project=self.s.get("project"), tags=tags)
         return Call(event, self.path, line)

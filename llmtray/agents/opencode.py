@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from llmtray.agents.base import OnError, home, unique, walk
-from llmtray.agents.calls import Call, Skip, count, project_of, provider_id, text
+from llmtray.agents.calls import Call, Skip, counts, project_of, provider_id, text, usage_event
 from llmtray.agents.tailer import FileState, feed_record
 
 SOURCE = "opencode"
@@ -69,11 +69,8 @@ class _Reader:
         if provider is None or model is None:
             raise Skip("assistant message without providerID or modelID")
         cache = tokens.get("cache") if isinstance(tokens.get("cache"), dict) else {}
-        inp = count(tokens.get("input"), "tokens.input")
-        out = count(tokens.get("output"), "tokens.output")
-        reasoning = count(tokens.get("reasoning"), "tokens.reasoning")
-        read = count(cache.get("read"), "tokens.cache.read")
-        write = count(cache.get("write"), "tokens.cache.write")
+        inp, out, reasoning = counts(tokens, "tokens", "input", "output", "reasoning")
+        read, write = counts(cache, "tokens.cache", "read", "write")
         if not (inp or out or reasoning or read or write):
             return None
         message_id = text(record.get("id"))
@@ -83,27 +80,17 @@ class _Reader:
         ms = times.get("completed") or times.get("created")
         if isinstance(ms, bool) or not isinstance(ms, (int, float)):
             raise Skip("assistant message without time.created")
-        event: dict[str, Any] = {
-            "id": f"opencode:{message_id}"[:128],
-            "ts": datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z"),
-            "provider": provider_id(provider, "unknown"),
-            "model": model,
-            "input_tokens": inp + read + write,
-            "output_tokens": out + reasoning,
-        }
-        for field, value in (("cache_read_tokens", read), ("cache_write_tokens", write), ("reasoning_tokens", reasoning)):
-            if value:
-                event[field] = value
-        where = record.get("path") if isinstance(record.get("path"), dict) else {}
-        if project := project_of(where.get("cwd") or where.get("root")):
-            event["project"] = project
         tags = {"session": str(text(record.get("sessionID")) or "")[:200] or Path(self.path).parent.name}
         try:
             if record.get("cost") is not None and not isinstance(record.get("cost"), bool):
                 tags["agent_cost_usd"] = format(Decimal(str(record["cost"])), "f")[:40]
         except InvalidOperation:
             pass
-        event["tags"] = tags
+        where = record.get("path") if isinstance(record.get("path"), dict) else {}
+        event = usage_event(f"opencode:{message_id}", datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z"),
+                            provider_id(provider, "unknown"), model, input_tokens=inp + read + write,
+                            output_tokens=out + reasoning, cache_read=read, cache_write=write, reasoning=reasoning,
+                            project=project_of(where.get("cwd") or where.get("root")), tags=tags)
         return Call(event, self.path, line)
 
 
