@@ -29,6 +29,10 @@ class Call:
     event: dict[str, Any]
     path: str
     line: int
+    # Other ids the same call may have been stored under by another path (the proxy or OTLP
+    # keying Claude's call by its `requestId` rather than its message id): found there, it is
+    # a duplicate.
+    aliases: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:

@@ -115,7 +115,8 @@ class _Reader:
                             cache_write=writes, cache_write_1h=writes_1h, project=project_of(record.get("cwd")),
                             tags=tags, request_id=key[:200],
                             service_tier=_TIERS.get(str(usage.get("service_tier") or "")))
-        return Call(event, self.path, line)
+        aliases = (f"anthropic:{request_id}",) if message_id and request_id else ()
+        return Call(event, self.path, line, aliases)
 
 
 def cleanup_period_days(env: Mapping[str, str] = os.environ) -> tuple[int, bool]:

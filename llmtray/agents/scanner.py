@@ -224,13 +224,16 @@ class Scanner:
         ledger.save(self.conn, batch.files.values())
 
     def _store(self, source: str, batch: _Batch, report: AgentReport) -> None:
-        known = ledger.stored(self.conn, list(batch.calls))
+        known = ledger.stored(self.conn, [*batch.calls, *(a for c in batch.calls.values() for a in c.aliases)])
         fresh: list[UsageEvent] = []
         grown: list[UsageEvent] = []
         subscription = self.config.of(source).subscription
         now = datetime.now(UTC)
         for call in batch.calls.values():
             data = call.event
+            if any(known.get(alias, (source,))[0] != source for alias in call.aliases):
+                report.duplicates += 1  # stored by another path under its other id
+                continue
             old = known.get(call.id)
             if old is not None:
                 old_source, old_tokens = old

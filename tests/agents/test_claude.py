@@ -145,6 +145,16 @@ def test_the_same_call_stored_by_the_proxy_is_kept_and_not_doubled(store, tmp_pa
     assert events(store)["anthropic:msg_01GhIjKl"]["source"] == "proxy"
 
 
+def test_the_same_call_stored_by_another_path_under_its_request_id_is_not_doubled(store, tmp_path: Path):
+    from llmtray.core.events import parse_event
+
+    otel = parse_event({"id": "anthropic:req_011CUa1", "ts": "2026-11-02T21:40:05Z", "provider": "anthropic",
+                        "model": "claude-sonnet-4-5", "input_tokens": 21003, "output_tokens": 159})
+    store.add([otel], "otel")
+    report = scan(store, make_home(tmp_path, "claude"))["claude-code"]
+    assert report.added == len(EXPECTED) - 1 and "anthropic:msg_01AbCdEf" not in events(store)
+
+
 def test_subscription_usage_is_its_api_value_never_spend(store, tmp_path: Path):
     config = AgentsConfig(agents={"claude-code": AgentSettings(billing="subscription")})
     scan(store, make_home(tmp_path, "claude"), config)
