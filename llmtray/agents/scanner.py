@@ -288,7 +288,8 @@ def _read_group(source: str, group: list[tuple[FileState, os.stat_result]],
         except OSError as exc:
             out.append((fs, 0, f"{fs.path}: {exc.strerror or exc}"))
             continue
-        out.append((fs, sum(n for n, _ in fs.skipped.values()) - before, None))
+        # a document re-read from its start counts its skips afresh: never a negative count
+        out.append((fs, max(0, sum(n for n, _ in fs.skipped.values()) - before), None))
     return out, batch.calls
 
 
