@@ -128,4 +128,4 @@ def read_database(fs: FileState, reader: _Reader, emit: Callable[[Call], None]) 
         fs.skip(f"cannot read the database: {exc}", 0)
     finally:
         conn.close()
-    fs.reader = {"updated": newest}
+    fs.reader = {**(fs.reader or {}), "updated": newest}

@@ -151,7 +151,10 @@ class Scanner:
                 continue
             if fs is None:
                 fs = states[key] = FileState(key, agent.source)
-            elif not changed(st, fs) and agent.mode(path) != "sqlite":  # a database changes in its WAL
+            elif agent.mode(path) == "sqlite":
+                if _db_signature(key) == (fs.reader or {}).get("signature"):
+                    continue  # neither the database nor its WAL changed: no query
+            elif not changed(st, fs):
                 continue
             todo.append((st, fs))
         todo.sort(key=lambda item: -item[0].st_mtime_ns)  # newest first: today shows up at once
@@ -301,8 +304,23 @@ def _read_file(agent: Agent, fs: FileState, st: os.stat_result, emit: Callable[[
     elif mode == "document":
         read_document(fs, st, agent.reader(path, fs.reader), emit)
     else:
+        signature = _db_signature(fs.path)  # taken first: a write during the read is seen next time
         agent.read_database(fs, emit)  # type: ignore[attr-defined]
+        fs.reader = {**(fs.reader or {}), "signature": signature}
         fs.dev, fs.ino, fs.size, fs.mtime_ns = st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _db_signature(path: str) -> list[int]:
+    """Size and mtime of a database and of its WAL (where its writes land until a checkpoint)."""
+    out: list[int] = []
+    for name in (path, f"{path}-wal"):
+        try:
+            st = os.stat(name)
+        except OSError:
+            out += [-1, -1]
+        else:
+            out += [st.st_size, st.st_mtime_ns]
+    return out
 
 
 class _Batch:

@@ -76,15 +76,19 @@ def test_opencode_rows_written_later_are_read_from_the_watermark(store, tmp_path
     live = scanner(store, home)
     live.scan()
     db = home / ".local/share/opencode/opencode.db"
-    conn = sqlite3.connect(db)
+    conn = sqlite3.connect(db)  # opencode keeps its database in WAL mode, writes land in the WAL
+    conn.execute("PRAGMA journal_mode=wal")
+    live.scan(discover=False)  # the switch changed the file; the first reader creates the WAL
+    live.scan(discover=False)
+    assert live.scan(discover=False)[3].files_read == 0  # nothing changed since: no query
     data = {"role": "assistant", "time": {"created": 1762500020000, "completed": 1762500021000}, "modelID": "gpt-5",
             "providerID": "openai", "path": {"cwd": "/w/x"}, "tokens": {"input": 1000, "output": 10, "reasoning": 0,
                                                                        "cache": {"read": 0, "write": 0}}}
     conn.execute("INSERT INTO message VALUES ('msg_a0000004', 'ses_db01', 1762500021000, 1762500021000, ?)", (json.dumps(data),))
     conn.execute("INSERT INTO message VALUES ('msg_bad', 'ses_db01', 1762500022000, 1762500022000, 'not json')")
-    conn.commit()
-    conn.close()
+    conn.commit()  # the connection stays open: the rows are in the WAL only
     report = live.scan(discover=False)[3]
+    conn.close()
     assert (report.added, report.skipped) == (1, 1)
     assert events(store)["opencode:msg_a0000004"]["cost_nanos"] == usd("0.00135")  # 1000×1.25 + 10×10
     assert live.scan(discover=False)[3].skipped == 0  # the bad row is not counted again each poll
