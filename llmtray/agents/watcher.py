@@ -46,7 +46,7 @@ class AgentWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.backfilled = threading.Event()
-        self.last: list[AgentReport] = []  # the latest pass with something in it (Settings shows it)
+        self.last: list[AgentReport] = []  # the latest pass that read something (bench/agents.py reports it)
         # Called on the watcher's thread with what to tell the user once (first start, Claude
         # Code's clean-up); the app forwards it to its window, `serve` logs it.
         self.on_notice: Callable[[str], None] = lambda text: log.warning("%s", text)
