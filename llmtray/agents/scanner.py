@@ -129,7 +129,8 @@ class Scanner:
             for root in roots:
                 found.extend(agent.files(root, lambda where, why: report.errors.append(f"{where}: {why}")))
             self._files[agent.source] = found
-            gone = [p for p in states if p not in {str(f) for f in found}]
+            present = {str(f) for f in found}
+            gone = [p for p in states if p not in present]
             if gone:
                 ledger.forget(self.conn, gone)
                 for p in gone:
