@@ -179,18 +179,23 @@ def read_only(home: Path) -> tuple[float, int]:
 
 
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS in MB (its own, from wait4), stdout of one child process."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    """Wall seconds, peak RSS in MB, stdout of one child process. The RSS is measured by GNU
+    `time` where there is one: a child forked straight from this (big) process inherits its
+    high-water mark until exec, so wait4's figure would be this process's, not the command's."""
+    gnu_time = Path("/usr/bin/time")
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r") as rss:
+        full = [str(gnu_time), "-f", "%M", "-o", rss.name, *cmd] if gnu_time.exists() else cmd
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen(full, env=env, stdout=out, stderr=err, text=True)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        if proc.returncode != 0:
+        if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"{cmd[0]} failed: {err.read()[-2000:]}")
-        return wall, usage.ru_maxrss / 1024, out.read()
+        peak_kb = int(rss.read().strip().splitlines()[-1]) if gnu_time.exists() else usage.ru_maxrss
+        return wall, peak_kb / 1024, out.read()
 
 
 def stored_totals(db: Path, source: str) -> dict[str, int]:
