@@ -78,18 +78,14 @@ def tokens_of(event: dict[str, Any]) -> tuple[int, ...]:
     return tuple(event.get(key, 0) for key in TOKEN_KEYS)
 
 
-def count(value: Any, what: str) -> int:
-    """A token count from a log: a non-negative integer (absent or null is 0), else `Skip`."""
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise Skip(f"{what} is not a token count ({str(value)[:40]!r})")
-    return value
-
-
 def counts(obj: dict[str, Any], where: str, *names: str) -> tuple[int, ...]:
-    """Several token counts of one usage object (`where` names it in a skip reason)."""
-    return tuple(count(obj.get(name), f"{where}.{name}") for name in names)
+    """Token counts of one usage object: non-negative integers (absent or null is 0), else `Skip`
+    naming the field (`where.name`). Runs for every usage line: the common case costs no call."""
+    values = tuple(obj.get(name) or 0 for name in names)
+    for name, value in zip(names, values):
+        if type(value) is not int or value < 0:
+            raise Skip(f"{where}.{name} is not a token count ({str(value)[:40]!r})")
+    return values
 
 
 def text(value: Any) -> str | None:

@@ -133,6 +133,7 @@ def _read_lines(f: Any, fs: FileState, markers: tuple[bytes, ...], reader: Reade
     carried = 0
     too_long = False
     loads = json.loads
+    single = markers[0] if len(markers) == 1 else None  # the usual case, checked without a generator
     while block := f.read(BLOCK):
         lines = block.split(b"\n")
         tail = lines.pop()  # after the last newline: incomplete so far
@@ -149,7 +150,7 @@ def _read_lines(f: Any, fs: FileState, markers: tuple[bytes, ...], reader: Reade
                 carry, carried = [], 0
             line_no += 1
             offset += len(raw) + 1
-            if not any(m in raw for m in markers):
+            if (single is not None and single not in raw) or (single is None and not any(m in raw for m in markers)):
                 continue
             try:
                 record = loads(raw)
