@@ -59,6 +59,8 @@ BENCHES = [
           "block check per proxied call, guard pass per commit, alias model filter vs naive and exact"),
     Bench("soak", ("--minutes", "5", "--rate", "500"), ("--minutes", "0.5", "--rate", "300", "--sample", "5"),
           "`serve` under steady traffic: RSS, fds, threads, WAL first vs last window"),
+    Bench("agents", ("--mb", "200", "--idle", "60"), ("--mb", "20", "--idle", "5", "--files", "100"),
+          "coding agents' logs: cold scan, re-scan, RSS, live latency, idle CPU vs a naive pass and ccusage"),
 ]
 
 

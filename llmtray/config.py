@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from llmtray.agents.settings import AgentsConfig, parse_agents
 from llmtray.core.errors import ConfigError
 from llmtray.core.trust import require_trusted
 
@@ -64,6 +65,7 @@ class Config:
     email: EmailConfig = field(default_factory=EmailConfig)
     billing_interval_s: int = 3600  # [billing] interval: how often the app and `serve` pull the bill
     billing_urls: dict[str, str] = field(default_factory=dict)  # [billing.<source>] base_url (tests: a stub)
+    agents: AgentsConfig = field(default_factory=AgentsConfig)  # [agents]: coding agents' logs (DESIGN §11)
 
     @property
     def tz(self) -> ZoneInfo | None:
@@ -77,6 +79,7 @@ _SCHEMA: dict[str, set[str]] = {
     "proxy": {"upstreams"},
     "email": {"host", "port", "security", "username", "from", "to", "alerts", "digest", "digest_at"},
     "billing": {"interval", *BILLING_SOURCES},
+    "agents": set(),  # checked by llmtray.agents.settings
 }
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -144,7 +147,7 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
         for key in value:
-            if key not in _SCHEMA[section]:
+            if key not in _SCHEMA[section] and section != "agents":
                 raise ConfigError(
                     f"{where}: unknown key {section}.{key} (known: {', '.join(sorted(_SCHEMA[section]))})"
                 )
@@ -199,6 +202,8 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
     if "email" in data:
         kwargs["email"] = _parse_email(data["email"], where)
     kwargs.update(_billing(data.get("billing", {}), where))
+    if "agents" in data:
+        kwargs["agents"] = parse_agents(data["agents"], where)
     return Config(**kwargs)
 
 

@@ -11,11 +11,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from llmtray.core.alerts import WebhookSink, load_webhook_url
 from llmtray.core.errors import LLMTrayError
-from llmtray.core.monitor import BudgetMonitor
-from llmtray.mail.service import MailService
-from llmtray.ingest.api import Activity
 
 log = logging.getLogger("llmtray.serve")
 
@@ -40,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _log_activity(service: Any, stop: threading.Event) -> None:
     """One INFO line per minute in which something happened."""
+    from llmtray.ingest.api import Activity
+
     before = Activity()
     while not stop.wait(ACTIVITY_INTERVAL_S):
         now = service.api.activity_snapshot()
@@ -52,14 +50,19 @@ def _log_activity(service: Any, stop: threading.Event) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
+    # Imported here, not at the top: every `llmtray` command builds this parser, and these
+    # (httpx, the price data) cost a quick command like `agents scan` a tenth of a second.
+    from llmtray.core.alerts import WebhookSink, load_webhook_url
+    from llmtray.core.monitor import BudgetMonitor
     from llmtray.ingest.service import IngestService
+    from llmtray.mail.service import MailService
 
     package_log = logging.getLogger("llmtray")
     if package_log.getEffectiveLevel() > logging.INFO:
         package_log.setLevel(logging.INFO)  # the CLI default is WARNING; a daemon reports what it does
     ctx.paths.ensure()
     service = IngestService(ctx.paths, ctx.config, host=args.host, port=args.port,
-                            allow_remote=args.allow_remote)
+                            allow_remote=args.allow_remote, watch_agents=True)
     monitor, webhook, mail = None, None, None
     stop = threading.Event()
 

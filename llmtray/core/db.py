@@ -511,6 +511,29 @@ def _m8_billing(conn: sqlite3.Connection) -> None:
     """)
 
 
+def _m9_agent_files(conn: sqlite3.Connection) -> None:
+    """Where the coding-agent tailer stopped in each log file (`llmtray.agents`): identity
+    (device, inode, a hash of the first bytes) to notice a replaced or truncated file, the byte
+    offset of the first line not yet read, the agent's own running state (Codex's cumulative
+    totals), and the lines skipped with why. A restart resumes from here instead of re-reading."""
+    conn.execute("""
+        CREATE TABLE agent_file (
+            path TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            dev INTEGER NOT NULL,
+            ino INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            offset INTEGER NOT NULL,
+            head_hash TEXT NOT NULL,
+            head_len INTEGER NOT NULL,
+            state TEXT,
+            skipped TEXT,
+            events INTEGER NOT NULL DEFAULT 0
+        )""")
+    conn.execute("CREATE INDEX agent_file_source ON agent_file(source)")
+
+
 def _create_level(conn: sqlite3.Connection, level: Level) -> None:
     cols = ", ".join(
         [f"{level.time} INTEGER NOT NULL"]
@@ -579,6 +602,7 @@ MIGRATIONS: list[Migration] = [
     Migration(6, "replaced-events", _m6_replaced_events, backup=False),
     Migration(7, "blocks-and-guards", _m7_blocks, backup=False),
     Migration(8, "billing", _m8_billing, backup=False),
+    Migration(9, "agent-files", _m9_agent_files, backup=False),
 ]
 
 

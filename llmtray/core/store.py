@@ -99,6 +99,11 @@ class Batch:
     # re-pricing, so an export/import round trip is lossless.
     priced: Sequence[Priced] | None = None
     sources: Sequence[str] | None = None
+    # A coding agent's log can grow a call after it was stored (Claude Code streams snapshots of
+    # one message with rising counts): with `replace`, this source's own rows with the batch's
+    # ids are deleted first (rollups follow through triggers), so the larger copy takes their
+    # place; a row another source stored (the proxy, OTLP) is kept and the new one is a duplicate.
+    replace: bool = False
 
 
 class Store:
@@ -137,6 +142,7 @@ class Store:
             next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM event").fetchone()[0]
             if len(rows) == 1:  # alone in its transaction: the transaction is its savepoint
                 try:
+                    _delete_replaced(conn, batches[0])
                     result, _ = self._insert(conn, rows[0][0], rows[0][1], next_id)
                 except _BATCH_FAILURES as exc:
                     conn.execute("ROLLBACK")
@@ -146,6 +152,7 @@ class Store:
             for i, (batch_rows, batch_tags) in enumerate(rows):
                 conn.execute(f"SAVEPOINT b{i}")
                 try:
+                    _delete_replaced(conn, batches[i])
                     result, next_id = self._insert(conn, batch_rows, batch_tags, next_id)
                     conn.execute(f"RELEASE b{i}")
                     results.append(result)
@@ -294,6 +301,17 @@ class Store:
                 updates,
             )
         return examined, len(updates)
+
+
+def _delete_replaced(conn: sqlite3.Connection, batch: Batch) -> None:
+    """For a `replace` batch, delete the rows of its source with its ids (see `Batch.replace`)."""
+    if not batch.replace:
+        return
+    ids = [e.id for e in batch.events if e.id is not None]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        conn.execute(f"DELETE FROM event WHERE source = ? AND event_id IN ({', '.join('?' * len(chunk))})",
+                     (batch.source, *chunk))
 
 
 # --- many rows per statement ----------------------------------------------------------------

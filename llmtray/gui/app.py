@@ -24,6 +24,7 @@ from llmtray.core.alerts import WebhookSink, load_webhook_url
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.monitor import BudgetMonitor
 from llmtray.core.pricing import Pricer, load_overrides
+from llmtray.agents.status import with_subscription_value
 from llmtray.core.status import summary
 from llmtray.gui.block_actions import BlockActions
 from llmtray.gui.bridge import CommitBridge
@@ -129,7 +130,8 @@ def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
     if not screenshot:  # a screenshot must not take the port from a running llmtray
         try:
             ingest = start_ingest(paths, config, bridge, budget_entries, port=0 if demo else None,
-                                  sync_bills=not demo)  # the demo never pulls the real bill into its data
+                                  sync_bills=not demo,  # the demo never pulls the real bill into its data
+                                  watch_agents=not demo)  # the demo's database gets no real agents' calls
         except LLMTrayError as exc:  # port taken, another instance on this data dir, bad port setting
             log.error("not recording: %s", exc)
             ingest_error = str(exc)
@@ -163,6 +165,7 @@ def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
         window.show_notice(f"Not recording new calls: {ingest_error}")
     bridge.committed.connect(window.on_committed)
     bridge.ingest_failed.connect(window.on_ingest_failed)
+    bridge.notice.connect(window.show_notice)
     if ingest is not None:
         ingest.when_ready(bridge.ingest_started)
 
@@ -271,7 +274,7 @@ class Desktop(QObject):
             copy_hook_snippet=lambda: app.clipboard().setText(hook_snippet(hook_data_dir)),
             quit=app.quit,
             unblock=blocks.lift,
-        ), SummaryWorker(paths.db, config.tz, lambda q, now: summary(q, now, week_start=config.week_start)))
+            summary(q, now, week_start=config.week_start), q, now)))
         self.tray.unavailable.connect(self._no_tray)
         icon_path = str(pathsmod.resource("icons/llmtray-128.png"))
         self.relay = NotificationRelay(self.tray.icon, icon_path, parent=self)
@@ -295,6 +298,7 @@ class Desktop(QObject):
             ingest.add_listener(self.monitor.on_commit)
             if ingest.billing is not None:
                 ingest.billing.add_alert_listener(self.monitor.deliver)  # the bill's drift alerts notify too
+        self.agents = ingest.agents if ingest is not None else None  # the coding-agents watcher, if reading
         self._dialogs: list[QObject] = []
 
     @Slot()
@@ -351,12 +355,14 @@ class Desktop(QObject):
         dialog.saved.connect(lambda _config: self.mail.wake())  # new [email] settings apply at once
         dialog.saved.connect(lambda _config: self.window.show_notice(
             "Settings saved; a new port or time zone applies after restarting llmtray."))
+        if self.agents is not None:  # agents on/off and billing apply from the next pass
+            dialog.saved.connect(lambda config: self.agents.reconfigure(config.agents))
         dialog.show()
         dialog.raise_()
 
 
 def start_ingest(paths: pathsmod.Paths, config: Any, bridge: CommitBridge, budget_entries: Any,
-                 port: int | None, sync_bills: bool = True) -> Any:
+                 port: int | None, sync_bills: bool = True, watch_agents: bool = False) -> Any:
     """The embedded ingest service (API, proxy, writer), when this build has it; its writer
     announces each commit through the bridge. `port=None`: LLMTRAY_PORT or config.toml;
     the demo uses a free port so it never takes a real instance's."""
@@ -366,8 +372,10 @@ def start_ingest(paths: pathsmod.Paths, config: Any, bridge: CommitBridge, budge
         return None
     service = service_cls(paths, config, port=port, budget_entries=budget_entries,
                           repair_database=False,  # prepare_database did, before anything opened the file
-                          sync_bills=sync_bills)
+                          sync_bills=sync_bills, watch_agents=watch_agents)
     service.add_listener(bridge.notify)
+    if service.agents is not None:  # coding agents' logs: "reading them" and clean-up notices
+        service.agents.on_notice = bridge.notice.emit
     service.start()
     return service
 

@@ -15,10 +15,12 @@ from llmtray.core.commits import Committed
 
 class CommitBridge(QObject):
     """Signals: committed(Committed) — emitted once per durable commit, from any thread;
-    ingest_failed(str) — the ingest service could not start (why), from its startup thread."""
+    ingest_failed(str) — the ingest service could not start (why), from its startup thread;
+    notice(str) — something to tell the user once (the coding-agents watcher), from its thread."""
 
     committed = Signal(object)
     ingest_failed = Signal(str)
+    notice = Signal(str)
 
     def notify(self, committed: Committed) -> None:
         """Thread-safe: the writer's listener. Emitting from a foreign thread queues the signal."""

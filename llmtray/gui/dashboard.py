@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QS
 
 from llmtray.core.commits import Committed
 from llmtray.core.damage import DAMAGED
+from llmtray.core.money import format_usd
 from llmtray.core.queries import Filters
 from llmtray.core.wording import plural
 from llmtray.gui import theme
@@ -132,6 +133,11 @@ class Dashboard(QMainWindow):
         self.unpriced.setTextFormat(Qt.TextFormat.RichText)
         self.unpriced.hide()
         outer.addWidget(self.unpriced)
+        self.subscription = QLabel("")  # coding agents on a flat plan: their value, apart from spend
+        self.subscription.setObjectName("muted")
+        self.subscription.setWordWrap(True)
+        self.subscription.hide()
+        outer.addWidget(self.subscription)
 
         self.pages = QStackedWidget()
         outer.addWidget(self.pages, 1)
@@ -206,8 +212,12 @@ class Dashboard(QMainWindow):
         """The bridge's `committed` signal lands here (GUI thread); refreshes are throttled, and
         while the window is hidden they wait until it is shown (an idle tray reads nothing)."""
         if committed.accepted:
-            # an import may bring new models and features: refresh the pickers too
-            self._changed(options=any(source.startswith("import:") for source in committed.sources))
+            # an import may bring new models and features, a coding agent's first calls a new
+            # source: refresh the pickers too
+            picker = self.filter_bar.pickers["source"]
+            known = {picker.itemData(i) for i in range(1, picker.count())}
+            self._changed(options=any(source.startswith("import:") or source not in known
+                                      for source in committed.sources))
 
     def _changed(self, *, options: bool) -> None:
         if options:
@@ -313,6 +323,12 @@ class Dashboard(QMainWindow):
             return
         self.unpriced.setText("⚠ Not in these totals: " + " ".join(parts))
         self.unpriced.show()
+
+    def _show_subscription(self, nanos: int) -> None:
+        self.subscription.setText(
+            f"Coding agents on a subscription: {format_usd(nanos)} at API prices in this range, "
+            "not counted in spend or budgets ([agents.<agent>] billing = \"subscription\").")
+        self.subscription.setVisible(nanos > 0)
 
     def _show_daily(self, series) -> None:  # noqa: ANN001
         self.daily_chart.set_rows(series)

@@ -47,6 +47,7 @@ class LazyWindow(QObject):
             self._anchor = QWidget()
         return self._anchor
 
+    @Slot(str)
     def show_notice(self, text: str) -> None:
         """A problem the user must know about: shown now, or when the window is first opened."""
         if self.window is not None:

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSpinBox,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -165,20 +166,33 @@ class SettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         self.save_button = buttons.button(QDialogButtonBox.StandardButton.Save)
 
-        # its own module: llmtray/gui/settings_email.py
-        self.email = EmailSection(current.email, db_path=paths.db, tz=current.tz)
+        from llmtray.gui.bills_settings import BillsSection  # here: it uses this module's _KeyringCall
+        from llmtray.gui.settings_agents import AgentsSection
 
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.email)
-        layout.addLayout(prices)
+        # Each section in its own module (settings_email, settings_agents, bills_settings) and on
+        # its own tab: stacked, they made a dialog 840 px tall, past a laptop's screen.
+        self.email = EmailSection(current.email, db_path=paths.db, tz=current.tz)
+        self.agents = AgentsSection(current.agents, paths.db)
+        self.bills = BillsSection(paths)
         self.applies = QLabel(APPLIES_NOTE)
         self.applies.setWordWrap(True)
-        layout.addWidget(self.applies)
-        from llmtray.gui.bills_settings import BillsSection  # here: it uses this module's _KeyringCall
+        general = QWidget()
+        general_layout = QVBoxLayout(general)
+        general_layout.addLayout(form)
+        general_layout.addLayout(prices)
+        general_layout.addWidget(self.applies)
+        general_layout.addStretch(1)
+        self.email.setTitle("")  # the tab names them
+        self.agents.setTitle("")
+        self.bills.setTitle("What each provider billed (needs an admin or management key)")
+        self.tabs = QTabWidget()
+        self.tabs.addTab(general, "General")
+        self.tabs.addTab(self.email, "Email")
+        self.tabs.addTab(self.agents, "Coding agents")
+        self.tabs.addTab(self.bills, "Bills")
 
-        self.bills = BillsSection(paths)
-        layout.addWidget(self.bills)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tabs)
         layout.addWidget(QLabel(f"Settings file: {paths.config_file}"))
         layout.addWidget(self.error)
         layout.addWidget(buttons)
@@ -252,14 +266,16 @@ class SettingsDialog(QDialog):
         for (section, key), (value, before) in form.items():
             if value != before:
                 changed.setdefault(section, {})[key] = value
-        on_file = self._file_section("email")
-        for key, value in self.email.values()["email"].items():
-            if value != on_file.get(key):
-                changed.setdefault("email", {})[key] = value
+        for tables in (self.email.values(), self.agents.values()):  # their keys map 1:1 onto the file's
+            for section, table in tables.items():
+                on_file = self._file_section(section)
+                for key, value in table.items():
+                    if value != on_file.get(key):
+                        changed.setdefault(section, {})[key] = value
         return changed
 
     def _file_section(self, section: str) -> dict[str, object]:
-        """[section] as config.toml holds it now (the Email form's keys map 1:1 onto it)."""
+        """[section] as config.toml holds it now."""
         try:
             data = tomllib.loads(self.paths.config_file.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError):
@@ -306,6 +322,7 @@ class SettingsDialog(QDialog):
                 call.thread.join(timeout=1.0)
         self.email.wait()
         self.bills.wait()
+        self.agents.thread.join(timeout=1.0)
         super().done(result)
 
     @Slot()

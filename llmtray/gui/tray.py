@@ -92,11 +92,15 @@ def money(text: str | None) -> str:
 
 
 def spend_lines(summary: dict[str, Any]) -> list[str | None]:
-    """The menu's info lines (None: a separator): today, this month, then up to 8 budgets."""
+    """The menu's info lines (None: a separator): today, this month, the API-price value of agents
+    used on a subscription (when there is any), then up to 8 budgets."""
     lines: list[str | None] = [
         f"Today: {money(summary.get('today_usd', '0'))}",
         f"This month: {money(summary.get('month_usd', '0'))} "
         f"(projected {money(summary.get('projected_month_usd', '0'))})"]
+    if Decimal(summary.get("subscription_month_usd") or 0):
+        lines.append(f"Agents on a subscription: {money(summary['subscription_month_usd'])} at API prices "
+                     "this month (not spend)")
     budgets = summary.get("budgets") or []
     if budgets:
         lines.append(None)
@@ -109,6 +113,8 @@ def tooltip_text(summary: dict[str, Any]) -> str:
     top = top_budget(summary)
     if top is not None:
         parts.append(f"{top['name']} {Decimal(str(top['percent'])):.0f}%")
+    if Decimal(summary.get("subscription_month_usd") or 0):  # coding agents on a flat plan: value, not spend
+        parts.append(f"plan value {money(summary['subscription_month_usd'])}")
     text = " · ".join(parts)
     return text if len(text) <= TOOLTIP_LIMIT else text[: TOOLTIP_LIMIT - 1] + "…"
 

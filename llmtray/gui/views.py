@@ -17,6 +17,7 @@ from llmtray.core import periods
 from llmtray.core.blocks import Block, BlockBook
 from llmtray.core.events import UsageEvent
 from llmtray.core.model_names import alias_of
+from llmtray.core.money import usd_to_nanos
 from llmtray.core.pricing import Pricer
 from llmtray.core.queries import DailySeries, Filters, LatencyStats, Queries, Totals
 from llmtray.core.store import to_us
@@ -39,7 +40,7 @@ BLOCKS_SHOWN = 100  # the Blocks tab: active blocks and the most recent ended on
 # The by-model query behind the KPIs also yields the by-model and token charts for free, so
 # they ride in the live lane rather than costing the chart lane the same query again.
 LIVE_VIEWS = ("any_events", "kpis", "live", "events", "models", "tokens")
-CHART_VIEWS = ("daily", "breakdown", "latency", "alerts", "blocks", "options")
+CHART_VIEWS = ("daily", "breakdown", "latency", "alerts", "blocks", "options", "subscription")
 _SAVINGS_UNIT = 100_000  # tokens per price probe: below every tiered-price threshold (200k)
 
 
@@ -285,10 +286,19 @@ def options(ctx: ViewContext) -> FilterOptions:
                          sorted({k for k, _ in tags}))
 
 
+def subscription(ctx: ViewContext) -> int:
+    """Coding agents' calls on a flat plan in the range (and source filter): their API-equivalent
+    value in nano-dollars, shown beside spend, never in it."""
+    from llmtray.agents.status import api_equivalent
+
+    w = ctx.window
+    return usd_to_nanos(api_equivalent(ctx.queries.conn, ctx.request.filters.source, w.start_us, w.end_us))
+
+
 VIEWS: dict[str, Callable[[ViewContext], Any]] = {
     "any_events": any_events, "kpis": kpis, "live": live, "events": events, "daily": daily, "models": models,
     "breakdown": breakdown, "tokens": tokens, "latency": latency, "alerts": alerts, "blocks": blocks,
-    "options": options,
+    "options": options, "subscription": subscription,
 }
 
 

@@ -153,7 +153,8 @@ class IngestService:
     def __init__(self, paths: Paths, config: Config, *, host: str = "127.0.0.1", port: int | None = None,
                  allow_remote: bool = False, budget_entries: BudgetEntries | None = None,
                  limits: Limits | None = None, keyring_timeout: float = credentials.KEYRING_TIMEOUT,
-                 backup_after: float = FIRST_AFTER_S, repair_database: bool = True, sync_bills: bool = True):
+                 backup_after: float = FIRST_AFTER_S, repair_database: bool = True, sync_bills: bool = True,
+                 watch_agents: bool = False):
         self.paths, self.config = paths, config
         self.host, self.port = host, resolve_port(config, port)
         self.allow_remote = allow_remote
@@ -181,6 +182,13 @@ class IngestService:
         self._repair_database = repair_database  # off in the tray app, which repairs before it opens anything
         self._ready_callbacks: list[Callable[[BaseException | None], None]] = []
         self._ready_lock = threading.Lock()
+        # Coding agents' logs (DESIGN §11), read live by whoever owns the database (app, serve).
+        self.agents = None
+        if watch_agents and config.agents.enabled:
+            from llmtray.agents.watcher import AgentWatcher
+
+            self.agents = AgentWatcher(paths.db, self.writer, config.agents,  # subscription value: same prices as spend
+                                       make_pricer=lambda: Pricer(load_overrides(paths.pricing_file)))
 
     # --- configuration before start ------------------------------------------------------------
 
@@ -232,6 +240,8 @@ class IngestService:
             if self._repair_database:  # a damaged file is set aside, not a start-up loop
                 self.recovered = ensure_usable(self.paths.db)
             self.writer.start()
+            if self.agents is not None:
+                self.agents.start()
             self.backups.start()
             if self.billing is not None:
                 self.billing.start()
@@ -293,6 +303,8 @@ class IngestService:
         self.backups.stop()
         if self.billing is not None:
             self.billing.stop()
+        if self.agents is not None:
+            self.agents.stop()
         self.writer.stop()
         if self._announced:
             discovery.remove(self.paths.ingest_file)

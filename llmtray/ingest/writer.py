@@ -152,8 +152,9 @@ class Writer:
 
     # --- producers ---------------------------------------------------------------------------
 
-    def submit(self, events: Sequence[UsageEvent], source: str) -> Future[AddResult]:
-        """Queue one atomic batch; the future resolves after its commit (or with the error)."""
+    def submit(self, events: Sequence[UsageEvent], source: str, *, replace: bool = False) -> Future[AddResult]:
+        """Queue one atomic batch; the future resolves after its commit (or with the error).
+        `replace`: see `Batch.replace` (coding agents' calls that grew after they were stored)."""
         future: Future[AddResult] = Future()
         with self._cond:
             if self._stopping or self._open_error is not None:
@@ -161,7 +162,7 @@ class Writer:
             if self._backlog and self._backlog + len(events) > self.max_backlog:
                 raise BacklogFull(self._backlog, self.max_backlog)
             self._backlog += len(events)
-            self._queue.append(_Pending(Batch(events, source), future))
+            self._queue.append(_Pending(Batch(events, source, replace=replace), future))
             self._cond.notify()
         return future
 
