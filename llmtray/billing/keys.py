@@ -75,10 +75,12 @@ def load_key(source: str) -> str:
 
 def _keyring_get(source: str) -> str | None:
     import keyring
-    from keyring.errors import KeyringError
+    from keyring.errors import KeyringError, NoKeyringError
 
     try:
         return keyring.get_password(KEYRING_SERVICE, keyring_name(source))
+    except NoKeyringError:  # no keyring on this machine: not connected, nothing to warn about (use the env)
+        return None
     except (KeyringError, RuntimeError, OSError) as exc:
         log.warning("%s billing key unavailable: keyring failed (%s)", source, type(exc).__name__)
         return None

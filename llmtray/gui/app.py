@@ -274,6 +274,7 @@ class Desktop(QObject):
             copy_hook_snippet=lambda: app.clipboard().setText(hook_snippet(hook_data_dir)),
             quit=app.quit,
             unblock=blocks.lift,
+        ), SummaryWorker(paths.db, config.tz, lambda q, now: with_subscription_value(
             summary(q, now, week_start=config.week_start), q, now)))
         self.tray.unavailable.connect(self._no_tray)
         icon_path = str(pathsmod.resource("icons/llmtray-128.png"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def test_plan_value_shown_beside_spend_in_tooltip_and_menu(qtbot, data_dir: Path
     log.write_text(re.sub(r'"timestamp":"[^"]+"', f'"timestamp":"{recent}"', log.read_text()))
     scan(store, home, AgentsConfig(agents={"claude-code": AgentSettings(billing="subscription")}))
     store.close()
-    actions = TrayActions(*(lambda *a: None for _ in range(8)))
+    actions = TrayActions(*(lambda *a: None for _ in fields(TrayActions)))
     tray = Tray(actions, SummaryWorker(data_dir / "llmtray.db", UTC,
                                        lambda q, at: with_subscription_value(summary(q, at), q, at)))
     try:
