@@ -113,7 +113,7 @@ class _Reader:
         event = usage_event(f"anthropic:{key}", record.get("timestamp"), "anthropic", model,
                             input_tokens=fresh + writes + reads, output_tokens=output, cache_read=reads,
                             cache_write=writes, cache_write_1h=writes_1h, project=project_of(record.get("cwd")),
-                            tags=tags, request_id=key[:200],
+                            tags=tags, request_id=(request_id or key)[:200],
                             service_tier=_TIERS.get(str(usage.get("service_tier") or "")))
         aliases = (f"anthropic:{request_id}",) if message_id and request_id else ()
         return Call(event, self.path, line, aliases)

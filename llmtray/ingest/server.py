@@ -57,7 +57,7 @@ from llmtray.ingest.connection import Connection, ConnectionServer, parse_error
 from llmtray.ingest.messages import HOP_BY_HOP, Headers, Limits, Request, Response
 from llmtray.ingest.reply import HttpError, Reply
 from llmtray.ingest.writer import StoreFailed
-from llmtray.otel.metrics import session_stored
+from llmtray.otel.stored import request_stored, session_stored
 from llmtray.otel.receiver import MAX_COMPRESSED_BYTES, PATHS as OTLP_PATHS, OtlpReceiver
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,8 @@ class IngestServer:
             "/v1/enforce": {"GET": self._enforce},
             **{path: {"POST": self._otlp} for path in OTLP_PATHS},
         }
-        self.otlp = OtlpReceiver(api.submit, self._worker, session_stored(api.db_path))
+        self.otlp = OtlpReceiver(api.submit, self._worker, session_stored(api.db_path),
+                                 request_stored(api.db_path))
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:

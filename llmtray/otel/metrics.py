@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from llmtray.otel.emitters import provider_id
@@ -186,19 +184,3 @@ def _event(interval: _Interval) -> dict[str, Any] | None:
         event["tags"]["session"] = interval.session[:200]
     return event
 
-
-def session_stored(db_path: Path) -> Callable[[str], bool]:
-    """Whether any per-request event (any source: OTLP, the agents' logs, the proxy, hooks) carries
-    tag `session` = this session. Blocking: call it off the event loop."""
-    def known(session: str) -> bool:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
-        try:
-            row = conn.execute(
-                "SELECT 1 FROM event_tag t JOIN event e ON e.id = t.event WHERE t.key = 'session' AND t.value = ? "
-                "AND coalesce(json_extract(e.tags, '$.otel_profile'), '') NOT LIKE '%-metrics' LIMIT 1",
-                (session,)).fetchone()
-        finally:
-            conn.close()
-        return row is not None
-
-    return known

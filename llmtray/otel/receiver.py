@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from llmtray.core.events import event_errors
+from llmtray.core.events import UsageEvent, event_errors
 from llmtray.ingest.reply import HttpError
 from llmtray.ingest.writer import StoreFailed
 from llmtray.otel.decode import TooLarge, UnsupportedEncoding, UnsupportedMedia, decode, media_type
@@ -69,9 +69,11 @@ class OtlpReceiver:
     """Turns export requests into stored usage events through `submit` (the ingest API's)."""
 
     def __init__(self, submit: Callable[[list[Any], str], Any], executor: Executor | None = None,
-                 session_known: Callable[[str], bool] | None = None):
+                 session_known: Callable[[str], bool] | None = None,
+                 request_known: Callable[[str, str, str], bool] | None = None):
         self._submit = submit
         self._executor = executor
+        self._request_known = request_known
         self._metrics = MetricsFallback(session_known or (lambda session: False))
         # Span ids known to be ancestors of counted call spans: a parent span is exported after
         # its children, often in a later batch, and must not be counted on top of them.
@@ -125,6 +127,10 @@ class OtlpReceiver:
             return _error(400, f"{len(problems)} call record(s) could not be read, nothing stored: {problems[0]}",
                           media)
         accepted = duplicates = 0
+        if self._request_known is not None and any(_by_request(e) for e in events):
+            loop = asyncio.get_running_loop()
+            kept = await loop.run_in_executor(self._executor, self._not_stored_elsewhere, events)
+            duplicates, events = len(events) - len(kept), kept
         if events:
             try:
                 future = self._submit(events, "otel")
@@ -134,12 +140,24 @@ class OtlpReceiver:
                 result = await asyncio.wrap_future(future)
             except StoreFailed as exc:
                 return _error(503, str(exc), media, (("Retry-After", RETRY_AFTER_S),))
-            accepted, duplicates = result.accepted, result.duplicates
+            accepted, duplicates = result.accepted, duplicates + result.duplicates
         self.last = Outcome(exported.count, len(candidates), accepted, duplicates, problems)
         if problems:
             log.warning("OTLP %s: %d call record(s) rejected: %s", signal, len(problems), problems[0])
         message = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
         return _success(exported.signal, media, len(problems), message)
+
+    def _not_stored_elsewhere(self, events: list[UsageEvent]) -> list[UsageEvent]:
+        """`events` without the Claude Code calls already stored from its log files (blocking)."""
+        assert self._request_known is not None
+        return [e for e in events if not (_by_request(e) and self._request_known(
+            e.provider, e.tags["session"], e.request_id or ""))]
+
+
+def _by_request(event: UsageEvent) -> bool:
+    """A Claude Code call whose files the agents' tailer may have stored under `message.id`."""
+    return bool(event.request_id and event.tags.get("session")
+                and event.tags.get("otel_profile", "").startswith("claude-code-") and event.provider == "anthropic")
 
 
 def _success(signal: str, media: str, rejected: int, message: str) -> OtlpReply:

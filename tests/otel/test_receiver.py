@@ -204,3 +204,33 @@ def test_503_with_retry_after_when_sqlite_refuses_then_the_retry_stores(client: 
     conn.close()
     assert post(client, "/v1/traces", p.openai_v2_span(), protobuf=True).status_code == 200  # the exporter's retry
     assert len(rows(service)) == 1
+
+
+def test_a_claude_code_call_read_from_its_log_files_first_is_not_stored_again(client: httpx.Client,
+                                                                            service: IngestService,
+                                                                            tmp_path: Path) -> None:
+    """The agents' tailer keys Claude Code calls by `message.id`; Claude Code's OTLP records know only
+    the request id. The same call from both must be one event, whichever path comes first."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    project = home / ".claude" / "projects" / "-home-dev-shop"
+    project.mkdir(parents=True)
+    line = {"type": "assistant", "sessionId": "3f1c9a2e-sess", "requestId": "req_011CVzN3", "cwd": "/home/dev/shop",
+            "timestamp": "2026-01-02T10:33:20.123Z", "uuid": "u1", "version": "2.1.138",
+            "message": {"id": "msg_01Files", "type": "message", "role": "assistant",
+                        "model": "claude-sonnet-4-20250514", "stop_reason": "end_turn",
+                        "usage": {"input_tokens": 387, "output_tokens": 512, "cache_read_input_tokens": 12000,
+                                  "cache_creation_input_tokens": 2000}}}
+    (project / "3f1c9a2e-sess.jsonl").write_text(json.dumps(line) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_", "CODEX_", "GEMINI_", "XDG_DATA"))}
+    subprocess.run([sys.executable, "-m", "llmtray", "--data-dir", str(service.paths.data), "agents", "scan"],
+                   env={**env, "HOME": str(home)}, check=True, capture_output=True, timeout=120)
+    assert [r["event_id"] for r in rows(service)] == ["anthropic:msg_01Files"]
+    r = post(client, "/v1/logs", p.claude_code_log())  # request req_011CVzN3 of session 3f1c9a2e-sess
+    assert r.status_code == 200
+    assert [r["event_id"] for r in rows(service)] == ["anthropic:msg_01Files"]
+    assert post(client, "/v1/traces", p.claude_code_span()).status_code == 200  # its span: the same call
+    assert len(rows(service)) == 1
