@@ -34,6 +34,7 @@ from llmtray.gui.lazy_window import LazyWindow
 from llmtray.gui.prepare_db import prepare_database
 from llmtray.gui.notify import DesktopSink, NotificationRelay
 from llmtray.gui.onboarding import UNSAFE_PORT, hook_snippet
+from llmtray.otel.setup import settings as otel_settings
 from llmtray.gui.query_worker import Sources
 from llmtray.ingest import discovery
 from llmtray.gui.tray import SummaryWorker, Tray, TrayActions
@@ -274,6 +275,7 @@ class Desktop(QObject):
             copy_hook_snippet=lambda: app.clipboard().setText(hook_snippet(hook_data_dir)),
             quit=app.quit,
             unblock=blocks.lift,
+            copy_otel_settings=self.copy_otel_settings,
         ), SummaryWorker(paths.db, config.tz, lambda q, now: with_subscription_value(
             summary(q, now, week_start=config.week_start), q, now)))
         self.tray.unavailable.connect(self._no_tray)
@@ -309,6 +311,18 @@ class Desktop(QObject):
             self.actions.open_dashboard()
             return
         self.app.clipboard().setText(self.proxy_url)
+
+    @Slot(str)
+    def copy_otel_settings(self, tool: str) -> None:
+        """The lines that point `tool`'s OTLP exporter here (what `llmtray otel-env` prints), with
+        the URL and token this data dir's llmtray announced in ingest.json (a small local file)."""
+        running = discovery.live_owner(self.paths.ingest_file)
+        if running is None:
+            self.window.show_notice("No OpenTelemetry settings to copy: nothing is receiving calls for this "
+                                    "data folder (see the message above, or start `llmtray serve`).")
+            self.actions.open_dashboard()
+            return
+        self.app.clipboard().setText(otel_settings(tool, running.url, running.token))
 
     def start(self, *, show_window: bool) -> None:
         self.mail.start()

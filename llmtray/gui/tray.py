@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from llmtray.core.blocks import describe_scope, scope_from_dict
 from llmtray.core.queries import Queries
+from llmtray.otel.setup import TOOLS
 from llmtray.gui.gauge import gauge_icon
 from llmtray.gui.throttle import Throttle
 
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 
 TOOLTIP_LIMIT = 127  # Windows truncates tray tooltips beyond this
 TRAY_RETRY_MS, TRAY_RETRY_LIMIT = 1000, 30  # login race: the panel may start after us
+
+
+OTEL_TOOLS = tuple(zip(TOOLS, ("Any SDK or framework", "Claude Code", "Codex", "Gemini CLI"), strict=True))
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class TrayActions:
     copy_hook_snippet: Callable[[], None]
     quit: Callable[[], None]
     unblock: Callable[[int], None]  # a block's id (the summary's `blocks`)
+    copy_otel_settings: Callable[[str], None]  # one of llmtray.otel.setup.TOOLS
 
 
 class SummaryWorker(QObject):
@@ -260,6 +265,9 @@ class Tray(QObject):
         m.addSeparator()
         self._add(m, "Copy proxy URL", self.actions.copy_proxy_url)
         self._add(m, "Copy hook snippet", self.actions.copy_hook_snippet)
+        otel = m.addMenu("Copy OpenTelemetry settings")
+        for tool, label in OTEL_TOOLS:
+            self._add(otel, label, lambda t=tool: self.actions.copy_otel_settings(t))
         m.addSeparator()
         self._add(m, "Quit llmtray", self.actions.quit)
         self._show_lines()

@@ -270,6 +270,8 @@ def test_urls_and_snippets_point_at_the_llmtray_serving_this_data_dir(qtbot, tmp
         clipboard = QApplication.clipboard()
         desk.tray.action("Copy proxy URL").trigger()
         assert clipboard.text() == f"{serve.url}/proxy/openai/v1"
+        desk.tray.action("Codex").trigger()  # Copy OpenTelemetry settings → Codex: the same lines as `otel-env`
+        assert f'endpoint = "{serve.url}/v1/logs"' in clipboard.text() and serve.token in clipboard.text()
         desk.tray.action("Copy hook snippet").trigger()
         snippet = clipboard.text()
         onboarding = Onboarding(url, False, data)

@@ -25,7 +25,7 @@ def calls():
 def tray(qtbot, data_dir: Path, calls):
     actions = TrayActions(*(lambda *a, n=n: calls.append((n, a)) for n in
                             ("open", "import", "budgets", "settings", "snooze", "proxy", "snippet", "quit",
-                             "unblock")))
+                             "unblock", "otel")))
     worker = SummaryWorker(data_dir / "llmtray.db", UTC, lambda q, now: summary(q, now))
     t = Tray(actions, worker)
     yield t
@@ -44,10 +44,11 @@ def test_menu_shows_spend_and_runs_every_action(qtbot, tray, data_dir, calls):
     assert tray.icon.toolTip().startswith("llmtray — today $12.50 · month $12.50")
     for text, name in (("Open dashboard", "open"), ("Import usage…", "import"), ("Budgets…", "budgets"),
                        ("Settings…", "settings"), ("Copy proxy URL", "proxy"), ("Copy hook snippet", "snippet"),
-                       ("For 1 hour", "snooze"), ("Resume alerts", "snooze"), ("Quit llmtray", "quit")):
+                       ("For 1 hour", "snooze"), ("Resume alerts", "snooze"), ("Quit llmtray", "quit"),
+                       ("Claude Code", "otel")):
         tray.action(text).trigger()
         assert calls[-1][0] == name
-    assert calls[-2] == ("snooze", (None,)) or calls[-2][0] == "snooze"
+    assert calls[-1] == ("otel", ("claude-code",)) and ("snooze", (None,)) in calls
 
 
 def test_budget_lines_and_tooltip_limit():
