@@ -139,11 +139,12 @@ class Store:
         results: list[AddResult | Exception] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM event").fetchone()[0]
+            next_id = _next_event_id(conn)
             if len(rows) == 1:  # alone in its transaction: the transaction is its savepoint
                 try:
                     _delete_replaced(conn, batches[0])
-                    result, _ = self._insert(conn, rows[0][0], rows[0][1], next_id)
+                    result, next_id = self._insert(conn, rows[0][0], rows[0][1], next_id)
+                    _note_last_event_id(conn, next_id)
                 except _BATCH_FAILURES as exc:
                     conn.execute("ROLLBACK")
                     return [exc]
@@ -159,8 +160,9 @@ class Store:
                 except _BATCH_FAILURES as exc:
                     conn.execute(f"ROLLBACK TO b{i}")
                     conn.execute(f"RELEASE b{i}")
-                    next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM event").fetchone()[0]
+                    next_id = _next_event_id(conn)
                     results.append(exc)
+            _note_last_event_id(conn, next_id)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -265,10 +267,11 @@ class Store:
             removed = conn.execute("DELETE FROM event WHERE dataset_id = ?", (dataset_id,)).rowcount
             self.models.Dataset.delete_by_id(dataset_id)
             if rows:
-                next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM event").fetchone()[0]
+                next_id = _next_event_id(conn)
                 for batch_rows, batch_tags in rows:
                     added, next_id = self._insert(conn, batch_rows, batch_tags, next_id)
                     restored += added.accepted
+                _note_last_event_id(conn, next_id)
         return Removal(removed, restored)
 
     # --- repricing ------------------------------------------------------------------------
@@ -301,6 +304,22 @@ class Store:
                 updates,
             )
         return examined, len(updates)
+
+
+def _next_event_id(conn: sqlite3.Connection) -> int:
+    """The next event row id, never one used before: after the newest rows were deleted (an import
+    removed, a growing agent call replaced) `max(id) + 1` would hand their ids out again, and
+    whoever watches the table by its highest id (`settled.SettledTotals`, the guards) would miss
+    the new rows. The highest id ever used is kept in `alert_state`, as for datasets."""
+    (top,) = conn.execute("SELECT coalesce(max(id), 0) FROM event").fetchone()
+    last = conn.execute("SELECT value FROM alert_state WHERE key = 'last_event_id'").fetchone()
+    return max(top, int(last[0]) if last else 0) + 1
+
+
+def _note_last_event_id(conn: sqlite3.Connection, next_id: int) -> None:
+    conn.execute("INSERT INTO alert_state (key, value) VALUES ('last_event_id', ?)"
+                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+                 " WHERE CAST(excluded.value AS INTEGER) > CAST(alert_state.value AS INTEGER)", (str(next_id - 1),))
 
 
 def _delete_replaced(conn: sqlite3.Connection, batch: Batch) -> None:

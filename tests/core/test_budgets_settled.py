@@ -88,6 +88,28 @@ def test_an_import_removed_while_another_came_is_noticed(data_dir):
         store.close()
 
 
+def test_rows_after_a_removed_last_import_are_noticed(data_dir):
+    """Hypothesis found it (a saved example): the newest rows are an import; it is checked, removed
+    and checked; a backfilled row then came in — with the removed rows' id, so the watermark
+    (`id > last seen`) never saw it. Event ids are never reused now."""
+    store = open_store(data_dir / "llmtray.db")
+    try:
+        store.add([event(NOW - timedelta(days=3), "1")], "hook")
+        dataset = store.create_dataset("a.csv", "openai", None)
+        store.add([event(NOW - timedelta(days=2), "5")], "import:openai", dataset_id=dataset)
+        settled, plain = SettledTotals(), Queries(store.conn, TZ)
+        f = Filters(start_us=to_us(NOW - timedelta(days=10)))
+        assert SettledQueries(plain, settled, to_us(NOW)).totals(f).cost_nanos == 6_000_000_000
+        (removed_id,) = store.conn.execute("SELECT max(id) FROM event").fetchone()
+        store.remove_dataset(dataset)
+        assert SettledQueries(plain, settled, to_us(NOW)).totals(f).cost_nanos == 1_000_000_000
+        store.add([event(NOW - timedelta(days=1), "2")], "hook")  # a settled bucket: no notice
+        assert store.conn.execute("SELECT max(id) FROM event").fetchone()[0] > removed_id
+        assert SettledQueries(plain, settled, to_us(NOW)).totals(f).cost_nanos == 3_000_000_000
+    finally:
+        store.close()
+
+
 def test_a_removed_import_is_noticed_and_a_reprice_after_forget(data_dir):
     store = open_store(data_dir / "llmtray.db")
     try:
