@@ -116,7 +116,8 @@ def test_a_codex_token_count_of_an_unknown_shape_is_skipped_with_the_reason(stor
 
 
 def test_an_unreadable_folder_is_reported_and_the_rest_is_read(tmp_path: Path):
-    """As another user than root (root reads everything), through the real CLI."""
+    """Through the real CLI. Root reads everything, so as root the CLI runs without the two
+    capabilities that let it (not as another user: CI's venv is in a folder only root may read)."""
     base = Path(tempfile.mkdtemp(prefix="llmtray-agents-"))
     os.chmod(base, 0o777)
     home = make_home(base, "claude")
@@ -130,7 +131,8 @@ def test_an_unreadable_folder_is_reported_and_the_rest_is_read(tmp_path: Path):
     os.chmod(locked, 0o000)
     command = [sys.executable, "-m", "llmtray", "--data-dir", str(data), "agents", "scan", "--json"]
     if os.geteuid() == 0:
-        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        unprivileged = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--bounding-set={unprivileged}", f"--inh-caps={unprivileged}", *command]
     env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(Path(__file__).parents[2]),
            "CODEX_HOME": str(base / "none"), "GEMINI_CLI_HOME": str(base / "none"), "XDG_DATA_HOME": str(base / "none")}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
