@@ -9,7 +9,6 @@ rate limit's `retry_at` moves that source's next attempt.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from llmtray.billing.transport import Transport
 from llmtray.config import Config
 from llmtray.core.alerts import Alert
 from llmtray.core.money import format_usd
+from llmtray.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -107,24 +107,18 @@ def connected_sources() -> list[str]:
     return out
 
 
-class BillingScheduler:
+class BillingScheduler(Periodic):
     """A thread that syncs every connected source `first_after` s after start, then every
     `[billing] interval`; a source that was rate-limited waits for its `retry_at`. Failures are
     states in the ledger, logged, never raised: the bill is a nice-to-have next to recording."""
 
     def __init__(self, db_path: Path, config: Config, *, first_after: float = FIRST_AFTER_S):
-        self._db, self._config, self._first_after = db_path, config, first_after
+        super().__init__("llmtray-billing", first_after)
+        self._db, self._config = db_path, config
         self._alert_listeners: list[Callable[[Alert], None]] = []
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="llmtray-billing", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
+    def interval(self) -> float:
+        return self._config.billing_interval_s
 
     def add_alert_listener(self, listener: Callable[[Alert], None]) -> None:
         """Called (on this thread) with each drift alert once it is in the history: the budget
@@ -133,12 +127,6 @@ class BillingScheduler:
 
     def _sleep(self, seconds: float) -> bool:
         return not self._stopping.wait(seconds)
-
-    def _run(self) -> None:
-        wait = self._first_after
-        while not self._stopping.wait(wait):
-            self.round()
-            wait = self._config.billing_interval_s
 
     def round(self, now: float | None = None) -> list[SyncResult]:
         """Sync every connected source whose rate limit is over, then raise drift alerts."""

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from llmtray.core.damage import is_corruption, mark_damaged
 from llmtray.core.db import remove_database_files
+from llmtray.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -118,28 +119,19 @@ def backup_if_due(db: Path, today: date, keep: int = KEEP, stopping: threading.E
     return target
 
 
-class BackupScheduler:
-    """A thread that calls `backup_if_due` `first_after` seconds after start, then every
-    `every` seconds; a failure (full disk, I/O error) is logged and retried next round."""
+class BackupScheduler(Periodic):
+    """Calls `backup_if_due` `first_after` seconds after start, then every `every` seconds; a
+    failure (full disk, I/O error) is logged and retried next round."""
 
     def __init__(self, db: Path, *, first_after: float = FIRST_AFTER_S, every: float = CHECK_EVERY_S):
-        self._db, self._first_after, self._every = db, first_after, every
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="llmtray-backup", daemon=True)
+        super().__init__("llmtray-backup", first_after)
+        self._db, self._every = db, every
 
-    def start(self) -> None:
-        self._thread.start()
+    def interval(self) -> float:
+        return self._every
 
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _run(self) -> None:
-        wait = self._first_after
-        while not self._stopping.wait(wait):
-            try:
-                backup_if_due(self._db, date.today(), stopping=self._stopping)
-            except (OSError, sqlite3.Error) as exc:
-                log.error("daily backup of %s failed: %s", self._db, exc)
-            wait = self._every
+    def round(self) -> None:
+        try:
+            backup_if_due(self._db, date.today(), stopping=self._stopping)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("daily backup of %s failed: %s", self._db, exc)
