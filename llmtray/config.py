@@ -155,10 +155,7 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
     ingest, display = data.get("ingest", {}), data.get("display", {})
     alerts, proxy = data.get("alerts", {}), data.get("proxy", {})
     if "port" in ingest:
-        port = ingest["port"]
-        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-            raise ConfigError(f"{where}: ingest.port must be an integer 1–65535, got {port!r}")
-        kwargs["port"] = port
+        kwargs["port"] = _port(ingest["port"], "ingest.port", where)
     if "timezone" in display:
         tz = display["timezone"]
         try:
@@ -207,6 +204,12 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
     return Config(**kwargs)
 
 
+def _port(value: Any, key: str, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        raise ConfigError(f"{where}: {key} must be an integer 1–65535, got {value!r}")
+    return value
+
+
 def _address(value: Any, key: str, where: str) -> str:
     """A bare mail address: one @, no spaces or angle brackets (they belong to display names)."""
     if not isinstance(value, str) or not re.fullmatch(r"[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+", value.strip()):
@@ -222,10 +225,7 @@ def _parse_email(email: dict[str, Any], where: str) -> EmailConfig:
                 raise ConfigError(f"{where}: email.{key} must be a non-empty name without spaces, got {email[key]!r}")
             kwargs[key] = email[key].strip()
     if "port" in email:
-        port = email["port"]
-        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-            raise ConfigError(f"{where}: email.port must be an integer 1–65535, got {port!r}")
-        kwargs["port"] = port
+        kwargs["port"] = _port(email["port"], "email.port", where)
     if "security" in email:
         if email["security"] not in EMAIL_SECURITY:
             raise ConfigError(f"{where}: email.security must be one of {', '.join(EMAIL_SECURITY)}, "
