@@ -265,9 +265,20 @@ def test_the_tray_menu_opens_in_a_tray_only_start(desktop: Desktop, tmp_path: Pa
     app = start_llmtray(desktop, data)
     try:
         x, y = wait_for(lambda: _tray_icon_centre(desktop.env), what="the icon in trayer")
+        wait_for(lambda: (data / "ingest.json").exists(), what="the app to finish starting")
         time.sleep(2)  # the tray's first summary refresh
-        subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", "3"], env=desktop.env, check=True)
-        wait_for(lambda: _mapped_menus(desktop.env), timeout=10, what="the menu to be mapped")
+
+        def right_click_opens_the_menu() -> bool:
+            # On a loaded machine one click can land before the app handles input (seen with two
+            # CPU hogs on one core): click again, as a user would. A menu that opens and closes at
+            # once (the bug) still fails the check below.
+            subprocess.run(["xdotool", "mousemove", str(x), str(y), "click", "3"], env=desktop.env, check=True)
+            try:
+                return bool(wait_for(lambda: _mapped_menus(desktop.env), timeout=8, what="the menu to be mapped"))
+            except AssertionError:
+                return False
+
+        assert any(right_click_opens_the_menu() for _ in range(3)), "no right-click mapped the menu"
         time.sleep(1.5)  # the refresh lands ~100 ms after the menu opens; it used to close it
         assert _mapped_menus(desktop.env), "the menu closed again"
         shots = Path(os.environ.get("LLMTRAY_E2E_SHOTS", tmp_path))
