@@ -8,6 +8,8 @@ uploads get a `503` with `Retry-After` for the part over it instead of a gigabyt
 
 from __future__ import annotations
 
+import asyncio
+
 import ctypes
 import ctypes.util
 import sys
@@ -16,6 +18,7 @@ from contextlib import contextmanager
 
 MIB = 1024 * 1024
 TRIM_AFTER = 8 * MIB  # a body this large was held: give its pages back once nothing is held
+TRIM_DELAY_S = 0.25
 
 
 def _malloc_trim() -> Callable[[], object] | None:
@@ -44,6 +47,7 @@ class BodyBuffers:
     def __init__(self, limit: int):
         self.limit = limit
         self.used = 0
+        self._trim_due = False  # a big body was held since the last trim
 
     @contextmanager
     def held(self) -> Iterator[Holding]:
@@ -53,8 +57,18 @@ class BodyBuffers:
             yield holding
         finally:
             self.used -= holding.size
-            if holding.size >= TRIM_AFTER and self.used == 0 and _TRIM is not None:
-                _TRIM()
+            self._trim_due |= holding.size >= TRIM_AFTER
+            if self._trim_due and self.used == 0 and _TRIM is not None:
+                # Whichever request ends last (often one refused early, holding little), and a
+                # moment later: the handler still holds the body it read until it returns. Before,
+                # only a big body's own end trimmed, so when a refused upload finished last, two
+                # 30 MiB bodies of six stayed with the process now and then.
+                asyncio.get_running_loop().call_later(TRIM_DELAY_S, self._trim_if_idle)
+
+    def _trim_if_idle(self) -> None:
+        if self._trim_due and self.used == 0 and _TRIM is not None:
+            self._trim_due = False
+            _TRIM()
 
 
 class Holding:
