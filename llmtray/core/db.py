@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -633,6 +634,22 @@ def pending_migrations(path: Path) -> list[Migration]:
     return [m for m in MIGRATIONS if m.version > current] if current > 0 else []
 
 
+def _wal(conn: sqlite3.Connection, timeout: float = 10.0) -> None:
+    """`PRAGMA journal_mode=wal`, waiting like any other statement: SQLite answers this pragma
+    "database is locked" at once, without its busy handler, while another connection holds a
+    lock. At the app's start several threads (budget monitor, mail, ingest) open the database
+    together, and the one that lost gave up for the session: no budget alerts, no mail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=wal")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 def migrate(path: Path, upto: int | None = None) -> int:
     """Bring the database at `path` to the newest (or `upto`) schema; returns the version."""
     target = upto if upto is not None else MIGRATIONS[-1].version
@@ -641,7 +658,7 @@ def migrate(path: Path, upto: int | None = None) -> int:
         tighten(path.with_name(path.name + journal))
     conn = sqlite3.connect(path, isolation_level=None, timeout=10)
     try:
-        conn.execute("PRAGMA journal_mode=wal")
+        _wal(conn)
         current = schema_version(conn)
         if current > MIGRATIONS[-1].version:
             raise SchemaTooNewError(
