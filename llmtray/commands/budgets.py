@@ -11,6 +11,7 @@ import json
 import sys
 from datetime import UTC, datetime
 
+from llmtray.commands.scope_args import add_scope_arguments, scope_from_args
 from llmtray.core import periods
 from llmtray.core.budgets import (
     SCOPE_FIELDS,
@@ -27,7 +28,7 @@ from llmtray.core.model_names import alias_of
 from llmtray.core.money import format_usd
 from llmtray.core.queries import Queries
 from llmtray.core.wording import display_width, pad
-from llmtray.commands.scope_args import add_scope_arguments, scope_from_args
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("budgets", help="add, list or remove budgets",
