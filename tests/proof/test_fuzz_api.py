@@ -127,7 +127,8 @@ MUTATIONS: list[tuple[str, Any, str]] = [
     ("1h writes beyond writes", lambda e: {**e, "input_tokens": 10, "cache_read_tokens": 0, "cache_write_tokens": 1,
                                            "cache_write_1h_tokens": 2}, "cache_write_1h_tokens"),
     ("reasoning beyond output", lambda e: {**e, "output_tokens": 1, "reasoning_tokens": 2}, "reasoning_tokens"),
-    ("zero requests", lambda e: {**e, "requests": 0}, "requests"),
+    # 0 requests is only for a cost line item with cost_usd (#17): without one it is refused
+    ("zero requests", lambda e: {k: v for k, v in e.items() if k != "cost_usd"} | {"requests": 0}, "requests"),
     ("negative cost", lambda e: {**e, "cost_usd": "-0.01"}, "cost_usd"),
     ("cost not a number", lambda e: {**e, "cost_usd": "1,5"}, "cost_usd"),
     ("unknown operation", lambda e: {**e, "operation": "chat.completions"}, "operation"),
