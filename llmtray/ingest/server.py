@@ -307,13 +307,16 @@ class IngestServer:
     async def _send(self, raw: web.BaseRequest, response: Response) -> web.StreamResponse:
         headers = [(name, value) for name, value in response.headers if name.lower() not in HOP_BY_HOP]
         headers.append(("Server", SERVER))
-        if raw.version < (1, 1) and not raw.keep_alive:
-            headers.append(("Connection", "close"))  # HTTP/1.0 closes by default; say so anyway
         body = response.body
         # An answer before the whole request body was read (413, 401 …): the connection can't be
         # reused, since the rest of the body would be taken for the next request. aiohttp still
         # drains it for `linger` seconds first, so the client reads this answer, not a reset.
         unread = raw.body_exists and not raw.content.is_eof()
+        if raw.version < (1, 1) and (unread or not raw.keep_alive):
+            # HTTP/1.0 closes unless the answer says keep-alive; aiohttp then says nothing, and a
+            # client that asked for keep-alive would wait on the connection: say it (only 1.1
+            # gets aiohttp's own "Connection: close" from force_close).
+            headers.append(("Connection", "close"))
         if isinstance(body, (bytes, bytearray)):
             answer = web.Response(status=response.status, body=bytes(body), headers=headers)
             if unread:

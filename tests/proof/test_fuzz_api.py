@@ -241,6 +241,17 @@ class Plan:
     body: Body
     source: str = "api"
 
+    def __repr__(self) -> str:
+        """Short enough for Hypothesis to print (a body runs to megabytes): the request line,
+        the body's size and head, and the answer expected and why."""
+        ex = self.exchange
+        return (f"Plan({ex.method} {ex.target[:80]!r} {ex.version}, {len(ex.headers)} headers, "
+                f"body {len(self.body.data)} B {self.body.data[:200]!r}, expect {self.expect}: {self.why[:200]})")
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """Hypothesis prints dataclasses field by field unless this says otherwise."""
+        printer.text(repr(self))
+
 
 HOSTS = [("127.0.0.1:{port}", True), ("localhost", True), ("[::1]:{port}", True), ("LOCALHOST:1", True),
          ("app.localhost", True), ("evil.example:8787", False), ("127.0.0.1.nip.io", False),
