@@ -10,14 +10,15 @@ are one SQL text whatever they read, and the brute-force tests check every path.
 from __future__ import annotations
 
 import sqlite3
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from llmtray.core import periods
-from llmtray.core.db import (BUCKET_US, DAY_US, PLAIN_LEVELS, ROLLUP_DIMENSIONS, ROLLUP_TAG_DAY, ROLLUP_USER_TOTAL_DAY,
-                             TAG_LEVELS, TAG_USER_LEVELS, USER_LEVELS, USER_TOTAL_LEVELS, Level)
+from llmtray.core import periods, sketch
+from llmtray.core.db import (BUCKET_US, DAY_US, LATENCY, LATENCY_CONDITION, LATENCY_LEVELS, LATENCY_TAG_LEVELS,
+                             PLAIN_LEVELS, ROLLUP_DIMENSIONS, ROLLUP_TAG_DAY, ROLLUP_USER_TOTAL_DAY, TAG_LEVELS,
+                             TAG_USER_LEVELS, TTFT, USER_LEVELS, USER_TOTAL_LEVELS, Level)
 from llmtray.core.model_names import alias_of, model_clause
 from llmtray.core.usage import NO_USAGE, USAGE_TAG
 
@@ -133,11 +134,14 @@ class DailySeries:
 
 @dataclass(frozen=True)
 class LatencyStats:
+    """Percentiles in ms; `ttft`: time to first token's (p50, p95, p99), None where no call said."""
+
     model: str
     count: int
     p50: float
     p95: float
     p99: float
+    ttft: tuple[float, float, float] | None = None
 
 
 def _raw_clauses(f: Filters, *, dims: bool = True) -> tuple[list[str], list[Any]]:
@@ -390,68 +394,53 @@ class Queries:
         ).fetchall()
         return [(int(a), int(b), int(c)) for a, b, c in rows]
 
-    def latency(self, f: Filters = Filters(), limit_models: int = 12, newest: int | None = None) -> list[LatencyStats]:
-        """p50/p95/p99 of latency per model (nearest-rank), successful calls only.
-
-        `newest` limits the sample to the latest N such calls in the range (ties by the later
-        id): percentiles need every value, and a month of millions of calls would take seconds
-        to read, while the latest tens of thousands say the same about how fast each model
-        answers now. They are found newest first through `event_latency` (which holds the
-        filterable columns, so rejected calls cost no row read), per model through
-        `event_model_latency` when the filter names models, or under a tag filter through that
-        tag's `event_tag_latency` entries (the same calls, by tag)."""
-        if newest is not None and f.model and not f.tags:
-            sample = self._newest_calls_of_models(f, newest)
-        else:
-            sample = self._latency_sample(f, newest)
-        values: dict[str, list[float]] = defaultdict(list)
-        for model, ms in sample:
-            values[alias_of(model)].append(ms)
+    def latency(self, f: Filters = Filters(), limit_models: int = 12) -> list[LatencyStats]:
+        """p50/p95/p99 of latency, and of time to first token where calls report it, per model
+        (an alias with its snapshots), over every successful call under `f`: nearest-rank, within
+        `sketch.ALPHA` of the exact value. Bins come from the latency rollups for whole hours and
+        days under the filters they key (provider, model, feature, source, one tag), and from the
+        events' own bins for the rest (a range's edges, other filters)."""
+        bins: dict[int, dict[str, Counter[int]]] = {LATENCY: defaultdict(Counter), TTFT: defaultdict(Counter)}
+        for model, kind, bin_, calls in self._latency_bins(f):
+            bins[kind][alias_of(model)][bin_] += calls
         out = []
-        for model, xs in values.items():
-            xs.sort()
-            out.append(LatencyStats(model, len(xs), _rank(xs, 50), _rank(xs, 95), _rank(xs, 99)))
+        for model, counts in bins[LATENCY].items():
+            ttft = sketch.percentiles(bins[TTFT].get(model, {}), (50, 95, 99))
+            out.append(LatencyStats(model, sum(counts.values()), *sketch.percentiles(counts, (50, 95, 99)),
+                                    ttft=tuple(ttft) if ttft else None))
         out.sort(key=lambda s: (-s.count, s.model))  # most-called first; ties by name, not by scan order
         return out[:limit_models]
 
-    def _latency_sample(self, f: Filters, newest: int | None) -> list[tuple[str, float]]:
-        """(model, latency) of every successful call under `f`, or under a tag filter its newest."""
-        tag = f.tags[0] if newest is not None and f.tags else None
-        if tag is None:
-            clauses, args = _raw_clauses(f)
-            clauses += ["e.status = 'ok'", "e.latency_ms IS NOT NULL"]  # event_latency's condition, word for word
-            source, cols, newest_first = "event e", "e.model, e.latency_ms", "e.ts DESC, e.id DESC"
-        else:
-            clauses, args = _raw_clauses(replace(f, tags=f.tags[1:]).between(None, None))
-            source, cols, newest_first = "event_tag_latency x", "x.model, x.latency_ms", "x.ts DESC, x.event DESC"
-            if len(clauses) > 1:  # other filters: read the rows they need
-                source += " CROSS JOIN event e ON e.id = x.event"
-            clauses += ["x.key = ?", "x.value = ?"]
-            args += list(tag)
-            for bound, op in ((f.start_us, ">="), (f.end_us, "<")):
-                if bound is not None:
-                    clauses.append(f"x.ts {op} ?")
-                    args.append(bound)
-        sql = f"SELECT {cols} FROM {source} WHERE {' AND '.join(clauses)}"
-        if newest is not None:
-            sql += f" ORDER BY {newest_first} LIMIT ?"
-            args.append(newest)
-        return self.conn.execute(sql, args).fetchall()
-
-    def _newest_calls_of_models(self, f: Filters, newest: int) -> list[tuple[str, float]]:
-        """(model, latency) of the newest `newest` successful calls under `f`, which names its
-        models: each model's calls newest first from `event_model_latency`, merged. Walking
-        `event_latency` instead would read everyone's calls to find a rarely used model's."""
-        clauses, args = _raw_clauses(replace(f, model=()))
-        clauses += ["e.model = ?", "e.status = 'ok'", "e.latency_ms IS NOT NULL"]
-        sql = (f"SELECT e.ts, e.id, e.latency_ms FROM event e INDEXED BY event_model_latency"
-               f" WHERE {' AND '.join(clauses)} ORDER BY e.ts DESC, e.id DESC LIMIT ?")
-        named, named_args = model_clause("model", f.model)  # an alias: walk each of its snapshots too
-        models = [m for (m,) in self.conn.execute(f"SELECT DISTINCT model FROM rollup_day WHERE {named}", named_args)]
-        calls = [(ts, event_id, model, ms) for model in sorted(set(models) | set(f.model))
-                 for ts, event_id, ms in self.conn.execute(sql, [*args, model, newest])]
-        calls.sort(reverse=True)  # (ts, id) newest first; ids are unique, so ties never reach the model
-        return [(model, ms) for _, _, model, ms in calls[:newest]]
+    def _latency_bins(self, f: Filters) -> list[tuple[str, int, int, int]]:
+        """(model, kind, bin, calls) rows, summed per source read, for the successful calls of `f`."""
+        if f.status and "ok" not in f.status:
+            return []
+        keyed: list[str] = []
+        key_args: list[Any] = []
+        levels: tuple[Level, ...] = ()
+        if not (f.user or f.project or f.env or len(f.tags) > 1):
+            levels = LATENCY_TAG_LEVELS if f.tags else LATENCY_LEVELS
+            if f.tags:
+                keyed, key_args = ["key = ?", "value = ?"], list(f.tags[0])
+        parts, raw = _cover(f.start_us, f.end_us, [], levels)
+        dims_sql, dims_args = [], []
+        for dim, values in f._dims().items():
+            clause, dim_args = _dim_clause(dim, dim, values)
+            dims_sql.append(clause)
+            dims_args.extend(dim_args)
+        arms: list[tuple[str, list[Any]]] = []
+        for level, runs in parts:
+            ranges, where = _ranges_sql(level.time, runs)
+            arms.append((f"SELECT model, kind, bin, sum(calls) FROM {ranges}{level.table}"
+                         f" WHERE {' AND '.join([where, *keyed, *dims_sql])} GROUP BY 1, 2, 3", key_args + dims_args))
+        if raw:
+            ranges, where = _ranges_sql("e.ts", raw)
+            clauses, args = _raw_clauses(replace(f, status=()).between(None, None))
+            for kind, column in ((LATENCY, "e.lat_bin"), (TTFT, "e.ttft_bin")):
+                arms.append((f"SELECT e.model, {kind}, {column}, count(*) FROM {ranges}event e"
+                             f" WHERE {' AND '.join([where, *clauses, LATENCY_CONDITION, f'{column} IS NOT NULL'])}"
+                             " GROUP BY 1, 3", args))
+        return [row for sql, params in arms for row in self.conn.execute(sql, params)]
 
     def unpriced_models(self, f: Filters = Filters()) -> list[tuple[str, str, int]]:
         """(provider, model, requests) that have no price: shown as a warning, never as $0."""
@@ -635,9 +624,3 @@ def _day_index(bucket_edges: list[int]) -> str:
         return f"({parts[0][1]})"
     cases = " ".join(f"WHEN bucket < {end} THEN {expr}" for end, expr in parts[:-1])
     return f"(CASE {cases} ELSE {parts[-1][1]} END)"
-
-
-def _rank(sorted_values: list[float], pct: int) -> float:
-    """Nearest-rank percentile: an observed value, never an interpolation."""
-    k = max(0, min(len(sorted_values) - 1, -(-pct * len(sorted_values) // 100) - 1))
-    return sorted_values[k]

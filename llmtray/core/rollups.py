@@ -2,7 +2,7 @@
 
 After the store inserts a batch (ids `first_id` up to `next_id`), `add_to_rollups` sums those
 events into the bottom level of each family (`rollup`, `rollup_tag`, `rollup_user_hour`,
-`rollup_tag_user_hour`, and the older `tag_rollup`) and adds their tag latencies, with one
+`rollup_tag_user_hour`, the older `tag_rollup`, and the latency bins), with one
 INSERT … SELECT … GROUP BY … ON CONFLICT per table: SQLite sums in C what summing per event and
 level in Python cost (half of storing a tagged import row), and with the very SELECTs
 `db.rebuild_rollups` uses, so the two always count an event the same way. Triggers sum the
@@ -23,19 +23,18 @@ def _upsert(table: str, columns: tuple[str, ...], sums: tuple[str, ...], select:
             f" ON CONFLICT DO UPDATE SET {', '.join(f'{s} = {s} + excluded.{s}' for s in sums)}")
 
 
-def _level_upsert(level: dbmod.Level) -> str:
-    sums = dbmod.ROLLUP_SUMS
+def _level_upserts(level: dbmod.Level) -> list[str]:
     where = _BY_TAGGED_EVENT if level.tagged else _BY_EVENT
-    return _upsert(level.table, (level.time, *level.key_columns, *sums), sums, dbmod.level_select(level, where))
+    return [_upsert(level.table, (level.time, *level.key_columns, *level.sums), level.sums, select)
+            for select in dbmod.level_selects(level, where)]
 
 
-_PLAIN = tuple(_level_upsert(level) for level in dbmod.LEVELS if level.parent is None and not level.tagged)
+_BOTTOM = [level for level in (*dbmod.LEVELS, *dbmod.ALL_LATENCY_LEVELS) if level.parent is None]
+_PLAIN = tuple(sql for level in _BOTTOM if not level.tagged for sql in _level_upserts(level))
 _TAGGED = (
-    *(_level_upsert(level) for level in dbmod.LEVELS if level.parent is None and level.tagged),
+    *(sql for level in _BOTTOM if level.tagged for sql in _level_upserts(level)),
     _upsert("tag_rollup", ("bucket", "key", "value", "source", *dbmod.TAG_SUMS), dbmod.TAG_SUMS,
             dbmod.tag_rollup_select(_BY_TAGGED_EVENT)),
-    "INSERT INTO event_tag_latency (key, value, ts, event, model, latency_ms) "
-    + dbmod.tag_latency_select(_BY_TAGGED_EVENT),
 )
 
 

@@ -29,13 +29,14 @@ from llmtray.core.events import ATTRIBUTION_FIELDS, UsageEvent, format_ts, parse
 from llmtray.core.money import nanos_to_str
 from llmtray.core.pricing import Priced, Pricer
 from llmtray.core.rollups import add_to_rollups
+from llmtray.core.sketch import bin_of
 
 COLUMNS = (
     "id", "event_id", "ts", "received", "provider", "model", "operation",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
     "reasoning_tokens", "requests", "cost_nanos", "cost_source", "pricing_version", "priced_model",
     "service_tier", "latency_ms", "ttft_ms", "status", "error", "stream",
-    "feature", "user", "project", "env", "tags", "request_id", "source", "dataset_id",
+    "feature", "user", "project", "env", "tags", "request_id", "source", "dataset_id", "lat_bin", "ttft_bin",
 )
 _TAG_INSERT = ("INSERT INTO event_tag (event, key, value)", "(?, ?, ?)", "")
 _MAX_ROWS_PER_STATEMENT = 128
@@ -51,7 +52,7 @@ _DEFAULTS: dict[str, Any] = {
     "cache_write_1h_tokens": 0, "reasoning_tokens": 0, "requests": 1, "pricing_version": None,
     "priced_model": None, "service_tier": None, "latency_ms": None, "ttft_ms": None, "status": "ok",
     "error": None, "stream": None, "feature": "", "user": "", "project": "", "env": "", "tags": None,
-    "request_id": None, "dataset_id": None,
+    "request_id": None, "dataset_id": None, "lat_bin": None, "ttft_bin": None,
 }
 _OPTIONAL = tuple((i, itemgetter(i), _DEFAULTS[c]) for i, c in enumerate(COLUMNS) if c in _DEFAULTS)
 _ALL_COLUMNS = tuple(range(len(COLUMNS)))
@@ -187,7 +188,7 @@ class Store:
                 e.feature or "", e.user or "", e.project or "", e.env or "",
                 json.dumps(dict(e.tags), ensure_ascii=False, sort_keys=True) if e.tags else None,
                 e.request_id, sources[i] if sources is not None else source,
-                dataset_id,
+                dataset_id, bin_of(e.latency_ms), bin_of(e.ttft_ms),
             ])
             tags.append(e.tags)
         return rows, tags

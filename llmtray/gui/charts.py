@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QComboBox, QWidget
 
 from llmtray.core.money import format_usd
 from llmtray.core.queries import DailySeries, LatencyStats, Totals
+from llmtray.core.sketch import ALPHA
 from llmtray.core.wording import plural
 from llmtray.gui import theme
 from llmtray.gui.chart_parts import (ChartCard, ClockAxis, DayAxis, HoverBox, LogValueAxis, MoneyAxis, NameAxis,
@@ -299,7 +300,7 @@ class BreakdownChart(BarListChart):
 class LatencyChart(ChartCard):
     """p50 / p95 / p99 latency per model on a log scale (embeddings take 100 ms, reasoning 20 s)."""
 
-    def __init__(self, sample: int, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None):
         self._names = NameAxis()
         super().__init__("Latency per model", {"left": self._names, "bottom": LogValueAxis("bottom", theme.format_ms_axis)},
                          parent)
@@ -314,8 +315,8 @@ class LatencyChart(ChartCard):
             self.plot.addItem(item)
             self._points[name] = item
         self.set_legend(list(theme.PERCENTILE_COLORS.items()))
-        self.note.setText(f"latest {sample:,} calls")
-        self.note.setToolTip("percentiles of the latest successful calls in the range, per model")
+        self.note.setToolTip(f"percentiles of every successful call in the range, per model, within "
+                             f"{ALPHA:.0%} of the exact value")
         self._stats: list[LatencyStats] = []
         Hover(self, self._describe)
 
@@ -331,6 +332,7 @@ class LatencyChart(ChartCard):
             span_y += [i, i]
         self._span.setData(span_x, span_y)
         self.show_empty(not stats)
+        self.note.setText(plural(sum(s.count for s in stats), "call") if stats else "")
         if stats:
             lo = min(max(s.p50, 1.0) for s in stats)
             hi = max(s.p99 for s in stats)
@@ -348,8 +350,10 @@ class LatencyChart(ChartCard):
         if not 0 <= i < len(self._stats):
             return None
         s = self._stats[i]
+        ttft = "" if s.ttft is None else ("<br>first token: p50 " + " · p95 ".join(map(theme.format_ms, s.ttft[:2]))
+                                          + f" · p99 {theme.format_ms(s.ttft[2])}")
         return (f"<b>{html.escape(s.model)}</b><br>p50 {theme.format_ms(s.p50)} · p95 {theme.format_ms(s.p95)}"
-                f" · p99 {theme.format_ms(s.p99)}<br><span style='color:{theme.MUTED}'>{s.count:,} calls</span>")
+                f" · p99 {theme.format_ms(s.p99)}{ttft}<br><span style='color:{theme.MUTED}'>{s.count:,} calls</span>")
 
 
 class LiveChart(ChartCard):

@@ -37,7 +37,7 @@ from llmtray.gui.kpis import KpiStrip
 from llmtray.gui.onboarding import Onboarding
 from llmtray.gui.query_worker import QueryLane, Sources
 from llmtray.gui.throttle import Throttle
-from llmtray.gui.views import (BREAKDOWNS, CHART_VIEWS, LATENCY_SAMPLE, LIVE_VIEWS, BlockList, Breakdown,
+from llmtray.gui.views import (BREAKDOWNS, CHART_VIEWS, LIVE_VIEWS, BlockList, Breakdown,
                                FilterOptions, Kpis, ModelSpend, ViewRequest, resolve_range)
 
 REFRESH_INTERVAL_MS = 250  # at most four refreshes a second, however fast commits come
@@ -171,7 +171,7 @@ class Dashboard(QMainWindow):
         self.daily_chart = DailySpendChart(self.colors)
         self.live_chart = LiveChart(self._tz)
         self.cpr_chart = CostPerRequestChart()
-        self.latency_chart = LatencyChart(LATENCY_SAMPLE)
+        self.latency_chart = LatencyChart()
         self.models_chart = BarListChart("Spend by model", usd_label)
         self.breakdown_chart = BreakdownChart()
         self.breakdown_chart.picker.currentIndexChanged.connect(self._breakdown_changed)

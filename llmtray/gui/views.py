@@ -34,7 +34,6 @@ BREAKDOWNS = ("feature", "user", "project", "env", "provider", "source")
 LIVE_MINUTES = 60
 OPTIONS_RANGE = "90d"  # the longest range in RANGES
 LATENCY_MODELS = 8  # the most-called models: more rows than this don't fit a readable chart
-LATENCY_SAMPLE = 20_000  # latest successful calls in the range: 200 of them above p99
 EVENTS_PAGE = 200
 BLOCKS_SHOWN = 100  # the Blocks tab: active blocks and the most recent ended ones
 # The by-model query behind the KPIs also yields the by-model and token charts for free, so
@@ -257,7 +256,7 @@ def tokens(ctx: ViewContext) -> dict[str, int]:
 
 
 def latency(ctx: ViewContext) -> list[LatencyStats]:
-    return ctx.queries.latency(ctx.ranged, limit_models=LATENCY_MODELS, newest=LATENCY_SAMPLE)
+    return ctx.queries.latency(ctx.ranged, limit_models=LATENCY_MODELS)
 
 
 def alerts(ctx: ViewContext) -> list[Any] | None:

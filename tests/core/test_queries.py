@@ -17,7 +17,9 @@ import pytest
 from llmtray.core.events import UsageEvent, parse_event
 from llmtray.core.periods import midnight_us
 from llmtray.core.pricing import Pricer, load_overrides
+from llmtray.core.model_names import alias_of
 from llmtray.core.queries import Filters, Queries, Totals
+from llmtray.core.sketch import ALPHA
 from llmtray.core.store import Store, to_us
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
@@ -26,7 +28,7 @@ MODELS = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude
 
 
 def random_events(n: int, seed: int) -> list[UsageEvent]:
-    rng = random.Random(seed)
+    rng, first_token = random.Random(seed), random.Random(-seed)  # the second keeps the first's sequence
     out = []
     start = datetime(2026, 10, 15, tzinfo=UTC)  # spans the end of DST in Europe and the US
     for i in range(n):
@@ -43,6 +45,7 @@ def random_events(n: int, seed: int) -> list[UsageEvent]:
             "feature": rng.choice(["chat", "search", "summarize", None]),
             "user": rng.choice(["u1", "u2", None]),
             "latency_ms": round(rng.uniform(50, 5000), 1) if rng.random() < 0.8 else None,
+            "ttft_ms": round(first_token.lognormvariate(5, 1), 2) if first_token.random() < 0.5 else None,
             "status": "error" if rng.random() < 0.05 else "ok",
             "tags": {k: v for k, v in (("team", rng.choice(["a", "b"])), ("exp", rng.choice(["x", "y"])))
                      if rng.random() < 0.6},
@@ -185,17 +188,6 @@ def test_filtered_totals_breakdown_and_unpriced(loaded, f):
         if r["cost_nanos"] is None:
             unpriced[(r["provider"], r["model"])] += r["requests"]
     assert {(p, m): n for p, m, n in q.unpriced_models(f)} == dict(unpriced)
-
-
-def test_latency_percentiles_nearest_rank(loaded):
-    path, rows = loaded
-    q = Queries(Store.open(path).conn, UTC)
-    for stat in q.latency(Filters(), limit_models=100):
-        xs = sorted(r["latency_ms"] for r in rows
-                    if r["model"] == stat.model and r["latency_ms"] is not None and r["status"] == "ok")
-        n = len(xs)
-        assert stat.count == n
-        assert (stat.p50, stat.p95, stat.p99) == tuple(xs[max(0, -(-p * n // 100) - 1)] for p in (50, 95, 99))
 
 
 def test_per_minute_and_per_bucket(loaded):
@@ -382,28 +374,40 @@ def test_user_and_tag_pickers(loaded):
 
 
 @pytest.mark.parametrize("f", PATH_FILTERS, ids=[f"f{i}" for i in range(len(PATH_FILTERS))])
-def test_latency_of_the_newest_calls_matches_brute_force(loaded, f):
-    """The newest-N sample is the same set (ties by the later id) whichever path finds it: the
-    latency index, or a tag's events by time."""
+def test_latency_percentiles_match_brute_force_within_alpha(loaded, f):
+    """p50/p95/p99 of latency and time to first token per model, from the rollups' bins (whole
+    days and hours) and the events' (ragged edges, filters no latency level keys), against exact
+    nearest-rank percentiles of every successful call: the same count, each value within
+    `sketch.ALPHA` — through every path, in a range with quarter-hour edges and an open one."""
     path, rows = loaded
     store = Store.open(path)
     try:
         q = Queries(store.conn, UTC)
-        # 7 and 60: the walk's cut-off (2 × N events back) holds enough calls, or too few under a
-        # narrow filter and the whole range is walked again; 5000: more than there are.
-        for (start, end), newest in product(((None, None), (to_us(datetime(2026, 11, 1, 0, 7, tzinfo=UTC)),
-                                                            to_us(datetime(2026, 11, 9, tzinfo=UTC)))), (7, 60, 5000)):
+        ranges = ((None, None), (to_us(datetime(2026, 11, 1, 0, 7, tzinfo=UTC)), to_us(datetime(2026, 11, 9, 5, 45, tzinfo=UTC))),
+                  (to_us(datetime(2026, 10, 20, 18, 15, tzinfo=UTC)), None))
+        for start, end in ranges:
             ranged = f.between(start, end)
-            calls = sorted((r for r in brute_filter(rows, ranged) if r["status"] == "ok" and r["latency_ms"] is not None),
-                           key=lambda r: (r["ts"], r["id"]), reverse=True)[:newest]
-            per_model: dict[str, list[float]] = defaultdict(list)
-            for r in calls:
-                per_model[r["model"]].append(r["latency_ms"])
-            got = {s.model: (s.count, s.p50, s.p95, s.p99) for s in q.latency(ranged, limit_models=100, newest=newest)}
-            expected = {}
-            for model, xs in per_model.items():
-                xs.sort()
-                expected[model] = (len(xs), *(xs[max(0, -(-p * len(xs) // 100) - 1)] for p in (50, 95, 99)))
-            assert got == expected, ranged
+            calls = [r for r in brute_filter(rows, ranged) if r["status"] == "ok"]
+            got = {s.model: s for s in q.latency(ranged, limit_models=100)}
+            expected_models = {alias_of(r["model"]) for r in calls if r["latency_ms"] is not None}
+            assert set(got) == expected_models, ranged
+            for model, stats in got.items():
+                mine = [r for r in calls if alias_of(r["model"]) == model]
+                xs = sorted(r["latency_ms"] for r in mine if r["latency_ms"] is not None)
+                assert stats.count == len(xs)
+                assert_within_alpha((stats.p50, stats.p95, stats.p99), xs)
+                ttft = sorted(r["ttft_ms"] for r in mine if r["ttft_ms"] is not None)
+                if ttft:
+                    assert stats.ttft is not None
+                    assert_within_alpha(stats.ttft, ttft)
+                else:
+                    assert stats.ttft is None
     finally:
         store.close()
+
+
+def assert_within_alpha(got: tuple[float, ...], sorted_values: list[float]) -> None:
+    n = len(sorted_values)
+    exact = [sorted_values[max(0, -(-p * n // 100) - 1)] for p in (50, 95, 99)]
+    for g, x in zip(got, exact):
+        assert abs(g - x) <= ALPHA * x + 1e-9, (got, exact)

@@ -14,11 +14,12 @@ from llmtray.core.pricing import Pricer, load_overrides
 from llmtray.core.store import Store
 
 T0 = datetime(2026, 3, 27, 20, 7, tzinfo=UTC)
-TABLES = ("rollup", "tag_rollup", "event_tag_latency", *(lv.table for lv in dbmod.LEVELS if lv is not dbmod.ROLLUP))
+TABLES = ("rollup", "tag_rollup", *(lv.table for lv in (*dbmod.LEVELS, *dbmod.ALL_LATENCY_LEVELS)
+                                    if lv is not dbmod.ROLLUP))
 
 
 def events(n: int, seed: int) -> list[UsageEvent]:
-    rng = random.Random(seed)
+    rng, first_token = random.Random(seed), random.Random(-seed)
     out = []
     for _ in range(n):
         out.append(parse_event({
@@ -30,6 +31,7 @@ def events(n: int, seed: int) -> list[UsageEvent]:
             "feature": rng.choice(["chat", "", "search"]), "user": rng.choice(["u1", "u2", "u3", ""]),
             "status": rng.choice(["ok", "ok", "error"]),
             "latency_ms": round(rng.uniform(50, 900), 1) if rng.random() < 0.8 else None,
+            "ttft_ms": round(first_token.uniform(5, 90), 1) if first_token.random() < 0.5 else None,
             "tags": {k: rng.choice(["a", "b"]) for k in ("team", "exp") if rng.random() < 0.5},
         }, now=T0 + timedelta(days=30)))
     return out
@@ -54,8 +56,8 @@ def assert_exact(conn: sqlite3.Connection) -> None:
     current = snapshot(conn)
     assert all(current[t] for t in TABLES), "every level holds rows"
     assert current == rebuilt(conn)
-    for lv in dbmod.LEVELS:  # no row kept for a key whose events are all gone
-        assert conn.execute(f"SELECT count(*) FROM {lv.table} WHERE events <= 0").fetchone()[0] == 0
+    for lv in (*dbmod.LEVELS, *dbmod.ALL_LATENCY_LEVELS):  # no row kept for a key whose events are all gone
+        assert conn.execute(f"SELECT count(*) FROM {lv.table} WHERE {lv.sums[0]} <= 0").fetchone()[0] == 0
 
 
 def test_levels_follow_inserts_dataset_removal_and_reprice(data_dir: Path):

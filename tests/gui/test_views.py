@@ -10,6 +10,7 @@ import pytest
 from llmtray.core import periods
 from llmtray.core.events import parse_event
 from llmtray.core.pricing import Pricer
+from llmtray.core.sketch import ALPHA
 from llmtray.core.queries import PAGE_ORDERS, Filters, Queries, Totals
 from llmtray.gui.views import cache_savings, resolve_range
 
@@ -69,19 +70,19 @@ def test_event_pages_continue_where_the_last_one_stopped(store):
         q.events_page(order="tags")
 
 
-def test_latency_of_the_newest_calls_and_values_seen(store):
+def test_latency_of_every_call_and_values_seen(store):
     events = [parse_event({"provider": "openai" if i % 3 else "anthropic", "model": f"m{i % 3}",
                            "ts": 1_700_000_000 + i * 60, "latency_ms": float((i * 7919) % 1000),
                            "feature": f"f{i % 4}", "tags": {"team": f"t{i % 2}"}}, now=NOW) for i in range(300)]
     store.add(events, "api")
     q = Queries(store.conn, UTC)
-    newest = sorted(events, key=lambda e: e.ts)[-100:]
-    for stats in q.latency(newest=100):
-        xs = sorted(e.latency_ms for e in newest if e.model == stats.model)
-        assert stats.count == len(xs)
-        assert (stats.p50, stats.p95, stats.p99) == (xs[-(-50 * len(xs) // 100) - 1], xs[-(-95 * len(xs) // 100) - 1],
-                                                     xs[-(-99 * len(xs) // 100) - 1])
-    assert q.latency() == q.latency(newest=10_000)  # a sample larger than the range is everything
+    stats = q.latency()
+    assert [s.model for s in stats] == ["m0", "m1", "m2"]
+    for s in stats:
+        xs = sorted(e.latency_ms for e in events if e.model == s.model)
+        assert s.count == len(xs) == 100 and s.ttft is None
+        for got, pct in zip((s.p50, s.p95, s.p99), (50, 95, 99)):
+            assert got == pytest.approx(xs[-(-pct * len(xs) // 100) - 1], rel=ALPHA)
 
     seen = q.values_seen(("provider", "model", "feature", "source"))
     assert seen == {d: q.distinct(d) for d in ("provider", "model", "feature", "source")}

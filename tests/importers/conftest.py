@@ -15,8 +15,8 @@ from llmtray.core.store import Store
 from llmtray.importers.engine import Importer
 from llmtray.importers.mapping import MappingStore
 
-ROLLUP_TABLES = ("rollup", "tag_rollup", "event_tag_latency",
-                 *(lv.table for lv in dbmod.LEVELS if lv is not dbmod.ROLLUP))
+ROLLUP_TABLES = ("rollup", "tag_rollup",
+                 *(lv.table for lv in (*dbmod.LEVELS, *dbmod.ALL_LATENCY_LEVELS) if lv is not dbmod.ROLLUP))
 DATA = Path(__file__).resolve().parent.parent / "data" / "import"
 MALFORMED = DATA / "malformed"
 SUMS = ("count(*)", "sum(requests)", "sum(input_tokens)", "sum(output_tokens)", "sum(cache_read_tokens)",
@@ -55,8 +55,8 @@ def assert_rollups_exact(conn: sqlite3.Connection) -> None:
     finally:
         conn.execute("ROLLBACK TO rebuild")
         conn.execute("RELEASE rebuild")
-    for level in dbmod.LEVELS:
-        assert conn.execute(f"SELECT count(*) FROM {level.table} WHERE events <= 0").fetchone()[0] == 0
+    for level in (*dbmod.LEVELS, *dbmod.ALL_LATENCY_LEVELS):
+        assert conn.execute(f"SELECT count(*) FROM {level.table} WHERE {level.sums[0]} <= 0").fetchone()[0] == 0
 
 
 def observe_openrouter(store: Store) -> list[dict]:
