@@ -156,9 +156,7 @@ def _m2_rollups(conn: sqlite3.Connection) -> None:
     new, old = _rollup_values("NEW"), _rollup_values("OLD")
     bucket_new, bucket_old = f"NEW.ts / {BUCKET_US}", f"OLD.ts / {BUCKET_US}"
     upsert_set = ", ".join(f"{s} = {s} + excluded.{s}" for s in ROLLUP_SUMS)
-    sub_set = ", ".join(f"{s} = {s} - {old[s]}" for s in ROLLUP_SUMS)
     dims_new = ", ".join(f"NEW.{d}" for d in ROLLUP_DIMENSIONS)
-    dims_match_old = " AND ".join(f"{d} = OLD.{d}" for d in ROLLUP_DIMENSIONS)
     tag_sums = ("events", "requests", "cost_nanos", "unpriced")
     tag_upsert = ", ".join(f"{s} = {s} + excluded.{s}" for s in tag_sums)
     e = _rollup_values("e")
@@ -179,8 +177,7 @@ def _m2_rollups(conn: sqlite3.Connection) -> None:
             ON CONFLICT DO UPDATE SET {upsert_set};
         END;
         CREATE TRIGGER event_rollup_delete AFTER DELETE ON event BEGIN
-            UPDATE rollup SET {sub_set} WHERE bucket = {bucket_old} AND {dims_match_old};
-            DELETE FROM rollup WHERE bucket = {bucket_old} AND {dims_match_old} AND events = 0;
+            {_rollup_removal()}
         END;
         -- BEFORE: the event's tags are still there to say which tag rollups to reduce.
         CREATE TRIGGER event_tag_rollup_delete BEFORE DELETE ON event BEGIN
@@ -191,13 +188,7 @@ def _m2_rollups(conn: sqlite3.Connection) -> None:
             DELETE FROM event_tag WHERE event = OLD.id;
         END;
         CREATE TRIGGER event_rollup_reprice AFTER UPDATE OF cost_nanos ON event BEGIN
-            UPDATE rollup SET cost_nanos = cost_nanos - {old["cost_nanos"]} + {new["cost_nanos"]},
-                              unpriced = unpriced - {old["unpriced"]} + {new["unpriced"]}
-              WHERE bucket = {bucket_old} AND {dims_match_old};
-            UPDATE tag_rollup SET cost_nanos = cost_nanos - {old["cost_nanos"]} + {new["cost_nanos"]},
-                                  unpriced = unpriced - {old["unpriced"]} + {new["unpriced"]}
-              WHERE bucket = {bucket_old} AND source = OLD.source
-                AND (key, value) IN (SELECT key, value FROM event_tag WHERE event = OLD.id);
+            {_rollup_repricing()}
         END;
         CREATE TRIGGER event_tag_rollup_insert AFTER INSERT ON event_tag BEGIN
             INSERT INTO tag_rollup (bucket, key, value, source, {", ".join(tag_sums)})
@@ -412,6 +403,77 @@ LATENCY_TAG_LEVELS = (LATENCY_TAG_DAY, LATENCY_TAG_HOUR)
 ALL_LATENCY_LEVELS = (*LATENCY_LEVELS, *LATENCY_TAG_LEVELS)
 
 
+# --- how a deleted or repriced event (OLD, NEW) leaves or changes the rollups: statements for
+# the triggers on `event` (a table until schema 11, then a view whose INSTEAD OF triggers run
+# these same statements).
+
+_OLD_BUCKET = f"OLD.ts / {BUCKET_US}"
+_OLD_DIMS = " AND ".join(f"{d} = OLD.{d}" for d in ROLLUP_DIMENSIONS)
+_OLD_TAGS = "(key, value) IN (SELECT key, value FROM event_tag WHERE event = OLD.id)"
+_TAG_MATCH = f"{_OLD_TAGS} AND bucket = OLD.ts / {BUCKET_US} AND {_OLD_DIMS}"
+_USER_MATCH = f"hour = OLD.ts / {HOUR_US} AND user = OLD.user AND {_OLD_DIMS}"
+_TAG_USER_MATCH = f"{_OLD_TAGS} AND hour = OLD.ts / {HOUR_US} AND user = OLD.user"
+
+
+def _minus_old(sums: tuple[str, ...]) -> str:
+    old = _rollup_values("OLD")
+    return ", ".join(f"{s} = {s} - {old[s]}" for s in sums)
+
+
+def _repriced() -> str:
+    old, new = _rollup_values("OLD"), _rollup_values("NEW")
+    return (f"cost_nanos = cost_nanos - {old['cost_nanos']} + {new['cost_nanos']},"
+            f" unpriced = unpriced - {old['unpriced']} + {new['unpriced']}")
+
+
+def _rollup_removal() -> str:
+    return (f"UPDATE rollup SET {_minus_old(ROLLUP_SUMS)} WHERE bucket = {_OLD_BUCKET} AND {_OLD_DIMS};\n"
+            f"DELETE FROM rollup WHERE bucket = {_OLD_BUCKET} AND {_OLD_DIMS} AND events = 0;")
+
+
+def _rollup_repricing() -> str:
+    return (f"UPDATE rollup SET {_repriced()} WHERE bucket = {_OLD_BUCKET} AND {_OLD_DIMS};\n"
+            f"UPDATE tag_rollup SET {_repriced()} WHERE bucket = {_OLD_BUCKET} AND source = OLD.source AND {_OLD_TAGS};")
+
+
+def _tag_levels_repricing() -> str:
+    return (f"UPDATE rollup_tag SET {_repriced()} WHERE {_TAG_MATCH};\n"
+            f"UPDATE rollup_tag_user_hour SET {_repriced()} WHERE {_TAG_USER_MATCH};")
+
+
+def _user_removal() -> str:
+    return (f"UPDATE rollup_user_hour SET {_minus_old(ROLLUP_SUMS)} WHERE {_USER_MATCH};\n"
+            f"DELETE FROM rollup_user_hour WHERE {_USER_MATCH} AND events = 0;")
+
+
+def _user_repricing() -> str:
+    return f"UPDATE rollup_user_hour SET {_repriced()} WHERE {_USER_MATCH};"
+
+
+def _tag_removal() -> str:
+    """A deleted event out of every rollup keyed by tag: while its tags are still there."""
+    return f"""
+            UPDATE tag_rollup SET {_minus_old(TAG_SUMS)}
+              WHERE bucket = {_OLD_BUCKET} AND source = OLD.source
+                AND {_OLD_TAGS};
+            DELETE FROM tag_rollup WHERE bucket = {_OLD_BUCKET} AND source = OLD.source AND events = 0;
+            UPDATE rollup_tag SET {_minus_old(ROLLUP_SUMS)} WHERE {_TAG_MATCH};
+            DELETE FROM rollup_tag WHERE {_TAG_MATCH} AND events = 0;
+            UPDATE rollup_tag_user_hour SET {_minus_old(ROLLUP_SUMS)} WHERE {_TAG_USER_MATCH};
+            DELETE FROM rollup_tag_user_hour WHERE {_TAG_USER_MATCH} AND events = 0;"""
+
+
+def _latency_removal(level: Level) -> str:
+    """Statements taking a deleted event (OLD) out of a bottom latency level."""
+    match = " AND ".join([f"{level.time} = OLD.ts / {level.unit_us}", "OLD.status = 'ok'",
+                          *(f"{d} = OLD.{d}" for d in level.dims), *([_OLD_TAGS] if level.tagged else [])])
+    kinds = ((LATENCY, "OLD.lat_bin"), (TTFT, "OLD.ttft_bin"))
+    return "".join(f"UPDATE {level.table} SET calls = calls - 1 WHERE {match} AND kind = {kind} AND bin = {bin_};\n"
+                   for kind, bin_ in kinds) + (
+        f"DELETE FROM {level.table} WHERE {match} AND calls = 0 AND kind IN ({LATENCY}, {TTFT})"
+        " AND bin IN (OLD.lat_bin, OLD.ttft_bin);")
+
+
 def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
     """Hour and day rollups, and rollups per tag and per end user, so that a 90-day view of ten
     million events reads a few thousand rows, tag filters and by-user breakdowns included; and
@@ -439,60 +501,25 @@ def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
             PRIMARY KEY (key, value, ts, event)
         ) WITHOUT ROWID;
         """)
-    old = _rollup_values("OLD")
-    all_sums = ", ".join(f"{s} = {s} - {old[s]}" for s in ROLLUP_SUMS)
-    dims_old = " AND ".join(f"{d} = OLD.{d}" for d in ROLLUP_DIMENSIONS)
-    tag_match = f"{_OLD_TAGS} AND bucket = OLD.ts / {BUCKET_US} AND {dims_old}"
-    user_match = f"hour = OLD.ts / {HOUR_US} AND user = OLD.user AND {dims_old}"
-    tag_user_match = f"{_OLD_TAGS} AND hour = OLD.ts / {HOUR_US} AND user = OLD.user"
-    reprice = (f"cost_nanos = cost_nanos - {old['cost_nanos']} + {_rollup_values('NEW')['cost_nanos']},"
-               f" unpriced = unpriced - {old['unpriced']} + {_rollup_values('NEW')['unpriced']}")
-    _execute_script(conn, "DROP TRIGGER event_tag_rollup_delete;" + _event_tag_delete_trigger(
-        f"DELETE FROM event_tag_latency WHERE {_OLD_TAGS} AND ts = OLD.ts AND event = OLD.id;"))
     _execute_script(conn, f"""
+        DROP TRIGGER event_tag_rollup_delete;
+        CREATE TRIGGER event_tag_rollup_delete BEFORE DELETE ON event BEGIN
+            {_tag_removal()}
+            DELETE FROM event_tag_latency WHERE {_OLD_TAGS} AND ts = OLD.ts AND event = OLD.id;
+            DELETE FROM event_tag WHERE event = OLD.id;
+        END;
         CREATE TRIGGER event_tag_levels_reprice AFTER UPDATE OF cost_nanos ON event BEGIN
-            UPDATE rollup_tag SET {reprice} WHERE {tag_match};
-            UPDATE rollup_tag_user_hour SET {reprice} WHERE {tag_user_match};
+            {_tag_levels_repricing()}
         END;
         CREATE TRIGGER event_user_rollup_delete AFTER DELETE ON event BEGIN
-            UPDATE rollup_user_hour SET {all_sums} WHERE {user_match};
-            DELETE FROM rollup_user_hour WHERE {user_match} AND events = 0;
+            {_user_removal()}
         END;
         CREATE TRIGGER event_user_rollup_reprice AFTER UPDATE OF cost_nanos ON event BEGIN
-            UPDATE rollup_user_hour SET {reprice} WHERE {user_match};
+            {_user_repricing()}
         END;
         """)
     _fill_levels(conn, new)
     _fill_tag_latencies(conn)
-
-
-_OLD_TAGS = "(key, value) IN (SELECT key, value FROM event_tag WHERE event = OLD.id)"
-
-
-def _event_tag_delete_trigger(also: str) -> str:
-    """The BEFORE DELETE trigger on `event` that takes a deleted event out of every rollup keyed
-    by tag (it must run while the event's tags are still there), runs `also`, then deletes the
-    tags."""
-    old = _rollup_values("OLD")
-    tag_sums = ", ".join(f"{s} = {s} - {old[s]}" for s in TAG_SUMS)
-    all_sums = ", ".join(f"{s} = {s} - {old[s]}" for s in ROLLUP_SUMS)
-    dims_old = " AND ".join(f"{d} = OLD.{d}" for d in ROLLUP_DIMENSIONS)
-    tag_match = f"{_OLD_TAGS} AND bucket = OLD.ts / {BUCKET_US} AND {dims_old}"
-    tag_user_match = f"{_OLD_TAGS} AND hour = OLD.ts / {HOUR_US} AND user = OLD.user"
-    return f"""
-        CREATE TRIGGER event_tag_rollup_delete BEFORE DELETE ON event BEGIN
-            UPDATE tag_rollup SET {tag_sums}
-              WHERE bucket = OLD.ts / {BUCKET_US} AND source = OLD.source
-                AND {_OLD_TAGS};
-            DELETE FROM tag_rollup WHERE bucket = OLD.ts / {BUCKET_US} AND source = OLD.source AND events = 0;
-            UPDATE rollup_tag SET {all_sums} WHERE {tag_match};
-            DELETE FROM rollup_tag WHERE {tag_match} AND events = 0;
-            UPDATE rollup_tag_user_hour SET {all_sums} WHERE {tag_user_match};
-            DELETE FROM rollup_tag_user_hour WHERE {tag_user_match} AND events = 0;
-            {also}
-            DELETE FROM event_tag WHERE event = OLD.id;
-        END;
-        """
 
 
 def _m6_replaced_events(conn: sqlite3.Connection) -> None:
@@ -607,23 +634,17 @@ def _m10_latency_sketches(conn: sqlite3.Connection) -> None:
         """)
     for level in ALL_LATENCY_LEVELS:
         _create_level(conn, level)
-    _execute_script(conn, _event_tag_delete_trigger(_latency_removal(LATENCY_TAG_HOUR)) + f"""
+    _execute_script(conn, f"""
+        CREATE TRIGGER event_tag_rollup_delete BEFORE DELETE ON event BEGIN
+            {_tag_removal()}
+            {_latency_removal(LATENCY_TAG_HOUR)}
+            DELETE FROM event_tag WHERE event = OLD.id;
+        END;
         CREATE TRIGGER event_latency_delete AFTER DELETE ON event BEGIN
             {_latency_removal(LATENCY_HOUR)}
         END;
         """)
     _fill_levels(conn, list(ALL_LATENCY_LEVELS))
-
-
-def _latency_removal(level: Level) -> str:
-    """Statements taking a deleted event (OLD) out of a bottom latency level."""
-    match = " AND ".join([f"{level.time} = OLD.ts / {level.unit_us}", "OLD.status = 'ok'",
-                          *(f"{d} = OLD.{d}" for d in level.dims), *([_OLD_TAGS] if level.tagged else [])])
-    kinds = ((LATENCY, "OLD.lat_bin"), (TTFT, "OLD.ttft_bin"))
-    return "".join(f"UPDATE {level.table} SET calls = calls - 1 WHERE {match} AND kind = {kind} AND bin = {bin_};\n"
-                   for kind, bin_ in kinds) + (
-        f"DELETE FROM {level.table} WHERE {match} AND calls = 0 AND kind IN ({LATENCY}, {TTFT})"
-        " AND bin IN (OLD.lat_bin, OLD.ttft_bin);")
 
 
 def _create_level(conn: sqlite3.Connection, level: Level) -> None:
