@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from llmtray.agents.calls import TOKEN_KEYS
 from llmtray.agents.tailer import FileState
+from llmtray.core import compact
 
 _COLUMNS = ("path", "source", "dev", "ino", "size", "mtime_ns", "offset", "head_hash", "head_len",
             "state", "skipped", "events")
@@ -56,12 +57,15 @@ def stored(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tuple[str,
     call that grew since it was stored)."""
     out: dict[str, tuple[str, tuple[int, ...]]] = {}
     cols = ", ".join(TOKEN_KEYS)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        for event_id, source, *tokens in conn.execute(
-            f"SELECT event_id, source, {cols} FROM event WHERE event_id IN ({', '.join('?' * len(chunk))})", chunk
+    rows = compact.find(conn, ids)  # by the index of key hashes
+    by_row = {row_id: event_id for event_id, row_id in rows.items()}
+    found = list(by_row)
+    for start in range(0, len(found), 500):
+        chunk = found[start:start + 500]
+        for row_id, source, *tokens in conn.execute(
+            f"SELECT id, source, {cols} FROM event WHERE id IN ({', '.join('?' * len(chunk))})", chunk
         ):
-            out[event_id] = (source, tuple(tokens))
+            out[by_row[row_id]] = (source, tuple(tokens))
     return out
 
 

@@ -23,6 +23,8 @@ from types import SimpleNamespace
 import peewee as pw
 
 from llmtray.core.errors import ReadOnlyDatabaseError, SchemaTooNewError
+from llmtray.core import latency
+from llmtray.core.compact import EVENT_COLUMNS, NAMED, ROW_COLUMNS, key_hash, split_id
 from llmtray.core.sketch import bin_of
 from llmtray.core.trust import private_file, tighten
 
@@ -208,15 +210,21 @@ def rebuild_rollups(conn: sqlite3.Connection) -> None:
     caller's transaction: for migrations, and for bulk copies done in plain SQL that bypass the
     store."""
     tables = _tables(conn)
-    levels = [lv for lv in (*LEVELS, *ALL_LATENCY_LEVELS) if lv.table in tables]
+    levels = [lv for lv in LEVELS if lv.table in tables]
     _drop_level_triggers(conn)
     for table in ("tag_rollup", *(lv.table for lv in levels)):
         conn.execute(f"DELETE FROM {table}")
-    conn.execute(f"INSERT INTO tag_rollup (bucket, key, value, source, {', '.join(TAG_SUMS)}) {tag_rollup_select('1')}")
+    if "event_row" in tables:
+        conn.execute(f"INSERT INTO tag_rollup (bucket, key, value, source, {', '.join(TAG_SUMS)})"
+                     f" {level_selects(TAG_ROLLUP, '1', compact=True)}")
+    else:
+        conn.execute(f"INSERT INTO tag_rollup (bucket, key, value, source, {', '.join(TAG_SUMS)}) {tag_rollup_select('1')}")
     _fill_levels(conn, levels)
     if "event_tag_latency" in tables:  # schema 5 to 9
         conn.execute("DELETE FROM event_tag_latency")
         _fill_tag_latencies(conn)
+    if "latency_sketch" in tables:
+        latency.rebuild(conn)
 
 
 def _fill_tag_latencies(conn: sqlite3.Connection) -> None:
@@ -238,28 +246,38 @@ def tag_latency_select(where: str) -> str:
             f" WHERE ({where}) AND e.status = 'ok' AND e.latency_ms IS NOT NULL")
 
 
-def level_selects(level: Level, where: str) -> list[str]:
-    """For a level without a parent (the store writes those): the SELECTs of its rows, one per
-    kind for a latency level (a call counts once in the latency bins, once in the TTFT ones)."""
+def level_selects(level: Level, where: str, compact: bool = False) -> str:
+    """For a level without a parent (the store writes those): the SELECT of its rows. `compact`
+    (schema 10 on): grouped over `event_row`'s ids, each group's ids then named — naming every
+    event's columns first would cost a lookup per column and row."""
+    if compact:
+        return _compact_select(level, where)
     source = "event_tag t JOIN event e ON e.id = t.event" if level.tagged else "event e"
-    if level.sums == ("calls",):
-        return [_latency_select(level, source, where, kind) for kind in (LATENCY, TTFT)]
     e = _rollup_values("e")
-    return [f"SELECT e.ts / {level.unit_us}, {', '.join(('t.' if c in TAG_KEYS else 'e.') + c for c in level.key_columns)},"
-            f" {', '.join(f'sum({e[s]})' for s in ROLLUP_SUMS)} FROM {source} WHERE {where}"
-            f" GROUP BY 1, {', '.join(level.key_columns)}"]
+    return (f"SELECT e.ts / {level.unit_us}, {', '.join(('t.' if c in TAG_KEYS else 'e.') + c for c in level.key_columns)},"
+            f" {', '.join(f'sum({e[s]})' for s in level.sums)} FROM {source} WHERE {where}"
+            f" GROUP BY 1, {', '.join(level.key_columns)}")
 
 
-def _latency_select(level: Level, source: str, where: str, kind: int) -> str:
-    bin_ = "e.lat_bin" if kind == LATENCY else "e.ttft_bin"
-    cols = {"kind": str(kind), "bin": bin_, "key": "t.key", "value": "t.value"}
-    return (f"SELECT e.ts / {level.unit_us}, {', '.join(cols.get(c, 'e.' + c) for c in level.key_columns)}, count(*)"
-            f" FROM {source} WHERE ({where}) AND {LATENCY_CONDITION} AND {bin_} IS NOT NULL"
-            f" GROUP BY 1, {', '.join(str(i + 2) for i in range(len(level.key_columns)))}")
+def _compact_select(level: Level, where: str) -> str:
+    inner: dict[str, str] = {}  # key column -> its id per event
+    outer: dict[str, str] = {}  # key column -> its value per group
+    for c in level.key_columns:
+        if c in TAG_KEYS:
+            inner["tag"] = "t.tag"
+            outer[c] = f"(SELECT {c} FROM tag WHERE id = g.tag)"
+        else:
+            inner[c] = f"e.{c}"
+            outer[c] = f"(SELECT text FROM name WHERE id = g.{c})"
+    source = "event_row e JOIN event_tag_link t ON t.event = e.id" if level.tagged else "event_row e"
+    e = _rollup_values("e")
+    cols = [f"{v} AS {k}" for k, v in inner.items()]
+    return (f"SELECT g.t, {', '.join(outer.values())}, {', '.join(f'g.{n}' for n in level.sums)} FROM"
+            f" (SELECT e.ts / {level.unit_us} AS t, {', '.join(cols)}, {', '.join(f'sum({e[n]}) AS {n}' for n in level.sums)}"
+            f" FROM {source} WHERE {where} GROUP BY {', '.join(str(i + 1) for i in range(len(cols) + 1))}) g"
+            " WHERE true")  # an upsert's SELECT needs a WHERE before ON CONFLICT (SQLite's parser)
 
 
-# The calls whose latency counts: successful ones (an error's time says nothing of the model's speed).
-LATENCY_CONDITION = "e.status = 'ok'"
 
 
 def _tables(conn: sqlite3.Connection) -> set[str]:
@@ -355,14 +373,9 @@ class Level:
             return (*TAG_KEYS, self.time, *self.keys[2:], *self.dims)
         return (self.time, *self.key_columns)
 
-    def column_type(self, column: str) -> str:
-        return "INTEGER" if column in INTEGER_KEYS else "TEXT"
-
 
 TAG_KEYS = ("key", "value")
-LATENCY_KEYS = ("kind", "bin")  # kind: LATENCY or TTFT; bin: `sketch.bin_of` of the value
-INTEGER_KEYS = frozenset(LATENCY_KEYS)
-LATENCY, TTFT = 0, 1
+
 ROLLUP = Level("rollup", "bucket", BUCKET_US)
 ROLLUP_HOUR = Level("rollup_hour", "hour", HOUR_US, parent=ROLLUP)
 ROLLUP_DAY = Level("rollup_day", "day", DAY_US, parent=ROLLUP_HOUR)
@@ -387,20 +400,9 @@ USER_LEVELS = (ROLLUP_USER_DAY, ROLLUP_USER_HOUR)
 USER_TOTAL_LEVELS = (ROLLUP_USER_TOTAL_DAY, ROLLUP_USER_TOTAL_HOUR)
 TAG_USER_LEVELS = (ROLLUP_TAG_USER_DAY, ROLLUP_TAG_USER_HOUR)
 LEVELS = (*PLAIN_LEVELS, *TAG_LEVELS, *USER_LEVELS, *USER_TOTAL_LEVELS, *TAG_USER_LEVELS)
-# Latency sketches (`core.sketch`): successful calls per latency bin, by hour and day, under the
-# filters the dashboard offers (provider, model, feature, source, and one tag); other filters,
-# and a range's ragged edges, count bins from the events. No quarter-hour level: the edges of a
-# range in a :30/:45 zone are at most 45 minutes of events on each side.
-LATENCY_DIMENSIONS = ("provider", "model", "feature", "source")
-LATENCY_HOUR = Level("latency_hour", "hour", HOUR_US, LATENCY_KEYS, dims=LATENCY_DIMENSIONS, sums=("calls",))
-LATENCY_DAY = Level("latency_day", "day", DAY_US, LATENCY_KEYS, LATENCY_HOUR, LATENCY_DIMENSIONS, ("calls",))
-LATENCY_TAG_HOUR = Level("latency_tag_hour", "hour", HOUR_US, (*TAG_KEYS, *LATENCY_KEYS), dims=LATENCY_DIMENSIONS,
-                         sums=("calls",))
-LATENCY_TAG_DAY = Level("latency_tag_day", "day", DAY_US, (*TAG_KEYS, *LATENCY_KEYS), LATENCY_TAG_HOUR,
-                        LATENCY_DIMENSIONS, ("calls",))
-LATENCY_LEVELS = (LATENCY_DAY, LATENCY_HOUR)
-LATENCY_TAG_LEVELS = (LATENCY_TAG_DAY, LATENCY_TAG_HOUR)
-ALL_LATENCY_LEVELS = (*LATENCY_LEVELS, *LATENCY_TAG_LEVELS)
+# The first tag rollup (migration 2): per quarter-hour, tag and source only. Still read where
+# tag pairs were seen; written by the store like a level (its table predates `Level`).
+TAG_ROLLUP = Level("tag_rollup", "bucket", BUCKET_US, TAG_KEYS, dims=("source",), sums=TAG_SUMS)
 
 
 # --- how a deleted or repriced event (OLD, NEW) leaves or changes the rollups: statements for
@@ -461,17 +463,6 @@ def _tag_removal() -> str:
             DELETE FROM rollup_tag WHERE {_TAG_MATCH} AND events = 0;
             UPDATE rollup_tag_user_hour SET {_minus_old(ROLLUP_SUMS)} WHERE {_TAG_USER_MATCH};
             DELETE FROM rollup_tag_user_hour WHERE {_TAG_USER_MATCH} AND events = 0;"""
-
-
-def _latency_removal(level: Level) -> str:
-    """Statements taking a deleted event (OLD) out of a bottom latency level."""
-    match = " AND ".join([f"{level.time} = OLD.ts / {level.unit_us}", "OLD.status = 'ok'",
-                          *(f"{d} = OLD.{d}" for d in level.dims), *([_OLD_TAGS] if level.tagged else [])])
-    kinds = ((LATENCY, "OLD.lat_bin"), (TTFT, "OLD.ttft_bin"))
-    return "".join(f"UPDATE {level.table} SET calls = calls - 1 WHERE {match} AND kind = {kind} AND bin = {bin_};\n"
-                   for kind, bin_ in kinds) + (
-        f"DELETE FROM {level.table} WHERE {match} AND calls = 0 AND kind IN ({LATENCY}, {TTFT})"
-        " AND bin IN (OLD.lat_bin, OLD.ttft_bin);")
 
 
 def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
@@ -615,42 +606,137 @@ def _m9_agent_files(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX agent_file_source ON agent_file(source)")
 
 
-def _m10_latency_sketches(conn: sqlite3.Connection) -> None:
-    """Latency percentiles from bins (`core.sketch`) counted in hour and day rollups, over every
-    call in a range, instead of exact values of the newest 20,000 found through two partial
-    indexes and a per-tag copy of every call: those three held 41 % of a large database's bytes
-    and a fifth of an import's time. Each event keeps its exact latency and gains its bins."""
-    for table in ("event", "replaced_event"):
-        conn.execute(f"ALTER TABLE {table} ADD COLUMN lat_bin INTEGER")
-        conn.execute(f"ALTER TABLE {table} ADD COLUMN ttft_bin INTEGER")
-        conn.create_function("llmtray_bin", 1, bin_of, deterministic=True)
-        conn.execute(f"UPDATE {table} SET lat_bin = llmtray_bin(latency_ms), ttft_bin = llmtray_bin(ttft_ms)"
-                     " WHERE latency_ms IS NOT NULL OR ttft_ms IS NOT NULL")
-    _execute_script(conn, """
-        DROP INDEX event_latency;
-        DROP INDEX event_model_latency;
-        DROP TABLE event_tag_latency;
-        DROP TRIGGER event_tag_rollup_delete;
-        """)
-    for level in ALL_LATENCY_LEVELS:
-        _create_level(conn, level)
+def _m10_compact_store(conn: sqlite3.Connection) -> None:
+    """The compact store (`core.compact`, `core.latency`): strings as ids into one dictionary, tags
+    as (event, tag id) pairs, the idempotency key indexed by its hash, and latency percentiles
+    from sketches of every call instead of two partial indexes and a per-tag copy of each call
+    (41 % of a large database). `event` and `event_tag` become views with the columns they always
+    had (plus each call's latency bins), so every reader's SQL is unchanged; deleting from `event`
+    or repricing it goes through INSTEAD OF triggers that run the very statements the table's
+    triggers ran, then change the compact rows."""
+    conn.create_function("llmtray_key", 1, key_hash, deterministic=True)
+    conn.create_function("llmtray_id_prefix", 1, lambda i: split_id(i)[0], deterministic=True)
+    conn.create_function("llmtray_id_stored", 1, lambda i: split_id(i)[1], deterministic=True)
+    conn.create_function("llmtray_bin", 1, bin_of, deterministic=True)
+    named = " UNION ".join(f"SELECT {c} FROM event WHERE {c} IS NOT NULL" for c in NAMED)
+    rows = ", ".join(_ROW_VALUES.get(c, f"e.{c}") for c in ROW_COLUMNS)
     _execute_script(conn, f"""
-        CREATE TRIGGER event_tag_rollup_delete BEFORE DELETE ON event BEGIN
-            {_tag_removal()}
-            {_latency_removal(LATENCY_TAG_HOUR)}
-            DELETE FROM event_tag WHERE event = OLD.id;
-        END;
-        CREATE TRIGGER event_latency_delete AFTER DELETE ON event BEGIN
-            {_latency_removal(LATENCY_HOUR)}
-        END;
+        CREATE TABLE name (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+        CREATE TABLE tag (id INTEGER PRIMARY KEY, key TEXT NOT NULL, value TEXT NOT NULL, UNIQUE (key, value));
+        INSERT INTO name (text) {named}
+            UNION SELECT llmtray_id_prefix(event_id) FROM event WHERE llmtray_id_prefix(event_id) IS NOT NULL;
+        INSERT INTO tag (key, value) SELECT DISTINCT key, value FROM event_tag;
+        {_EVENT_ROW}
+        INSERT INTO event_row ({", ".join(ROW_COLUMNS)}) SELECT {rows} FROM event e ORDER BY e.id;
+        CREATE TABLE event_tag_link (event INTEGER NOT NULL, tag INTEGER NOT NULL, PRIMARY KEY (event, tag)) WITHOUT ROWID;
+        INSERT INTO event_tag_link (event, tag)
+            SELECT t.event, g.id FROM event_tag t JOIN tag g ON g.key = t.key AND g.value = t.value ORDER BY 1, 2;
+        DROP TABLE event_tag_latency;
+        DROP TABLE event_tag;
+        DROP TABLE event;
+        CREATE UNIQUE INDEX event_row_key ON event_row (key_hash);
+        -- the rare key whose hash another key had first is stored without one, and found by text
+        CREATE INDEX event_row_collided ON event_row (event_id) WHERE key_hash IS NULL AND event_id IS NOT NULL;
+        CREATE INDEX event_row_ts ON event_row (ts);
+        CREATE INDEX event_row_dataset ON event_row (dataset_id) WHERE dataset_id IS NOT NULL;
+        CREATE INDEX event_tag_link_tag ON event_tag_link (tag, event);
+        CREATE TABLE latency_sketch (
+            tag INTEGER NOT NULL, unit INTEGER NOT NULL, time INTEGER NOT NULL,
+            model INTEGER NOT NULL, provider INTEGER NOT NULL, feature INTEGER NOT NULL, source INTEGER NOT NULL,
+            lat BLOB, ttft BLOB,
+            PRIMARY KEY (tag, unit, time, model, provider, feature, source)
+        ) WITHOUT ROWID;
+        CREATE TABLE latency_stale (day INTEGER PRIMARY KEY);
+        {_EVENT_VIEWS}
         """)
-    _fill_levels(conn, list(ALL_LATENCY_LEVELS))
+    # `replaced_event` mirrors `event`'s columns (the bins too)
+    replaced = ", ".join(f"{name} {decl}" for _, name, decl, *_ in conn.execute("PRAGMA table_info(replaced_event)"))
+    _execute_script(conn, f"""
+        CREATE TABLE replaced_event_new ({replaced}, lat_bin INTEGER, ttft_bin INTEGER);
+        INSERT INTO replaced_event_new SELECT *, llmtray_bin(latency_ms), llmtray_bin(ttft_ms) FROM replaced_event;
+        DROP TABLE replaced_event;
+        ALTER TABLE replaced_event_new RENAME TO replaced_event;
+        CREATE INDEX replaced_event_by ON replaced_event(replaced_by);
+        """)
+    latency.rebuild(conn)
+
+
+def _name_of(column: str) -> str:
+    return f"(SELECT text FROM name WHERE id = r.{column})"
+
+
+# How migration 11 fills each event_row column from the old table (`e`); the rest copy as they are.
+_ROW_VALUES = {
+    "lat_bin": "llmtray_bin(e.latency_ms)",
+    "ttft_bin": "llmtray_bin(e.ttft_ms)",
+    "key_hash": "llmtray_key(e.event_id)",
+    "id_prefix": "(SELECT id FROM name WHERE text = llmtray_id_prefix(e.event_id))",
+    "event_id": "llmtray_id_stored(e.event_id)",
+    **{c: f"(SELECT id FROM name WHERE text = e.{c})" for c in NAMED},
+}
+_EVENT_ROW = f"""
+        CREATE TABLE event_row (
+            id INTEGER PRIMARY KEY,
+            key_hash INTEGER,
+            id_prefix INTEGER,
+            event_id,
+            ts INTEGER NOT NULL,
+            received INTEGER NOT NULL,
+            provider INTEGER NOT NULL, model INTEGER NOT NULL, operation INTEGER NOT NULL,
+            {", ".join(f"{t} INTEGER NOT NULL DEFAULT 0" for t in ("input_tokens", "output_tokens", "cache_read_tokens",
+                                                                   "cache_write_tokens", "cache_write_1h_tokens",
+                                                                   "reasoning_tokens"))},
+            requests INTEGER NOT NULL DEFAULT 1,
+            cost_nanos INTEGER,
+            cost_source INTEGER NOT NULL, pricing_version INTEGER, priced_model INTEGER, service_tier INTEGER,
+            latency_ms REAL, ttft_ms REAL,
+            status INTEGER NOT NULL,
+            error TEXT,
+            stream INTEGER,
+            feature INTEGER NOT NULL, user INTEGER NOT NULL, project INTEGER NOT NULL, env INTEGER NOT NULL,
+            request_id TEXT,
+            source INTEGER NOT NULL,
+            dataset_id INTEGER REFERENCES dataset(id),
+            lat_bin INTEGER, ttft_bin INTEGER
+        );"""
+_VIEW_VALUES = {
+    "event_id": "CASE WHEN r.id_prefix IS NULL THEN r.event_id"
+                " ELSE (SELECT text FROM name WHERE id = r.id_prefix) || ':' || lower(hex(r.event_id)) END",
+    "tags": "(SELECT nullif(json_group_object(key, value), '{}') FROM (SELECT g.key, g.value FROM event_tag_link l"
+            " JOIN tag g ON g.id = l.tag WHERE l.event = r.id ORDER BY g.key))",
+    **{c: _name_of(c) for c in NAMED},
+}
+_REPRICED = ("cost_nanos", "cost_source", "pricing_version", "priced_model")
+_EVENT_VIEWS = f"""
+        CREATE VIEW event AS SELECT {", ".join(f"{_VIEW_VALUES.get(c, 'r.' + c)} AS {c}" for c in EVENT_COLUMNS)}
+            FROM event_row r;
+        CREATE VIEW event_tag AS SELECT l.event AS event, g.key AS key, g.value AS value
+            FROM event_tag_link l JOIN tag g ON g.id = l.tag;
+        CREATE TRIGGER event_delete INSTEAD OF DELETE ON event BEGIN
+            {_rollup_removal()}
+            {_tag_removal()}
+            {_user_removal()}
+            -- sketches can't be taken apart in SQL: the day is recomputed (`latency.refresh`)
+            INSERT OR IGNORE INTO latency_stale (day) SELECT OLD.ts / {DAY_US}
+              WHERE OLD.status = 'ok' AND (OLD.lat_bin IS NOT NULL OR OLD.ttft_bin IS NOT NULL);
+            DELETE FROM event_tag_link WHERE event = OLD.id;
+            DELETE FROM event_row WHERE id = OLD.id;
+        END;
+        CREATE TRIGGER event_reprice INSTEAD OF UPDATE OF {", ".join(_REPRICED)} ON event BEGIN
+            {_rollup_repricing()}
+            {_tag_levels_repricing()}
+            {_user_repricing()}
+            INSERT OR IGNORE INTO name (text) VALUES {", ".join(f"(NEW.{c})" for c in _REPRICED[1:])};
+            UPDATE event_row SET cost_nanos = NEW.cost_nanos,
+                {", ".join(f"{c} = (SELECT id FROM name WHERE text = NEW.{c})" for c in _REPRICED[1:])}
+              WHERE id = OLD.id;
+        END;"""
 
 
 def _create_level(conn: sqlite3.Connection, level: Level) -> None:
     cols = ", ".join(
         [f"{level.time} INTEGER NOT NULL"]
-        + [f"{c} {level.column_type(c)} NOT NULL" for c in level.key_columns]
+        + [f"{c} TEXT NOT NULL" for c in level.key_columns]
         + [f"{s} INTEGER NOT NULL DEFAULT 0" for s in level.sums]
     )
     conn.execute(f"CREATE TABLE {level.table} ({cols}, PRIMARY KEY ({', '.join(level.primary_key)})) WITHOUT ROWID")
@@ -669,14 +755,14 @@ def _fill_levels(conn: sqlite3.Connection, levels: list[Level]) -> None:
                       f" FROM {p.table} GROUP BY 1, {cols}")
             conn.execute(f"INSERT INTO {level.table} ({level.time}, {cols}, {', '.join(level.sums)}) {select}")
         else:
-            for select in level_selects(level, "1"):
-                conn.execute(f"INSERT INTO {level.table} ({level.time}, {cols}, {', '.join(level.sums)}) {select}")
+            select = level_selects(level, "1", compact="event_row" in _tables(conn))
+            conn.execute(f"INSERT INTO {level.table} ({level.time}, {cols}, {', '.join(level.sums)}) {select}")
     for level in levels:
         if level.parent is not None:
             _execute_script(conn, _level_triggers(level))
 
 
-def _drop_level_triggers(conn: sqlite3.Connection, levels: Sequence[Level] = (*LEVELS, *ALL_LATENCY_LEVELS)) -> None:
+def _drop_level_triggers(conn: sqlite3.Connection, levels: Sequence[Level] = LEVELS) -> None:
     for level in levels:
         if level.parent is not None:
             for action in ("add", "change", "remove"):
@@ -717,7 +803,7 @@ MIGRATIONS: list[Migration] = [
     Migration(7, "blocks-and-guards", _m7_blocks, backup=False),
     Migration(8, "billing", _m8_billing, backup=False),
     Migration(9, "agent-files", _m9_agent_files, backup=False),
-    Migration(10, "latency-sketches", _m10_latency_sketches),
+    Migration(10, "compact-store", _m10_compact_store),
 ]
 
 

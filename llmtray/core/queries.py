@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from llmtray.core import periods, sketch
-from llmtray.core.db import (BUCKET_US, DAY_US, LATENCY, LATENCY_CONDITION, LATENCY_LEVELS, LATENCY_TAG_LEVELS,
-                             PLAIN_LEVELS, ROLLUP_DIMENSIONS, ROLLUP_TAG_DAY, ROLLUP_USER_TOTAL_DAY, TAG_LEVELS,
-                             TAG_USER_LEVELS, TTFT, USER_LEVELS, USER_TOTAL_LEVELS, Level)
+from llmtray.core import latency, periods, sketch
+from llmtray.core.db import (BUCKET_US, DAY_US, HOUR_US, PLAIN_LEVELS, ROLLUP_DIMENSIONS, ROLLUP_TAG_DAY,
+                             ROLLUP_USER_TOTAL_DAY, TAG_LEVELS, TAG_USER_LEVELS, USER_LEVELS, USER_TOTAL_LEVELS, TAG_ROLLUP,
+                             Level)
 from llmtray.core.model_names import alias_of, model_clause
 from llmtray.core.usage import NO_USAGE, USAGE_TAG
 
@@ -30,7 +31,9 @@ PAGE_ORDERS = ("ts", "provider", "model", "feature", "user", "input_tokens", "ou
                "latency_ms", "ttft_ms", "status", "source")
 DIMENSIONS = GROUPABLE
 # Where tag pairs were seen: by day, and by bucket (tag_rollup leads with the bucket) at the edges.
-_TAG_PAIR_LEVELS = (ROLLUP_TAG_DAY, Level("tag_rollup", "bucket", BUCKET_US, ("key", "value"), dims=("source",)))
+_TAG_PAIR_LEVELS = (ROLLUP_TAG_DAY, TAG_ROLLUP)
+# The units of the latency sketches, coarsest first (only their `unit_us` matters to `_cover`).
+_LATENCY_UNITS = (Level("latency_sketch", "time", DAY_US), Level("latency_sketch", "time", HOUR_US))
 _OPEN = (2**62 // DAY_US) * DAY_US  # stands in for an open end of a range: a whole number of every unit
 # SQLite's sum() raises "integer overflow" past 2^63 (ten $999,999,999 events once stopped every
 # anomaly check). Sums are taken plainly first; only then is each taken again as its high and
@@ -397,50 +400,63 @@ class Queries:
     def latency(self, f: Filters = Filters(), limit_models: int = 12) -> list[LatencyStats]:
         """p50/p95/p99 of latency, and of time to first token where calls report it, per model
         (an alias with its snapshots), over every successful call under `f`: nearest-rank, within
-        `sketch.ALPHA` of the exact value. Bins come from the latency rollups for whole hours and
-        days under the filters they key (provider, model, feature, source, one tag), and from the
-        events' own bins for the rest (a range's edges, other filters)."""
-        bins: dict[int, dict[str, Counter[int]]] = {LATENCY: defaultdict(Counter), TTFT: defaultdict(Counter)}
-        for model, kind, bin_, calls in self._latency_bins(f):
-            bins[kind][alias_of(model)][bin_] += calls
+        `sketch.ALPHA` of the exact value. Bins come from the latency sketches for whole days and
+        hours under the filters they key (provider, model, feature, source, one tag), and from
+        the events' own bins for the rest (a range's edges, a day a delete made stale, other
+        filters)."""
+        bins: dict[int, dict[str, Counter[int]]] = {latency.LATENCY: defaultdict(Counter), latency.TTFT: defaultdict(Counter)}
+        for model, kind, counts in self._latency_bins(f):
+            bins[kind][alias_of(model)].update(counts)
         out = []
-        for model, counts in bins[LATENCY].items():
-            ttft = sketch.percentiles(bins[TTFT].get(model, {}), (50, 95, 99))
+        for model, counts in bins[latency.LATENCY].items():
+            ttft = sketch.percentiles(bins[latency.TTFT].get(model, {}), (50, 95, 99))
             out.append(LatencyStats(model, sum(counts.values()), *sketch.percentiles(counts, (50, 95, 99)),
                                     ttft=tuple(ttft) if ttft else None))
         out.sort(key=lambda s: (-s.count, s.model))  # most-called first; ties by name, not by scan order
         return out[:limit_models]
 
-    def _latency_bins(self, f: Filters) -> list[tuple[str, int, int, int]]:
-        """(model, kind, bin, calls) rows, summed per source read, for the successful calls of `f`."""
+    def _latency_bins(self, f: Filters) -> Iterator[tuple[str, int, Counter[int]]]:
+        """(model, kind, calls per bin) pieces whose sum is the successful calls of `f`."""
         if f.status and "ok" not in f.status:
-            return []
-        keyed: list[str] = []
-        key_args: list[Any] = []
-        levels: tuple[Level, ...] = ()
+            return
+        todo = [(-_OPEN if f.start_us is None else f.start_us, _OPEN if f.end_us is None else f.end_us)]
+        raw: list[tuple[int, int]] = todo
         if not (f.user or f.project or f.env or len(f.tags) > 1):
-            levels = LATENCY_TAG_LEVELS if f.tags else LATENCY_LEVELS
+            tag = latency.EVERY_CALL
             if f.tags:
-                keyed, key_args = ["key = ?", "value = ?"], list(f.tags[0])
-        parts, raw = _cover(f.start_us, f.end_us, [], levels)
-        dims_sql, dims_args = [], []
-        for dim, values in f._dims().items():
-            clause, dim_args = _dim_clause(dim, dim, values)
-            dims_sql.append(clause)
-            dims_args.extend(dim_args)
-        arms: list[tuple[str, list[Any]]] = []
-        for level, runs in parts:
-            ranges, where = _ranges_sql(level.time, runs)
-            arms.append((f"SELECT model, kind, bin, sum(calls) FROM {ranges}{level.table}"
-                         f" WHERE {' AND '.join([where, *keyed, *dims_sql])} GROUP BY 1, 2, 3", key_args + dims_args))
-        if raw:
-            ranges, where = _ranges_sql("e.ts", raw)
-            clauses, args = _raw_clauses(replace(f, status=()).between(None, None))
-            for kind, column in ((LATENCY, "e.lat_bin"), (TTFT, "e.ttft_bin")):
-                arms.append((f"SELECT e.model, {kind}, {column}, count(*) FROM {ranges}event e"
-                             f" WHERE {' AND '.join([where, *clauses, LATENCY_CONDITION, f'{column} IS NOT NULL'])}"
-                             " GROUP BY 1, 3", args))
-        return [row for sql, params in arms for row in self.conn.execute(sql, params)]
+                row = self.conn.execute("SELECT id FROM tag WHERE key = ? AND value = ?", f.tags[0]).fetchone()
+                if row is None:
+                    return  # a tag no event has
+                tag = row[0]
+            clauses, params = [], []
+            for dim in ("provider", "model", "feature", "source"):
+                values = getattr(f, dim)
+                if values:
+                    named, args = _dim_clause("text", dim, values)
+                    clauses.append(f"{dim} IN (SELECT id FROM name WHERE {named})")
+                    params += args
+            fresh, raw = _split_days(todo, latency.stale_days(self.conn))  # a stale day's bins: from its events
+            for lo, hi in fresh:
+                parts, rest = _cover(lo, hi, [], _LATENCY_UNITS)
+                raw += rest
+                for level, runs in parts:
+                    unit = latency.DAY if level.unit_us == DAY_US else latency.HOUR
+                    summed = latency.summed(self.conn, tag, unit, runs, clauses, params)
+                    names = dict(self.conn.execute(
+                        f"SELECT id, text FROM name WHERE id IN ({', '.join(str(m) for m, _ in summed)})")) if summed else {}
+                    for (model, kind), counts in summed.items():
+                        yield names[model], kind, counts
+        clauses, args = _raw_clauses(replace(f, status=()).between(None, None))
+        for lo, hi in raw:
+            for kind, column in ((latency.LATENCY, "e.lat_bin"), (latency.TTFT, "e.ttft_bin")):
+                per_model: dict[str, Counter[int]] = defaultdict(Counter)
+                for model, bin_, calls in self.conn.execute(
+                        f"SELECT e.model, {column}, count(*) FROM event e WHERE e.ts >= ? AND e.ts < ?"
+                        f" AND {' AND '.join(clauses)} AND e.status = 'ok' AND {column} IS NOT NULL GROUP BY 1, 2",
+                        [lo, hi, *args]):
+                    per_model[model][bin_] += calls
+                for model, counts in per_model.items():
+                    yield model, kind, counts
 
     def unpriced_models(self, f: Filters = Filters()) -> list[tuple[str, str, int]]:
         """(provider, model, requests) that have no price: shown as a warning, never as $0."""
@@ -588,6 +604,20 @@ def _cover(start: int | None, end: int | None, cuts: list[int],
         else:
             raw.append((a, b))
     return parts, raw
+
+
+def _split_days(ranges: list[tuple[int, int]], days: set[int]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """`ranges` (half-open µs) split into the parts outside the UTC `days` and those inside."""
+    outside, inside = [], []
+    for lo, hi in ranges:
+        for day in sorted(d for d in days if d * DAY_US < hi and (d + 1) * DAY_US > lo):
+            if lo < day * DAY_US:
+                outside.append((lo, day * DAY_US))
+            inside.append((max(lo, day * DAY_US), min(hi, (day + 1) * DAY_US)))
+            lo = (day + 1) * DAY_US
+        if lo < hi:
+            outside.append((lo, hi))
+    return outside, inside
 
 
 def _ranges_sql(col: str, runs: list[tuple[int, int]]) -> tuple[str, str]:

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from llmtray.core import db as dbmod
+from llmtray.core import compact, db as dbmod
 from llmtray.core.backups import set_aside_backups
 from llmtray.core.damage import damage_marker, is_corruption
+from llmtray.core.sketch import bin_of
 
 log = logging.getLogger(__name__)
 
@@ -183,17 +184,15 @@ def _salvage(damaged: Path, fresh: Path) -> tuple[dict[str, int], int | None, li
                 if table in old_tables and not _copy_whole(old, new, table):
                     lost.append(what)
             for table, key in _RANGED:
-                if table in old_tables:
-                    counts[table], missing = _copy(old, new, table, key, _shared_columns(old, new, table))
+                if table in old_tables or (table == "event" and "event_row" in old_tables):
+                    columns = _shared_columns(old, new, table)
+                    write = _event_writer(new, columns) if table == "event" else _row_writer(new, table, columns)
+                    counts[table], missing = _copy(old, table, key, columns, write)
                     if table == "event":
                         unreadable = missing
         counts["dataset"] = new.execute("SELECT count(*) FROM dataset").fetchone()[0]
-        # Tags live in the event row as JSON too: rebuild their table from there. Imports whose
-        # dataset row was lost get a placeholder, so they can still be listed and removed (and no
-        # later import reuses their id and inherits their replaced events).
-        new.execute("INSERT OR IGNORE INTO event_tag (event, key, value) SELECT e.id, j.key, j.value"
-                    " FROM event e, json_each(e.tags) j WHERE e.tags IS NOT NULL AND json_valid(e.tags)"
-                    " AND json_type(e.tags) = 'object' AND j.type = 'text'")
+        # Imports whose dataset row was lost get a placeholder, so they can still be listed and
+        # removed (and no later import reuses their id and inherits their replaced events).
         new.execute("INSERT INTO dataset (id, name, format, created, state)"
                     " SELECT owner, 'salvaged import ' || owner, 'unknown', ?, 'done' FROM"
                     " (SELECT dataset_id AS owner FROM event UNION SELECT replaced_by FROM replaced_event)"
@@ -235,8 +234,52 @@ def _shared_columns(old: sqlite3.Connection, new: sqlite3.Connection, table: str
     return [name for _, name, *_ in new.execute(f"PRAGMA table_info({table})") if name in have]
 
 
-def _copy(old: sqlite3.Connection, new: sqlite3.Connection, table: str, key: str,
-          columns: Sequence[str]) -> tuple[int, int | None]:
+def _row_writer(new: sqlite3.Connection, table: str, columns: Sequence[str]) -> Callable[[list[tuple]], int]:
+    insert = _insert_sql(table, columns)
+    return lambda rows: new.executemany(insert, rows).rowcount
+
+
+def _event_writer(new: sqlite3.Connection, columns: Sequence[str]) -> Callable[[list[tuple]], int]:
+    """Salvaged `event` rows (of any schema: columns it lacks take their defaults, latency bins
+    are computed) written as the store writes them (`compact.encode`); the tags come from the
+    row's own JSON."""
+    names = compact.Dictionary()
+    at = {c: i for i, c in enumerate(columns)}
+    defaults = {"operation": "chat", "status": "ok", "requests": 1, "feature": "", "user": "", "project": "",
+                "env": "", **dict.fromkeys(("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                                            "cache_write_1h_tokens", "reasoning_tokens"), 0)}
+
+    def write(rows: list[tuple]) -> int:
+        full = [[row[at[c]] if c in at else defaults.get(c) for c in compact.EVENT_COLUMNS] for row in rows]
+        for row in full:
+            for bin_col, ms_col in (("lat_bin", "latency_ms"), ("ttft_bin", "ttft_ms")):
+                if bin_col not in at:
+                    row[compact.EVENT_COLUMNS.index(bin_col)] = bin_of(row[compact.EVENT_COLUMNS.index(ms_col)])
+        encoded, links = compact.encode(new, names, full, [_tags(r[_TAGS_AT]) for r in full])
+        stored = new.executemany(f"INSERT OR IGNORE INTO event_row ({', '.join(compact.ROW_COLUMNS)})"
+                                 f" VALUES ({', '.join('?' * len(compact.ROW_COLUMNS))})", encoded).rowcount
+        new.executemany("INSERT OR IGNORE INTO event_tag_link (event, tag) SELECT ?, ? WHERE EXISTS"
+                        " (SELECT 1 FROM event_row WHERE id = ?1)", links)
+        names.committed()  # one transaction for the whole salvage: its ids stay valid till the end
+        return stored
+
+    return write
+
+
+_TAGS_AT = compact.EVENT_COLUMNS.index("tags")
+
+
+def _tags(text: str | None) -> dict[str, str] | None:
+    """A salvaged row's tags, if they still read as a JSON object of strings."""
+    try:
+        tags = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return {k: v for k, v in tags.items() if isinstance(v, str)} if isinstance(tags, dict) else None
+
+
+def _copy(old: sqlite3.Connection, table: str, key: str, columns: Sequence[str],
+          write: Callable[[list[tuple]], int]) -> tuple[int, int | None]:
     """Copy `table` in `key` ranges; a range that fails to read is halved until the unreadable
     ids are isolated. Returns (rows copied, ids that could not be read — None when the table's
     last id was unreadable too, so the ids probed up to a bound from the file size)."""
@@ -244,7 +287,6 @@ def _copy(old: sqlite3.Connection, new: sqlite3.Connection, table: str, key: str
         return 0, 0
     top, exact = _top_key(old, table, key)
     select = f"SELECT {', '.join(columns)} FROM {table} WHERE {key} >= ? AND {key} < ?"
-    insert = _insert_sql(table, columns)
     copied = unreadable = 0
     pending = [(lo, lo + _WINDOW) for lo in range(0, top + 1, _WINDOW)]
     while pending:
@@ -258,7 +300,7 @@ def _copy(old: sqlite3.Connection, new: sqlite3.Connection, table: str, key: str
                 mid = (lo + hi) // 2
                 pending += [(mid, hi), (lo, mid)]
             continue
-        copied += new.executemany(insert, rows).rowcount
+        copied += write(rows)
     return copied, unreadable if exact else None
 
 

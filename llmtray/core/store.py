@@ -24,38 +24,33 @@ from typing import Any
 
 import peewee as pw
 
-from llmtray.core import db as dbmod
+from llmtray.core import compact, db as dbmod, latency
+from llmtray.core.compact import EVENT_COLUMNS, ROW_COLUMNS
 from llmtray.core.events import ATTRIBUTION_FIELDS, UsageEvent, format_ts, parse_event
 from llmtray.core.money import nanos_to_str
 from llmtray.core.pricing import Priced, Pricer
 from llmtray.core.rollups import add_to_rollups
 from llmtray.core.sketch import bin_of
 
-COLUMNS = (
-    "id", "event_id", "ts", "received", "provider", "model", "operation",
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
-    "reasoning_tokens", "requests", "cost_nanos", "cost_source", "pricing_version", "priced_model",
-    "service_tier", "latency_ms", "ttft_ms", "status", "error", "stream",
-    "feature", "user", "project", "env", "tags", "request_id", "source", "dataset_id", "lat_bin", "ttft_bin",
-)
-_TAG_INSERT = ("INSERT INTO event_tag (event, key, value)", "(?, ?, ?)", "")
+COLUMNS = EVENT_COLUMNS  # `event`'s columns, as `_rows` builds them
+_LINK_INSERT = ("INSERT INTO event_tag_link (event, tag)", "(?, ?)", "")
 _MAX_ROWS_PER_STATEMENT = 128
 _FAR_FUTURE = datetime(9000, 1, 1, tzinfo=UTC)  # stored events were validated already
 # What one batch's rows can raise (SQLite errors, and values sqlite3 can't bind such as strings
 # with lone surrogates): that batch fails alone, the others in the group commit still commit.
 _BATCH_FAILURES = (sqlite3.Error, UnicodeError, ValueError, OverflowError)
-# Columns whose value most events leave at the schema's default. A batch where every row has the
-# default leaves the column out of its INSERT: binding ~15 fewer values per row was measured at
-# a third of SQLite's insert time.
+# `event_row` columns whose value most events leave at the schema's default. A batch where every
+# row has the default leaves the column out of its INSERT: binding ~15 fewer values per row was
+# measured at a third of SQLite's insert time.
 _DEFAULTS: dict[str, Any] = {
-    "event_id": None, "operation": "chat", "cache_read_tokens": 0, "cache_write_tokens": 0,
+    "key_hash": None, "id_prefix": None, "event_id": None, "cache_read_tokens": 0, "cache_write_tokens": 0,
     "cache_write_1h_tokens": 0, "reasoning_tokens": 0, "requests": 1, "pricing_version": None,
-    "priced_model": None, "service_tier": None, "latency_ms": None, "ttft_ms": None, "status": "ok",
-    "error": None, "stream": None, "feature": "", "user": "", "project": "", "env": "", "tags": None,
-    "request_id": None, "dataset_id": None, "lat_bin": None, "ttft_bin": None,
+    "priced_model": None, "service_tier": None, "latency_ms": None, "ttft_ms": None,
+    "error": None, "stream": None, "request_id": None, "dataset_id": None, "lat_bin": None, "ttft_bin": None,
 }
-_OPTIONAL = tuple((i, itemgetter(i), _DEFAULTS[c]) for i, c in enumerate(COLUMNS) if c in _DEFAULTS)
-_ALL_COLUMNS = tuple(range(len(COLUMNS)))
+_OPTIONAL = tuple((i, itemgetter(i), _DEFAULTS[c]) for i, c in enumerate(ROW_COLUMNS) if c in _DEFAULTS)
+_ALL_COLUMNS = tuple(range(len(ROW_COLUMNS)))
+_KEY_AT = ROW_COLUMNS.index("key_hash")
 _LEAN_FROM_ROWS = 16  # below this, finding the omittable columns costs more than binding them
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
@@ -114,6 +109,7 @@ class Store:
         self.db = database
         self.pricer = pricer or Pricer()
         self.models = dbmod.models(database)
+        self.names = compact.Dictionary()
 
     @classmethod
     def open(cls, path: Path, pricer: Pricer | None = None) -> Store:
@@ -146,10 +142,13 @@ class Store:
                     _delete_replaced(conn, batches[0])
                     result, next_id = self._insert(conn, rows[0][0], rows[0][1], next_id)
                     _note_last_event_id(conn, next_id)
+                    latency.refresh(conn)  # days whose events were deleted (replaced)
                 except _BATCH_FAILURES as exc:
                     conn.execute("ROLLBACK")
+                    self.names.rolled_back()
                     return [exc]
                 conn.execute("COMMIT")
+                self.names.committed()
                 return [result]
             for i, (batch_rows, batch_tags) in enumerate(rows):
                 conn.execute(f"SAVEPOINT b{i}")
@@ -161,12 +160,16 @@ class Store:
                 except _BATCH_FAILURES as exc:
                     conn.execute(f"ROLLBACK TO b{i}")
                     conn.execute(f"RELEASE b{i}")
+                    self.names.rolled_back()
                     next_id = _next_event_id(conn)
                     results.append(exc)
             _note_last_event_id(conn, next_id)
+            latency.refresh(conn)  # days whose events were deleted (replaced)
             conn.execute("COMMIT")
+            self.names.committed()
         except BaseException:
             conn.execute("ROLLBACK")
+            self.names.rolled_back()
             raise
         return results
 
@@ -186,7 +189,7 @@ class Store:
                 e.service_tier, e.latency_ms, e.ttft_ms, e.status, e.error,
                 None if e.stream is None else int(e.stream),
                 e.feature or "", e.user or "", e.project or "", e.env or "",
-                json.dumps(dict(e.tags), ensure_ascii=False, sort_keys=True) if e.tags else None,
+                None,  # tags: stored as links to `tag` rows (`compact.encode`)
                 e.request_id, sources[i] if sources is not None else source,
                 dataset_id, bin_of(e.latency_ms), bin_of(e.ttft_ms),
             ])
@@ -197,28 +200,34 @@ class Store:
         self, conn: sqlite3.Connection, rows: list[list[Any]], tags: list[dict[str, str]], next_id: int
     ) -> tuple[AddResult, int]:
         """Insert a batch with ids from `next_id` on; an `id` already stored (or repeated in the
-        batch) is skipped by the unique index itself, so the usual batch without duplicates costs
-        no extra lookups, and one with duplicates one range scan to see which rows went in."""
+        batch) is skipped by the unique index of key hashes itself, so the usual batch without
+        duplicates costs no extra lookups, and one with duplicates one range scan to see which
+        rows went in (and a look at their keys: a hash shared by two different keys stores the
+        second one without a hash)."""
         first_id = next_id
         for row in rows:
             row[0] = next_id
             next_id += 1
-        if len(rows) < _LEAN_FROM_ROWS:
-            inserted = _insert_rows(conn, _event_insert(_ALL_COLUMNS), rows)
-        else:
-            omitted = _omittable(rows)
-            columns = tuple(i for i in _ALL_COLUMNS if i not in omitted)
-            project = itemgetter(*columns)
-            inserted = _insert_rows(conn, _event_insert(columns), [project(r) for r in rows])
-        fresh, fresh_tags = rows, tags
+        encoded, links = compact.encode(conn, self.names, rows, tags)
+        inserted = _insert_encoded(conn, encoded)
+        fresh = rows
         if inserted < len(rows):
-            stored = {i for (i,) in conn.execute("SELECT id FROM event WHERE id >= ? AND id < ?", (first_id, next_id))}
-            kept = [(r, t) for r, t in zip(rows, tags) if r[0] in stored]
-            fresh, fresh_tags = [r for r, _ in kept], [t for _, t in kept]
-        tag_rows = [(r[0], k, v) for r, row_tags in zip(fresh, fresh_tags) if row_tags for k, v in row_tags.items()]
-        if tag_rows:
-            _insert_rows(conn, _TAG_INSERT, tag_rows)
-        add_to_rollups(conn, first_id, next_id, bool(tag_rows))
+            stored = {i for (i,) in conn.execute("SELECT id FROM event_row WHERE id >= ? AND id < ?", (first_id, next_id))}
+            skipped = [k for k, r in enumerate(encoded) if r[0] not in stored]
+            known = set(compact.find(conn, [rows[k][1] for k in skipped]))
+            collided = []
+            for k in skipped:
+                if rows[k][1] not in known:  # no stored event has this key: its hash was another's
+                    known.add(rows[k][1])
+                    collided.append(encoded[k][:_KEY_AT] + (None,) + encoded[k][_KEY_AT + 1:])
+            if collided:
+                _insert_encoded(conn, collided)
+                stored.update(r[0] for r in collided)
+            fresh = [r for r in rows if r[0] in stored]
+            links = [link for link in links if link[0] in stored]
+        if links:
+            _insert_rows(conn, _LINK_INSERT, links)
+        add_to_rollups(conn, first_id, next_id, bool(links))
         ts = [r[2] for r in fresh]
         result = AddResult(len(fresh), len(rows) - len(fresh), min(ts, default=None), max(ts, default=None))
         return result, next_id
@@ -263,16 +272,24 @@ class Store:
         them, with no moment (or crash) where neither those events nor the imported rows exist."""
         conn = self.conn
         restored = 0
-        with self.db.atomic("IMMEDIATE"):
-            rows = [self._rows(b) for b in (restore() if restore is not None else ())]
-            removed = conn.execute("DELETE FROM event WHERE dataset_id = ?", (dataset_id,)).rowcount
-            self.models.Dataset.delete_by_id(dataset_id)
-            if rows:
-                next_id = _next_event_id(conn)
-                for batch_rows, batch_tags in rows:
-                    added, next_id = self._insert(conn, batch_rows, batch_tags, next_id)
-                    restored += added.accepted
-                _note_last_event_id(conn, next_id)
+        try:
+            with self.db.atomic("IMMEDIATE"):
+                rows = [self._rows(b) for b in (restore() if restore is not None else ())]
+                # (a view's INSTEAD OF triggers leave no row count)
+                (removed,) = conn.execute("SELECT count(*) FROM event_row WHERE dataset_id = ?", (dataset_id,)).fetchone()
+                conn.execute("DELETE FROM event WHERE dataset_id = ?", (dataset_id,))
+                self.models.Dataset.delete_by_id(dataset_id)
+                if rows:
+                    next_id = _next_event_id(conn)
+                    for batch_rows, batch_tags in rows:
+                        added, next_id = self._insert(conn, batch_rows, batch_tags, next_id)
+                        restored += added.accepted
+                    _note_last_event_id(conn, next_id)
+                latency.refresh(conn)
+        except BaseException:
+            self.names.rolled_back()
+            raise
+        self.names.committed()
         return Removal(removed, restored)
 
     # --- repricing ------------------------------------------------------------------------
@@ -327,25 +344,36 @@ def _delete_replaced(conn: sqlite3.Connection, batch: Batch) -> None:
     """For a `replace` batch, delete the rows of its source with its ids (see `Batch.replace`)."""
     if not batch.replace:
         return
-    ids = [e.id for e in batch.events if e.id is not None]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        conn.execute(f"DELETE FROM event WHERE source = ? AND event_id IN ({', '.join('?' * len(chunk))})",
+    rows = list(compact.find(conn, [e.id for e in batch.events if e.id is not None]).values())
+    for start in range(0, len(rows), 500):
+        chunk = rows[start:start + 500]
+        conn.execute(f"DELETE FROM event WHERE source = ? AND id IN ({', '.join('?' * len(chunk))})",
                      (batch.source, *chunk))
 
 
 # --- many rows per statement ----------------------------------------------------------------
 
 
-def _omittable(rows: list[list[Any]]) -> set[int]:
+def _insert_encoded(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
+    """INSERT `event_row` rows, leaving out (for a batch big enough to be worth the look) the
+    columns every row has at their default."""
+    if len(rows) < _LEAN_FROM_ROWS:
+        return _insert_rows(conn, _event_insert(_ALL_COLUMNS), rows)
+    omitted = _omittable(rows)
+    columns = tuple(i for i in _ALL_COLUMNS if i not in omitted)
+    project = itemgetter(*columns)
+    return _insert_rows(conn, _event_insert(columns), [project(r) for r in rows])
+
+
+def _omittable(rows: Sequence[Sequence[Any]]) -> set[int]:
     """Positions of optional columns at their default in every row (left to SQLite's DEFAULT)."""
     return {i for i, value_of, default in _OPTIONAL if set(map(value_of, rows)) == {default}}
 
 
 @lru_cache(maxsize=256)
 def _event_insert(columns: tuple[int, ...]) -> tuple[str, str, str]:
-    names = ", ".join(COLUMNS[i] for i in columns)
-    return f"INSERT INTO event ({names})", f"({', '.join('?' * len(columns))})", " ON CONFLICT(event_id) DO NOTHING"
+    names = ", ".join(ROW_COLUMNS[i] for i in columns)
+    return f"INSERT INTO event_row ({names})", f"({', '.join('?' * len(columns))})", " ON CONFLICT(key_hash) DO NOTHING"
 
 
 def _insert_rows(conn: sqlite3.Connection, statement: tuple[str, str, str], rows: Sequence[Sequence[Any]]) -> int:

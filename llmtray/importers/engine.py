@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from llmtray.core import compact
 from llmtray.core.events import UsageEvent
 from llmtray.core.pricing import Priced
 from llmtray.core.store import AddResult, Batch, Removal, Store, event_json
@@ -48,7 +49,6 @@ from llmtray.importers.pipeline import Restored, entries, validated
 
 CHUNK_SIZE = 5000
 KEEP_ERRORS = 100  # row errors kept for display; all are counted
-_ID_CHUNK = 500
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _OBSERVED = LlmtrayJsonl()  # restored observed events carry their own source and pricing
 
@@ -426,9 +426,4 @@ def _gc_frozen() -> Iterator[None]:
 
 
 def _stored_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(ids), _ID_CHUNK):
-        part = ids[start:start + _ID_CHUNK]
-        found.update(x for (x,) in conn.execute(
-            f"SELECT event_id FROM event WHERE event_id IN ({','.join('?' * len(part))})", part))
-    return found
+    return set(compact.find(conn, ids))

@@ -112,15 +112,16 @@ def replacing(conn: sqlite3.Connection, dataset_id: int, observed: ProviderDays)
         conn.executemany("INSERT INTO import_replace (provider, day) VALUES (?, ?)",
                          [(p, d) for p, days in observed.items() for d in days])
         day = f"(NEW.ts / {US_PER_DAY})"
-        in_day = (f"provider = NEW.provider AND ts >= {day} * {US_PER_DAY} AND ts < ({day} + 1) * {US_PER_DAY} "
+        provider = "(SELECT text FROM main.name WHERE id = NEW.provider)"  # the compact row holds its id
+        in_day = (f"provider = {provider} AND ts >= {day} * {US_PER_DAY} AND ts < ({day} + 1) * {US_PER_DAY} "
                   f"AND source IN ({_SOURCES_SQL}) AND dataset_id IS NOT {int(dataset_id)}")
         conn.execute(
-            f"""CREATE TEMP TRIGGER import_replace_observed AFTER INSERT ON main.event
+            f"""CREATE TEMP TRIGGER import_replace_observed AFTER INSERT ON main.event_row
             WHEN NEW.dataset_id = {int(dataset_id)} AND EXISTS (
-                SELECT 1 FROM import_replace WHERE provider = NEW.provider AND day = {day} AND removed IS NULL)
+                SELECT 1 FROM import_replace WHERE provider = {provider} AND day = {day} AND removed IS NULL)
             BEGIN
                 UPDATE import_replace SET removed = (SELECT count(*) FROM event WHERE {in_day})
-                  WHERE provider = NEW.provider AND day = {day};
+                  WHERE provider = {provider} AND day = {day};
                 INSERT INTO replaced_event (replaced_by, {_COLUMNS_SQL})
                   SELECT {int(dataset_id)}, {_COLUMNS_SQL} FROM event WHERE {in_day};
                 DELETE FROM event WHERE {in_day};

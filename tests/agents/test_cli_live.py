@@ -5,6 +5,7 @@ commit listeners and `status`."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -86,6 +87,10 @@ def test_a_bad_agents_config_names_the_key(agent_env: Path, data_dir: Path, caps
 def test_the_service_backfills_then_a_new_line_is_stored_within_two_seconds(agent_env: Path, data_dir: Path):
     commits: list[Committed] = []
     notices: list[str] = []
+    # a session in progress: its transcript was written to just now. (The copied fixture keeps
+    # its checkout's mtime; past an hour old the watcher polls it only at discovery, every 30 s,
+    # and this test failed on any checkout older than an hour.)
+    os.utime(agent_env / ".claude" / MAIN)
     service = IngestService(Paths(data_dir, data_dir, data_dir), Config(), port=0, watch_agents=True)
     service.add_listener(commits.append)
     assert service.agents is not None

@@ -31,7 +31,7 @@ def test_the_bill_survives_a_repair(data_dir, stub, keys, config):
         states_before, pages_before = ledger.states(conn), conn.execute("SELECT count(*) FROM billing_page").fetchone()
     finally:
         conn.close()
-    damage(path, "event")
+    damage(path, "event_row")
     damage_marker(path).write_text("test\n")
     recovered = ensure_usable(path)
     assert recovered is not None and recovered.lost == ()

@@ -53,7 +53,7 @@ def test_a_damaged_database_makes_no_copy_and_is_marked_for_repair(data_dir):
     db = data_dir / "llmtray.db"
     fill(db)
     good = backup_if_due(db, DAY)
-    damage(db, "event")
+    damage(db, "event_row")
     assert backup_if_due(db, DAY + timedelta(days=1)) is None
     assert list_backups(db) == [good] and not list(good.parent.glob("*.partial"))
     assert damage_marker(db).exists()

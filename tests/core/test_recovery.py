@@ -79,7 +79,7 @@ def test_damage_found_by_a_reader_is_repaired_at_the_next_start(data_dir, capsys
     reads it says what to do and leaves a marker; the next start salvages every other row."""
     path = data_dir / "llmtray.db"
     original = fill(path)
-    damage(path, "event")
+    damage(path, "event_row")
     assert ensure_usable(path) is None  # the probe reads the roots only
 
     assert main(["--data-dir", str(data_dir), "export"]) == 2
@@ -184,7 +184,7 @@ def test_budgets_and_alert_state_survive_a_repair(data_dir):
     fill(path)
     assert main(["--data-dir", str(data_dir), "budgets", "add", "--name", "team", "--limit", "50",
                  "--period", "month"]) == 0
-    damage(path, "event")
+    damage(path, "event_row")
     damage_marker(path).write_text("test\n")
     recovered = ensure_usable(path)
     assert recovered is not None and recovered.lost == ()
@@ -202,7 +202,7 @@ def test_a_repair_cut_short_leaves_the_damaged_file_for_the_next_start(data_dir,
 
     path = data_dir / "llmtray.db"
     original = fill(path)
-    damage(path, "event")
+    damage(path, "event_row")
     damage_marker(path).write_text("test\n")
     real_copy = recovery._copy
 
@@ -235,7 +235,7 @@ def test_the_writer_marks_damage_it_meets(data_dir):
 
     path = data_dir / "llmtray.db"
     fill(path)
-    damage(path, "sqlite_autoindex_event_1", pages=None)  # the event_id index
+    damage(path, "event_row_key", pages=None)  # the index of idempotency keys
     assert ensure_usable(path) is None
     writer = Writer(path)
     writer.start()
@@ -257,7 +257,7 @@ def test_a_start_killed_during_the_swap_finishes_it_next_time(data_dir, monkeypa
 
     path = data_dir / "llmtray.db"
     fill(path)
-    damage(path, "event")
+    damage(path, "event_row")
     damage_marker(path).write_text("test\n")
     real_replace = os.replace
 

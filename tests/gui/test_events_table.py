@@ -29,14 +29,16 @@ def million(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = Store.open(path)
     try:
         seed = demo.fill(store, days=7, per_day=800, seed=3, now=datetime.now(UTC))
-        cols = [r[1] for r in store.conn.execute("PRAGMA table_info(event)") if r[1] not in ("id", "event_id")]
+        # the compact rows, copied as they are (ids into the same names), without their keys
+        cols = [r[1] for r in store.conn.execute("PRAGMA table_info(event_row)")
+                if r[1] not in ("id", "event_id", "key_hash", "id_prefix")]
         copies = -(-TOTAL // seed) - 1
         store.conn.execute("BEGIN")
         store.conn.execute(
             f"WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < {copies})"
-            f" INSERT INTO event ({', '.join(cols)})"
+            f" INSERT INTO event_row ({', '.join(cols)})"
             f" SELECT {', '.join(f'e.ts - k.i * {WEEK_US}' if c == 'ts' else f'e.{c}' for c in cols)}"
-            " FROM k, event e"
+            " FROM k, event_row e"
         )
         rebuild_rollups(store.conn)  # a plain-SQL copy bypasses the store, which keeps the rollups
         store.conn.execute("COMMIT")

@@ -72,7 +72,8 @@ def test_replace_is_undone_with_the_insert_that_failed(importer, observed):
     insert fails (here a test trigger aborts it), the deletion is rolled back with it."""
     before = totals(observed)
     observed.conn.execute(
-        "CREATE TEMP TRIGGER fail_insert BEFORE INSERT ON main.event WHEN NEW.model = 'gpt-4o-2024-08-06' "
+        "CREATE TEMP TRIGGER fail_insert BEFORE INSERT ON main.event_row"
+        " WHEN NEW.model = (SELECT id FROM main.name WHERE text = 'gpt-4o-2024-08-06') "
         "BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END"
     )
     try:

@@ -255,7 +255,8 @@ def test_503_when_the_backlog_is_full(data_dir):
 
 def test_503_when_sqlite_refuses_and_other_batches_still_commit(service, client):
     conn = sqlite3.connect(service.paths.db)
-    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON event WHEN NEW.model = 'boom' "
+    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON event_row"
+                 " WHEN NEW.model = (SELECT id FROM name WHERE text = 'boom') "
                  "BEGIN SELECT RAISE(ABORT, 'boom refused'); END")
     conn.commit()
     conn.close()

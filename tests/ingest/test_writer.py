@@ -79,7 +79,8 @@ def test_backlog_is_bounded_in_events(data_dir):
 
 def test_a_failing_batch_fails_alone(writer, data_dir):
     conn = sqlite3.connect(data_dir / "llmtray.db")
-    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON event WHEN NEW.model = 'boom' "
+    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON event_row"
+                 " WHEN NEW.model = (SELECT id FROM name WHERE text = 'boom') "
                  "BEGIN SELECT RAISE(ABORT, 'refused'); END")
     conn.commit()
     conn.close()

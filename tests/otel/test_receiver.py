@@ -194,7 +194,7 @@ def test_a_real_exporter_sends_spans_and_logs(service: IngestService) -> None:
 def test_503_with_retry_after_when_sqlite_refuses_then_the_retry_stores(client: httpx.Client,
                                                                        service: IngestService) -> None:
     conn = sqlite3.connect(service.paths.db)
-    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON event BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON event_row BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
     conn.commit()
     r = post(client, "/v1/traces", p.openai_v2_span(), protobuf=True)
     assert r.status_code == 503 and r.headers["retry-after"] == "1" and b"disk says no" in r.content
