@@ -9,16 +9,17 @@ projects, end users, a `team` tag on some, errors, unpriced calls), over 30 days
 with bulk `executemany` straight into the `event` and `event_tag` tables of that schema, and
 `rebuild_rollups` fills the rollups in the same transaction, so a million rows take seconds
 instead of an import's minutes; it is cached under the temp dir (keyed by schema and rows) and
-every run migrates a fresh copy.
+every run migrates a fresh copy (TMPDIR moves the cache).
 
 For scale, in the same run: the time to copy the file (this disk's floor for touching every
 byte once) and of `CREATE TABLE copy AS SELECT * FROM event` (SQLite's floor for rewriting every
-event row once, without an index). The migration itself runs in a child process (as the app's
-progress dialog runs it off the GUI thread), which reports its own time and peak RSS.
+event row once, without an index). The migration itself runs in a child process, so that the
+peak RSS it reports is the migration's own (the app runs the same `migrate` on a thread behind
+its progress dialog, `gui/prepare_db.py`).
 
     python bench/migrate.py                    # 1M events (the v9 database is built once)
     python bench/migrate.py --rows 200000      # quick look
-    python bench/migrate.py --rows 10000000    # the issue's 10M figure: ~30 GB free disk, long
+    python bench/migrate.py --rows 10000000    # the issue's 10M figure: long, and ~5× the database in free disk
 
 Exits 1 if a total differs after the migration (printed MISMATCH); figures only otherwise.
 """
@@ -80,6 +81,9 @@ COLUMNS = ("id", "event_id", "ts", "received", "provider", "model", "input_token
            "latency_ms", "ttft_ms", "status", "error", "stream", "feature", "user", "project", "env", "tags",
            "request_id", "source", "dataset_id")
 CHUNK = 50_000
+# Disk a run needs, in sizes of the source database: its copy, the migration's backup of it, and
+# the WAL of the migration's transactions (1.5× at schema 10: every event row rewritten, new tables).
+DISK_FACTOR = 4
 # What the migration child runs: it says "ready" once imported, so a test's kill timer starts at
 # the migration itself, then prints its own figures as JSON.
 CHILD = """
@@ -290,6 +294,11 @@ def main() -> int:
     args = parser.parse_args()
 
     source = cached(args.rows, args.version, args.days, args.rebuild)
+    need, free = DISK_FACTOR * source.stat().st_size, shutil.disk_usage(CACHE).free
+    if free < need:
+        print(f"the migration of a copy of {source} needs about {need / 2**30:.1f} GiB free beside it, {CACHE} has "
+              f"{free / 2**30:.1f} GiB: free some, or point TMPDIR at a bigger disk")
+        return 1
     work_dir = Path(tempfile.mkdtemp(prefix="migrate-", dir=CACHE))
     work = work_dir / "llmtray.db"
     started = time.perf_counter()

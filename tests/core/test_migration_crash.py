@@ -28,7 +28,9 @@ from tests.importers.conftest import assert_rollups_exact
 pytestmark = pytest.mark.slow
 
 ROWS = 20_000
-DAYS = 2  # dense, as a heavy user's days are; sparse days would make the rollups (checked after each kill) as big as the events
+# Dense days, as a heavy user's are: spread thin, the rollups (rebuilt to check them after each
+# kill) would hold more rows than the events.
+DAYS = 2
 # Where the kills land, as fractions of the unkilled migration's duration.
 FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 RETRIES = 4  # a kill that came after the child finished is tried again at half the delay
@@ -53,8 +55,8 @@ def assert_intact(path: Path, before: Snapshot, where: str) -> None:
     assert dbmod.migrate(path) == dbmod.MIGRATIONS[-1].version, where
     after = snapshot(path)
     lost, gained = sorted(before - after), sorted(after - before)
-    assert not lost and not gained, f"{where}: {len(lost)} events lost or changed (first {lost[:2]}), " \
-                                    f"{len(gained)} new or changed (first {gained[:2]})"
+    assert not lost and not gained, (f"{where}: {len(lost)} events lost or changed (first {lost[:2]}), "
+                                     f"{len(gained)} new or changed (first {gained[:2]})")
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)], where
         assert dbmod.schema_version(conn) == dbmod.MIGRATIONS[-1].version, where
@@ -109,13 +111,10 @@ def test_a_migration_killed_anywhere_completes_on_the_next_start_with_every_even
     _, seconds = unkilled
     interrupted = []  # (fraction, delay, schema version the kill left)
     for fraction in FRACTIONS:
-        work = tmp_path / f"kill-{fraction}" / "llmtray.db"
         delay = fraction * seconds
-        for _ in range(RETRIES):
-            dbmod.remove_database_files(work)
-            work.parent.mkdir(exist_ok=True)
-            for old in work.parent.glob("*.bak"):
-                old.unlink()
+        for attempt in range(RETRIES):
+            work = tmp_path / f"kill-{fraction}-{attempt}" / "llmtray.db"
+            work.parent.mkdir()
             shutil.copyfile(source, work)
             if kill_after(work, delay):
                 break
