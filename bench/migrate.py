@@ -3,7 +3,7 @@ today's schema (`--from`, default 9) with `--rows` events to the newest one, its
 the bytes before and after, and whether every event and cost came through exactly.
 
 The database is what a heavy user has: mostly an OpenRouter per-generation import (event ids,
-request ids, three or four tags per call, latency and time to first token, reported costs to the
+request ids, two to four tags per call, latency and time to first token, reported costs to the
 nano-dollar), plus live calls from hooks and the proxy (several providers and models, features,
 projects, end users, a `team` tag on some, errors, unpriced calls), over 30 days. It is written
 with bulk `executemany` straight into the `event` and `event_tag` tables of that schema, and
@@ -174,7 +174,6 @@ def build(path: Path, rows: int, version: int = FROM_VERSION, days: int = DAYS) 
         columns = [*COLUMNS, *(["lat_bin", "ttft_bin"] if bins else [])]
         insert = f"INSERT INTO event ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         conn.execute("BEGIN")
-        imported = 0
         generated = events(rows, days)
         while chunk := list(islice(generated, CHUNK)):
             for row, _ in chunk if bins else ():
@@ -182,10 +181,10 @@ def build(path: Path, rows: int, version: int = FROM_VERSION, days: int = DAYS) 
             conn.executemany(insert, ([row[c] for c in columns] for row, _ in chunk))
             conn.executemany("INSERT INTO event_tag (event, key, value) VALUES (?, ?, ?)",
                              ((row["id"], k, v) for row, tags in chunk for k, v in tags.items()))
-            imported += sum(row["dataset_id"] == 1 for row, _ in chunk)
         conn.execute("INSERT INTO dataset (id, name, format, path, created, rows_read, imported, state)"
-                     " VALUES (1, 'openrouter_generations.csv', ?, '/home/me/Downloads/openrouter_generations.csv',"
-                     " ?, ?, ?, 'done')", (FORMAT, int(START.timestamp()) + (days + 1) * 86_400, imported, imported))
+                     " SELECT 1, 'openrouter_generations.csv', ?, '/home/me/Downloads/openrouter_generations.csv',"
+                     " ?, count(*), count(*), 'done' FROM event WHERE dataset_id = 1",
+                     (FORMAT, int(START.timestamp()) + (days + 1) * 86_400))
         dbmod.rebuild_rollups(conn)
         conn.execute("COMMIT")
         conn.execute("PRAGMA journal_mode = wal")
