@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.migrate import build, migration_process
+from bench.migrate import FROM_VERSION, build, migration_process
 from llmtray.core import db as dbmod
 from tests.importers.conftest import assert_rollups_exact
 
@@ -50,13 +50,22 @@ def snapshot(path: Path) -> Snapshot:
             " FROM event")} | ({("orphan tags", event, tuple(t)) for event, t in tags.items()})
 
 
-def assert_intact(path: Path, before: Snapshot, where: str) -> None:
-    """`path`, migrated again, at the newest schema, every event and tag as `before`, rollups exact."""
-    assert dbmod.migrate(path) == dbmod.MIGRATIONS[-1].version, where
+def assert_same(path: Path, before: Snapshot, where: str) -> None:
     after = snapshot(path)
     lost, gained = sorted(before - after), sorted(after - before)
     assert not lost and not gained, (f"{where}: {len(lost)} events lost or changed (first {lost[:2]}), "
                                      f"{len(gained)} new or changed (first {gained[:2]})")
+
+
+def assert_intact(path: Path, before: Snapshot, where: str) -> None:
+    """`path`, migrated again, at the newest schema, every event and tag as `before`, rollups
+    exact; and each backup the migrations left beside it (what a user would restore) complete."""
+    assert dbmod.migrate(path) == dbmod.MIGRATIONS[-1].version, where
+    assert_same(path, before, where)
+    backups = sorted(path.parent.glob(f"{path.name}.*.bak"))
+    assert backups or not any(m.backup for m in dbmod.MIGRATIONS if m.version > FROM_VERSION), where
+    for backup in backups:
+        assert_same(backup, before, f"{where}, {backup.name}")
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)], where
         assert dbmod.schema_version(conn) == dbmod.MIGRATIONS[-1].version, where
@@ -123,6 +132,7 @@ def test_a_migration_killed_anywhere_completes_on_the_next_start_with_every_even
             pytest.fail(f"the migration ({seconds:.2f} s unkilled) always finished before the kill at {fraction}")
         with closing(sqlite3.connect(work)) as conn:
             interrupted.append((fraction, round(delay, 3), dbmod.schema_version(conn)))
+        assert_same(work, before, f"killed {delay:.3f} s into the migration, before the next start")
         assert_intact(work, before, f"killed {delay:.3f} s into the migration")
     # at least one kill left the migration unfinished (not all after its last commit)
     assert any(version < dbmod.MIGRATIONS[-1].version for *_, version in interrupted), interrupted
