@@ -291,7 +291,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the migrated copy (its path is printed)")
     parser.add_argument("--no-vacuum", action="store_true", help="skip the VACUUM after the migration")
     args = parser.parse_args()
-
+    if args.rows < 1 or args.days < 1:
+        parser.error(f"--rows and --days must be at least 1 (got {args.rows} and {args.days})")
     source = cached(args.rows, args.version, args.days, args.rebuild)
     need, free = DISK_FACTOR * source.stat().st_size, shutil.disk_usage(CACHE).free
     if free < need:
