@@ -55,6 +55,7 @@ class Migration:
     name: str
     apply: Callable[[sqlite3.Connection], None]
     backup: bool = True
+    vacuum: bool = False  # rewrites the biggest tables: give the pages it freed back to the disk
 
 
 def _m1_initial(conn: sqlite3.Connection) -> None:
@@ -650,13 +651,11 @@ def _m10_compact_store(conn: sqlite3.Connection) -> None:
         {_EVENT_VIEWS}
         """)
     # `replaced_event` mirrors `event`'s columns (the bins too)
-    replaced = ", ".join(f"{name} {decl}" for _, name, decl, *_ in conn.execute("PRAGMA table_info(replaced_event)"))
-    _execute_script(conn, f"""
-        CREATE TABLE replaced_event_new ({replaced}, lat_bin INTEGER, ttft_bin INTEGER);
-        INSERT INTO replaced_event_new SELECT *, llmtray_bin(latency_ms), llmtray_bin(ttft_ms) FROM replaced_event;
-        DROP TABLE replaced_event;
-        ALTER TABLE replaced_event_new RENAME TO replaced_event;
-        CREATE INDEX replaced_event_by ON replaced_event(replaced_by);
+    _execute_script(conn, """
+        ALTER TABLE replaced_event ADD COLUMN lat_bin INTEGER;
+        ALTER TABLE replaced_event ADD COLUMN ttft_bin INTEGER;
+        UPDATE replaced_event SET lat_bin = llmtray_bin(latency_ms), ttft_bin = llmtray_bin(ttft_ms)
+            WHERE latency_ms IS NOT NULL OR ttft_ms IS NOT NULL;
         """)
     latency.rebuild(conn)
 
@@ -803,7 +802,7 @@ MIGRATIONS: list[Migration] = [
     Migration(7, "blocks-and-guards", _m7_blocks, backup=False),
     Migration(8, "billing", _m8_billing, backup=False),
     Migration(9, "agent-files", _m9_agent_files, backup=False),
-    Migration(10, "compact-store", _m10_compact_store),
+    Migration(10, "compact-store", _m10_compact_store, vacuum=True),
 ]
 
 
@@ -881,6 +880,11 @@ def migrate(path: Path, upto: int | None = None) -> int:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        if any(m.vacuum for m in pending) and current > 0:
+            try:
+                conn.execute("VACUUM")  # atomic: a crash or a full disk leaves the migrated file as it was
+            except sqlite3.OperationalError as exc:
+                log.warning("the migrated database keeps its old size on disk (VACUUM failed: %s)", exc)
         return schema_version(conn)
     finally:
         conn.close()

@@ -15,11 +15,12 @@ day still stale reads that day's bins from the events instead (`Reader`).
 from __future__ import annotations
 
 import sqlite3
+import sys
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
+from itertools import accumulate
 from typing import Any
-
-import numpy as np
 
 from llmtray.core.sketch import FLOOR_BIN
 
@@ -30,29 +31,65 @@ LATENCY, TTFT = 0, 1  # the two kinds of time a call reports
 EVERY_CALL = 0  # the `tag` of sketches over all calls
 _DIMS = ("model", "provider", "feature", "source")
 _KEY = ("tag", "unit", "time", *_DIMS)
-_BIN = np.dtype("<i2")
-_COUNT = np.dtype("<u4")
 
 
-# --- the blob: bins (int16) then their counts (uint32), bins ascending -------------------------
+# --- the blob ------------------------------------------------------------------------------------
+# One byte of layout, then the bins ascending — as int16, or the first as int16 and the gaps to
+# the next as uint8 when every gap fits — then their counts as the narrowest unsigned integer that
+# holds them all: usually 2 or 3 bytes a bin. Little-endian. (Plain `array`, not numpy: the tray
+# writes sketches while idle, and numpy would add 15 MB to it; the dashboard's sum uses numpy.)
+
+_COUNT_CODES = ("B", "H", "I", "Q")
+_SWAP = sys.byteorder == "big"
+
+
+def _raw(values: array) -> bytes:
+    if _SWAP:
+        values.byteswap()
+    return values.tobytes()
+
+
+def _read(code: str, blob: bytes, start: int, n: int) -> array:
+    values = array(code)
+    values.frombytes(blob[start:start + n * values.itemsize])
+    if _SWAP:
+        values.byteswap()
+    return values
+
 
 def encode(bins: Counter[int]) -> bytes | None:
-    if not bins:
-        return None
     keys = sorted(b for b, n in bins.items() if n)
-    return (np.array(keys, _BIN).tobytes() + np.array([bins[b] for b in keys], _COUNT).tobytes()) or None
+    if not keys:
+        return None
+    counts = [bins[b] for b in keys]
+    gaps = [b - a for a, b in zip(keys, keys[1:])]
+    gapped = all(g < 256 for g in gaps)
+    top = max(counts)
+    width = next(i for i, code in enumerate(_COUNT_CODES) if top < 1 << (8 * array(code).itemsize))
+    body = _raw(array("h", keys[:1])) + bytes(gaps) if gapped else _raw(array("h", keys))
+    return bytes([int(gapped) | width << 1]) + body + _raw(array(_COUNT_CODES[width], counts))
 
 
-def decode(blob: bytes | None) -> tuple[np.ndarray, np.ndarray]:
+def decode(blob: bytes | None) -> tuple[list[int], array]:
+    """(bins, counts) of a blob."""
     if not blob:
-        return np.empty(0, _BIN), np.empty(0, _COUNT)
-    n = len(blob) // 6
-    return np.frombuffer(blob, _BIN, n), np.frombuffer(blob, _COUNT, n, offset=2 * n)
+        return [], array("Q")
+    gapped, code = blob[0] & 1, _COUNT_CODES[blob[0] >> 1]
+    size = array(code).itemsize
+    if gapped:
+        n = (len(blob) - 2) // (1 + size)
+        bins = list(accumulate(blob[3:3 + n - 1], initial=_read("h", blob, 1, 1)[0]))
+        start = 2 + n
+    else:
+        n = (len(blob) - 1) // (2 + size)
+        bins = _read("h", blob, 1, n).tolist()
+        start = 1 + 2 * n
+    return bins, _read(code, blob, start, n)
 
 
 def _counter(blob: bytes | None) -> Counter[int]:
     bins, counts = decode(blob)
-    return Counter(dict(zip(bins.tolist(), counts.tolist())))
+    return Counter(dict(zip(bins, counts)))
 
 
 # --- writing -----------------------------------------------------------------------------------
@@ -120,10 +157,14 @@ def refresh(conn: sqlite3.Connection) -> None:
 
 def rebuild(conn: sqlite3.Connection, days: list[int] | None = None) -> None:
     """Recompute the sketches of `days` (UTC day numbers; None: all) from the events."""
-    if days is None:
+    if days is None:  # day by day: memory bounded by a day's cells, not the history's
         conn.execute("DELETE FROM latency_sketch")
         conn.execute("DELETE FROM latency_stale")
-        _merge(conn, _binned(conn, "1", ()))
+        first, last = conn.execute("SELECT min(ts), max(ts) FROM event_row").fetchone()
+        if first is None:
+            return
+        for day in range(first // DAY_US, last // DAY_US + 1):
+            _merge(conn, _binned(conn, "e.ts >= ? AND e.ts < ?", (day * DAY_US, (day + 1) * DAY_US)))
         return
     for day in days:
         conn.execute("DELETE FROM latency_sketch WHERE unit = ? AND time = ?", (DAY, day))
@@ -149,14 +190,17 @@ def summed(conn: sqlite3.Connection, tag: int, unit: int, runs: list[tuple[int, 
             f"SELECT model, lat, ttft FROM latency_sketch WHERE tag = ? AND unit = ? AND ({ranges})"
             f"{''.join(' AND ' + c for c in clauses)}", [tag, unit, *params]):
         by_model[model].append((lat, ttft))
+    import numpy as np  # here, not at the top: see the blob's note
+
     out: dict[tuple[int, int], Counter[int]] = {}
     for model, blobs in by_model.items():
         for kind in (LATENCY, TTFT):
             parts = [decode(b[kind]) for b in blobs if b[kind]]
             if not parts:
                 continue
-            bins = np.concatenate([p[0] for p in parts]).astype(np.int64) - FLOOR_BIN
-            dense = np.bincount(bins, weights=np.concatenate([p[1] for p in parts]).astype(np.float64))
+            bins = np.concatenate([np.asarray(p[0], np.int64) for p in parts]) - FLOOR_BIN
+            counts = np.concatenate([np.asarray(p[1], np.float64) for p in parts])
+            dense = np.bincount(bins, weights=counts)  # exact: float64 holds integers to 2^53
             (nonzero,) = np.nonzero(dense)
             out[(model, kind)] = Counter(dict(zip((nonzero + FLOOR_BIN).tolist(), dense[nonzero].astype(np.int64).tolist())))
     return out

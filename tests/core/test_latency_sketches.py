@@ -6,7 +6,7 @@ force within ALPHA at every step, and the recomputed sketches equal a rebuild.""
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -82,3 +82,19 @@ def test_sketches_follow_removal_replacement_and_plain_deletes(data_dir):
         assert sketches(store) == recomputed
     finally:
         store.close()
+
+
+def test_the_blob_round_trips_every_shape_of_bins():
+    """Dense and sparse bins, negative ones (under a millisecond), gaps past a byte, counts that
+    need one to eight bytes."""
+    rng = random.Random(7)
+    shapes = [Counter({b: 1 for b in range(100, 400)}), Counter({-345: 2, 900: 1}), Counter({5: 2**40}),
+              Counter({0: 255, 1: 256, 2: 65536})]
+    shapes += [Counter({rng.randrange(-345, 1300): rng.choice([1, 7, 300, 70_000, 2**33])
+                        for _ in range(rng.randrange(1, 80))}) for _ in range(300)]
+    for bins in shapes:
+        keys, counts = latency.decode(latency.encode(bins))
+        assert dict(zip(keys, counts)) == dict(bins)
+    assert latency.encode(Counter()) is None
+    dense = latency.encode(Counter({b: 3 for b in range(100, 180)}))
+    assert dense is not None and len(dense) == 1 + 2 + 79 + 80  # 2 bytes a bin
