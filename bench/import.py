@@ -22,6 +22,7 @@ Figures only, no assertions: the target is ≥ 100,000 rows/s.
 from __future__ import annotations
 
 import argparse
+import bisect
 import csv
 import gc
 import os
@@ -41,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llmtray.core import db as dbmod  # noqa: E402
 from llmtray.core.events import event_errors  # noqa: E402
-from llmtray.core.store import COLUMNS, Batch, Store  # noqa: E402
+from llmtray.core.compact import ROW_COLUMNS  # noqa: E402
+from llmtray.core.store import Batch, Store  # noqa: E402
 from llmtray.importers import detect  # noqa: E402
 from llmtray.importers.base import Options, Parsed  # noqa: E402
 from llmtray.importers.engine import Importer  # noqa: E402
@@ -108,21 +110,24 @@ def python_import(path: Path, work: Path) -> float:
 def table_ceiling(store: Store, events: list, work: Path) -> float:
     """µs per row of `executemany` of these events' rows (priced, ids assigned) into a fresh
     database of the real schema, 5,000 per transaction: the event table's own price per row."""
-    rows, _ = store._rows(Batch(events, "bench"))
-    for k, row in enumerate(rows, start=1):
-        row[0] = k
+    rows, links = store.prebuilt(Batch(events, "bench"))
     db = work / "ceiling.db"
     dbmod.migrate(db)
     conn = sqlite3.connect(db, isolation_level=None)
     try:
         for pragma, value in dbmod.PRAGMAS.items():
             conn.execute(f"PRAGMA {pragma} = {value}")
-        sql = f"INSERT INTO event ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+        sql = f"INSERT INTO event_row ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
         start = time.perf_counter()
+        done = 0  # links of the rows inserted so far (links come in row order)
         for i in range(0, len(rows), 5000):
+            chunk = rows[i:i + 5000]
+            upto = bisect.bisect_right(links, (chunk[-1][0], 2**63))
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(sql, rows[i:i + 5000])
+            conn.executemany(sql, chunk)
+            conn.executemany("INSERT INTO event_tag_link (event, tag) VALUES (?, ?)", links[done:upto])
             conn.execute("COMMIT")
+            done = upto
         return (time.perf_counter() - start) / (len(rows) or 1) * 1e6
     finally:
         conn.close()

@@ -69,7 +69,7 @@ def read_status(sock: socket.socket, buf: bytearray) -> int:
 
 def full_insert_sql(columns: tuple[str, ...]) -> str:
     """One event row with every column bound: the plain INSERT a first draft writes."""
-    return f"INSERT INTO event ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    return f"INSERT INTO event_row ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -253,17 +253,15 @@ def prebuilt_rows(n: int) -> list[list]:
 
     tmp = Path(tempfile.mkdtemp(prefix="llmtray-bench-rows-"))
     store = Store.open(tmp / "rows.db", Pricer())
-    rows, _ = store._rows(Batch(parse_batch([event("row", i) for i in range(n)]), "api"))
+    rows, _ = store.prebuilt(Batch(parse_batch([event("row", i) for i in range(n)]), "api"))
     store.close()
-    for k, row in enumerate(rows, start=1):
-        row[0] = k
     return rows
 
 
 def naive(db: Path, rows: list[list], seconds: float) -> tuple[int, float]:
     """(c): what a first draft does — connect, insert, commit, close — per event."""
-    from llmtray.core.store import COLUMNS
-    insert_sql = full_insert_sql(COLUMNS)
+    from llmtray.core.compact import ROW_COLUMNS
+    insert_sql = full_insert_sql(ROW_COLUMNS)
 
     n, t0 = 0, time.perf_counter()
     while n < len(rows) and time.perf_counter() - t0 < seconds:
@@ -286,8 +284,8 @@ def ceiling(conn: sqlite3.Connection, rows: list[list], sql: str, batch: int) ->
 
 def sqlite_figures(tmp: Path, seconds: float, batch: int) -> dict[str, float]:
     from llmtray.core import db as dbmod
-    from llmtray.core.store import COLUMNS
-    insert_sql = full_insert_sql(COLUMNS)
+    from llmtray.core.compact import ROW_COLUMNS
+    insert_sql = full_insert_sql(ROW_COLUMNS)
 
     rows = prebuilt_rows(40_000)
     out: dict[str, float] = {}
@@ -307,7 +305,7 @@ def sqlite_figures(tmp: Path, seconds: float, batch: int) -> dict[str, float]:
         conn = sqlite3.connect(tmp / f"ceiling-bare-{attempt}.db", isolation_level=None)
         conn.execute("PRAGMA journal_mode = wal")
         conn.execute("PRAGMA synchronous = normal")
-        conn.execute(f"CREATE TABLE event ({', '.join(COLUMNS)})")
+        conn.execute(f"CREATE TABLE event_row ({', '.join(ROW_COLUMNS)})")
         best["ceiling_bare"] = max(best["ceiling_bare"], ceiling(conn, rows, insert_sql, batch))
         conn.close()
     return out | best

@@ -232,6 +232,17 @@ class Store:
         result = AddResult(len(fresh), len(rows) - len(fresh), min(ts, default=None), max(ts, default=None))
         return result, next_id
 
+    def prebuilt(self, batch: Batch) -> tuple[list[tuple[Any, ...]], list[tuple[int, int]]]:
+        """The `event_row` rows and tag links this store would write for `batch` (ids from 1;
+        its names are added to this database's dictionary): what the benches' ceiling inserts."""
+        rows, tags = self._rows(batch)
+        for k, row in enumerate(rows, start=1):
+            row[0] = k
+        with self.db.atomic("IMMEDIATE"):
+            out = compact.encode(self.conn, self.names, rows, tags)
+        self.names.committed()
+        return out
+
     # --- datasets ------------------------------------------------------------------------
 
     def create_dataset(self, name: str, fmt: str, path: str | None) -> int:
