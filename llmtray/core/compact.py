@@ -17,6 +17,7 @@ import hashlib
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 # `event`'s columns (the view's, in this order) and `event_row`'s.
@@ -29,11 +30,14 @@ EVENT_COLUMNS = (
 )
 NAMED = ("provider", "model", "operation", "cost_source", "pricing_version", "priced_model", "service_tier",
          "status", "feature", "user", "project", "env", "source")
-ROW_COLUMNS = ("id", "key_hash", "id_prefix", *(c for c in EVENT_COLUMNS if c not in ("id", "tags")))
-_NAMED_AT = tuple(EVENT_COLUMNS.index(c) for c in NAMED)
-_ID_AT, _TAGS_AT = EVENT_COLUMNS.index("event_id"), EVENT_COLUMNS.index("tags")
-# Where each row column comes from in an `event` row: (position, named?)
-_PLAN = tuple((EVENT_COLUMNS.index(c), c in NAMED) for c in ROW_COLUMNS[3:])
+# The key, then the columns copied as they are, then the names' ids: a row is built from an
+# `event` row with two C-level getters and one dictionary lookup of its names (most rows of a
+# batch share them all).
+_PLAIN = tuple(c for c in EVENT_COLUMNS if c not in ("id", "event_id", "tags", *NAMED))
+ROW_COLUMNS = ("id", "key_hash", "id_prefix", "event_id", *_PLAIN, *NAMED)
+_ID_AT = EVENT_COLUMNS.index("event_id")
+_plain_of = itemgetter(*(EVENT_COLUMNS.index(c) for c in _PLAIN))
+_names_of = itemgetter(*(EVENT_COLUMNS.index(c) for c in NAMED))
 _HASHED_ID = re.compile(r"(.+):([0-9a-f]{32})")
 
 
@@ -98,21 +102,20 @@ def encode(conn: sqlite3.Connection, dictionary: Dictionary, rows: Sequence[Sequ
            tags: Sequence[Mapping[str, str] | None]) -> tuple[list[tuple[Any, ...]], list[tuple[int, int]]]:
     """`event` rows (EVENT_COLUMNS order, ids assigned) and their tags as `event_row` rows and
     (event, tag id) links."""
-    names: set[str] = set()
-    for row in rows:
-        names.update(row[i] for i in _NAMED_AT if row[i] is not None)
+    named = {_names_of(row) for row in rows}
     prefixes = [split_id(row[_ID_AT]) for row in rows]
-    names.update(p for p, _ in prefixes if p is not None)
-    ids = dictionary.name_ids(conn, names)
+    texts = {t for group in named for t in group if t is not None}
+    texts.update(p for p, _ in prefixes if p is not None)
+    ids = dictionary.name_ids(conn, texts)
+    name_ids = {group: tuple(None if t is None else ids[t] for t in group) for group in named}
     pairs = {(k, v) for t in tags if t for k, v in t.items()}
     tag_ids = dictionary.tag_ids(conn, pairs) if pairs else {}
     out = []
     links = []
-    get = ids.get
     for row, (prefix, stored), row_tags in zip(rows, prefixes, tags):
         row_id = row[0]
         out.append((row_id, key_hash(row[_ID_AT]), None if prefix is None else ids[prefix], stored,
-                    *(get(row[i]) if named else row[i] for i, named in _PLAN[1:])))
+                    *_plain_of(row), *name_ids[_names_of(row)]))
         if row_tags:
             links.extend((row_id, tag_ids[(k, v)]) for k, v in row_tags.items())
     return out, links

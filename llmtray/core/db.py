@@ -673,31 +673,19 @@ _ROW_VALUES = {
     "event_id": "llmtray_id_stored(e.event_id)",
     **{c: f"(SELECT id FROM name WHERE text = e.{c})" for c in NAMED},
 }
+_ROW_TYPES = {
+    "id": "INTEGER PRIMARY KEY", "key_hash": "INTEGER", "id_prefix": "INTEGER", "event_id": "",
+    "ts": "INTEGER NOT NULL", "received": "INTEGER NOT NULL",
+    **dict.fromkeys(("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                     "cache_write_1h_tokens", "reasoning_tokens"), "INTEGER NOT NULL DEFAULT 0"),
+    "requests": "INTEGER NOT NULL DEFAULT 1", "cost_nanos": "INTEGER", "latency_ms": "REAL", "ttft_ms": "REAL",
+    "error": "TEXT", "stream": "INTEGER", "request_id": "TEXT", "dataset_id": "INTEGER REFERENCES dataset(id)",
+    "lat_bin": "INTEGER", "ttft_bin": "INTEGER",
+    # names: ids into `name` (the optional ones may be NULL)
+    **{c: "INTEGER" if c in ("pricing_version", "priced_model", "service_tier") else "INTEGER NOT NULL" for c in NAMED},
+}
 _EVENT_ROW = f"""
-        CREATE TABLE event_row (
-            id INTEGER PRIMARY KEY,
-            key_hash INTEGER,
-            id_prefix INTEGER,
-            event_id,
-            ts INTEGER NOT NULL,
-            received INTEGER NOT NULL,
-            provider INTEGER NOT NULL, model INTEGER NOT NULL, operation INTEGER NOT NULL,
-            {", ".join(f"{t} INTEGER NOT NULL DEFAULT 0" for t in ("input_tokens", "output_tokens", "cache_read_tokens",
-                                                                   "cache_write_tokens", "cache_write_1h_tokens",
-                                                                   "reasoning_tokens"))},
-            requests INTEGER NOT NULL DEFAULT 1,
-            cost_nanos INTEGER,
-            cost_source INTEGER NOT NULL, pricing_version INTEGER, priced_model INTEGER, service_tier INTEGER,
-            latency_ms REAL, ttft_ms REAL,
-            status INTEGER NOT NULL,
-            error TEXT,
-            stream INTEGER,
-            feature INTEGER NOT NULL, user INTEGER NOT NULL, project INTEGER NOT NULL, env INTEGER NOT NULL,
-            request_id TEXT,
-            source INTEGER NOT NULL,
-            dataset_id INTEGER REFERENCES dataset(id),
-            lat_bin INTEGER, ttft_bin INTEGER
-        );"""
+        CREATE TABLE event_row ({", ".join(f"{c} {_ROW_TYPES[c]}".strip() for c in ROW_COLUMNS)});"""
 _VIEW_VALUES = {
     "event_id": "CASE WHEN r.id_prefix IS NULL THEN r.event_id"
                 " ELSE (SELECT text FROM name WHERE id = r.id_prefix) || ':' || lower(hex(r.event_id)) END",
