@@ -49,6 +49,8 @@ BENCHES = [
           "metering proxy latency and throughput vs going direct"),
     Bench("import", ("--rows", "200000", "--sample", "50000"), ("--rows", "20000", "--sample", "5000"),
           "`llmtray import` rows/s vs sqlite3's .import"),
+    Bench("migrate", ("--rows", "1000000"), ("--rows", "50000"),
+          "upgrading a big database to the newest schema vs rewriting its events once and copying the file"),
     Bench("dashboard", ("--sizes", "100k,1M", "--repeat", "3"), ("--sizes", "100k", "--repeat", "1"),
           "every dashboard view's query time and the window's first paint vs summing the event table"),
     Bench("budgets", ("--per-day", "1500", "--calls", "20000"), ("--per-day", "300", "--calls", "2000"),

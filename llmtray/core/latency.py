@@ -58,7 +58,7 @@ def _read(code: str, blob: bytes, start: int, n: int) -> array:
 
 
 def encode(bins: Counter[int]) -> bytes | None:
-    keys = sorted(b for b, n in bins.items() if n)
+    keys = sorted(b for b, n in bins.items() if n > 0)
     if not keys:
         return None
     counts = [bins[b] for b in keys]
@@ -140,12 +140,20 @@ def _merge(conn: sqlite3.Connection, rows: Iterable[tuple[int, ...]]) -> None:
             ttft.update(_counter(old[1]))
         out.append((*key, encode(lat), encode(ttft)))
     conn.executemany(f"INSERT OR REPLACE INTO latency_sketch ({', '.join(_KEY)}, lat, ttft)"
-                     f" VALUES ({', '.join('?' * (len(_KEY) + 2))})", out)
+                     f" VALUES ({', '.join('?' * (len(_KEY) + 2))})", [row for row in out if row[-2] or row[-1]])
+    emptied = [row[:len(_KEY)] for row in out if not (row[-2] or row[-1])]  # every call of the cell deleted
+    conn.executemany(f"DELETE FROM latency_sketch WHERE {' AND '.join(f'{k} = ?' for k in _KEY)}", emptied)
 
 
 def add(conn: sqlite3.Connection, first_id: int, next_id: int) -> None:
     """Count a stored batch (row ids in [first_id, next_id)) into the sketches."""
     _merge(conn, _binned(conn, "e.id >= ? AND e.id < ?", (first_id, next_id)))
+
+
+def subtract(conn: sqlite3.Connection, row_ids: list[int]) -> None:
+    """Take events about to be deleted out of the sketches (the caller then unmarks their days)."""
+    binned = _binned(conn, f"e.id IN ({', '.join('?' * len(row_ids))})", row_ids)
+    _merge(conn, ((*row[:-1], -row[-1]) for row in binned))
 
 
 def refresh(conn: sqlite3.Connection) -> None:

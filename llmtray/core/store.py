@@ -355,11 +355,20 @@ def _delete_replaced(conn: sqlite3.Connection, batch: Batch) -> None:
     """For a `replace` batch, delete the rows of its source with its ids (see `Batch.replace`)."""
     if not batch.replace:
         return
-    rows = list(compact.find(conn, [e.id for e in batch.events if e.id is not None]).values())
-    for start in range(0, len(rows), 500):
-        chunk = rows[start:start + 500]
-        conn.execute(f"DELETE FROM event WHERE source = ? AND id IN ({', '.join('?' * len(chunk))})",
-                     (batch.source, *chunk))
+    found = list(compact.find(conn, [e.id for e in batch.events if e.id is not None]).values())
+    stale = latency.stale_days(conn)
+    for start in range(0, len(found), 500):
+        chunk = found[start:start + 500]
+        marks = ", ".join("?" * len(chunk))
+        rows = [i for (i,) in conn.execute(f"SELECT id FROM event WHERE source = ? AND id IN ({marks})",
+                                           (batch.source, *chunk))]
+        if not rows:
+            continue
+        # a growing agent call is replaced at every new line: take the old copy out of the
+        # latency sketches exactly, rather than have its whole day recomputed each time
+        latency.subtract(conn, rows)
+        conn.execute(f"DELETE FROM event WHERE id IN ({', '.join('?' * len(rows))})", rows)
+    conn.execute(f"DELETE FROM latency_stale WHERE day NOT IN ({', '.join(map(str, stale)) or 'NULL'})")
 
 
 # --- many rows per statement ----------------------------------------------------------------

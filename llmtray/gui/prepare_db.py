@@ -27,7 +27,7 @@ CHECKING = "Checking the llmtray database…"
 REPAIRING = ("The llmtray database is damaged: setting it aside and salvaging every event that can still "
              "be read…")
 UPGRADING = ("Upgrading the llmtray database to this version's format. This happens once, and takes about "
-             "half a minute per million recorded calls…")
+             "about forty seconds per million recorded calls…")
 
 
 def prepare_database(app: QApplication, db: Path) -> Recovered | None:

@@ -68,8 +68,11 @@ def test_sketches_follow_removal_replacement_and_plain_deletes(data_dir):
 
         grown = [replace(e, latency_ms=e.latency_ms * 3) for e in calls(50, 1, "hook")]
         store.add_many([Batch(grown, "hook", replace=True)])
-        assert latency.stale_days(store.conn) == set()
+        assert latency.stale_days(store.conn) == set()  # the old copies were taken out exactly
         check(store)
+        subtracted = sketches(store)
+        latency.rebuild(store.conn)
+        assert sketches(store) == subtracted
 
         store.conn.execute("DELETE FROM event WHERE feature = 'search' AND ts < ?", (to_us(T0 + timedelta(days=2)),))
         assert latency.stale_days(store.conn)  # plain SQL: the days wait for the store
