@@ -429,41 +429,45 @@ def _repriced() -> str:
             f" unpriced = unpriced - {old['unpriced']} + {new['unpriced']}")
 
 
+def _taken_out(table: str, match: str, sums: tuple[str, ...] = ROLLUP_SUMS) -> str:
+    """OLD's sums out of `table`'s row(s) matching `match`, and a row left with no events gone."""
+    return (f"UPDATE {table} SET {_minus_old(sums)} WHERE {match};\n"
+            f"DELETE FROM {table} WHERE {match} AND events = 0;")
+
+
+def _repriced_in(table: str, match: str) -> str:
+    return f"UPDATE {table} SET {_repriced()} WHERE {match};"
+
+
 def _rollup_removal() -> str:
-    return (f"UPDATE rollup SET {_minus_old(ROLLUP_SUMS)} WHERE bucket = {_OLD_BUCKET} AND {_OLD_DIMS};\n"
-            f"DELETE FROM rollup WHERE bucket = {_OLD_BUCKET} AND {_OLD_DIMS} AND events = 0;")
+    return _taken_out("rollup", f"bucket = {_OLD_BUCKET} AND {_OLD_DIMS}")
 
 
 def _rollup_repricing() -> str:
-    return (f"UPDATE rollup SET {_repriced()} WHERE bucket = {_OLD_BUCKET} AND {_OLD_DIMS};\n"
-            f"UPDATE tag_rollup SET {_repriced()} WHERE bucket = {_OLD_BUCKET} AND source = OLD.source AND {_OLD_TAGS};")
+    return "\n".join((_repriced_in("rollup", f"bucket = {_OLD_BUCKET} AND {_OLD_DIMS}"),
+                      _repriced_in("tag_rollup", f"bucket = {_OLD_BUCKET} AND source = OLD.source AND {_OLD_TAGS}")))
 
 
 def _tag_levels_repricing() -> str:
-    return (f"UPDATE rollup_tag SET {_repriced()} WHERE {_TAG_MATCH};\n"
-            f"UPDATE rollup_tag_user_hour SET {_repriced()} WHERE {_TAG_USER_MATCH};")
+    return "\n".join((_repriced_in("rollup_tag", _TAG_MATCH), _repriced_in("rollup_tag_user_hour", _TAG_USER_MATCH)))
 
 
 def _user_removal() -> str:
-    return (f"UPDATE rollup_user_hour SET {_minus_old(ROLLUP_SUMS)} WHERE {_USER_MATCH};\n"
-            f"DELETE FROM rollup_user_hour WHERE {_USER_MATCH} AND events = 0;")
+    return _taken_out("rollup_user_hour", _USER_MATCH)
 
 
 def _user_repricing() -> str:
-    return f"UPDATE rollup_user_hour SET {_repriced()} WHERE {_USER_MATCH};"
+    return _repriced_in("rollup_user_hour", _USER_MATCH)
 
 
 def _tag_removal() -> str:
     """A deleted event out of every rollup keyed by tag: while its tags are still there."""
-    return f"""
-            UPDATE tag_rollup SET {_minus_old(TAG_SUMS)}
-              WHERE bucket = {_OLD_BUCKET} AND source = OLD.source
-                AND {_OLD_TAGS};
-            DELETE FROM tag_rollup WHERE bucket = {_OLD_BUCKET} AND source = OLD.source AND events = 0;
-            UPDATE rollup_tag SET {_minus_old(ROLLUP_SUMS)} WHERE {_TAG_MATCH};
-            DELETE FROM rollup_tag WHERE {_TAG_MATCH} AND events = 0;
-            UPDATE rollup_tag_user_hour SET {_minus_old(ROLLUP_SUMS)} WHERE {_TAG_USER_MATCH};
-            DELETE FROM rollup_tag_user_hour WHERE {_TAG_USER_MATCH} AND events = 0;"""
+    return "\n".join((
+        f"UPDATE tag_rollup SET {_minus_old(TAG_SUMS)} WHERE bucket = {_OLD_BUCKET} AND source = OLD.source"
+        f" AND {_OLD_TAGS};",
+        f"DELETE FROM tag_rollup WHERE bucket = {_OLD_BUCKET} AND source = OLD.source AND events = 0;",
+        _taken_out("rollup_tag", _TAG_MATCH),
+        _taken_out("rollup_tag_user_hour", _TAG_USER_MATCH)))
 
 
 def _m5_coarse_rollups(conn: sqlite3.Connection) -> None:
