@@ -29,7 +29,7 @@ from llmtray.core.compact import EVENT_COLUMNS, ROW_COLUMNS
 from llmtray.core.events import ATTRIBUTION_FIELDS, UsageEvent, format_ts, parse_event
 from llmtray.core.money import nanos_to_str
 from llmtray.core.pricing import Priced, Pricer
-from llmtray.core.rollups import add_to_rollups
+from llmtray.core.rollups import add_to_rollups, remove_dataset_events
 from llmtray.core.sketch import bin_of
 
 COLUMNS = EVENT_COLUMNS  # `event`'s columns, as `_rows` builds them
@@ -286,9 +286,7 @@ class Store:
         try:
             with self.db.atomic("IMMEDIATE"):
                 rows = [self._rows(b) for b in (restore() if restore is not None else ())]
-                # (a view's INSTEAD OF triggers leave no row count)
-                (removed,) = conn.execute("SELECT count(*) FROM event_row WHERE dataset_id = ?", (dataset_id,)).fetchone()
-                conn.execute("DELETE FROM event WHERE dataset_id = ?", (dataset_id,))
+                removed = remove_dataset_events(conn, dataset_id)
                 self.models.Dataset.delete_by_id(dataset_id)
                 if rows:
                     next_id = _next_event_id(conn)
