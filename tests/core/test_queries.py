@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from itertools import product
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
