@@ -9,7 +9,7 @@ the dashboard's tag filter reads sketches too.
 SQL can't add blobs, so the store adds each batch's calls here (`add`), and a deleted event only
 marks its UTC day stale (`latency_stale`, by the view's delete trigger): the store recomputes
 stale days from the events at the end of its transaction (`refresh`), and a reader that finds a
-day still stale reads that day's bins from the events instead (`Reader`).
+day still stale reads that day's bins from the events instead (`queries.Queries.latency`).
 """
 
 from __future__ import annotations
@@ -125,13 +125,18 @@ def _merge(conn: sqlite3.Connection, rows: Iterable[tuple[int, ...]]) -> None:
         return
     by_time: dict[tuple[int, int, int], list[tuple[int, ...]]] = defaultdict(list)
     for key in cells:
-        by_time[key[:3]].append(key)
+        by_time[key[:3]].append(key[3:])
     stored: dict[tuple[int, ...], tuple[bytes | None, bytes | None]] = {}
-    for (tag, unit, time) in by_time:
-        for *key, lat, ttft in conn.execute(
-                f"SELECT {', '.join(_KEY)}, lat, ttft FROM latency_sketch WHERE tag = ? AND unit = ? AND time = ?",
-                (tag, unit, time)):
-            stored[tuple(key)] = (lat, ttft)
+    for (tag, unit, time), dims in by_time.items():  # the touched cells only, by primary key
+        for start in range(0, len(dims), 200):
+            part = dims[start:start + 200]
+            for *key, lat, ttft in conn.execute(
+                    f"SELECT {', '.join('s.' + k for k in _KEY)}, s.lat, s.ttft"
+                    f" FROM (VALUES {', '.join(['(?, ?, ?, ?)'] * len(part))}) v CROSS JOIN latency_sketch s"
+                    f" WHERE s.tag = ? AND s.unit = ? AND s.time = ?"
+                    f" AND {' AND '.join(f's.{d} = v.column{i}' for i, d in enumerate(_DIMS, start=1))}",
+                    (*(d for dim in part for d in dim), tag, unit, time)):
+                stored[tuple(key)] = (lat, ttft)
     out = []
     for key, (lat, ttft) in cells.items():
         old = stored.get(key)
