@@ -342,7 +342,7 @@ def build_event(*, provider: str, call: Call, facts: RequestFacts, attribution: 
     notes: dict[str, str] = {}
     streamed = facts.stream or (meter is not None and meter.sse)
     event: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
+        "id": _event_id(provider, reading.request_id),
         "ts": format_ts(datetime.fromtimestamp(wall, UTC)),
         "provider": provider,
         "model": reading.model or _text(facts.model) or "unknown",
@@ -387,6 +387,16 @@ def build_event(*, provider: str, call: Call, facts: RequestFacts, attribution: 
     if tags:
         event["tags"] = tags
     return event
+
+
+def _event_id(provider: str, request_id: str | None) -> str:
+    """An Anthropic message keeps its own id (`anthropic:<msg_…>`), as Claude Code's transcripts
+    and OTLP records of it do (`agents.claude`): a session sent through the proxy *and* read from
+    its log files is then one call, not two. Other calls get a fresh id (their response ids are
+    not what the other paths key by)."""
+    if provider == "anthropic" and request_id and request_id.startswith("msg_"):
+        return f"anthropic:{request_id}"[:128]
+    return str(uuid.uuid4())
 
 
 def _tokens(endpoint: Endpoint, reading: Reading, streamed: bool, notes: dict[str, str]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ until a write fails, then set `abandoned`), `br` (a body labelled Content-Encodi
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import threading
@@ -45,6 +46,12 @@ USAGE: dict[str, dict[str, Any]] = {
 }
 OPENROUTER_COST = 0.00123456
 TEXT = ["Hel", "lo", "! How", " can I", " help?"]
+_messages_sent = itertools.count(1)
+
+
+def next_message_id() -> str:
+    """A fresh Anthropic message id per response, as the API gives (the proxy keys calls by it)."""
+    return f"msg_01XFDUDYJgAACzvn{next(_messages_sent):08d}"
 
 
 @dataclass
@@ -313,7 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _messages(self, request: dict[str, Any], model: str) -> None:
         reported = SNAPSHOTS.get(model, model)
         usage = USAGE["messages"]
-        message = {"id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant", "model": reported,
+        message = {"id": next_message_id(), "type": "message", "role": "assistant", "model": reported,
                    "stop_reason": None, "stop_sequence": None}
         if not request.get("stream"):
             return self._send_json(200, {**message, "content": [{"type": "text", "text": "".join(TEXT)}],

@@ -116,13 +116,14 @@ def test_anthropic_message_and_stream(service, stub):
     plain, streamed = wait_events(service, 2)
     usage = USAGE["messages"]
     total_input = usage["input_tokens"] + usage["cache_read_input_tokens"] + usage["cache_creation_input_tokens"]
+    assert plain["request_id"] == message.id and streamed["request_id"] != message.id  # one id per message
     for event in (plain, streamed):
         assert event["provider"] == "anthropic" and event["model"] == SNAPSHOTS["claude-sonnet-4-0"]
         assert (event["input_tokens"], event["output_tokens"], event["cache_read_tokens"],
                 event["cache_write_tokens"], event["cache_write_1h_tokens"]) == (
             total_input, usage["output_tokens"], usage["cache_read_input_tokens"],
             usage["cache_creation_input_tokens"], usage["cache_creation"]["ephemeral_1h_input_tokens"])
-        assert event["feature"] == "triage" and event["request_id"] == message.id
+        assert event["feature"] == "triage" and event["id"] == f"anthropic:{event['request_id']}"
         assert event["service_tier"] == "default"  # Anthropic's "standard"
         assert event["cost_nanos"] == expected_cost(event) > 0
     assert plain["stream"] is False and streamed["stream"] is True and "ttft_ms" in streamed
