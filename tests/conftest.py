@@ -21,10 +21,50 @@ def data_dir(tmp_path: Path) -> Path:
     return d
 
 
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`backend` is "sqlite", and also "postgresql" for tests marked `both_backends` (the store,
+    query, budget and import suites: one parametrised suite for both storages)."""
+    if "backend" in metafunc.fixturenames:
+        both = (metafunc.definition.get_closest_marker("both_backends") is not None
+                and metafunc.definition.get_closest_marker("sqlite_only") is None)
+        metafunc.parametrize("backend", BACKENDS if both else BACKENDS[:1])
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL for the session (tests/postgres.py), or a skip saying why there is none."""
+    from tests import postgres
+
+    server = postgres.start()
+    if isinstance(server, str):
+        pytest.skip(f"PostgreSQL half skipped: {server}")
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def store(data_dir: Path):
+def database(request: pytest.FixtureRequest, backend: str, data_dir: Path):
+    """Where the test's events live: the data dir's SQLite file, or a fresh PostgreSQL database."""
+    if backend == "sqlite":
+        yield data_dir / "llmtray.db"
+        return
+    from llmtray.core import dburl
+
+    server = request.getfixturevalue("pg_server")
+    url = server.new_database()
+    yield dburl.parse(url)
+    server.drop_database(url)
+
+
+@pytest.fixture
+def store(database):
     from llmtray.core.store import Store
 
-    s = Store.open(data_dir / "llmtray.db")
+    s = Store.open(database)
     yield s
     s.close()

@@ -38,8 +38,9 @@ def save(conn: sqlite3.Connection, states: Iterable[FileState]) -> None:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.executemany(f"INSERT OR REPLACE INTO agent_file ({', '.join(_COLUMNS)}) "
-                         f"VALUES ({', '.join('?' * len(_COLUMNS))})", rows)
+        conn.executemany(f"INSERT INTO agent_file ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+                         f" ON CONFLICT (path) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}",
+                         rows)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

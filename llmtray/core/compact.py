@@ -1,4 +1,4 @@
-"""The compact event row (schema 11): repeated strings as ids, the idempotency key as a hash.
+"""The compact event row (schema 10): repeated strings as ids, the idempotency key as a hash.
 
 An event's text columns repeat endlessly — a provider, a model, `import:openrouter-generations`
 on every row — and its tags as rows of text with an index over them. So `event_row` keeps ids
@@ -8,7 +8,7 @@ reader's SQL is unchanged. The idempotency key is indexed by a 64-bit hash inste
 and an importer's `<format>:<32 hex digits>` id is kept as its 16 bytes beside the format's id.
 
 Writers go through `encode` (the store, and recovery salvaging rows); deletes and cost updates
-through the view, whose INSTEAD OF triggers keep the rollups exact (`db._m11_compact_events`).
+through the view, whose INSTEAD OF triggers keep the rollups exact (`db._m10_compact_store`).
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ def split_id(event_id: str | None) -> tuple[str | None, str | bytes | None]:
         if m:
             return m.group(1), bytes.fromhex(m.group(2))
     return None, event_id
+
+
+def as_bytes(stored: str | bytes | None) -> bytes | None:
+    """A stored id as PostgreSQL keeps it: SQLite's column holds text or 16 bytes as they come,
+    PostgreSQL's one BYTEA column holds the text as UTF-8 (the `event` view decodes it)."""
+    return stored.encode("utf-8", "surrogatepass") if isinstance(stored, str) else stored
 
 
 class Dictionary:
@@ -110,6 +116,8 @@ def encode(conn: sqlite3.Connection, dictionary: Dictionary, rows: Sequence[Sequ
     name_ids = {group: tuple(None if t is None else ids[t] for t in group) for group in named}
     pairs = {(k, v) for t in tags if t for k, v in t.items()}
     tag_ids = dictionary.tag_ids(conn, pairs) if pairs else {}
+    if getattr(conn, "dialect", "sqlite") == "postgresql":  # one BYTEA column holds both forms there
+        prefixes = [(p, as_bytes(s)) for p, s in prefixes]
     out = []
     links = []
     for row, (prefix, stored), row_tags in zip(rows, prefixes, tags):
@@ -138,6 +146,8 @@ def find(conn: sqlite3.Connection, event_ids: Sequence[str]) -> dict[str, int]:
     if rest and conn.execute("SELECT 1 FROM event_row WHERE key_hash IS NULL AND event_id IS NOT NULL LIMIT 1").fetchone():
         for event_id in rest:
             prefix, stored = split_id(event_id)
+            if getattr(conn, "dialect", "sqlite") == "postgresql":
+                stored = as_bytes(stored)
             row = conn.execute("SELECT r.id FROM event_row r JOIN event e ON e.id = r.id"
                                " WHERE r.key_hash IS NULL AND r.event_id = ? AND e.event_id = ?",
                                (stored, event_id)).fetchone()

@@ -8,6 +8,9 @@ every reader have their own.
 The schema is created by plain SQL migrations, numbered and named, each in its own transaction,
 recorded in `PRAGMA user_version`; a database from a newer llmtray is refused, and a backup is
 taken before any migration touches existing data.
+
+A team's PostgreSQL database (`dburl.PostgresUrl`) opens through the same functions; its schema
+is this one translated (`core.pg`).
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import peewee as pw
 
 from llmtray.core.errors import ReadOnlyDatabaseError, SchemaTooNewError
 from llmtray.core import latency
+from llmtray.core.dburl import Database, PostgresUrl
 from llmtray.core.compact import EVENT_COLUMNS, NAMED, ROW_COLUMNS, key_hash, split_id
 from llmtray.core.sketch import bin_of
 from llmtray.core.trust import private_file, tighten
@@ -210,6 +215,9 @@ def rebuild_rollups(conn: sqlite3.Connection) -> None:
     """Recompute every rollup table the schema has so far from the event table, inside the
     caller's transaction: for migrations, and for bulk copies done in plain SQL that bypass the
     store."""
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        _rebuild_through_triggers(conn)
+        return
     tables = _tables(conn)
     levels = [lv for lv in LEVELS if lv.table in tables]
     _drop_level_triggers(conn)
@@ -226,6 +234,18 @@ def rebuild_rollups(conn: sqlite3.Connection) -> None:
         _fill_tag_latencies(conn)
     if "latency_sketch" in tables:
         latency.rebuild(conn)
+
+
+def _rebuild_through_triggers(conn: sqlite3.Connection) -> None:
+    """PostgreSQL keeps its level triggers (dropping one there needs the table's owner): emptying
+    the bottom levels empties the coarse ones through them, and refilling refills them."""
+    bottom = [lv for lv in (*LEVELS, TAG_ROLLUP) if lv.parent is None]
+    for level in bottom:
+        conn.execute(f"DELETE FROM {level.table}")
+    for level in bottom:
+        conn.execute(f"INSERT INTO {level.table} ({', '.join((level.time, *level.key_columns, *level.sums))})"
+                     f" {level_selects(level, '1', compact=True)}")
+    latency.rebuild(conn)
 
 
 def _fill_tag_latencies(conn: sqlite3.Connection) -> None:
@@ -841,8 +861,16 @@ def _wal(conn: sqlite3.Connection, timeout: float = 10.0) -> None:
             time.sleep(0.05)
 
 
-def migrate(path: Path, upto: int | None = None) -> int:
+def migrate(path: Database, upto: int | None = None) -> int:
     """Bring the database at `path` to the newest (or `upto`) schema; returns the version."""
+    if isinstance(path, PostgresUrl):
+        from llmtray.core import pg
+
+        conn = pg.connect(path)
+        try:
+            return pg.migrate(conn)
+        finally:
+            conn.close()
     target = upto if upto is not None else MIGRATIONS[-1].version
     private_file(path)  # 0600 before SQLite makes it (its -wal and -shm copy the file's mode)
     for journal in ("-wal", "-shm"):
@@ -898,8 +926,12 @@ def backup(conn: sqlite3.Connection, dest: Path) -> None:
         target.close()
 
 
-def open_db(path: Path, *, migrate_schema: bool = True) -> pw.SqliteDatabase:
+def open_db(path: Database, *, migrate_schema: bool = True) -> pw.Database:
     """A Peewee database on `path`, migrated, with one connection per thread."""
+    if isinstance(path, PostgresUrl):
+        from llmtray.core import pg
+
+        return pg.open_db(path, migrate_schema=migrate_schema)
     path.parent.mkdir(parents=True, exist_ok=True)
     if migrate_schema:
         migrate(path)
@@ -927,11 +959,31 @@ def write_refused(path: Path, exc: BaseException) -> ReadOnlyDatabaseError:
                                  "is read-only; make both writable, or use another --data-dir")
 
 
-def open_read_only(path: Path) -> pw.SqliteDatabase:
+def connect(path: Database, *, timeout: float = 10.0, read_only: bool = False,
+            autocommit: bool = False) -> sqlite3.Connection:
+    """A raw DB-API connection for code that doesn't use Peewee: `sqlite3.connect` on a file
+    (`autocommit`: isolation_level None, explicit BEGINs), or the same protocol on the team
+    database (always explicit transactions there, as our SQLite code writes them)."""
+    if isinstance(path, PostgresUrl):
+        from llmtray.core import pg
+
+        return pg.connect(path, read_only=read_only)  # type: ignore[return-value]
+    target = f"file:{path}?mode=ro" if read_only else str(path)
+    kwargs: dict[str, Any] = {"isolation_level": None} if autocommit else {}
+    return sqlite3.connect(target, uri=read_only, timeout=timeout, **kwargs)
+
+
+def open_read_only(path: Database) -> pw.Database:
     """The database at `path` for reading only, when it can't be written: no migration, no
     journal-mode switch. Tried as a plain read-only open first, then `immutable` (a WAL database
     whose folder can't hold the -shm file; nobody can write it there either). Raises
     `ReadOnlyDatabaseError` with one clear sentence when it needs a migration first."""
+    if isinstance(path, PostgresUrl):  # a viewer's read-only role: every write is refused by the server
+        from llmtray.core import pg
+
+        db = pg.open_db(path, migrate_schema=False)
+        db.connection().raw.execute("SET default_transaction_read_only = on")
+        return db
     if not path.exists():
         raise ReadOnlyDatabaseError(f"there is no database at {path} yet, and its folder is read-only")
     last: Exception | None = None

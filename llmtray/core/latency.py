@@ -144,8 +144,9 @@ def _merge(conn: sqlite3.Connection, rows: Iterable[tuple[int, ...]]) -> None:
             lat.update(_counter(old[0]))
             ttft.update(_counter(old[1]))
         out.append((*key, encode(lat), encode(ttft)))
-    conn.executemany(f"INSERT OR REPLACE INTO latency_sketch ({', '.join(_KEY)}, lat, ttft)"
-                     f" VALUES ({', '.join('?' * (len(_KEY) + 2))})", [row for row in out if row[-2] or row[-1]])
+    conn.executemany(f"INSERT INTO latency_sketch ({', '.join(_KEY)}, lat, ttft) VALUES ({', '.join('?' * (len(_KEY) + 2))})"
+                     f" ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET lat = excluded.lat, ttft = excluded.ttft",
+                     [row for row in out if row[-2] or row[-1]])
     emptied = [row[:len(_KEY)] for row in out if not (row[-2] or row[-1])]  # every call of the cell deleted
     conn.executemany(f"DELETE FROM latency_sketch WHERE {' AND '.join(f'{k} = ?' for k in _KEY)}", emptied)
 

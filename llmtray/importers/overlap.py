@@ -108,29 +108,48 @@ def replacing(conn: sqlite3.Connection, dataset_id: int, observed: ProviderDays)
         "CREATE TEMP TABLE import_replace (provider TEXT NOT NULL, day INTEGER NOT NULL, removed INTEGER, "
         "PRIMARY KEY (provider, day)) WITHOUT ROWID"
     )
+    postgres = getattr(conn, "dialect", "sqlite") == "postgresql"
+    row = "r" if postgres else "NEW"  # the inserted row, as the trigger (or PostgreSQL's hook) names it
     try:
         conn.executemany("INSERT INTO import_replace (provider, day) VALUES (?, ?)",
                          [(p, d) for p, days in observed.items() for d in days])
-        day = f"(NEW.ts / {US_PER_DAY})"
-        provider = "(SELECT text FROM main.name WHERE id = NEW.provider)"  # the compact row holds its id
+        day = f"({row}.ts / {US_PER_DAY})"
+        provider = f"(SELECT text FROM name WHERE id = {row}.provider)"  # the compact row holds its id
         in_day = (f"provider = {provider} AND ts >= {day} * {US_PER_DAY} AND ts < ({day} + 1) * {US_PER_DAY} "
                   f"AND source IN ({_SOURCES_SQL}) AND dataset_id IS NOT {int(dataset_id)}")
-        conn.execute(
-            f"""CREATE TEMP TRIGGER import_replace_observed AFTER INSERT ON main.event_row
-            WHEN NEW.dataset_id = {int(dataset_id)} AND EXISTS (
-                SELECT 1 FROM import_replace WHERE provider = {provider} AND day = {day} AND removed IS NULL)
-            BEGIN
-                UPDATE import_replace SET removed = (SELECT count(*) FROM event WHERE {in_day})
-                  WHERE provider = {provider} AND day = {day};
-                INSERT INTO replaced_event (replaced_by, {_COLUMNS_SQL})
-                  SELECT {int(dataset_id)}, {_COLUMNS_SQL} FROM event WHERE {in_day};
-                DELETE FROM event WHERE {in_day};
-            END"""
-        )
+        when = (f"{row}.dataset_id = {int(dataset_id)} AND EXISTS ("
+                f"SELECT 1 FROM import_replace WHERE provider = {provider} AND day = {day} AND removed IS NULL)")
+        body = [f"UPDATE import_replace SET removed = (SELECT count(*) FROM event WHERE {in_day})"
+                f" WHERE provider = {provider} AND day = {day}",
+                f"INSERT INTO replaced_event (replaced_by, {_COLUMNS_SQL})"
+                f" SELECT {int(dataset_id)}, {_COLUMNS_SQL} FROM event WHERE {in_day}",
+                f"DELETE FROM event WHERE {in_day}"]
+        if postgres:
+            conn.execute(_session_hook(conn, when, body))
+        else:
+            conn.execute(f"CREATE TEMP TRIGGER import_replace_observed AFTER INSERT ON main.event_row WHEN {when}"
+                         f" BEGIN {'; '.join(body)}; END")
         yield ReplaceLog(conn)
     finally:
-        conn.execute("DROP TRIGGER IF EXISTS temp.import_replace_observed")
-        conn.execute("DROP TABLE IF EXISTS temp.import_replace")
+        if postgres:
+            conn.execute(f"DROP FUNCTION IF EXISTS {SESSION_HOOK}(event_row)")
+            conn.execute("DROP TABLE IF EXISTS pg_temp.import_replace")
+        else:
+            conn.execute("DROP TRIGGER IF EXISTS temp.import_replace_observed")
+            conn.execute("DROP TABLE IF EXISTS temp.import_replace")
+
+
+SESSION_HOOK = "pg_temp.llmtray_after_insert"  # what PostgreSQL's event_row trigger calls (`core.pg`)
+
+
+def _session_hook(conn: sqlite3.Connection, when: str, body: list[str]) -> str:
+    """PostgreSQL has no temporary triggers: its schema's trigger on imported rows calls this
+    session's own function of that name, if it has one (`core.pg`)."""
+    from llmtray.core.pg import translate
+
+    statements = "".join(f"    {translate(b).replace('%%', '%')};\n" for b in body)
+    return (f"CREATE FUNCTION {SESSION_HOOK}(r event_row) RETURNS void LANGUAGE plpgsql AS $hook$ BEGIN\n"
+            f"  IF {translate(when).replace('%%', '%')} THEN\n{statements}  END IF;\nEND $hook$")
 
 
 class ReplaceLog:

@@ -21,6 +21,8 @@ from llmtray.core.queries import Queries
 from llmtray.core.store import to_us
 from tests.core.budget_kit import event, open_store, utc
 
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
+
 NOW = utc("2026-03-18 15:07")
 CALL = {"provider": "openai", "model": "gpt-4o-mini-2024-07-18", "feature": "agent", "user": "u1",
         "tags": {"team": "a"}}

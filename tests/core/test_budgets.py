@@ -35,6 +35,8 @@ from llmtray.core.status import summary
 from llmtray.core.store import to_us
 from tests.core.budget_kit import add, event, open_store, utc
 
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
+
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = utc("2026-03-18 15:00")  # a Wednesday; 16:00 in Berlin
 

@@ -24,6 +24,8 @@ from llmtray.core.alerts import (
 )
 from llmtray.core.db import open_db
 
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
+
 ALERT = Alert("threshold", "warning", "Budget “api” at 80%", "$82.10 of $100.00 this month (82%).", 1)
 
 

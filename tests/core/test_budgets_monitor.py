@@ -26,6 +26,8 @@ from llmtray.core.monitor import BudgetMonitor, Evaluator
 from llmtray.core.store import to_us
 from tests.core.budget_kit import RecordingSink, add, event, open_store, utc
 
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
+
 BERLIN = "Europe/Berlin"
 CONFIG = Config(timezone=BERLIN)
 QUIET_CONFIG = Config(timezone=BERLIN, spike_floor_usd=Decimal(10**6))  # budget tests without spike alerts

@@ -15,6 +15,8 @@ from llmtray.core.queries import Queries
 from llmtray.core.store import from_us, to_us
 from tests.core.budget_kit import event, open_store
 
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
+
 ZONES = (
     "UTC",
     "America/Los_Angeles",  # UTC−8, DST at 02:00

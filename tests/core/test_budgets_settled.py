@@ -4,6 +4,8 @@ imports, as time moves."""
 
 from __future__ import annotations
 
+import pytest
+
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +18,8 @@ from llmtray.core.queries import Filters, Queries
 from llmtray.core.settled import SettledQueries, SettledTotals, forget_all, settled_for
 from llmtray.core.store import to_us
 from tests.core.budget_kit import event, open_store, utc
+
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
 
 NOW = utc("2026-03-18 15:07")
 TZ = ZoneInfo("Asia/Kathmandu")

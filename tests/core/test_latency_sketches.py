@@ -5,6 +5,8 @@ force within ALPHA at every step, and the recomputed sketches equal a rebuild.""
 
 from __future__ import annotations
 
+import pytest
+
 import random
 from collections import Counter, defaultdict
 from dataclasses import replace
@@ -15,6 +17,8 @@ from llmtray.core.events import UsageEvent, parse_event
 from llmtray.core.queries import Filters, Queries
 from llmtray.core.sketch import ALPHA
 from llmtray.core.store import Batch, Store, to_us
+
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
 
 T0 = datetime(2026, 9, 1, 9, 30, tzinfo=UTC)
 NOW = T0 + timedelta(days=30)

@@ -21,6 +21,8 @@ from llmtray.core.queries import Filters, Queries, Totals
 from llmtray.core.sketch import ALPHA
 from llmtray.core.store import Store, to_us
 
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
+
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 MODELS = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-3-5-haiku-latest"),
           ("google", "gemini-2.5-flash"), ("acme", "mystery-1")]  # the last one is unpriced

@@ -3,6 +3,8 @@ what changes events: store inserts, dataset removal, repricing, and the v4 → v
 
 from __future__ import annotations
 
+import pytest
+
 import random
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -12,6 +14,8 @@ from llmtray.core import db as dbmod, latency
 from llmtray.core.events import UsageEvent, parse_event
 from llmtray.core.pricing import Pricer, load_overrides
 from llmtray.core.store import Store
+
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
 
 T0 = datetime(2026, 3, 27, 20, 7, tzinfo=UTC)
 TABLES = ("rollup", "tag_rollup", *(lv.table for lv in dbmod.LEVELS if lv is not dbmod.ROLLUP), "latency_sketch")

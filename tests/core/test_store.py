@@ -18,6 +18,8 @@ from llmtray.core.money import usd_to_nanos
 from llmtray.core.pricing import Pricer, load_overrides
 from llmtray.core.store import COLUMNS, Store, from_us, to_us
 
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
+
 T0 = datetime(2026, 1, 10, 12, tzinfo=UTC)
 
 

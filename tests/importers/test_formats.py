@@ -10,6 +10,8 @@ import pytest
 from llmtray.importers import detect
 from tests.importers.conftest import DATA, rows, totals
 
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
+
 # file, detected format, rows read, placeholder rows skipped, expected sums (by hand)
 # cost exports (openai-cost*, anthropic-cost*) are money, not calls: requests=0 (#17 item 16)
 CASES = [

@@ -3,10 +3,14 @@ stores nothing; cancelling midway leaves nothing of the file."""
 
 from __future__ import annotations
 
+import pytest
+
 import threading
 
 from tests.importers.conftest import DATA, assert_rollups_exact, totals
 from tests.importers.generate import openrouter_generations
+
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
 
 
 def test_same_file_twice_adds_nothing(importer, store):

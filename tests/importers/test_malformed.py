@@ -22,6 +22,8 @@ from tests.importers.conftest import (
 )
 from tests.importers.generate import openrouter_generations
 
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
+
 CASES = [
     ("openai_usage.csv", [
         ("line 2", "input_tokens: not a number: 'abc'"),

@@ -18,6 +18,8 @@ from llmtray.core.events import parse_event
 from tests.importers.conftest import DATA, assert_rollups_exact, comparable, observe_openrouter, rows, totals
 from tests.importers.generate import openrouter_generations
 
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
+
 MAY1 = (date(2026, 5, 1) - date(1970, 1, 1)).days
 
 
@@ -64,23 +66,34 @@ def test_replace_deletes_only_that_providers_observed_events_of_those_days(impor
     sources = {r[0] for r in observed.conn.execute(
         "SELECT DISTINCT source FROM rollup WHERE provider = 'openai' AND bucket / 96 = ?", (MAY1,))}
     assert sources == {"import:openai-usage"}
-    assert not observed.conn.execute("SELECT name FROM sqlite_temp_master").fetchall()  # trigger dropped
+    if getattr(observed.conn, "dialect", "sqlite") == "postgresql":  # the session's hook dropped
+        assert observed.conn.execute("SELECT to_regprocedure('pg_temp.llmtray_after_insert(event_row)')").fetchone() == (None,)
+    else:
+        assert not observed.conn.execute("SELECT name FROM sqlite_temp_master").fetchall()  # trigger dropped
 
 
 def test_replace_is_undone_with_the_insert_that_failed(importer, observed):
     """The observed events are deleted in the same transaction as the imported rows: when the
     insert fails (here a test trigger aborts it), the deletion is rolled back with it."""
     before = totals(observed)
-    observed.conn.execute(
-        "CREATE TEMP TRIGGER fail_insert BEFORE INSERT ON main.event_row"
-        " WHEN NEW.model = (SELECT id FROM main.name WHERE text = 'gpt-4o-2024-08-06') "
-        "BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END"
-    )
+    postgres = getattr(observed.conn, "dialect", "sqlite") == "postgresql"
+    if postgres:
+        observed.conn.executescript(
+            "CREATE FUNCTION fail_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " IF NEW.model = (SELECT id FROM name WHERE text = 'gpt-4o-2024-08-06') THEN"
+            " RAISE EXCEPTION 'disk full (test)'; END IF; RETURN NEW; END $$;"
+            "CREATE TRIGGER fail_insert BEFORE INSERT ON event_row FOR EACH ROW EXECUTE FUNCTION fail_insert();")
+    else:
+        observed.conn.execute(
+            "CREATE TEMP TRIGGER fail_insert BEFORE INSERT ON main.event_row"
+            " WHEN NEW.model = (SELECT id FROM main.name WHERE text = 'gpt-4o-2024-08-06') "
+            "BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END"
+        )
     try:
         with pytest.raises(sqlite3.Error, match="disk full"):
             importer.run(DATA / "openai_usage.csv", overlap="replace")
     finally:
-        observed.conn.execute("DROP TRIGGER temp.fail_insert")
+        observed.conn.executescript("DROP TRIGGER fail_insert ON event_row" if postgres else "DROP TRIGGER temp.fail_insert")
     assert totals(observed) == before
     assert observed.list_datasets() == []
 
@@ -171,6 +184,7 @@ def test_two_replace_imports_each_restore_only_their_own(importer, store, tmp_pa
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="kill -9 of a process group is POSIX")
+@pytest.mark.sqlite_only("watches the file from another connection")
 def test_a_replace_import_killed_midway_loses_no_observed_event(store, data_dir, tmp_path):
     """`kill -9` while `llmtray import --overlap replace` is storing: the observed events it had
     replaced are on disk with its dataset, and `import --remove` of that dataset puts them back."""
@@ -199,6 +213,7 @@ def test_a_replace_import_killed_midway_loses_no_observed_event(store, data_dir,
     assert_rollups_exact(store.conn)
 
 
+@pytest.mark.sqlite_only("opens the file itself; PostgreSQL's write lock is tested in tests/team")
 def test_removal_reads_the_replaced_events_inside_its_write_transaction(importer, store, tmp_path):
     """A replace import still running elsewhere can't move more observed events aside between
     the removal's reading them and its deleting the dataset (they would be lost): while the

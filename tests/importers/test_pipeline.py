@@ -18,6 +18,8 @@ from llmtray.importers.mapping import ColumnMapping
 from tests.importers.conftest import DATA, MALFORMED, rows, totals
 from tests.importers.generate import generic_rows, openrouter_generations
 
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
+
 FILES = sorted(p for p in (*DATA.iterdir(), *MALFORMED.iterdir()) if p.is_file() and "generic" not in p.name)
 SKIP_COLUMNS = {"id", "received", "dataset_id"}
 

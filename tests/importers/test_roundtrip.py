@@ -15,6 +15,8 @@ from llmtray.core.pricing import Priced, Pricer, PriceOverride
 from llmtray.core.store import Batch, Store, event_json, iter_event_rows
 from llmtray.importers.engine import Importer
 
+pytestmark = pytest.mark.both_backends  # the same suite on SQLite and PostgreSQL
+
 
 def _fill(store: Store) -> None:
     now = datetime(2026, 5, 1, 12, tzinfo=UTC)
