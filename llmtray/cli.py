@@ -14,8 +14,9 @@ import os
 import sqlite3
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
+from pathlib import Path
 
 from llmtray import __version__, paths
 from llmtray.config import Config, load
@@ -36,6 +37,17 @@ class Context:
     @cached_property
     def config(self) -> Config:
         return load(self.paths.config_file)
+
+    def with_database(self, explicit: str | None) -> Context:
+        """This context on the database `--database`, `LLMTRAY_DATABASE_URL` or `[database] url`
+        names (itself when none does: the data dir's SQLite file)."""
+        from llmtray.core import dburl
+
+        chosen = dburl.resolve(explicit, self.config.database_url, self.config.machine)
+        if isinstance(chosen, Path):  # a SQLite file elsewhere: its folder is the data dir
+            return Context(replace(self.paths, data=chosen.parent)) if chosen.name == "llmtray.db" else \
+                _refuse_file_name(chosen)
+        return Context(replace(self.paths, database=chosen)) if chosen is not None else self
 
     def store(self, *, writes: bool = True):  # noqa: ANN201 - imported lazily so `--help` stays fast
         """The store; `writes=False` (a command that only reads) also works on a read-only data dir."""
@@ -61,6 +73,13 @@ class Context:
         return Queries(self.store(writes=False).conn, self.config.tz)
 
 
+def _refuse_file_name(path: Path) -> Context:
+    from llmtray.core.errors import ConfigError
+
+    raise ConfigError(f"a SQLite database URL names a data dir's llmtray.db (sqlite:///DIR/llmtray.db), got {path}; "
+                      "or use --data-dir DIR")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmtray",
@@ -69,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"llmtray {__version__}")
     parser.add_argument("--data-dir", metavar="DIR", help="keep everything in DIR (env: LLMTRAY_DATA_DIR)")
+    parser.add_argument("--database", metavar="URL",
+                        help="the store: postgresql://USER@HOST:PORT/DB?sslmode=… for a team's shared database, or "
+                             "sqlite:///PATH (env: LLMTRAY_DATABASE_URL; config: [database] url; default: the data "
+                             "dir's llmtray.db)")
     parser.add_argument("--demo", action="store_true", help="run on a separate demo database with live demo traffic")
     parser.add_argument("--screenshot", metavar="PATH", help="render the dashboard offscreen to a PNG and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
@@ -106,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.umask(PRIVATE_UMASK)
     ctx = Context(paths.resolve(args.data_dir))
     try:
+        ctx = ctx.with_database(args.database)
         if args.command is None:
             from llmtray.gui.app import run_app
 

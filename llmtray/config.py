@@ -66,6 +66,8 @@ class Config:
     billing_interval_s: int = 3600  # [billing] interval: how often the app and `serve` pull the bill
     billing_urls: dict[str, str] = field(default_factory=dict)  # [billing.<source>] base_url (tests: a stub)
     agents: AgentsConfig = field(default_factory=AgentsConfig)  # [agents]: coding agents' logs (DESIGN §11)
+    database_url: str | None = None  # [database] url: a team's PostgreSQL (DESIGN §16); None: the local file
+    machine: str | None = None  # [database] machine: this machine's name on team events (default: host name)
 
     @property
     def tz(self) -> ZoneInfo | None:
@@ -80,6 +82,7 @@ _SCHEMA: dict[str, set[str]] = {
     "email": {"host", "port", "security", "username", "from", "to", "alerts", "digest", "digest_at"},
     "billing": {"interval", *BILLING_SOURCES},
     "agents": set(),  # checked by llmtray.agents.settings
+    "database": {"url", "machine"},
 }
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -201,7 +204,31 @@ def parse(data: dict[str, Any], where: str = "config.toml") -> Config:
     kwargs.update(_billing(data.get("billing", {}), where))
     if "agents" in data:
         kwargs["agents"] = parse_agents(data["agents"], where)
+    kwargs.update(_database(data.get("database", {}), where))
     return Config(**kwargs)
+
+
+def _database(database: dict[str, Any], where: str) -> dict[str, Any]:
+    """`[database] url` (checked now, so a typo is named by key before anything connects) and
+    `machine`."""
+    from llmtray.core import dburl
+
+    out: dict[str, Any] = {}
+    if "url" in database:
+        url = database["url"]
+        if not isinstance(url, str) or not url.strip():
+            raise ConfigError(f"{where}: database.url must be a URL such as \"postgresql://me@db.example.com/llmtray\"")
+        if dburl.has_password(url):
+            raise ConfigError(f"{where}: database.url must not hold the password (config.toml is plain text); "
+                              "put it in the keyring as `database_password`, or in PGPASSWORD")
+        dburl.parse(url, f"{where}: database.url")
+        out["database_url"] = url.strip()
+    if "machine" in database:
+        machine = database["machine"]
+        if not isinstance(machine, str) or not machine.strip() or len(machine) > 200:
+            raise ConfigError(f"{where}: database.machine must be a short non-empty name, got {machine!r}")
+        out["machine"] = machine.strip()
+    return out
 
 
 def _port(value: Any, key: str, where: str) -> int:

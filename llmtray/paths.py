@@ -14,6 +14,8 @@ from pathlib import Path
 
 import platformdirs
 
+from llmtray.core.dburl import Database, PostgresUrl
+
 APP = "llmtray"
 log = logging.getLogger(__name__)
 
@@ -23,9 +25,16 @@ class Paths:
     data: Path
     config_dir: Path
     runtime_dir: Path
+    # A team's PostgreSQL (`--database`, DESIGN §16): then `db` is that, and the data dir's own
+    # file (`local_db`) only keeps what couldn't be delivered while it was unreachable.
+    database: PostgresUrl | None = None
 
     @property
-    def db(self) -> Path:
+    def db(self) -> Database:
+        return self.database if self.database is not None else self.local_db
+
+    @property
+    def local_db(self) -> Path:
         return self.data / "llmtray.db"
 
     @property

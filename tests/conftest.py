@@ -48,8 +48,9 @@ def pg_server():
 
 
 @pytest.fixture
-def database(request: pytest.FixtureRequest, backend: str, data_dir: Path):
-    """Where the test's events live: the data dir's SQLite file, or a fresh PostgreSQL database."""
+def database(request: pytest.FixtureRequest, backend: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """Where the test's events live: the data dir's SQLite file, or a fresh PostgreSQL database
+    (then `LLMTRAY_DATABASE_URL` names it, so the CLI and `serve` in the test use it too)."""
     if backend == "sqlite":
         yield data_dir / "llmtray.db"
         return
@@ -57,7 +58,9 @@ def database(request: pytest.FixtureRequest, backend: str, data_dir: Path):
 
     server = request.getfixturevalue("pg_server")
     url = server.new_database()
-    yield dburl.parse(url)
+    monkeypatch.setenv("LLMTRAY_DATABASE_URL", url)
+    monkeypatch.setenv("LLMTRAY_MACHINE", "test-machine")
+    yield dburl.parse(url)  # no machine name: the store's suites compare exact tags on both backends
     server.drop_database(url)
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llmtray.core import db as dbmod
 from llmtray.agents.notices import cleanup_warning, first_start
 from llmtray.agents.scanner import AgentReport, Scanner
 from llmtray.agents.settings import AgentsConfig
@@ -66,7 +66,7 @@ class AgentWatcher:
             self._thread.join()
 
     def _run(self) -> None:
-        conn = sqlite3.connect(self._db_path, isolation_level=None, check_same_thread=True)
+        conn = dbmod.connect(self._db_path, autocommit=True)
         conn.execute(f"PRAGMA busy_timeout = {PRAGMAS['busy_timeout']}")
         try:
             scanner = Scanner(conn, WriterSink(self._writer), self._config, env=self._env, stopping=self._stop.is_set,

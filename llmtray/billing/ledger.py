@@ -26,9 +26,10 @@ PAGES_KEPT_S = 45 * 86400  # raw pages older than this are dropped: their rows w
 def open_ledger(path: Path) -> sqlite3.Connection:
     """A connection of the calling thread's own, on a migrated database, in autocommit mode
     (every write below is one explicit transaction)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     dbmod.migrate(path)
-    conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+    conn = dbmod.connect(path, autocommit=True, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 10000")
     conn.execute("PRAGMA foreign_keys = 1")
     return conn

@@ -36,7 +36,7 @@ def _connect(ctx: Any) -> sqlite3.Connection:
 
     ctx.paths.ensure()
     dbmod.migrate(ctx.paths.db)
-    conn = sqlite3.connect(ctx.paths.db, isolation_level=None)
+    conn = dbmod.connect(ctx.paths.db, autocommit=True)
     conn.execute(f"PRAGMA busy_timeout = {dbmod.PRAGMAS['busy_timeout']}")
     return conn
 

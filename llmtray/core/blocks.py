@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+from llmtray.core import db as dbmod
 from llmtray.core.budgets import Scope
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.events import BLOCKED_TAG, MAX_TAGS, format_ts
@@ -281,7 +282,7 @@ class BlockWatch:
 def read_only(path: Any) -> Callable[[], sqlite3.Connection]:
     """A connection factory for `BlockWatch`: read-only, waiting out a writer's lock briefly."""
     def connect() -> sqlite3.Connection:
-        conn = sqlite3.connect(path, timeout=5.0)
+        conn = dbmod.connect(path, timeout=5.0)
         conn.execute("PRAGMA query_only = ON")
         return conn
     return connect

@@ -37,6 +37,9 @@ def mark_damaged(path: Path, exc: BaseException) -> None:
     """A reader or the writer met damage the start-up probe could not see: the next start repairs.
     (Moving a file that other threads and processes have open is not safe while running.)
     Written once: a dashboard refreshing every second on a damaged page keeps the first report."""
+    if not isinstance(path, Path):  # a team's server repairs itself; nothing to set aside here
+        log.error("the team database %s reported damage: %s", path, exc)
+        return
     if damage_marker(path).exists():
         return
     try:

@@ -960,7 +960,7 @@ def write_refused(path: Path, exc: BaseException) -> ReadOnlyDatabaseError:
 
 
 def connect(path: Database, *, timeout: float = 10.0, read_only: bool = False,
-            autocommit: bool = False) -> sqlite3.Connection:
+            autocommit: bool = False, check_same_thread: bool = True) -> sqlite3.Connection:
     """A raw DB-API connection for code that doesn't use Peewee: `sqlite3.connect` on a file
     (`autocommit`: isolation_level None, explicit BEGINs), or the same protocol on the team
     database (always explicit transactions there, as our SQLite code writes them)."""
@@ -970,7 +970,7 @@ def connect(path: Database, *, timeout: float = 10.0, read_only: bool = False,
         return pg.connect(path, read_only=read_only)  # type: ignore[return-value]
     target = f"file:{path}?mode=ro" if read_only else str(path)
     kwargs: dict[str, Any] = {"isolation_level": None} if autocommit else {}
-    return sqlite3.connect(target, uri=read_only, timeout=timeout, **kwargs)
+    return sqlite3.connect(target, uri=read_only, timeout=timeout, check_same_thread=check_same_thread, **kwargs)
 
 
 def open_read_only(path: Database) -> pw.Database:

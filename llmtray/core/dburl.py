@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -28,6 +28,7 @@ class PostgresUrl:
 
     url: str  # as given, without the password
     password: str | None = field(default=None, repr=False, compare=False)
+    machine: str = ""  # who writes through this location: the `machine` tag of its events
 
     def __str__(self) -> str:
         return self.url
@@ -101,13 +102,20 @@ def _keyring_password() -> str | None:
         return None
 
 
-def resolve(explicit: str | None, configured: str | None) -> Database | None:
+def has_password(text: str) -> bool:
+    return urlsplit(text.strip()).password is not None if "://" in text else False
+
+
+def resolve(explicit: str | None, configured: str | None, machine: str | None = None) -> Database | None:
     """The database chosen by `--database`, else `LLMTRAY_DATABASE_URL`, else `[database] url`
-    (None: the data dir's own SQLite file)."""
+    (None: the data dir's own SQLite file); a team database knows this machine's name."""
     for text, where in ((explicit, "--database"), (os.environ.get("LLMTRAY_DATABASE_URL"), "LLMTRAY_DATABASE_URL"),
                         (configured, "config.toml: database.url")):
         if text:
-            return parse(text, where)
+            found = parse(text, where)
+            if isinstance(found, PostgresUrl):
+                found = replace(found, machine=machine_name(machine))
+            return found
     return None
 
 

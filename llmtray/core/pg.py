@@ -21,6 +21,7 @@ order; one writer at a time guarantees that, and a batch is a single short trans
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 import tempfile
@@ -32,7 +33,8 @@ from typing import Any
 
 import peewee as pw
 import psycopg
-from psycopg import errors as pg_errors
+from psycopg import errors as pg_errors, postgres
+from psycopg.adapt import Dumper
 from psycopg.pq import TransactionStatus
 from psycopg.types.numeric import NumericLoader
 
@@ -54,6 +56,16 @@ class _IntegralNumeric(NumericLoader):
         return int(value) if value == value.to_integral_value() else float(value)
 
 
+class _BoolAsInt(Dumper):
+    """True/False bound as 1/0: our flag columns are integers, as in SQLite (Peewee's
+    BooleanField binds a bool)."""
+
+    oid = postgres.types["int8"].oid
+
+    def dump(self, obj: bool) -> bytes:
+        return b"1" if obj else b"0"
+
+
 # --- the dialect ------------------------------------------------------------------------------
 
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|--[^\n]*|[^'\"-]+|-")
@@ -65,7 +77,7 @@ _WHERE_CONSTANT = re.compile(r"\b(WHERE|AND|OR) ([01])\b(?![.\d])")
 _GLOB = re.compile(r"([\w.]+) GLOB \?")
 _UPSERT_TABLE = re.compile(r"INSERT INTO (\w+)")
 _CONFLICT_NO_TARGET = "ON CONFLICT DO UPDATE"
-_SELF_REFERENCE = re.compile(r"(\b\w+|\"\w+\") = \1 ([-+])")
+_BARE_WORD = re.compile(r"(?<![\w.\"])(\w+|\"\w+\")(?![\w\"(.])")
 
 
 @lru_cache(maxsize=4096)
@@ -89,7 +101,7 @@ def translate(sql: str) -> str:
         token = _BOOL_TIMES.sub(r"\1::int *", token)
         token = _INTEGER.sub("BIGINT", token)
         token = _WHERE_CONSTANT.sub(lambda m: f"{m[1]} {'true' if m[2] == '1' else 'false'}", token)
-        token = token.replace(" WITHOUT ROWID", "")
+        token = token.replace(" WITHOUT ROWID", "").replace("COLLATE NOCASE", "COLLATE llmtray_nocase")
         out.append(token)
     text = "".join(out)
     if "INSERT OR IGNORE" in text:
@@ -99,23 +111,49 @@ def translate(sql: str) -> str:
     table = _UPSERT_TABLE.search(text)
     if table and "DO UPDATE SET" in text:
         name = table.group(1)
-        keys = _rollup_keys()
+        keys = _sqlite_schema()[1]
         if _CONFLICT_NO_TARGET in text and name in keys:
             text = text.replace(_CONFLICT_NO_TARGET, f"ON CONFLICT ({keys[name]}) DO UPDATE")
-        # `SET n = n + excluded.n`: PostgreSQL wants the stored row's column qualified
+        # `SET n = n + excluded.n`: PostgreSQL wants the stored row's columns qualified
         head, _, sets = text.partition("DO UPDATE SET")
-        sets = _SELF_REFERENCE.sub(lambda m: f"{m[1]} = {name}.{m[1]} {m[2]}", sets)
-        text = f"{head}DO UPDATE SET{sets}"
+        columns = _sqlite_schema()[2].get(name, frozenset())
+
+        def qualified(m: re.Match[str]) -> str:
+            word = m[1]
+            target = re.match(r"\s*=(?!=)", sets[m.end():]) and re.search(r"(^|,)\s*$", sets[:m.start()])
+            return word if word.strip('"') not in columns or target else f"{name}.{word}"
+
+        text = f"{head}DO UPDATE SET{_BARE_WORD.sub(qualified, sets)}"
     return text
 
 
 @lru_cache(maxsize=1)
-def _rollup_keys() -> dict[str, str]:
-    """Primary keys of the rollup tables, whose upserts leave out the conflict target (SQLite
-    allows that; PostgreSQL does not)."""
+def _sqlite_schema() -> tuple[list[tuple[str, str, str]], dict[str, str], dict[str, frozenset[str]]]:
+    """SQLite's schema at `SCHEMA_VERSION` (type, name, SQL of each object), made by the
+    migrations in a scratch file, and each table's primary key: an upsert without a conflict
+    target (SQLite allows one; PostgreSQL does not) gets its table's."""
     from llmtray.core import db as dbmod
 
-    return {lv.table: _RESERVED.sub(r'"\1"', ", ".join(lv.primary_key)) for lv in (*dbmod.LEVELS, dbmod.TAG_ROLLUP)}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "schema.db"
+        logging.getLogger(dbmod.__name__).disabled = True  # not "migrating /tmp/…" on every start
+        try:
+            dbmod.migrate(path, upto=SCHEMA_VERSION)
+        finally:
+            logging.getLogger(dbmod.__name__).disabled = False
+        conn = sqlite3.connect(path)
+        try:
+            rows = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+            keys, columns = {}, {}
+            for kind, name, _ in rows:
+                if kind == "table":
+                    info = conn.execute(f"PRAGMA table_info({name})").fetchall()
+                    pk = sorted((pk, col) for _, col, _, _, _, pk in info if pk)
+                    keys[name] = _RESERVED.sub(r'"\1"', ", ".join(col for _, col in pk))
+                    columns[name] = frozenset(col for _, col, *_ in info)
+        finally:
+            conn.close()
+    return rows, keys, columns
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -163,6 +201,7 @@ class PgConnection:
         self.raw = raw
         raw.autocommit = True
         raw.adapters.register_loader("numeric", _IntegralNumeric)
+        raw.adapters.register_dumper(bool, _BoolAsInt)
 
     # what sqlite3 code calls
     def execute(self, sql: str, params: Sequence[Any] | None = ()) -> Any:
@@ -250,6 +289,9 @@ class PgConnection:
         name = pragma.split("=")[0].split("(")[0].strip().lower()
         if name == "user_version" and "=" not in pragma:
             return self.raw.execute("SELECT version FROM llmtray_schema")
+        if name == "database_list":  # (seq, name, file): the server and database stand for the file
+            return self.raw.execute("SELECT 0, 'main', coalesce(host(inet_server_addr()), 'local') || ':' ||"
+                                    " coalesce(inet_server_port(), 0) || '/' || current_database()")
         if name == "query_only":
             on = pragma.split("=", 1)[1].strip().upper() in ("ON", "1", "TRUE")
             self.raw.execute(f"SET default_transaction_read_only = {'on' if on else 'off'}")
@@ -305,6 +347,12 @@ CREATE OPERATOR * (LEFTARG = boolean, RIGHTARG = bigint, FUNCTION = llmtray_bool
 CREATE FUNCTION llmtray_bool_add(s bigint, v boolean) RETURNS bigint
     LANGUAGE sql IMMUTABLE AS 'SELECT coalesce(s, 0) + v::int';
 CREATE AGGREGATE sum(boolean) (SFUNC = llmtray_bool_add, STYPE = bigint);
+CREATE FUNCTION max(a bigint, b bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT greatest(a, b)';
+CREATE FUNCTION min(a bigint, b bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT least(a, b)';
+CREATE FUNCTION max(a double precision, b double precision) RETURNS double precision
+    LANGUAGE sql IMMUTABLE AS 'SELECT greatest(a, b)';
+CREATE FUNCTION min(a double precision, b double precision) RETURNS double precision
+    LANGUAGE sql IMMUTABLE AS 'SELECT least(a, b)';
 CREATE FUNCTION llmtray_glob(value text, pattern text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
     SELECT value ~ ('^' || replace(replace(regexp_replace(pattern, '([.+^$(){}|\\])', '\\\1', 'g'),
                                            '*', '.*'), '?', '.') || '$')
@@ -392,16 +440,7 @@ def _view(name: str, sql: str) -> str:
 def schema_statements() -> tuple[str, ...]:
     """The PostgreSQL schema: SQLite's at `SCHEMA_VERSION`, built by the migrations in a scratch
     file and translated, tables first, then indexes, views and triggers."""
-    from llmtray.core import db as dbmod
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "schema.db"
-        dbmod.migrate(path, upto=SCHEMA_VERSION)
-        conn = sqlite3.connect(path)
-        try:
-            rows = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
-        finally:
-            conn.close()
+    rows = _sqlite_schema()[0]
     order = {"table": 0, "index": 1, "view": 2, "trigger": 3}
     out = ["CREATE COLLATION llmtray_nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
            _COMPAT]

@@ -220,7 +220,7 @@ class Queries:
         if not arms:  # an empty range
             arms.append(f"SELECT 0 AS bucket{''.join(f', NULL AS {g}' for g in group)}, "
                         + ", ".join(f"0 AS {s}" for s in SUMS) + " WHERE 0")
-        return "(" + " UNION ALL ".join(arms) + ")", params
+        return "(" + " UNION ALL ".join(arms) + ") AS src", params
 
     def _grouped(self, f: Filters, group: tuple[str, ...], grain: int | None = None) -> list[tuple[Any, ...]]:
         source, params = self._source(f, group, grain=grain)

@@ -19,13 +19,13 @@ from functools import lru_cache
 from operator import itemgetter
 from itertools import chain
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import peewee as pw
 
 from llmtray.core import compact, db as dbmod, latency
 from llmtray.core.compact import EVENT_COLUMNS, ROW_COLUMNS
+from llmtray.core.dburl import MACHINE_TAG, Database, PostgresUrl
 from llmtray.core.events import ATTRIBUTION_FIELDS, UsageEvent, format_ts, parse_event
 from llmtray.core.money import nanos_to_str
 from llmtray.core.pricing import Priced, Pricer
@@ -105,15 +105,18 @@ class Batch:
 class Store:
     """Writes to one database; not shared across threads (each thread opens its own `Store`)."""
 
-    def __init__(self, database: pw.SqliteDatabase, pricer: Pricer | None = None):
+    def __init__(self, database: pw.Database, pricer: Pricer | None = None, machine: str = ""):
         self.db = database
         self.pricer = pricer or Pricer()
         self.models = dbmod.models(database)
         self.names = compact.Dictionary()
+        # In team mode every event says which machine recorded it (an event that already
+        # names one, as `db copy` of another machine's history does, keeps its own).
+        self.machine = machine
 
     @classmethod
-    def open(cls, path: Path, pricer: Pricer | None = None) -> Store:
-        return cls(dbmod.open_db(path), pricer)
+    def open(cls, path: Database, pricer: Pricer | None = None) -> Store:
+        return cls(dbmod.open_db(path), pricer, machine=path.machine if isinstance(path, PostgresUrl) else "")
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -179,6 +182,7 @@ class Store:
         tags: list[dict[str, str]] = []
         price, priced, sources, source = self.pricer.price, batch.priced, batch.sources, batch.source
         dataset_id = batch.dataset_id
+        machine = self.machine
         for i, e in enumerate(batch.events):
             p = priced[i] if priced is not None else price(e)
             rows.append([
@@ -193,7 +197,7 @@ class Store:
                 e.request_id, sources[i] if sources is not None else source,
                 dataset_id, bin_of(e.latency_ms), bin_of(e.ttft_ms),
             ])
-            tags.append(e.tags)
+            tags.append({MACHINE_TAG: machine, **e.tags} if machine and MACHINE_TAG not in e.tags else e.tags)
         return rows, tags
 
     def _insert(

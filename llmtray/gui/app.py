@@ -220,8 +220,10 @@ def is_first_start(paths: pathsmod.Paths) -> bool:
     """No event stored yet: open the dashboard, whose onboarding panel says how to begin."""
     import sqlite3
 
+    from llmtray.core import db as dbmod
+
     try:
-        conn = sqlite3.connect(f"file:{paths.db}?mode=ro", uri=True)
+        conn = dbmod.connect(paths.db, read_only=True)
         try:
             return conn.execute("SELECT 1 FROM event LIMIT 1").fetchone() is None
         finally:

@@ -15,6 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
 
+from llmtray.core import db as dbmod
 from llmtray.core.blocks import ALERT_BLOCK_S, BlockBook, describe_duration
 from llmtray.core.budgets import Scope
 from llmtray.core.errors import LLMTrayError
@@ -33,7 +34,7 @@ class _Worker(QObject):
 
     def _book(self) -> BlockBook:
         if self._conn is None:
-            self._conn = sqlite3.connect(self._db_path, timeout=10)
+            self._conn = dbmod.connect(self._db_path)
         return BlockBook(self._conn)
 
     @Slot(str, str, str, int)

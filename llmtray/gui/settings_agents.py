@@ -16,6 +16,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QCheckBox, QComboBox, QGridLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
+from llmtray.core import db as dbmod
 from llmtray.agents.settings import LABELS, SOURCES, AgentsConfig
 
 BILLING_TEXT = {"api": "Pay per token (API)", "subscription": "Subscription (show API value, not spend)"}
@@ -31,7 +32,7 @@ class _StatusReader(QObject):
             from llmtray.agents.status import status
 
             try:
-                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+                conn = dbmod.connect(db, read_only=True)
                 try:
                     rows = status(conn, config)
                 finally:

@@ -8,7 +8,6 @@ says what and where, so a client can fix its batch in one round trip.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from llmtray.core import db as dbmod
 from llmtray import __version__
 from llmtray.config import Config
 from llmtray.core.blocks import BlockBook
@@ -164,7 +164,7 @@ class IngestAPI:
 
     def summary(self) -> Reply:
         """Spend today / this month and budgets. Blocking (a database read): call it off the event loop."""
-        conn = sqlite3.connect(self._db_path, timeout=10)
+        conn = dbmod.connect(self._db_path)
         try:
             body = summary(Queries(conn, self._config.tz), budget_entries=self._budget_entries,
                            week_start=self._config.week_start)
@@ -186,7 +186,7 @@ class IngestAPI:
                 raise HttpError(400, f"tag must be KEY=VALUE, got {text[:60]!r}")
             tags[key] = value
         values["tags"] = tags
-        conn = sqlite3.connect(self._db_path, timeout=10)
+        conn = dbmod.connect(self._db_path)
         try:
             block = BlockBook(conn).refusal(values)
             if block is not None:

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import ClientResponse
 
+from llmtray.core import db as dbmod
 from llmtray.config import Config
 from llmtray.core.blocks import BlockWatch, read_only
 from llmtray.core.budgets import (PERIOD_PHRASE, Budget, evaluate, exhausted_enforced_budget,
@@ -369,7 +370,7 @@ class Proxy:
         can't be read must not stop the user's calls (the reason is logged)."""
         try:
             if self._queries is None:
-                conn = sqlite3.connect(self._db_path, timeout=5.0)
+                conn = dbmod.connect(self._db_path, timeout=5.0)
                 conn.execute("PRAGMA query_only = ON")
                 self._queries = Queries(conn, self._config.tz)
             budget = exhausted_enforced_budget(self._queries, attribution.scope_values(provider, model),

@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from llmtray.billing.sync import BillingScheduler
 from llmtray.config import Config
@@ -161,7 +162,8 @@ class IngestService:
         self._keyring_timeout = keyring_timeout
         # pricing.toml edits apply to the next commit, no restart (#17 item 16)
         self.writer = Writer(paths.db, current_pricer=PricingFile(paths.pricing_file).current)
-        self.backups = BackupScheduler(paths.db, first_after=backup_after)  # whoever owns the database backs it up
+        # whoever owns the database file backs it up (a team's server is backed up by its operator)
+        self.backups = BackupScheduler(paths.db, first_after=backup_after) if isinstance(paths.db, Path) else None
         # the provider's bill on [billing] interval (DESIGN §13); off for the demo's database
         self.billing = BillingScheduler(paths.db, config) if sync_bills else None
         self.api = IngestAPI(self.writer, paths.db, config, budget_entries)
@@ -188,7 +190,7 @@ class IngestService:
             from llmtray.agents.watcher import AgentWatcher
 
             self.agents = AgentWatcher(paths.db, self.writer, config.agents,  # subscription value: same prices as spend
-                                       make_pricer=lambda: Pricer(load_overrides(paths.pricing_file)))
+                                       make_pricer=PricingFile(paths.pricing_file).current)
 
     # --- configuration before start ------------------------------------------------------------
 
@@ -237,12 +239,13 @@ class IngestService:
     def _start_rest(self) -> None:
         try:
             self._token = credentials.load_or_create(self.paths.token_file, timeout=self._keyring_timeout)
-            if self._repair_database:  # a damaged file is set aside, not a start-up loop
+            if self._repair_database and isinstance(self.paths.db, Path):  # a damaged file is set aside
                 self.recovered = ensure_usable(self.paths.db)
             self.writer.start()
             if self.agents is not None:
                 self.agents.start()
-            self.backups.start()
+            if self.backups is not None:
+                self.backups.start()
             if self.billing is not None:
                 self.billing.start()
             assert self._sock is not None and self._url is not None
@@ -300,7 +303,8 @@ class IngestService:
         if self._drain is not None:
             self._drain.stop()  # it posts to this server: stopped first
         self.server.stop()
-        self.backups.stop()
+        if self.backups is not None:
+            self.backups.stop()
         if self.billing is not None:
             self.billing.stop()
         if self.agents is not None:

@@ -177,20 +177,23 @@ class Writer:
             return
         self._opened.set()
         store.conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
-        checkpointer = _Checkpointer(self._db_path)
+        checkpointer = _Checkpointer(self._db_path) if isinstance(self._db_path, Path) else None  # SQLite's WAL
         try:
             while (group := self._next_group()) is not None:
                 if self._current_pricer is not None:
                     store.pricer = self._current_pricer()
                 self._commit(store, group)
-                checkpointer.poke()
-            checkpointer.stop()
-            try:
-                store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a clean WAL on exit
-            except sqlite3.Error as exc:
-                log.warning("final WAL checkpoint failed: %s", exc)
+                if checkpointer is not None:
+                    checkpointer.poke()
+            if checkpointer is not None:
+                checkpointer.stop()
+                try:
+                    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # a clean WAL on exit
+                except sqlite3.Error as exc:
+                    log.warning("final WAL checkpoint failed: %s", exc)
         finally:
-            checkpointer.stop()
+            if checkpointer is not None:
+                checkpointer.stop()
             store.close()
 
     def _next_group(self) -> list[_Pending] | None:

@@ -16,9 +16,11 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from llmtray.core import db as dbmod
+
 
 def _connect(db_path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    return dbmod.connect(db_path, read_only=True)
 
 
 def session_stored(db_path: Path) -> Callable[[str], bool]:
