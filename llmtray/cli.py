@@ -25,7 +25,7 @@ from llmtray.core.trust import PRIVATE_UMASK
 
 # Subcommand modules, in the order `--help` lists them.
 COMMANDS = ("serve", "status", "report", "budgets", "blocks", "guards", "import_", "export", "reprice",
-            "digest", "billing", "reconcile", "otel_env", "agents")
+            "digest", "billing", "reconcile", "otel_env", "agents", "db")
 
 
 @dataclass
