@@ -27,12 +27,12 @@ BACKENDS = ("sqlite", "postgresql")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`backend` is "sqlite", and also "postgresql" for tests marked `both_backends` (the store,
-    query, budget and import suites: one parametrised suite for both storages)."""
-    if "backend" in metafunc.fixturenames:
+    """`db_backend` is "sqlite", and also "postgresql" for tests marked `both_backends` (the
+    store, query, budget and import suites: one parametrised suite for both storages)."""
+    if "db_backend" in metafunc.fixturenames:
         both = (metafunc.definition.get_closest_marker("both_backends") is not None
                 and metafunc.definition.get_closest_marker("sqlite_only") is None)
-        metafunc.parametrize("backend", BACKENDS if both else BACKENDS[:1])
+        metafunc.parametrize("db_backend", BACKENDS if both else BACKENDS[:1])
 
 
 @pytest.fixture(scope="session")
@@ -48,10 +48,10 @@ def pg_server():
 
 
 @pytest.fixture
-def database(request: pytest.FixtureRequest, backend: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch):
+def database(request: pytest.FixtureRequest, db_backend: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch):
     """Where the test's events live: the data dir's SQLite file, or a fresh PostgreSQL database
     (then `LLMTRAY_DATABASE_URL` names it, so the CLI and `serve` in the test use it too)."""
-    if backend == "sqlite":
+    if db_backend == "sqlite":
         yield data_dir / "llmtray.db"
         return
     from llmtray.core import dburl

@@ -29,6 +29,7 @@ class PgServer:
     base: str  # postgresql://postgres:PASSWORD@127.0.0.1:PORT
     data: Path | None = None  # None: a server we didn't start
     binaries: Path | None = None
+    options: str = ""
     _counter: itertools.count = itertools.count()
 
     def url(self, db: str) -> str:
@@ -57,6 +58,17 @@ class PgServer:
     def drop_database(self, url: str) -> None:
         with self.admin() as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+    def halt(self) -> None:
+        """Stop the server as a crash would (`-m immediate`), keeping its data: "unreachable"."""
+        assert self.data is not None and self.binaries is not None
+        _as_owner([str(self.binaries / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"], self.data)
+
+    def resume(self) -> None:
+        """Start a halted server again, on the same port."""
+        assert self.data is not None and self.binaries is not None
+        _as_owner([str(self.binaries / "pg_ctl"), "-D", str(self.data), "-o", self.options, "-l",
+                   str(self.data.parent / "log"), "-w", "start"], self.data)
 
     def stop(self) -> None:
         if self.data is not None and self.binaries is not None:
@@ -118,14 +130,16 @@ def start() -> PgServer | str:
     if init.returncode != 0:
         return f"initdb failed: {init.stderr.strip()[-300:]}"
     port = _free_port()
-    opts = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off " \
+    # fsync off (a test's data needn't survive a power cut), but every commit still reaches the
+    # WAL before it returns: the spool and kill -9 tests stop the server as a crash would
+    opts = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off " \
            "-c full_page_writes=off -c max_connections=200"
     run = _as_owner([str(binaries / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(tmp / "log"), "-w", "start"],
                     data, check=False)
     if run.returncode != 0:
         log = (tmp / "log").read_text(errors="replace")[-500:] if (tmp / "log").exists() else run.stderr
         return f"PostgreSQL didn't start: {log.strip()}"
-    server = PgServer(f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}", data, binaries)
+    server = PgServer(f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}", data, binaries, opts)
     deadline = time.monotonic() + 20
     while True:
         try:

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from llmtray.core import db as dbmod
+from llmtray.core.dburl import PostgresUrl
 from llmtray import __version__
 from llmtray.config import Config
 from llmtray.core.blocks import BlockBook
@@ -160,7 +161,16 @@ class IngestAPI:
         return self._db_path
 
     def health(self) -> Reply:
-        return Reply(200, {"status": "ok", "version": __version__})
+        """Alive; in team mode also whether the team database is reachable and how many events
+        wait in the spool for it (`ingest.writer`)."""
+        body: dict[str, Any] = {"status": "ok", "version": __version__}
+        if isinstance(self._db_path, PostgresUrl):
+            writer = self.writer
+            body["database"] = "unreachable" if writer.unreachable else "ok"
+            body["spooled"] = writer.spooled
+            if writer.unreachable:
+                body["reason"] = writer.unreachable
+        return Reply(200, body)
 
     def summary(self) -> Reply:
         """Spend today / this month and budgets. Blocking (a database read): call it off the event loop."""

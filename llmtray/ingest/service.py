@@ -40,6 +40,7 @@ from llmtray.ingest.messages import Limits
 from llmtray.ingest.spool_drain import SpoolDrain
 from llmtray.ingest.writer import Listener, Writer
 from llmtray.paths import Paths
+from llmtray.team.spool import SPOOL_NAME
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,9 @@ class IngestService:
         self.allow_remote = allow_remote
         self._keyring_timeout = keyring_timeout
         # pricing.toml edits apply to the next commit, no restart (#17 item 16)
-        self.writer = Writer(paths.db, current_pricer=PricingFile(paths.pricing_file).current)
+        # team mode: events recorded while the team database is unreachable wait in the data dir
+        spool = paths.data / SPOOL_NAME if paths.database is not None else None
+        self.writer = Writer(paths.db, current_pricer=PricingFile(paths.pricing_file).current, spool=spool)
         # whoever owns the database file backs it up (a team's server is backed up by its operator)
         self.backups = BackupScheduler(paths.db, first_after=backup_after) if isinstance(paths.db, Path) else None
         # the provider's bill on [billing] interval (DESIGN §13); off for the demo's database

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -33,7 +34,9 @@ from llmtray.core.errors import LLMTrayError
 from llmtray.core.events import UsageEvent
 from llmtray.core.pricing import Pricer
 from llmtray.core.damage import is_corruption, mark_damaged
+from llmtray.core.dburl import Database
 from llmtray.core.store import AddResult, Batch, Store
+from llmtray.team.spool import Spool, broken, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ MAX_BACKLOG_EVENTS = 50_000  # ~2 s of work on a slow laptop; a 10,000-event req
 MAX_GROUP_EVENTS = 5_000  # per transaction: bounds how long one commit (and the first waiter) takes
 CHECKPOINT_INTERVAL_S = 0.25  # at most this often, and only after commits
 BACKSTOP_CHECKPOINT_PAGES = 10_000  # the writer checkpoints inline only if the WAL outgrows this (~40 MB)
+RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # team mode: how soon an unreachable database is tried again
 
 
 class BacklogFull(LLMTrayError):
@@ -107,12 +111,17 @@ class _Pending:
 class Writer:
     """Owns the database's write connection on its own thread; `submit` is thread-safe."""
 
-    def __init__(self, db_path: Path, make_pricer: Callable[[], Pricer] = Pricer, *,
+    def __init__(self, db_path: Database, make_pricer: Callable[[], Pricer] = Pricer, *,
                  max_backlog: int = MAX_BACKLOG_EVENTS, max_group: int = MAX_GROUP_EVENTS,
-                 current_pricer: Callable[[], Pricer] | None = None):
+                 current_pricer: Callable[[], Pricer] | None = None, spool: Path | None = None):
         """`current_pricer`, when given, is asked before each commit (pricing.toml edited while
-        running: `PricingFile.current`); otherwise `make_pricer()` once at open."""
+        running: `PricingFile.current`); otherwise `make_pricer()` once at open. `spool` (team
+        mode): where batches are committed while the team database is unreachable."""
         self._db_path, self._make_pricer = db_path, make_pricer
+        self._spool = Spool(spool, self._pricer) if spool is not None else None
+        self.unreachable: str | None = None  # why the team database can't be reached (None: it can)
+        self._retry_at = 0.0
+        self._retry_delay = RETRY_FIRST_S
         self._current_pricer = current_pricer
         self.max_backlog, self._max_group = max_backlog, max_group
         self._queue: deque[_Pending] = deque()
@@ -123,6 +132,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._opened = threading.Event()
         self._open_error: BaseException | None = None
+        self._spooled = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -150,6 +160,11 @@ class Writer:
     def backlog(self) -> int:
         return self._backlog
 
+    @property
+    def spooled(self) -> int:
+        """Events kept in the spool, waiting for the team database (0 outside team mode)."""
+        return self._spooled
+
     # --- producers ---------------------------------------------------------------------------
 
     def submit(self, events: Sequence[UsageEvent], source: str, *, replace: bool = False) -> Future[AddResult]:
@@ -168,21 +183,40 @@ class Writer:
 
     # --- the thread ----------------------------------------------------------------------------
 
+    def _pricer(self) -> Pricer:
+        return (self._current_pricer or self._make_pricer)()
+
     def _run(self) -> None:
+        store: Store | None = None
         try:
-            store = Store.open(self._db_path, (self._current_pricer or self._make_pricer)())
+            store = Store.open(self._db_path, self._pricer())
         except BaseException as exc:  # noqa: BLE001 - handed to start()'s caller
-            self._open_error = exc
-            self._opened.set()
-            return
+            if self._spool is None or not unreachable(exc):
+                self._open_error = exc
+                self._opened.set()
+                return
+            self._went_offline(exc)
+        self._spooled = self._spool.pending() if self._spool is not None else 0
         self._opened.set()
-        store.conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
+        if store is not None:
+            store.conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
+            store = self._deliver(store)
         checkpointer = _Checkpointer(self._db_path) if isinstance(self._db_path, Path) else None  # SQLite's WAL
         try:
             while (group := self._next_group()) is not None:
-                if self._current_pricer is not None:
-                    store.pricer = self._current_pricer()
-                self._commit(store, group)
+                if store is None and time.monotonic() >= self._retry_at:
+                    store = self._reconnect()
+                if not group:
+                    continue
+                if store is not None:
+                    if self._current_pricer is not None:
+                        store.pricer = self._current_pricer()
+                    if not self._commit(store, group):  # the team database went away mid-commit
+                        store.close()
+                        store = None
+                if store is None:
+                    assert self._spool is not None
+                    self._commit(self._spool.store(), group, to_spool=True)
                 if checkpointer is not None:
                     checkpointer.poke()
             if checkpointer is not None:
@@ -194,14 +228,62 @@ class Writer:
         finally:
             if checkpointer is not None:
                 checkpointer.stop()
+            if store is not None:
+                store.close()
+            if self._spool is not None:
+                self._spool.close()
+
+    # --- team mode: the spool ----------------------------------------------------------------------
+
+    def _went_offline(self, exc: BaseException) -> None:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if self.unreachable is None:
+            log.warning("the team database is unreachable (%s): events are kept in %s until it is back",
+                        reason, self._spool.path if self._spool else "?")
+        self.unreachable = reason
+        self._retry_at = time.monotonic() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
+
+    def _reconnect(self) -> Store | None:
+        try:
+            store = Store.open(self._db_path, self._pricer())
+        except Exception as exc:  # noqa: BLE001 - still unreachable (or refusing us): retried later
+            self._went_offline(exc)
+            return None
+        return self._deliver(store)
+
+    def _deliver(self, store: Store) -> Store | None:
+        """Online again: hand the spool over (when it holds anything), then write there."""
+        if self._spool is None:
+            return store
+        try:
+            result = self._spool.deliver(self._db_path)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - lost again midway: delivery resumes next time
+            if not unreachable(exc):
+                log.exception("delivering the team spool failed; it is kept and retried")
+            self._went_offline(exc)
             store.close()
+            return None
+        if self.unreachable is not None:
+            log.warning("the team database is reachable again")
+        self.unreachable, self._retry_delay, self._spooled = None, RETRY_FIRST_S, 0
+        if result.copied:
+            self._notify_notice(Committed(accepted=result.copied, duplicates=result.already, first_ts_us=None,
+                                          last_ts_us=None, sources=frozenset()))
+        return store
 
     def _next_group(self) -> list[_Pending] | None:
-        """Every batch waiting (up to the group limit), or None once stopping with nothing left."""
+        """Every batch waiting (up to the group limit), or None once stopping with nothing left;
+        offline (team mode), an empty list when it's time to try the team database again."""
         with self._cond:
             while not self._queue:
                 if self._stopping:
                     return None
+                if self.unreachable is not None:
+                    self._cond.wait(max(0.05, self._retry_at - time.monotonic()))
+                    if not self._queue and not self._stopping:
+                        return []
+                    continue
                 self._cond.wait()
             group: list[_Pending] = []
             events = 0
@@ -214,10 +296,15 @@ class Writer:
                     self._backlog -= len(item.batch.events)
             return group
 
-    def _commit(self, store: Store, group: list[_Pending]) -> None:
+    def _commit(self, store: Store, group: list[_Pending], *, to_spool: bool = False) -> bool:
+        """Store `group` and resolve its futures; False (futures untouched) when the team
+        database's connection broke under the transaction: the caller spools the group."""
         try:
             results: list[AddResult | Exception] = list(store.add_many([p.batch for p in group]))
         except Exception as exc:  # noqa: BLE001 - the whole transaction failed; every waiter hears why
+            if not to_spool and self._spool is not None and (broken(store) or unreachable(exc)):
+                self._went_offline(exc)
+                return False
             log.error("storing %d batch(es) failed: %s", len(group), exc)
             failure = StoreFailed(f"could not store the events: {exc}")
             results = [failure] * len(group)
@@ -229,6 +316,8 @@ class Writer:
                 self._backlog -= sum(len(p.batch.events) for p in group)
         if damage := next((e for e in failures if is_corruption(e)), None):
             mark_damaged(self._db_path, damage)  # the next start sets the file aside and salvages
+        if to_spool:  # counted before anyone hears "accepted" (and asks /v1/health)
+            self._spooled += sum(r.accepted for r in results if isinstance(r, AddResult))
         stored: list[tuple[AddResult, str]] = []
         for pending, result in zip(group, results):
             if isinstance(result, AddResult):
@@ -244,6 +333,7 @@ class Writer:
                 pending.future.set_exception(result)
         if stored:
             self._notify(stored)
+        return True
 
     def _notify(self, stored: list[tuple[AddResult, str]]) -> None:
         firsts = [r.first_ts_us for r, _ in stored if r.first_ts_us is not None]
@@ -255,6 +345,9 @@ class Writer:
             last_ts_us=max(lasts, default=None),
             sources=frozenset(source for r, source in stored if r.accepted),
         )
+        self._notify_notice(notice)
+
+    def _notify_notice(self, notice: Committed) -> None:
         for listener in list(self._listeners):
             try:
                 listener(notice)
