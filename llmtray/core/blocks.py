@@ -173,10 +173,10 @@ class BlockBook:
         until = -(-(now_us + for_s * 1_000_000) // 1_000_000) * 1_000_000 if for_s is not None else None
         now_us -= now_us % 1_000_000  # whole seconds (the end rounded up): people read these times
         with write(self.conn):
-            cur = self.conn.execute(
-                "INSERT INTO block (scope, reason, created_by, created, until) VALUES (?, ?, ?, ?, ?)",
-                (scope_json(scope), reason, created_by, now_us, until))
-        return Block(int(cur.lastrowid or 0), scope, reason, created_by, now_us, until)
+            (block_id,) = self.conn.execute(
+                "INSERT INTO block (scope, reason, created_by, created, until) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (scope_json(scope), reason, created_by, now_us, until)).fetchone()
+        return Block(int(block_id), scope, reason, created_by, now_us, until)
 
     def refusal(self, values: Mapping[str, Any], now: datetime | None = None) -> Block | None:
         """The active block (the oldest) whose scope covers a call with these attribution values —

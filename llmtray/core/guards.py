@@ -81,15 +81,15 @@ class GuardBook:
     def add(self, guard: Guard) -> Guard:
         try:
             with write(self.conn):
-                cur = self.conn.execute(
+                (guard_id,) = self.conn.execute(
                     "INSERT INTO guard (name, scope, max_request_nanos, max_avg_nanos, window, block_seconds, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (guard.name, scope_json(guard.scope), guard.max_request_nanos, guard.max_avg_nanos, guard.window,
-                     guard.block_s, int(time.time())))
+                     guard.block_s, int(time.time()))).fetchone()
         except sqlite3.IntegrityError:
             raise BlockError(f"a guard named {guard.name!r} already exists (remove it first: "
                              "llmtray guards remove NAME)") from None
-        return _from_row(self.conn.execute(f"SELECT {_COLUMNS} FROM guard WHERE id = ?", (cur.lastrowid,)).fetchone())
+        return _from_row(self.conn.execute(f"SELECT {_COLUMNS} FROM guard WHERE id = ?", (guard_id,)).fetchone())
 
     def list(self) -> list[Guard]:
         return [_from_row(r) for r in self.conn.execute(f"SELECT {_COLUMNS} FROM guard ORDER BY name COLLATE NOCASE")]

@@ -80,6 +80,11 @@ _CONFLICT_NO_TARGET = "ON CONFLICT DO UPDATE"
 _BARE_WORD = re.compile(r"(?<![\w.\"])(\w+|\"\w+\")(?![\w\"(.])")
 
 
+def quote_reserved(sql: str) -> str:
+    """`sql` with our column names that PostgreSQL reserves quoted, string literals left alone."""
+    return "".join(t if t.startswith(("'", '"', "--")) else _RESERVED.sub(r'"\1"', t) for t in _TOKENS.findall(sql))
+
+
 @lru_cache(maxsize=4096)
 def translate(sql: str) -> str:
     """One of our SQLite statements in PostgreSQL's dialect, with psycopg's `%s` placeholders."""
@@ -394,7 +399,7 @@ def _table(name: str, sql: str) -> str:
     sql = sql.replace("INTEGER PRIMARY KEY", identity, 1) if re.search(r"\bid INTEGER PRIMARY KEY", sql) else sql
     for pattern, word in _TYPE_WORDS:
         sql = pattern.sub(word, sql)
-    return _RESERVED.sub(r'"\1"', sql)
+    return quote_reserved(sql)
 
 
 def _trigger(sql: str) -> str:
@@ -448,7 +453,7 @@ def schema_statements() -> tuple[str, ...]:
         if kind == "table":
             out.append(_table(name, sql))
         elif kind == "index":
-            out.append(_RESERVED.sub(r'"\1"', sql))
+            out.append(quote_reserved(sql))
         elif kind == "view":
             out.append(_view(name, sql))
         else:

@@ -49,8 +49,10 @@ class Load:
     """Client threads posting batches of unique ids over keep-alive connections until the server
     goes away; `acked` holds every id the server acknowledged."""
 
-    def __init__(self, url: str, token: str, clients: int = 4, batch: int = 25):
+    def __init__(self, url: str, token: str, clients: int = 4, batch: int = 25, prefix: str = ""):
         self.acked: set[str] = set()
+        self.sent: set[str] = set()
+        self._prefix = prefix
         self._lock = threading.Lock()
         self._stop = threading.Event()
         host, port = url.split("://")[1].split(":")
@@ -65,8 +67,10 @@ class Load:
         n = 0
         try:
             while not self._stop.is_set():
-                ids = [f"c{client}-{n + i}" for i in range(batch)]
+                ids = [f"{self._prefix}c{client}-{n + i}" for i in range(batch)]
                 n += batch
+                with self._lock:
+                    self.sent.update(ids)
                 body = json.dumps([event(0, id=i) for i in ids])
                 try:
                     conn.request("POST", "/v1/events", body, headers)
