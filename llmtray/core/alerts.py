@@ -65,7 +65,14 @@ class Alert:
 
 class AlertSink(ABC):
     """Where notifications go. `send` must return immediately and never raise: a sink that does
-    slow work (network, D-Bus) queues it on a thread of its own."""
+    slow work (network, D-Bus) queues it on a thread of its own.
+
+    In team mode an alert is recorded once, by the machine whose check claimed it; that machine
+    sends it to every sink. A `per_machine` sink (desktop notifications) is also given the
+    alerts other machines recorded, so everyone watching the budget sees it on their own screen,
+    while a team sink (webhook, email) hears it once."""
+
+    per_machine = False
 
     @abstractmethod
     def send(self, alert: Alert) -> None: ...
@@ -141,6 +148,15 @@ class AlertLog:
             q = q.where(A.ts >= since_us)
         return [_alert_from_row(r) for r in q.dicts()]
 
+    def after(self, alert_id: int) -> list[Alert]:
+        """Alerts recorded after `alert_id` (by any machine), oldest first."""
+        A = self.models.AlertRow
+        return [_alert_from_row(r) for r in A.select().where(A.id > alert_id).order_by(A.id).dicts()]
+
+    def last_id(self) -> int:
+        A = self.models.AlertRow
+        return A.select(pw.fn.coalesce(pw.fn.max(A.id), 0)).scalar()
+
     def undelivered(self, since_us: int) -> list[Alert]:
         """Alerts recorded but never handed to a sink (the process stopped in between), oldest first."""
         A = self.models.AlertRow
@@ -158,7 +174,7 @@ class AlertLog:
         if value is None:
             S.delete().where(S.key == key).execute()
         else:
-            S.insert(key=key, value=value).on_conflict_replace().execute()
+            S.insert(key=key, value=value).on_conflict(conflict_target=[S.key], update={S.value: value}).execute()
 
     # muting
 

@@ -35,6 +35,7 @@ from llmtray.core.blocks import ALERT_BLOCK_S, MAX_REASON, BlockBook
 from llmtray.core.budgets import PERIOD_PHRASE, BudgetStatus, Scope, budget_models, evaluate, load_budgets
 from llmtray.core.commits import Committed
 from llmtray.core.db import open_db
+from llmtray.core.dburl import PostgresUrl
 from llmtray.core.guards import GuardBook, GuardWatch, Trip
 from llmtray.core.money import format_usd
 from llmtray.core.queries import Queries
@@ -62,6 +63,7 @@ class Evaluator:
         self.crossing = budget_models(db).Crossing
         self.detectors = detectors or Detectors(SpikeRule.from_config(config), RunawayRule.from_config(config))
         self.guards = GuardWatch()
+        self.recorded: set[int] = set()  # ids of the alerts this machine recorded (team mode tells them apart)
 
     def check(self, now: datetime, *, anomalies: bool = True) -> list[Alert]:
         """Record every alert due at `now` and return them (snoozed ones flagged, not to be sent)."""
@@ -83,6 +85,7 @@ class Evaluator:
                     out += self._anomaly_alert(finding, now)
             except (sqlite3.Error, pw.PeeweeException):
                 log.exception("anomaly check failed")
+        self.recorded.update(a.id for a in out if a.id is not None)
         return out
 
     # budgets
@@ -220,6 +223,25 @@ class _BudgetWatch:
         return True
 
 
+class _TeamAlerts:
+    """The alerts the other machines of a team record (each alert is recorded once, by the
+    machine whose check claimed it): read by id, every `BUDGET_POLL_S`."""
+
+    def __init__(self, evaluator: Evaluator):
+        self.log = evaluator.log
+        self._evaluator = evaluator
+        self._seen = self.log.last_id()  # what was there before this machine started watching
+        self.next_poll = time.monotonic()
+
+    def new(self, next_poll: float) -> list[Alert]:
+        self.next_poll = next_poll
+        own = self._evaluator.recorded
+        fresh = self.log.after(self._seen)
+        if fresh:
+            self._seen = fresh[-1].id or self._seen
+        return [a for a in fresh if a.id not in own]
+
+
 @dataclass
 class _Work:
     """What has piled up since the last pass (commits are merged, not replayed one by one)."""
@@ -320,11 +342,12 @@ class BudgetMonitor:
         self._guarded("redelivery", self._redeliver, evaluator)
         work, next_pass = _Work(check=True, live=True), 0.0  # the start check
         budgets = _BudgetWatch(evaluator, self.budget_poll_s)
+        team = _TeamAlerts(evaluator) if isinstance(self.db_path, PostgresUrl) else None
         waiting: list[_Sync] = []
         try:
             while not work.stop:
                 deadlines = [d for d in (next_pass if work.check else None, self._throttle.next_due(),
-                                         budgets.next_poll) if d is not None]
+                                         budgets.next_poll, team and team.next_poll) if d is not None]
                 timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
                 try:
                     item = self._queue.get(timeout=timeout)
@@ -337,6 +360,8 @@ class BudgetMonitor:
                     work.check = True  # budgets only (`live` stays as it was): no commit, no anomaly
                     if self.on_budgets_changed is not None:
                         self._guarded("a budget listener", self.on_budgets_changed)
+                if team is not None and time.monotonic() >= team.next_poll:
+                    self._guarded("the team's alerts", self._show_team_alerts, team)
                 if work.check and (work.stop or time.monotonic() >= next_pass):  # stop finishes pending work
                     self._guarded("a budget check", self._pass, evaluator, work.live)
                     work.check = work.live = False
@@ -377,10 +402,23 @@ class BudgetMonitor:
         elif isinstance(item, _Sync):
             waiting.append(item)
         elif isinstance(item, Alert):
+            if item.id is not None:
+                evaluator.recorded.add(item.id)  # recorded here (the bill's drift): not another machine's
             if self.on_alert is not None:
                 self._guarded("an alert listener", self.on_alert, item)
             if not evaluator.log.muted(self.clock(), self.config.tz):
                 self._notify(evaluator, self._throttle.offer(item, time.monotonic()))
+
+    def _show_team_alerts(self, team: _TeamAlerts) -> None:
+        """Alerts other machines recorded: on this machine's screen too (per-machine sinks)."""
+        local = [sink for sink in self.sinks if sink.per_machine]
+        for alert in team.new(time.monotonic() + self.budget_poll_s):
+            if self.on_alert is not None:
+                self._guarded("an alert listener", self.on_alert, alert)
+            if alert.snoozed or team.log.muted(self.clock(), self.config.tz):
+                continue
+            for sink in local:
+                self._guarded(f"alert sink {type(sink).__name__}", sink.send, alert)
 
     def _pass(self, evaluator: Evaluator, anomalies: bool) -> None:
         for alert in evaluator.check(self.clock(), anomalies=anomalies):

@@ -223,7 +223,10 @@ class NotificationRelay(QObject):
 
 
 class DesktopSink(AlertSink):
-    """The budget monitor's sink for OS notifications: hands alerts to the relay and returns."""
+    """The budget monitor's sink for OS notifications: hands alerts to the relay and returns.
+    Every machine of a team shows a crossing on its own screen (`AlertSink.per_machine`)."""
+
+    per_machine = True
 
     def __init__(self, relay: NotificationRelay):
         self.relay = relay
