@@ -138,9 +138,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LLMTrayError as exc:
         print(f"llmtray: error: {exc}", file=sys.stderr)
         return 2
-    except sqlite3.DatabaseError as exc:
+    except BrokenPipeError:  # `llmtray export | head`
+        return 0
+    except Exception as exc:
         from llmtray.core.damage import is_corruption, mark_damaged
+        from llmtray.core.db import cannot_write, write_refused
 
+        if args.command is not None and cannot_write(exc):  # a read-only role, data dir or mount
+            print(f"llmtray: error: {write_refused(ctx.paths.db, exc)}", file=sys.stderr)
+            return 2
+        if not isinstance(exc, sqlite3.DatabaseError):
+            raise
         if args.command is None or not is_corruption(exc):
             raise  # the app handles damage itself (and may be on the demo's database)
         mark_damaged(ctx.paths.db, exc)
@@ -148,7 +156,5 @@ def main(argv: Sequence[str] | None = None) -> int:
               "serve`) if it is running, then start it: it sets the damaged file aside and salvages every event "
               "it can read.", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `llmtray export | head`
-        return 0
     except KeyboardInterrupt:
         return 130

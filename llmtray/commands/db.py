@@ -18,6 +18,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--to", metavar="URL", required=True, help="postgresql://USER@HOST:PORT/DB or sqlite:///PATH")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
     c.set_defaults(run=run_copy)
+    pw = dsub.add_parser("password", help="store the team database's password in the keyring",
+                         description="Ask for the team database's password and keep it in the keyring (service "
+                                     "'llmtray', 'database_password'), so no URL or file holds it.")
+    pw.add_argument("--clear", action="store_true", help="forget the stored password")
+    pw.set_defaults(run=run_password)
+
+
+def run_password(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001, ARG001
+    import getpass
+
+    import keyring
+    import keyring.errors
+
+    from llmtray.core.dburl import KEYRING_PASSWORD, KEYRING_SERVICE
+
+    try:
+        if args.clear:
+            try:
+                keyring.delete_password(KEYRING_SERVICE, KEYRING_PASSWORD)
+            except keyring.errors.PasswordDeleteError:
+                pass
+            print("the team database password is no longer stored")
+            return 0
+        password = getpass.getpass("team database password: ")
+        if not password:
+            print("llmtray: error: an empty password was not stored", file=sys.stderr)
+            return 2
+        keyring.set_password(KEYRING_SERVICE, KEYRING_PASSWORD, password)
+    except keyring.errors.KeyringError as exc:
+        print(f"llmtray: error: the keyring can't keep it ({exc}); use PGPASSWORD instead", file=sys.stderr)
+        return 2
+    print("stored in the keyring (service 'llmtray', 'database_password')")
+    return 0
 
 
 def run_copy(args: argparse.Namespace, ctx) -> int:  # noqa: ANN001

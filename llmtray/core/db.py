@@ -946,16 +946,28 @@ _READ_ONLY_MESSAGES = ("readonly database", "unable to open database file", "rea
 
 
 def cannot_write(exc: BaseException) -> bool:
-    """Whether `exc` says the database or its folder is not writable (not damage, not a bug)."""
+    """Whether `exc` says the database or its folder is not writable (not damage, not a bug):
+    a read-only file or folder, or on a team's PostgreSQL a role without write grants."""
     if isinstance(exc, PermissionError) or (isinstance(exc, OSError) and exc.errno == 30):  # EROFS
         return True
-    return (isinstance(exc, (sqlite3.OperationalError, pw.OperationalError))
-            and any(m in str(exc).lower() for m in _READ_ONLY_MESSAGES))
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__name__ in ("InsufficientPrivilege", "ReadOnlySqlTransaction"):  # psycopg's
+            return True
+        if (isinstance(seen, (sqlite3.OperationalError, pw.OperationalError))
+                and any(m in str(seen).lower() for m in _READ_ONLY_MESSAGES)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
-def write_refused(path: Path, exc: BaseException) -> ReadOnlyDatabaseError:
-    """What a writer says when `cannot_write(exc)`: which file, why, and what to do."""
-    return ReadOnlyDatabaseError(f"cannot write to {path} ({exc}): the data folder {path.parent} or the database "
+def write_refused(path: Database, exc: BaseException) -> ReadOnlyDatabaseError:
+    """What a writer says when `cannot_write(exc)`: which database, why, and what to do."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(path, PostgresUrl):
+        return ReadOnlyDatabaseError(f"the team database {path} refused a write ({reason}): this role is read-only; "
+                                     "ask the database's owner for write grants, or use a writer's account")
+    return ReadOnlyDatabaseError(f"cannot write to {path} ({reason}): the data folder {path.parent} or the database "
                                  "is read-only; make both writable, or use another --data-dir")
 
 
