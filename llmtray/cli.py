@@ -14,7 +14,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -33,6 +33,7 @@ class Context:
     """What every subcommand needs: resolved folders and the config, loaded on first use."""
 
     paths: paths.Paths
+    opened: list = field(default_factory=list)  # stores handed out, closed when the command ends
 
     @cached_property
     def config(self) -> Config:
@@ -45,9 +46,9 @@ class Context:
 
         chosen = dburl.resolve(explicit, self.config.database_url, self.config.machine)
         if isinstance(chosen, Path):  # a SQLite file elsewhere: its folder is the data dir
-            return Context(replace(self.paths, data=chosen.parent)) if chosen.name == "llmtray.db" else \
+            return replace(self, paths=replace(self.paths, data=chosen.parent)) if chosen.name == "llmtray.db" else \
                 _refuse_file_name(chosen)
-        return Context(replace(self.paths, database=chosen)) if chosen is not None else self
+        return replace(self, paths=replace(self.paths, database=chosen)) if chosen is not None else self
 
     def store(self, *, writes: bool = True):  # noqa: ANN201 - imported lazily so `--help` stays fast
         """The store; `writes=False` (a command that only reads) also works on a read-only data dir."""
@@ -58,13 +59,20 @@ class Context:
         pricer = Pricer(load_overrides(self.paths.pricing_file))
         try:
             self.paths.ensure()
-            return Store.open(self.paths.db, pricer)
+            store = Store.open(self.paths.db, pricer)
         except (sqlite3.OperationalError, OSError) as exc:
             if not dbmod.cannot_write(exc):
                 raise
             if writes:
                 raise dbmod.write_refused(self.paths.db, exc) from None
-            return Store(dbmod.open_read_only(self.paths.db), pricer)
+            store = Store(dbmod.open_read_only(self.paths.db), pricer)
+        self.opened.append(store)
+        return store
+
+    def close(self) -> None:
+        for store in self.opened:
+            store.close()
+        self.opened.clear()
 
     def queries(self):  # noqa: ANN201
         """Queries for a command that only reads (works on a read-only data dir)."""
@@ -144,8 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from llmtray.core.damage import is_corruption, mark_damaged
         from llmtray.core.db import cannot_write, write_refused
 
+        from llmtray.core.dburl import connection_failure
+
         if args.command is not None and cannot_write(exc):  # a read-only role, data dir or mount
             print(f"llmtray: error: {write_refused(ctx.paths.db, exc)}", file=sys.stderr)
+            return 2
+        if args.command is not None and (failure := connection_failure(exc)):  # the team database
+            print(f"llmtray: error: {failure}", file=sys.stderr)
             return 2
         if not isinstance(exc, sqlite3.DatabaseError):
             raise
@@ -158,3 +171,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        ctx.close()

@@ -99,10 +99,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start() -> PgServer | str:
+def start(tls: tuple[bytes, bytes] | None = None) -> PgServer | str:
     """A running server, or why there can't be one (the reason a skipped test gives). Its files
     live in a folder of its own under the system temp dir: as root, pytest's temp folders are
-    closed to the `postgres` user the server runs as."""
+    closed to the `postgres` user the server runs as. `tls`: (certificate, key) PEM — the server
+    then speaks TLS and refuses connections without it."""
     given = os.environ.get("LLMTRAY_TEST_POSTGRES_URL")
     if given:
         server = PgServer(given.rstrip("/").rsplit("/", 1)[0])
@@ -134,6 +135,15 @@ def start() -> PgServer | str:
     # WAL before it returns: the spool and kill -9 tests stop the server as a crash would
     opts = f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off " \
            "-c full_page_writes=off -c max_connections=200"
+    if tls is not None:
+        for name, pem in zip(("server.crt", "server.key"), tls):
+            (data / name).write_bytes(pem)
+            (data / name).chmod(0o600)
+            if os.geteuid() == 0:
+                os.chown(data / name, owner.pw_uid, owner.pw_gid)
+        hba = data / "pg_hba.conf"
+        hba.write_text(hba.read_text().replace("\nhost ", "\nhostssl "))
+        opts += " -c ssl=on"
     run = _as_owner([str(binaries / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(tmp / "log"), "-w", "start"],
                     data, check=False)
     if run.returncode != 0:

@@ -124,5 +124,17 @@ def machine_name(configured: str | None = None) -> str:
     return (os.environ.get("LLMTRAY_MACHINE") or configured or socket.gethostname() or "unknown").strip()
 
 
+def connection_failure(exc: BaseException) -> str | None:
+    """What went wrong, when `exc` is the team database refusing or failing a connection
+    (refused, timed out, bad password, TLS); None for anything else. Checked by class name, so a
+    SQLite-only run never imports psycopg."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__module__.startswith("psycopg") and type(seen).__name__ in ("OperationalError", "InterfaceError"):
+            return " ".join(str(exc).split())
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def is_team(database: Database) -> bool:
     return isinstance(database, PostgresUrl)

@@ -38,7 +38,8 @@ def test_the_password_never_reaches_output_or_logs(data_dir, team_url):
     assert ok.returncode == 0, ok.stderr
     wrong = team_url.replace(PASSWORD, "not-the-password")
     bad = run(data_dir, "--database", wrong, "status")
-    assert bad.returncode != 0
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "llmtray: error: cannot connect to postgresql://postgres@127.0.0.1" in bad.stderr
     assert "password authentication failed" in bad.stderr
     for result in (ok, bad):
         assert PASSWORD not in result.stdout + result.stderr
