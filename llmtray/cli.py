@@ -20,7 +20,7 @@ from pathlib import Path
 
 from llmtray import __version__, paths
 from llmtray.config import Config, load
-from llmtray.core.errors import LLMTrayError
+from llmtray.core.errors import ConfigError, LLMTrayError
 from llmtray.core.trust import PRIVATE_UMASK
 
 # Subcommand modules, in the order `--help` lists them.
@@ -82,8 +82,6 @@ class Context:
 
 
 def _refuse_file_name(path: Path) -> Context:
-    from llmtray.core.errors import ConfigError
-
     raise ConfigError(f"a SQLite database URL names a data dir's llmtray.db (sqlite:///DIR/llmtray.db), got {path}; "
                       "or use --data-dir DIR")
 
@@ -137,11 +135,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.umask(PRIVATE_UMASK)
     ctx = Context(paths.resolve(args.data_dir))
     try:
-        ctx = ctx.with_database(args.database)
         if args.command is None:
             from llmtray.gui.app import run_app
 
-            return run_app(ctx, demo=args.demo, screenshot=args.screenshot)
+            try:
+                ctx.config  # noqa: B018 - a broken config.toml: the app shows what is wrong in a dialog
+            except ConfigError:
+                return run_app(ctx, demo=args.demo, screenshot=args.screenshot)
+            return run_app(ctx.with_database(args.database), demo=args.demo, screenshot=args.screenshot)
+        ctx = ctx.with_database(args.database)
         return int(args.run(args, ctx) or 0)
     except LLMTrayError as exc:
         print(f"llmtray: error: {exc}", file=sys.stderr)
