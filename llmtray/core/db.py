@@ -994,7 +994,7 @@ def open_read_only(path: Database) -> pw.Database:
         from llmtray.core import pg
 
         db = pg.open_db(path, migrate_schema=False)
-        db.connection().raw.execute("SET default_transaction_read_only = on")
+        db.connection().execute("PRAGMA query_only = ON")  # this thread's connection, reconnected or not
         return db
     if not path.exists():
         raise ReadOnlyDatabaseError(f"there is no database at {path} yet, and its folder is read-only")

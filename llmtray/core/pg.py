@@ -198,22 +198,45 @@ class _Empty:
 
 class PgConnection:
     """A psycopg connection (autocommit, explicit transactions as in our SQLite code) that
-    answers the parts of `sqlite3.Connection` llmtray uses."""
+    answers the parts of `sqlite3.Connection` llmtray uses.
+
+    A connection the server dropped (a restart, a network cut) is replaced by a new one at the
+    next statement: the statement that met the failure raised, whatever transaction it was in is
+    gone, and the long-lived readers (the budget monitor, the dashboard's worker, the proxy's
+    budget checks) carry on once the server is back instead of failing until restarted."""
 
     dialect = "postgresql"
 
-    def __init__(self, raw: psycopg.Connection):
-        self.raw = raw
+    def __init__(self, url: PostgresUrl, *, read_only: bool = False):
+        self.url, self.read_only = url, read_only
+        self.raw = self._open()
+
+    def _open(self) -> psycopg.Connection:
+        try:
+            raw = psycopg.connect(**self.url.conninfo())
+        except psycopg.Error as exc:
+            raise sqlite3.OperationalError(f"cannot connect to {self.url}: {' '.join(str(exc).split())}") from exc
         raw.autocommit = True
         raw.adapters.register_loader("numeric", _IntegralNumeric)
         raw.adapters.register_dumper(bool, _BoolAsInt)
+        if self.read_only:
+            raw.execute("SET default_transaction_read_only = on")
+        return raw
+
+    def _live(self) -> psycopg.Connection:
+        if self.raw.broken or (self.raw.closed and not self._closed):
+            self.raw.close()
+            self.raw = self._open()
+        return self.raw
+
+    _closed = False
 
     # what sqlite3 code calls
     def execute(self, sql: str, params: Sequence[Any] | None = ()) -> Any:
         special = self._special(sql)
         if special is not None:
             return special
-        cur = self.raw.cursor()
+        cur = self._live().cursor()
         try:
             cur.execute(translate(sql), tuple(params or ()))
         except psycopg.Error as exc:
@@ -222,7 +245,7 @@ class PgConnection:
 
     def executemany(self, sql: str, seq: Any) -> Any:
         rows = [tuple(r) for r in seq]
-        cur = self.raw.cursor()
+        cur = self._live().cursor()
         if not rows:
             return cur
         try:
@@ -233,28 +256,32 @@ class PgConnection:
 
     def executescript(self, script: str) -> Any:
         try:
-            return self.raw.execute(script)
+            return self._live().execute(script)
         except psycopg.Error as exc:
             raise _as_sqlite(exc) from exc
 
     def commit(self) -> None:
         if self.in_transaction:
-            self.raw.execute("COMMIT")
+            try:
+                self.raw.execute("COMMIT")
+            except psycopg.Error as exc:
+                raise _as_sqlite(exc) from exc
 
     def rollback(self) -> None:
-        if self.in_transaction:
+        if self.in_transaction:  # a dropped connection has nothing left to roll back
             self.raw.execute("ROLLBACK")
 
     def close(self) -> None:
+        self._closed = True
         self.raw.close()
 
     @property
     def in_transaction(self) -> bool:
-        return self.raw.info.transaction_status != TransactionStatus.IDLE
+        return not (self.raw.broken or self.raw.closed) and self.raw.info.transaction_status != TransactionStatus.IDLE
 
     # what Peewee calls (its own SQL is already PostgreSQL's)
     def cursor(self) -> psycopg.Cursor[Any]:
-        return self.raw.cursor()
+        return self._live().cursor()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)
@@ -271,9 +298,13 @@ class PgConnection:
         return None
 
     def _begin(self, write: bool) -> None:
-        self.raw.execute("BEGIN")
-        if write:
-            self.raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        raw = self._live()
+        try:
+            raw.execute("BEGIN")
+            if write:
+                raw.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        except psycopg.Error as exc:
+            raise _as_sqlite(exc) from exc
 
     _outer_savepoint: str | None = None
 
@@ -285,21 +316,25 @@ class PgConnection:
             self._outer_savepoint = name
         elif verb == "RELEASE" and name == self._outer_savepoint:
             self._outer_savepoint = None
-            self.raw.execute("COMMIT")
+            self.commit()
             return _Empty()
-        self.raw.execute(f"{verb} {name}")
+        try:
+            self._live().execute(f"{verb} {name}")
+        except psycopg.Error as exc:
+            raise _as_sqlite(exc) from exc
         return _Empty()
 
     def _pragma(self, pragma: str) -> Any:
         name = pragma.split("=")[0].split("(")[0].strip().lower()
         if name == "user_version" and "=" not in pragma:
-            return self.raw.execute("SELECT version FROM llmtray_schema")
+            return self._live().execute("SELECT version FROM llmtray_schema")
         if name == "database_list":  # (seq, name, file): the server and database stand for the file
-            return self.raw.execute("SELECT 0, 'main', coalesce(host(inet_server_addr()), 'local') || ':' ||"
+            return self._live().execute("SELECT 0, 'main', coalesce(host(inet_server_addr()), 'local') || ':' ||"
                                     " coalesce(inet_server_port(), 0) || '/' || current_database()")
         if name == "query_only":
             on = pragma.split("=", 1)[1].strip().upper() in ("ON", "1", "TRUE")
-            self.raw.execute(f"SET default_transaction_read_only = {'on' if on else 'off'}")
+            self.read_only = on  # kept over a reconnection
+            self._live().execute(f"SET default_transaction_read_only = {'on' if on else 'off'}")
         return _Empty()
 
 
@@ -314,10 +349,7 @@ class PgDatabase(pw.PostgresqlDatabase):
         super().__init__(params.pop("dbname"), autoconnect=True, **params, **kwargs)
 
     def _connect(self) -> PgConnection:  # type: ignore[override]
-        try:
-            return PgConnection(psycopg.connect(**self.connect_params, dbname=self.database))
-        except psycopg.Error as exc:
-            raise sqlite3.OperationalError(f"cannot connect to {self.url}: {str(exc).strip()}") from exc
+        return PgConnection(self.url)
 
     def _initialize_connection(self, conn: Any) -> None:
         pass
@@ -334,13 +366,7 @@ class PgDatabase(pw.PostgresqlDatabase):
 
 def connect(url: PostgresUrl, *, read_only: bool = False) -> PgConnection:
     """A raw connection (what `sqlite3.connect` gives the code that doesn't use Peewee)."""
-    try:
-        conn = PgConnection(psycopg.connect(**url.conninfo()))
-    except psycopg.Error as exc:
-        raise sqlite3.OperationalError(f"cannot connect to {url}: {str(exc).strip()}") from exc
-    if read_only:
-        conn.raw.execute("SET default_transaction_read_only = on")
-    return conn
+    return PgConnection(url, read_only=read_only)
 
 
 # --- the schema -----------------------------------------------------------------------------------

@@ -104,3 +104,29 @@ def test_a_team_database_down_at_start_is_not_a_failed_start(own_server, data_di
     finally:
         service.stop()
     assert team_totals(url)[0] == 5
+
+
+def test_a_reader_carries_on_after_the_server_restarts(own_server):
+    """The long-lived readers (monitor, dashboard worker, proxy checks) hold one connection: a
+    restart of the server fails the statements meanwhile, then the same connection works again."""
+    import sqlite3
+
+    from llmtray.core.queries import Queries
+
+    url = own_server.new_database(schema=False)
+    store = Store.open(dburl.parse(url))
+    try:
+        queries = Queries(store.conn, None)
+        assert queries.totals().events == 0
+        own_server.halt()
+        with pytest.raises(sqlite3.OperationalError):
+            queries.totals()
+        own_server.resume()
+        assert queries.totals().events == 0
+        from llmtray.core.events import parse_event
+
+        store.add([parse_event({"ts": "2026-11-20T10:00:00Z", "provider": "openai", "model": "gpt-4o",
+                                "input_tokens": 5})], "hook")  # the writer's connection came back too
+        assert queries.totals().events == 1
+    finally:
+        store.close()
