@@ -43,7 +43,12 @@ from llmtray.core.errors import ReadOnlyDatabaseError, SchemaTooNewError
 
 WRITE_LOCK = 0x6C6C6D74  # "llmt": the advisory lock a write transaction holds
 MIGRATE_LOCK = WRITE_LOCK + 1  # held while a machine creates or upgrades the schema
-SCHEMA_VERSION = 10  # SQLite's migration the PostgreSQL schema is translated from
+BASE_VERSION = 10  # SQLite's migration the PostgreSQL schema is translated from
+# Each SQLite migration after BASE_VERSION gets its PostgreSQL step here, (version, statements),
+# applied in order to an existing team database and after the base to a new one (a test keeps the
+# two lists in step).
+UPGRADES: tuple[tuple[int, tuple[str, ...]], ...] = ()
+SCHEMA_VERSION = max([BASE_VERSION, *(v for v, _ in UPGRADES)])
 RESERVED = ("user", "offset", "window")  # our column names PostgreSQL reserves (quoted when bare)
 
 
@@ -134,7 +139,7 @@ def translate(sql: str) -> str:
 
 @lru_cache(maxsize=1)
 def _sqlite_schema() -> tuple[list[tuple[str, str, str]], dict[str, str], dict[str, frozenset[str]]]:
-    """SQLite's schema at `SCHEMA_VERSION` (type, name, SQL of each object), made by the
+    """SQLite's schema at `BASE_VERSION` (type, name, SQL of each object), made by the
     migrations in a scratch file, and each table's primary key: an upsert without a conflict
     target (SQLite allows one; PostgreSQL does not) gets its table's."""
     from llmtray.core import db as dbmod
@@ -143,7 +148,7 @@ def _sqlite_schema() -> tuple[list[tuple[str, str, str]], dict[str, str], dict[s
         path = Path(tmp) / "schema.db"
         logging.getLogger(dbmod.__name__).disabled = True  # not "migrating /tmp/…" on every start
         try:
-            dbmod.migrate(path, upto=SCHEMA_VERSION)
+            dbmod.migrate(path, upto=BASE_VERSION)
         finally:
             logging.getLogger(dbmod.__name__).disabled = False
         conn = sqlite3.connect(path)
@@ -469,7 +474,7 @@ def _view(name: str, sql: str) -> str:
 
 @lru_cache(maxsize=1)
 def schema_statements() -> tuple[str, ...]:
-    """The PostgreSQL schema: SQLite's at `SCHEMA_VERSION`, built by the migrations in a scratch
+    """The PostgreSQL schema: SQLite's at `BASE_VERSION`, built by the migrations in a scratch
     file and translated, tables first, then indexes, views and triggers."""
     rows = _sqlite_schema()[0]
     order = {"table": 0, "index": 1, "view": 2, "trigger": 3}
@@ -485,7 +490,7 @@ def schema_statements() -> tuple[str, ...]:
         else:
             out.append(_trigger(sql))
     out.append(_SESSION_HOOK)
-    out.append(f"INSERT INTO llmtray_schema (version) VALUES ({SCHEMA_VERSION})")
+    out.append(f"INSERT INTO llmtray_schema (version) VALUES ({BASE_VERSION})")
     return tuple(out)
 
 
@@ -498,9 +503,10 @@ def schema_version(conn: PgConnection) -> int:
 
 
 def migrate(conn: PgConnection) -> int:
-    """Create the schema in an empty database (one transaction: PostgreSQL's DDL is
-    transactional, so a crash leaves nothing half made), under a lock so that two machines
-    starting at once don't both try; refuse a schema newer than this llmtray."""
+    """Create the schema in an empty database and bring an older one up to date (one
+    transaction: PostgreSQL's DDL is transactional, so a crash leaves nothing half made), under a
+    lock so that two machines starting at once don't both try; refuse a schema newer than this
+    llmtray."""
     raw = conn.raw
     version = schema_version(conn)
     if version == SCHEMA_VERSION:
@@ -515,6 +521,12 @@ def migrate(conn: PgConnection) -> int:
             if schema_version(conn) == 0:
                 for statement in statements:
                     raw.execute(statement)
+            current = schema_version(conn)
+            for target, steps in UPGRADES:
+                if target > current:
+                    for statement in steps:
+                        raw.execute(statement)
+                    raw.execute("UPDATE llmtray_schema SET version = %s", (target,))
     except (pg_errors.InsufficientPrivilege, pg_errors.ReadOnlySqlTransaction) as exc:
         raise ReadOnlyDatabaseError(f"the team database has no llmtray schema yet, and this role can't create it "
                                     f"({str(exc).strip()}); run any llmtray command once as its owner") from None
