@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from llmtray.agents.calls import TOKEN_KEYS
 from llmtray.agents.tailer import FileState
-from llmtray.core import compact
+from llmtray.core import compact, db as dbmod
+from llmtray.core.dburl import Database, PostgresUrl
 
 _COLUMNS = ("path", "source", "dev", "ino", "size", "mtime_ns", "offset", "head_hash", "head_len",
             "state", "skipped", "events")
@@ -83,3 +85,16 @@ def set_flag(conn: sqlite3.Connection, key: str, value: str) -> None:
 def stored_count(conn: sqlite3.Connection, source: str) -> int:
     """Events stored for `source`, from the 15-minute rollup (no scan of the events)."""
     return conn.execute("SELECT coalesce(sum(events), 0) FROM rollup WHERE source = ?", (source,)).fetchone()[0]
+
+
+def connect_local(database: Database, local: Path) -> sqlite3.Connection | None:
+    """In team mode, this machine's own ledger: the files one machine has read, and its notices,
+    are nobody else's (two CI runners have the same paths), so they stay in the data dir's SQLite
+    file while the events go to the team database. None when the events' database is that file."""
+    if not isinstance(database, PostgresUrl):
+        return None
+    local.parent.mkdir(parents=True, exist_ok=True)
+    dbmod.migrate(local)
+    conn = dbmod.connect(local, autocommit=True)
+    conn.execute(f"PRAGMA busy_timeout = {dbmod.PRAGMAS['busy_timeout']}")
+    return conn

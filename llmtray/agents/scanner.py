@@ -83,8 +83,9 @@ class Scanner:
     def __init__(self, conn: sqlite3.Connection, sink: Sink, config: AgentsConfig, *,
                  env: Mapping[str, str] | None = None, make_pricer: Callable[[], Pricer] | None = None,
                  agents: tuple[Agent, ...] = AGENTS, stopping: Callable[[], bool] = lambda: False,
-                 parallel: bool = False):
+                 parallel: bool = False, ledger_conn: sqlite3.Connection | None = None):
         self.conn, self.sink, self.config = conn, sink, config
+        self.ledger = ledger_conn or conn  # the files read so far (this machine's own in team mode)
         # `parallel`: big reads in a reader process (the CLI; not inside the GUI app's process)
         self.parallel = parallel and (os.cpu_count() or 1) > 1 and not getattr(sys, "frozen", False)
         self.parallel_min_bytes = PARALLEL_MIN_BYTES
@@ -120,7 +121,7 @@ class Scanner:
     def _scan_agent(self, agent: Agent, discover: bool) -> AgentReport:
         report = AgentReport(agent.source)
         if agent.source not in self._states:
-            self._states[agent.source] = ledger.load(self.conn, agent.source)
+            self._states[agent.source] = ledger.load(self.ledger, agent.source)
         states = self._states[agent.source]
         if discover or agent.source not in self._files:
             roots = agent.roots(self.env)
@@ -132,7 +133,7 @@ class Scanner:
             present = {str(f) for f in found}
             gone = [p for p in states if p not in present]
             if gone:
-                ledger.forget(self.conn, gone)
+                ledger.forget(self.ledger, gone)
                 for p in gone:
                     del states[p]
         report.roots = [str(r) for r in self.roots.get(agent.source, [])]
@@ -225,7 +226,7 @@ class Scanner:
     def _flush(self, source: str, batch: _Batch, report: AgentReport) -> None:
         if batch.calls:
             self._store(source, batch, report)
-        ledger.save(self.conn, batch.files.values())
+        ledger.save(self.ledger, batch.files.values())
 
     def _store(self, source: str, batch: _Batch, report: AgentReport) -> None:
         known = ledger.stored(self.conn, [*batch.calls, *(a for c in batch.calls.values() for a in c.aliases)])

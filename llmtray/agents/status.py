@@ -52,13 +52,16 @@ def newest_event(conn: sqlite3.Connection, source: str) -> int | None:
                         (bucket * BUCKET_US, source)).fetchone()[0]
 
 
-def status(conn: sqlite3.Connection, config: AgentsConfig, env: Any = os.environ) -> list[dict[str, Any]]:
-    """Per agent: what `llmtray agents` shows (also Settings' agent sections)."""
+def status(conn: sqlite3.Connection, config: AgentsConfig, env: Any = os.environ,
+           ledger_conn: sqlite3.Connection | None = None) -> list[dict[str, Any]]:
+    """Per agent: what `llmtray agents` shows (also Settings' agent sections); `ledger_conn`:
+    where this machine's file states are, in team mode (`ledger.connect_local`)."""
     out = []
     for agent in AGENTS:
         skipped: dict[str, dict[str, Any]] = {}
         files = 0
-        for path, reasons in conn.execute("SELECT path, skipped FROM agent_file WHERE source = ?", (agent.source,)):
+        for path, reasons in (ledger_conn or conn).execute("SELECT path, skipped FROM agent_file WHERE source = ?",
+                                                           (agent.source,)):
             files += 1
             for reason, (count, line) in (json.loads(reasons) if reasons else {}).items():
                 entry = skipped.setdefault(reason, {"lines": 0, "first": f"{path}:{line}"})

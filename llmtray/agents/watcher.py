@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmtray.core import db as dbmod
+from llmtray.agents.ledger import connect_local
 from llmtray.agents.notices import cleanup_warning, first_start
 from llmtray.agents.scanner import AgentReport, Scanner
 from llmtray.agents.settings import AgentsConfig
 from llmtray.agents.sinks import WriterSink
 from llmtray.core.db import PRAGMAS
+from llmtray.core.dburl import Database
 from llmtray.ingest.writer import Writer
 
 if TYPE_CHECKING:
@@ -36,10 +38,12 @@ _BACKOFF_S = 30.0  # after an unexpected error (database busy for long, a bug): 
 
 
 class AgentWatcher:
-    def __init__(self, db_path: Path, writer: Writer, config: AgentsConfig, *,
+    def __init__(self, db_path: Database, writer: Writer, config: AgentsConfig, *,
                  env: Mapping[str, str] | None = None, poll_s: float = POLL_S, discover_s: float = DISCOVER_S,
-                 make_pricer: Callable[[], Pricer] | None = None):
+                 make_pricer: Callable[[], Pricer] | None = None, local_db: Path | None = None):
+        """`local_db`: the data dir's own file, where this machine's ledger is kept in team mode."""
         self._db_path, self._writer, self._config = db_path, writer, config
+        self._local_db = local_db
         self._make_pricer = make_pricer
         self._env = os.environ if env is None else env
         self._poll_s, self._discover_s = poll_s, discover_s
@@ -68,10 +72,11 @@ class AgentWatcher:
     def _run(self) -> None:
         conn = dbmod.connect(self._db_path, autocommit=True)
         conn.execute(f"PRAGMA busy_timeout = {PRAGMAS['busy_timeout']}")
+        local = (connect_local(self._db_path, self._local_db) if self._local_db is not None else None) or conn
         try:
             scanner = Scanner(conn, WriterSink(self._writer), self._config, env=self._env, stopping=self._stop.is_set,
-                              make_pricer=self._make_pricer)
-            if notice := first_start(conn):
+                              make_pricer=self._make_pricer, ledger_conn=local)
+            if notice := first_start(local):
                 self.on_notice(notice)
             next_discovery = 0.0
             while not self._stop.is_set():
@@ -86,7 +91,7 @@ class AgentWatcher:
                     log.exception("reading the coding agents' logs failed; trying again in %.0f s", _BACKOFF_S)
                     self._stop.wait(_BACKOFF_S)
                     continue
-                if discover and (warning := cleanup_warning(conn, self._env)):  # days pass while we run
+                if discover and (warning := cleanup_warning(local, self._env)):  # days pass while we run
                     self.on_notice(warning)
                 if not self.backfilled.is_set():
                     self.last = reports
@@ -100,3 +105,5 @@ class AgentWatcher:
                 self._stop.wait(self._poll_s)
         finally:
             conn.close()
+            if local is not conn:
+                local.close()

@@ -31,14 +31,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     scan.set_defaults(run=run_scan)
 
 
-def _connect(ctx: Any) -> sqlite3.Connection:
+def _connect(ctx: Any) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    """The events' database, and where this machine's file states and notices are (the same
+    one, except in team mode: `ledger.connect_local`)."""
+    from llmtray.agents.ledger import connect_local
     from llmtray.core import db as dbmod
 
     ctx.paths.ensure()
     dbmod.migrate(ctx.paths.db)
     conn = dbmod.connect(ctx.paths.db, autocommit=True)
     conn.execute(f"PRAGMA busy_timeout = {dbmod.PRAGMAS['busy_timeout']}")
-    return conn
+    return conn, connect_local(ctx.paths.db, ctx.paths.local_db) or conn
 
 
 def run_scan(args: argparse.Namespace, ctx: Any) -> int:
@@ -46,15 +49,16 @@ def run_scan(args: argparse.Namespace, ctx: Any) -> int:
     from llmtray.agents.scanner import Scanner
     from llmtray.agents.sinks import StoreSink
 
-    conn = _connect(ctx)
+    conn, local = _connect(ctx)
     sink = StoreSink(ctx.store)
     try:
-        reports = Scanner(conn, sink, ctx.config.agents, parallel=True,
+        reports = Scanner(conn, sink, ctx.config.agents, parallel=True, ledger_conn=local,
                           make_pricer=lambda: sink.opened().pricer).scan(args.agent)  # pricing.toml too
-        warning = cleanup_warning(conn)
+        warning = cleanup_warning(local)
     finally:
         sink.close()
         conn.close()
+        local.close()
     if args.json:
         json.dump({"agents": [r.as_json() for r in reports], "notices": [warning] if warning else []},
                   sys.stdout, indent=2, ensure_ascii=False)
@@ -78,12 +82,13 @@ def run_status(args: argparse.Namespace, ctx: Any) -> int:
     from llmtray.agents.notices import cleanup_warning
     from llmtray.agents.status import status
 
-    conn = _connect(ctx)
+    conn, local = _connect(ctx)
     try:
-        agents = status(conn, ctx.config.agents)
-        warning = cleanup_warning(conn, once=False)
+        agents = status(conn, ctx.config.agents, ledger_conn=local)
+        warning = cleanup_warning(local, once=False)
     finally:
         conn.close()
+        local.close()
     if args.json:
         json.dump({"enabled": ctx.config.agents.enabled, "agents": agents, "notices": [warning] if warning else []},
                   sys.stdout, indent=2, ensure_ascii=False)

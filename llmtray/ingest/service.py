@@ -193,7 +193,8 @@ class IngestService:
             from llmtray.agents.watcher import AgentWatcher
 
             self.agents = AgentWatcher(paths.db, self.writer, config.agents,  # subscription value: same prices as spend
-                                       make_pricer=PricingFile(paths.pricing_file).current)
+                                       make_pricer=PricingFile(paths.pricing_file).current,
+                                       local_db=paths.local_db if paths.database is not None else None)
 
     # --- configuration before start ------------------------------------------------------------
 
