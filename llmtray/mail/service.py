@@ -36,6 +36,8 @@ from llmtray.paths import Paths
 log = logging.getLogger(__name__)
 
 OUTBOX = "mail:outbox:"
+DIGEST_CLAIM = "mail:digest_claim"  # a digest being sent now, by whom it doesn't matter: when (µs)
+CLAIM_US = 10 * 60 * 1_000_000  # longer than any sending with its timeouts
 DIGEST_LAST = "mail:digest_last"
 TICK_S = 60.0  # how often the digest schedule is looked at (and the config re-read)
 
@@ -250,8 +252,11 @@ class MailService(AlertSink):
                                date.fromisoformat(last) if last else None)
         if target is None or not email.configured or to_us(now) < self._digest_retry_us:
             return
+        if not self._claim(db, alerts, target, to_us(now)):
+            return  # another machine of the team sends this one (or already did)
         exc = self._attempt(lambda: send_digest(db, config, target, self.password(), kind=email.digest, now=now,
                                                 timeout=self.timeout_s))
+        alerts.set_state(DIGEST_CLAIM, None)
         if exc is not None:
             self._digest_attempts += 1
             self._digest_retry_us = to_us(now) + self._backoff_us(self._digest_attempts)
@@ -263,6 +268,21 @@ class MailService(AlertSink):
         alerts.set_state(DIGEST_LAST, target.isoformat())
         self._digest_attempts, self._digest_retry_us = 0, 0
         self._report("digest", True, target.isoformat())
+
+    @staticmethod
+    def _claim(db: pw.Database, alerts: AlertLog, target: date, now_us: int) -> bool:
+        """Take the digest of `target` for this process, in the database: with a team's machines
+        sharing one (DESIGN §16) only one of them mails it. A claim older than `CLAIM_US` was
+        left by a process that died while sending; it is taken over."""
+        with db.atomic("IMMEDIATE"):
+            last = alerts.get_state(DIGEST_LAST)
+            if last is not None and date.fromisoformat(last) >= target:
+                return False
+            claim = alerts.get_state(DIGEST_CLAIM)
+            if claim is not None and now_us - int(claim) < CLAIM_US:
+                return False
+            alerts.set_state(DIGEST_CLAIM, str(now_us))
+        return True
 
     # helpers
 
