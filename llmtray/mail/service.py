@@ -256,8 +256,8 @@ class MailService(AlertSink):
             return  # another machine of the team sends this one (or already did)
         exc = self._attempt(lambda: send_digest(db, config, target, self.password(), kind=email.digest, now=now,
                                                 timeout=self.timeout_s))
-        alerts.set_state(DIGEST_CLAIM, None)
         if exc is not None:
+            alerts.set_state(DIGEST_CLAIM, None)
             self._digest_attempts += 1
             self._digest_retry_us = to_us(now) + self._backoff_us(self._digest_attempts)
             if self._digest_attempts == 1:
@@ -265,7 +265,9 @@ class MailService(AlertSink):
                              "Retrying with backoff.")
             self._report("digest", False, str(exc))
             return
-        alerts.set_state(DIGEST_LAST, target.isoformat())
+        with db.atomic("IMMEDIATE"):  # sent, and the claim let go, at once: nobody sends it again
+            alerts.set_state(DIGEST_LAST, target.isoformat())
+            alerts.set_state(DIGEST_CLAIM, None)
         self._digest_attempts, self._digest_retry_us = 0, 0
         self._report("digest", True, target.isoformat())
 

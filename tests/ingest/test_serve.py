@@ -25,10 +25,10 @@ from tests.ingest.conftest import event, make_service, stored_ids
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 
-def start_serve(data: Path, *args: str) -> tuple[subprocess.Popen[str], str, str]:
+def start_serve(data: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str, str]:
     """`python -m llmtray serve` on a free port; returns (process, url, token) once /v1/health answers."""
     proc = subprocess.Popen([sys.executable, "-m", "llmtray", "--data-dir", str(data), "serve", "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         found = discovery.read(data / "ingest.json")

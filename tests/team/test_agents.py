@@ -6,21 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from llmtray.cli import main
 from llmtray.core import dburl
 from llmtray.core.store import Store
-from tests.agents.kit import make_home
-
-
-@pytest.fixture
-def agent_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = make_home(tmp_path)
-    monkeypatch.setenv("HOME", str(home))
-    for var in ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "GEMINI_CLI_HOME", "XDG_DATA_HOME"):
-        monkeypatch.delenv(var, raising=False)
-    return home
+from tests.agents.test_cli_live import agent_env  # noqa: F401 - a home with every agent's logs
 
 
 def scan(capsys, data: Path, url: str) -> dict[str, dict]:  # noqa: ANN001

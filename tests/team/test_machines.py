@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -15,8 +14,7 @@ import pytest
 
 from llmtray.core import dburl
 from llmtray.core.store import Store
-from llmtray.ingest import discovery
-from tests.ingest.test_serve import Load
+from tests.ingest.test_serve import Load, start_serve as serve_process
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -26,22 +24,7 @@ def machine_env(name: str, url: str) -> dict[str, str]:
 
 
 def start_serve(data: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "llmtray", "--data-dir", str(data), "serve", "--port", "0"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = discovery.read(data / "ingest.json")
-        if found is not None and found.pid == proc.pid:
-            try:
-                if httpx.get(f"{found.url}/v1/health", timeout=2).status_code == 200:
-                    return proc, found.url, found.token or ""
-            except httpx.TransportError:
-                pass
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited early: {proc.communicate()}")
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"serve did not start: {proc.communicate()}")
+    return serve_process(data, env=env)
 
 
 def cli(data: Path, env: dict[str, str], *args: str) -> str:

@@ -66,7 +66,6 @@ def test_a_password_in_config_toml_is_refused_with_the_key_named(data_dir, team_
 
 def test_a_read_only_role_reads_everything_and_writes_are_refused_clearly(data_dir, team_url, pg_server):
     seeded(team_url)
-    db = team_url.rsplit("/", 1)[1]
     with pg_server.admin() as admin:
         admin.execute("DROP ROLE IF EXISTS viewer")
         admin.execute("CREATE ROLE viewer LOGIN PASSWORD 'view-only'")

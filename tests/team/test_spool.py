@@ -45,6 +45,15 @@ def wait_for(predicate, timeout: float = 60.0) -> None:  # noqa: ANN001
         time.sleep(0.1)
 
 
+def team_service(url: str, data_dir: Path, machine: str) -> IngestService:
+    """This machine's ingest service, writing to the team database at `url`, started."""
+    paths = replace(Paths(data_dir, data_dir, data_dir), database=dburl.resolve(url, None, machine))
+    service = IngestService(paths, Config(), port=0, sync_bills=False)
+    service.start()
+    assert service.wait_ready(30)
+    return service
+
+
 def team_totals(url: str) -> tuple:
     store = Store.open(dburl.parse(url))
     try:
@@ -56,10 +65,7 @@ def team_totals(url: str) -> tuple:
 
 def test_events_recorded_while_the_team_database_is_down_are_kept_and_delivered(own_server, data_dir: Path):
     url = own_server.new_database(schema=False)
-    paths = replace(Paths(data_dir, data_dir, data_dir), database=dburl.resolve(url, None, "laptop-1"))
-    service = IngestService(paths, Config(), port=0, sync_bills=False)
-    service.start()
-    assert service.wait_ready(30)
+    service = team_service(url, data_dir, "laptop-1")
     try:
         with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {service.token}"},
                           timeout=30) as client:
@@ -90,10 +96,7 @@ def test_events_recorded_while_the_team_database_is_down_are_kept_and_delivered(
 def test_a_team_database_down_at_start_is_not_a_failed_start(own_server, data_dir: Path):
     url = own_server.new_database(schema=False)
     own_server.halt()
-    paths = replace(Paths(data_dir, data_dir, data_dir), database=dburl.resolve(url, None, "laptop-2"))
-    service = IngestService(paths, Config(), port=0, sync_bills=False)
-    service.start()
-    assert service.wait_ready(30)
+    service = team_service(url, data_dir, "laptop-2")
     try:
         with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {service.token}"},
                           timeout=30) as client:
