@@ -13,12 +13,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QMetaObject, QObject, Qt, Signal, Slot
 
 from llmtray.core import db as dbmod
 from llmtray.core.blocks import ALERT_BLOCK_S, BlockBook, describe_duration
 from llmtray.core.budgets import Scope
 from llmtray.core.errors import LLMTrayError
+from llmtray.gui.qt_workarounds import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class BlockActions(QObject):
 
     def __init__(self, db_path: Path, parent: QObject | None = None):
         super().__init__(parent)
-        self._thread = QThread(self)
+        self._thread = WorkerThread(self)
         self._thread.setObjectName("llmtray-blocks")
         self._worker = _Worker(db_path)
         self._worker.moveToThread(self._thread)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QMetaObject, QObject, Qt, Signal, Slot
 
 from llmtray.core.damage import DAMAGED, is_corruption, mark_damaged
 from llmtray.core.db import cannot_write, open_db, open_read_only
@@ -28,6 +28,8 @@ from llmtray.core.errors import LLMTrayError
 from llmtray.core.pricing import Pricer
 from llmtray.core.queries import Filters, Queries
 from llmtray.gui import views
+from llmtray.gui.connection import forget, reason, unreachable
+from llmtray.gui.qt_workarounds import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +64,15 @@ class QueryWorker(QObject):
     """Lives in its own QThread; opens its read connection there on first use.
 
     Signals: view_ready(generation, name, payload); done(generation, seconds); failed(generation, message);
-    page_ready(token, rows).
+    page_ready(token, rows); lost(reason) — the team database dropped or refused the connection
+    (closed here; the next request reconnects).
     """
 
     view_ready = Signal(int, str, object)
     done = Signal(int, float)
     failed = Signal(int, str)
     page_ready = Signal(int, object)
+    lost = Signal(str)
 
     def __init__(self, sources: Sources):
         super().__init__()
@@ -77,8 +81,11 @@ class QueryWorker(QObject):
         self._queries: Queries | None = None
         self._pricer: Pricer | None = None
         self._alert_history: Callable[[int], list[Any]] | None = None
+        self._closed = False  # by `close`: requests still queued behind it must not reopen
 
     def _connect(self) -> Queries:
+        if self._closed:
+            raise LLMTrayError("the window is closing")
         if self._queries is None:
             try:
                 self._db = open_db(self._sources.db_path)
@@ -111,8 +118,7 @@ class QueryWorker(QObject):
             finally:
                 q.conn.execute("COMMIT")
         except Exception as exc:  # a failed refresh must not kill the lane; the window says why
-            log.exception("dashboard refresh failed")
-            self.failed.emit(generation, self._explain(exc))
+            self._fail(generation, exc, "dashboard refresh failed")
         self.done.emit(generation, time.perf_counter() - started)
 
     @Slot(int, object)
@@ -121,10 +127,17 @@ class QueryWorker(QObject):
             rows = self._connect().events_page(request.filters, request.order, request.descending,
                                                request.after, request.limit)
         except Exception as exc:
-            log.exception("events page failed")
-            self.failed.emit(-token, self._explain(exc))
+            self._fail(-token, exc, "events page failed")
             rows = []
         self.page_ready.emit(token, rows)
+
+    def _fail(self, generation: int, exc: Exception, what: str) -> None:
+        if unreachable(exc):  # an outage, not a bug: no traceback per refresh while it lasts
+            self._drop()
+            self.lost.emit(reason(exc))
+            return
+        log.exception(what)
+        self.failed.emit(generation, self._explain(exc))
 
     def _explain(self, exc: Exception) -> str:
         if is_corruption(exc):
@@ -138,28 +151,33 @@ class QueryWorker(QObject):
     @Slot()
     def close(self) -> None:
         """Runs in the worker thread: Peewee keeps the connection per thread."""
-        if self._db is not None:
-            self._db.close()
-            self._db = self._queries = None
+        self._closed = True
+        self._drop()
+
+    def _drop(self) -> None:
+        forget(self._db)  # a dead team connection is closed too: the next request opens a new one
+        self._db = self._queries = None
 
 
 class QueryLane(QObject):
     """The GUI-side handle of one worker thread.
 
     Signals: view_ready(name, payload) — only results of the newest request;
-    refreshed(seconds) — a request finished; failed(message).
+    refreshed(seconds) — a request finished; failed(message); lost(reason) — the team database
+    can't be reached.
     """
 
     view_ready = Signal(str, object)
     refreshed = Signal(float)
     failed = Signal(str)
+    lost = Signal(str)
     page_ready = Signal(int, object)
     _run = Signal(int, object)
     _page = Signal(int, object)
 
     def __init__(self, name: str, sources: Sources, parent: QObject | None = None):
         super().__init__(parent)
-        self._thread = QThread(self)
+        self._thread = WorkerThread(self)
         self._thread.setObjectName(f"llmtray-queries-{name}")
         self.worker = QueryWorker(sources)
         self.worker.moveToThread(self._thread)
@@ -169,6 +187,7 @@ class QueryLane(QObject):
         self.worker.done.connect(self._on_done)
         self.worker.failed.connect(self._on_failed)
         self.worker.page_ready.connect(self.page_ready)
+        self.worker.lost.connect(self.lost)
         self._generation = 0
         self._in_flight: views.ViewRequest | None = None
         self._superseded = False
