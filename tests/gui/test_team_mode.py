@@ -101,6 +101,7 @@ def test_another_machines_events_appear_without_a_local_commit(qtbot, make_dashb
         assert expected == format_usd(3_750_000_000)
         qtbot.waitUntil(lambda: window.kpis.values()["today"] == expected, timeout=15_000)
         assert window.refresh_count > refreshes
+        qtbot.waitUntil(window.is_settled, timeout=15_000)  # the chart lane may still be drawing
         idle = window.refresh_count
         qtbot.wait(3 * POLL_MS)  # nothing written: the poll alone refreshes nothing
         assert window.refresh_count == idle
@@ -184,3 +185,51 @@ def test_refreshes_reuse_each_lanes_connection_and_closing_ends_them(qtbot, make
     assert seen == first
     window.shutdown()
     qtbot.waitUntil(lambda: not sessions(pg_server, team_url), timeout=5_000)
+
+
+def queries_on(url: str):  # noqa: ANN201
+    db = open_db(dburl.parse(url))
+    return db, Queries(db.connection(), None)
+
+
+def test_breakdown_and_filter_by_machine(qtbot, make_dashboard, team_url):
+    for machine, cost in (("box-a", "3.00"), ("box-b", "1.50"), ("box-c", "0.25")):
+        record(team_url, machine, cost)
+    record(team_url, "box-a", "0.75", model="gpt-4o-mini")
+    window = make_dashboard(dburl.parse(team_url))
+    db, q = queries_on(team_url)
+    try:
+        picker = window.breakdown_chart.picker
+        offered = [picker.itemText(i) for i in range(picker.count())]
+        assert "machine" in offered and "tag: machine" not in offered  # offered once, by its name
+        with qtbot.waitSignal(window.settled, timeout=20_000):
+            picker.setCurrentIndex(picker.findData("tag:machine"))
+        ranged = window._ranged_filters()
+        expected = [(name, t.cost_nanos / 1e9) for name, t in q.by("tag:machine", ranged)]
+        assert [name for name, _ in expected] == ["box-a", "box-b", "box-c"]
+        assert window.breakdown_chart.plotted() == expected
+
+        machines = window.filter_bar.pickers["machine"]
+        assert machines.isVisibleTo(window)
+        assert [machines.itemData(i) for i in range(1, machines.count())] == ["box-a", "box-b", "box-c"]
+        tags = window.filter_bar.pickers["tag"]
+        assert all(tags.itemData(i)[0] != "machine" for i in range(1, tags.count()))  # not listed twice
+        with qtbot.waitSignal(window.settled, timeout=20_000):
+            window.filter_bar.select("machine", "box-a")
+        only_a = Filters(tags=(("machine", "box-a"),))
+        assert window.filter_bar.filters() == only_a
+        today = q.spend_in_period("day", only_a)[0].cost_nanos
+        assert today == 3_750_000_000
+        assert window.kpis.values()["today"] == format_usd(today)
+        assert window.models_chart.plotted() == [("gpt-4o", 3.0), ("gpt-4o-mini", 0.75)]
+        qtbot.waitUntil(lambda: window.events_model.fetched() == 2, timeout=10_000)
+    finally:
+        db.close()
+
+
+def test_no_machine_choices_without_machine_tags(make_dashboard, demo_db):
+    window = make_dashboard(demo_db)  # a solo user's SQLite history: no event carries the tag
+    picker = window.breakdown_chart.picker
+    assert picker.findData("tag:machine") < 0
+    assert not window.filter_bar.pickers["machine"].isVisibleTo(window)
+    assert window.filter_bar.filters().tags == ()
