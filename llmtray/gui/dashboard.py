@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QS
 
 from llmtray.core.commits import Committed
 from llmtray.core.damage import DAMAGED
+from llmtray.core.dburl import MACHINE_TAG
 from llmtray.core.money import format_usd
 from llmtray.core.queries import Filters
 from llmtray.core.wording import plural
@@ -412,6 +413,7 @@ class Dashboard(QMainWindow):
     def _show_options(self, options: FilterOptions) -> None:
         self.filter_bar.set_options(options)
         self.breakdown_chart.set_dimensions(BREAKDOWNS, options.tag_keys)
+        self.events.show_machines(MACHINE_TAG in options.tag_keys)
 
     @Slot(float)
     def _lane_done(self, seconds: float) -> None:

@@ -45,7 +45,7 @@ def change_mark(conn: Any) -> tuple[int, ...]:
 class WatchWorker(QObject):
     """Lives in the watch thread, with its own connection (opened there, on first poll).
 
-    Signals: changed() — the mark moved since the last poll; state(message) — "" when the
+    Signals: changed() — the mark moved since the last poll (or was first read); state(message) — "" when the
     database answers again, else why it can't be reached (emitted on each change of state)."""
 
     changed = Signal()
@@ -85,7 +85,7 @@ class WatchWorker(QObject):
             log.info("team database %s answers again", self._url)
             self._failures = 0
             self.state.emit("")
-        if self._mark is not None and mark != self._mark:
+        if mark != self._mark:  # the first mark too: what was written before it may postdate the window's read
             self.changed.emit()
         self._mark = mark
         self._next(self._poll_ms)

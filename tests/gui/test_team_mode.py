@@ -14,7 +14,7 @@ from dataclasses import fields, replace
 from datetime import UTC
 
 import pytest
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 
 from llmtray.core import dburl
 from llmtray.core.db import open_db
@@ -24,6 +24,7 @@ from llmtray.core.queries import Filters, Queries
 from llmtray.core.status import summary
 from llmtray.core.store import Store
 from llmtray.gui.connection import UNREACHABLE
+from llmtray.gui.events_table import MACHINE_COLUMN
 from llmtray.gui.team_watch import TeamWatch, change_mark
 from llmtray.gui.tray import SummaryWorker, Tray, TrayActions
 from tests.gui.tcp_proxy import CuttableProxy
@@ -62,7 +63,9 @@ def watched_dashboard(make_dashboard, url: str, qtbot) -> tuple[object, TeamWatc
     watch = TeamWatch(dburl.parse(url), poll_ms=POLL_MS)
     watch.changed.connect(window.on_remote_change)
     watch.state_changed.connect(window.set_connection_state)
-    watch.start()
+    loaded = window.refresh_count
+    watch.start()  # its first mark refreshes once: a write between the window's read and it isn't lost
+    qtbot.waitUntil(lambda: window.refresh_count >= loaded + 2 and window.is_settled(), timeout=15_000)
     return window, watch
 
 
@@ -223,6 +226,13 @@ def test_breakdown_and_filter_by_machine(qtbot, make_dashboard, team_url):
         assert window.kpis.values()["today"] == format_usd(today)
         assert window.models_chart.plotted() == [("gpt-4o", 3.0), ("gpt-4o-mini", 0.75)]
         qtbot.waitUntil(lambda: window.events_model.fetched() == 2, timeout=10_000)
+        table, model = window.events.view, window.events_model
+        assert not table.isColumnHidden(MACHINE_COLUMN)
+        assert [model.index(r, MACHINE_COLUMN).data() for r in range(2)] == ["box-a", "box-a"]
+        header = table.horizontalHeader()
+        table.sortByColumn(MACHINE_COLUMN, Qt.SortOrder.AscendingOrder)  # the database can't sort by a tag
+        assert (header.sortIndicatorSection(), header.sortIndicatorOrder()) == (0, Qt.SortOrder.DescendingOrder)
+        assert model.fetched() == 2 and model.index(0, MACHINE_COLUMN).data() == "box-a"
     finally:
         db.close()
 
@@ -233,3 +243,4 @@ def test_no_machine_choices_without_machine_tags(make_dashboard, demo_db):
     assert picker.findData("tag:machine") < 0
     assert not window.filter_bar.pickers["machine"].isVisibleTo(window)
     assert window.filter_bar.filters().tags == ()
+    assert window.events.view.isColumnHidden(MACHINE_COLUMN)
