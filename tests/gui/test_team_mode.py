@@ -244,3 +244,24 @@ def test_no_machine_choices_without_machine_tags(make_dashboard, demo_db):
     assert not window.filter_bar.pickers["machine"].isVisibleTo(window)
     assert window.filter_bar.filters().tags == ()
     assert window.events.view.isColumnHidden(MACHINE_COLUMN)
+
+
+def test_a_window_first_opened_during_an_outage_says_so(qtbot, team_url, tmp_path):
+    """The tray-only app builds its window late (`LazyWindow`): it must still learn the state."""
+    from llmtray.gui.app import watch_team_database
+    from llmtray.gui.dashboard import Dashboard
+    from llmtray.gui.lazy_window import LazyWindow
+    from llmtray.gui.query_worker import Sources
+
+    lazy = LazyWindow(lambda: Dashboard(Sources(dburl.parse(team_url), None), base_url=None, can_import=False))
+    assert watch_team_database(tmp_path / "llmtray.db", lazy, None) is None  # SQLite: the writer's commits suffice
+    lazy.set_connection_state("connection refused")
+    window = lazy.get()
+    qtbot.addWidget(window)
+    try:
+        assert window.connection.isVisibleTo(window) and window.status.text() == UNREACHABLE
+        assert "not loaded yet" in window.connection.text()  # no figures were ever read: none are dated
+        lazy.set_connection_state("")
+        assert not window.connection.isVisibleTo(window) and window.status.text() == "reconnected"
+    finally:
+        window.shutdown()
