@@ -1,8 +1,9 @@
 """The dashboard window: filters, KPI strip, charts, events and alerts, kept live.
 
 Data flow (STYLE practice 8): the writer's commit reaches `on_committed` through the bridge's
-signal (on a team database, other machines' writes reach `on_remote_change` from `TeamWatch`); a throttle turns bursts into at most a few refreshes a second; each refresh is a request
-to the two query lanes (live: KPIs, live view, newest events — charts: everything else), whose
+signal (on a team database, other machines' writes reach `on_remote_change` from `TeamWatch`);
+a throttle turns bursts into at most a few refreshes a second; each refresh is a request to the
+two query lanes (live: KPIs, live view, newest events — charts: everything else), whose
 answers arrive view by view and go to the widget that shows them. Nothing here runs a query.
 """
 
