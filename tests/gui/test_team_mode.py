@@ -265,3 +265,23 @@ def test_a_window_first_opened_during_an_outage_says_so(qtbot, team_url, tmp_pat
         assert not window.connection.isVisibleTo(window) and window.status.text() == "reconnected"
     finally:
         window.shutdown()
+
+
+def test_the_app_prepares_a_team_database_before_opening_it(qapp, pg_server, caplog):
+    """`prepare_database` ran SQLite's file repair on the URL ('PostgresUrl' has no `with_name`),
+    logged an error and left an empty team database without its schema."""
+    from llmtray.core import pg
+    from llmtray.gui.prepare_db import prepare_database
+
+    url = pg_server.new_database(schema=False)
+    try:
+        caplog.set_level(logging.ERROR)
+        assert prepare_database(qapp, dburl.parse(url)) is None
+        assert not caplog.records
+        conn = pg.connect(dburl.parse(url))
+        try:
+            assert pg.schema_version(conn) == pg.SCHEMA_VERSION
+        finally:
+            conn.close()
+    finally:
+        pg_server.drop_database(url)
