@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psycopg
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 UNREACHABLE = "team database unreachable — retrying"  # what the window corner and the tray say
 # SQLSTATEs that mean the connection itself is gone: class 08 (connection exception) and the
@@ -50,3 +52,17 @@ def reason(exc: BaseException) -> str:
     """The first line of what the driver said (e.g. "connection refused"), for the tooltip."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def on_live_connection(fn: Callable[[], T], *, reused: bool, drop: Callable[[], None]) -> T:
+    """`fn()`; if it ran on a connection kept from before (`reused`) that turns out dead — the
+    server restarted or the network dropped while the worker was idle — once more on a new one
+    (`drop` forgets the dead one). Without this, the first request after an outage failed on the
+    old connection and the window said "unreachable" again though the server answered."""
+    try:
+        return fn()
+    except Exception as exc:
+        if not (reused and unreachable(exc)):
+            raise
+        drop()
+        return fn()

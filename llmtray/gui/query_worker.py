@@ -28,7 +28,7 @@ from llmtray.core.errors import LLMTrayError
 from llmtray.core.pricing import Pricer
 from llmtray.core.queries import Filters, Queries
 from llmtray.gui import views
-from llmtray.gui.connection import forget, reason, unreachable
+from llmtray.gui.connection import forget, on_live_connection, reason, unreachable
 from llmtray.gui.qt_workarounds import WorkerThread
 
 log = logging.getLogger(__name__)
@@ -107,25 +107,31 @@ class QueryWorker(QObject):
     def run(self, generation: int, request: views.ViewRequest) -> None:
         started = time.perf_counter()
         try:
-            q = self._connect()
-            assert self._pricer is not None
-            ctx = views.ViewContext(q, request, self._sources.clock(), self._pricer,
-                                    self._sources.budget_entries, self._alert_history)
-            q.conn.execute("BEGIN")  # one snapshot per refresh: the KPIs and charts agree
-            try:
-                for name, payload in views.compute(ctx):
-                    self.view_ready.emit(generation, name, payload)
-            finally:
-                q.conn.execute("COMMIT")
+            on_live_connection(lambda: self._compute(generation, request), reused=self._queries is not None,
+                               drop=self._drop)
         except Exception as exc:  # a failed refresh must not kill the lane; the window says why
             self._fail(generation, exc, "dashboard refresh failed")
         self.done.emit(generation, time.perf_counter() - started)
 
+    def _compute(self, generation: int, request: views.ViewRequest) -> None:
+        q = self._connect()
+        assert self._pricer is not None
+        ctx = views.ViewContext(q, request, self._sources.clock(), self._pricer,
+                                self._sources.budget_entries, self._alert_history)
+        q.conn.execute("BEGIN")  # one snapshot per refresh: the KPIs and charts agree
+        try:
+            for name, payload in views.compute(ctx):
+                self.view_ready.emit(generation, name, payload)
+        finally:
+            q.conn.execute("COMMIT")
+
     @Slot(int, object)
     def page(self, token: int, request: PageRequest) -> None:
         try:
-            rows = self._connect().events_page(request.filters, request.order, request.descending,
-                                               request.after, request.limit)
+            rows = on_live_connection(
+                lambda: self._connect().events_page(request.filters, request.order, request.descending,
+                                                    request.after, request.limit),
+                reused=self._queries is not None, drop=self._drop)
         except Exception as exc:
             self._fail(-token, exc, "events page failed")
             rows = []

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 from llmtray.core.blocks import describe_scope, scope_from_dict
 from llmtray.core.queries import Queries
 from llmtray.otel.setup import TOOLS
-from llmtray.gui.connection import UNREACHABLE, forget, reason, unreachable
+from llmtray.gui.connection import UNREACHABLE, forget, on_live_connection, reason, unreachable
 from llmtray.gui.gauge import gauge_icon
 from llmtray.gui.qt_workarounds import WorkerThread
 from llmtray.gui.throttle import Throttle
@@ -68,10 +68,13 @@ class SummaryWorker(QObject):
     def refresh(self) -> None:
         from llmtray.core.db import open_db
 
-        try:
+        def summarize() -> dict[str, Any]:
             if self._db is None:
                 self._db = open_db(self._db_path)
-            self.ready.emit(self._summarize(Queries(self._db.connection(), self._tz), datetime.now(UTC)))
+            return self._summarize(Queries(self._db.connection(), self._tz), datetime.now(UTC))
+
+        try:
+            self.ready.emit(on_live_connection(summarize, reused=self._db is not None, drop=self.close))
         except Exception as exc:  # a locked or vanished DB must not kill the tray; next commit retries
             if not unreachable(exc):
                 log.exception("tray summary failed")

@@ -156,6 +156,22 @@ def test_unreachable_server_is_said_and_recovered_from(qtbot, make_dashboard, te
         assert not window.connection.isVisibleTo(window)
         assert window.status.text() != UNREACHABLE
         qtbot.waitUntil(lambda: tray.icon.toolTip().startswith("llmtray — today $5.00"), timeout=15_000)
+
+        # A second outage that nothing but the watch notices: the lanes and the tray keep their
+        # connections from before it, dead once it is over. Their first request after it must
+        # open new ones, not fail and call the server unreachable again.
+        qtbot.waitUntil(window.is_settled, timeout=15_000)
+        proxy.cut()
+        qtbot.waitUntil(lambda: window.status.text() == UNREACHABLE, timeout=15_000)
+        record(team_url, "box-c", "2.00")
+        relapses = []
+        for lane in (window.live_lane, window.chart_lane):
+            lane.lost.connect(relapses.append)
+        proxy.restore()
+        qtbot.waitUntil(lambda: window.kpis.values()["today"] == format_usd(7_000_000_000), timeout=30_000)
+        qtbot.waitUntil(lambda: tray.icon.toolTip().startswith("llmtray — today $7.00"), timeout=15_000)
+        qtbot.waitUntil(window.is_settled, timeout=15_000)
+        assert relapses == [] and not window.connection.isVisibleTo(window)
     finally:
         beat.stop()
         watch.stop()
