@@ -84,8 +84,6 @@ class QueryWorker(QObject):
         self._closed = False  # by `close`: requests still queued behind it must not reopen
 
     def _connect(self) -> Queries:
-        if self._closed:
-            raise LLMTrayError("the window is closing")
         if self._queries is None:
             try:
                 self._db = open_db(self._sources.db_path)
@@ -105,6 +103,8 @@ class QueryWorker(QObject):
 
     @Slot(int, object)
     def run(self, generation: int, request: views.ViewRequest) -> None:
+        if self._closed:
+            return
         started = time.perf_counter()
         try:
             on_live_connection(lambda: self._compute(generation, request), reused=self._queries is not None,
@@ -127,6 +127,8 @@ class QueryWorker(QObject):
 
     @Slot(int, object)
     def page(self, token: int, request: PageRequest) -> None:
+        if self._closed:
+            return
         try:
             rows = on_live_connection(
                 lambda: self._connect().events_page(request.filters, request.order, request.descending,
