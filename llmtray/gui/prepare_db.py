@@ -32,8 +32,9 @@ UPGRADING = ("Upgrading the llmtray database to this version's format. This happ
 
 def prepare_database(app: QApplication, db: Database) -> Recovered | None:
     """Repair (`ensure_usable`) then upgrade (`migrate`) the database at `db` (a team database:
-    only the latter, over the network); returns what the repair did, if anything. An error other than damage (a database from a newer llmtray, a full
-    disk) is logged and left for the ingest service to report in the window."""
+    only the latter, over the network); returns what the repair did, if anything. An error
+    other than damage (a database from a newer llmtray, a full disk, an unreachable server) is
+    logged and left for the ingest service to report in the window."""
     phase = [CHECKING]
     outcome: list[Recovered | None | BaseException] = []
 

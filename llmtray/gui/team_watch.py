@@ -20,6 +20,7 @@ from typing import Any
 
 from PySide6.QtCore import QMetaObject, QObject, Qt, QTimer, Signal, Slot
 
+from llmtray.core.db import connect
 from llmtray.core.dburl import PostgresUrl
 from llmtray.gui.connection import forget, reason, unreachable
 from llmtray.gui.qt_workarounds import WorkerThread
@@ -45,8 +46,9 @@ def change_mark(conn: Any) -> tuple[int, ...]:
 class WatchWorker(QObject):
     """Lives in the watch thread, with its own connection (opened there, on first poll).
 
-    Signals: changed() — the mark moved since the last poll (or was first read); state(message) — "" when the
-    database answers again, else why it can't be reached (emitted on each change of state)."""
+    Signals: changed() — the mark moved since the last poll (or was first read);
+    state(message) — "" when the database answers again, else why it can't be reached (emitted
+    on each change of state)."""
 
     changed = Signal()
     state = Signal(str)
@@ -68,8 +70,6 @@ class WatchWorker(QObject):
 
     @Slot()
     def poll(self) -> None:
-        from llmtray.core.db import connect
-
         try:
             if self._conn is None:
                 self._conn = connect(self._url, read_only=True)
