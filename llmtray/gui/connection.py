@@ -40,7 +40,8 @@ def unreachable(exc: BaseException) -> bool:
 
 
 def forget(db: Any) -> None:
-    """Close a Peewee database whose connection died, so the thread's next use reconnects.
+    """Close a Peewee database (or a raw connection) whose connection died, so the thread's next
+    use reconnects.
     Closing a dead socket may itself fail; the connection is dropped either way."""
     if db is None:
         return

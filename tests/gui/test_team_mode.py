@@ -301,3 +301,45 @@ def test_the_app_prepares_a_team_database_before_opening_it(qapp, pg_server, cap
             conn.close()
     finally:
         pg_server.drop_database(url)
+
+
+def test_block_actions_survive_an_outage(qtbot, team_url, pg_server):
+    """Unblocking from the tray during or after an outage: refused with the reason while the
+    server is away, done on a fresh connection once it is back — never lost on a dead one.
+    (Lifting, not adding: `BlockBook.add` reads `cursor.lastrowid`, which PostgreSQL's cursor
+    lacks — a core issue reported to the lead.)"""
+    from llmtray.core.blocks import BlockBook, scope_json
+    from llmtray.core.budgets import Scope
+    from llmtray.gui.block_actions import BlockActions
+
+    db = open_db(dburl.parse(team_url))
+    conn = db.connection()
+    conn.execute("BEGIN IMMEDIATE")
+    for feature in ("summarize", "translate", "chat"):
+        conn.execute("INSERT INTO block (scope, reason, created_by, created) VALUES (?, 'test', 'alert', 1)",
+                     (scope_json(Scope(feature=feature)),))
+    conn.execute("COMMIT")
+    ids = [b.id for b in BlockBook(conn).active()]
+    port = int(pg_server.base.rsplit(":", 1)[1])
+    proxy = CuttableProxy(port)
+    actions = BlockActions(dburl.parse(team_url.replace(f":{port}/", f":{proxy.port}/")))
+    try:
+        with qtbot.waitSignal(actions.changed, timeout=10_000):
+            actions.lift(ids[0])
+        proxy.cut()
+        proxy.restore()  # the connection it keeps died meanwhile
+        with qtbot.waitSignal(actions.changed, timeout=10_000):
+            actions.lift(ids[1])
+        proxy.cut()
+        with qtbot.waitSignal(actions.failed, timeout=20_000) as refused:
+            actions.lift(ids[2])
+        assert "Could not unblock: the team database is unreachable" in refused.args[0]
+        assert [b.id for b in BlockBook(conn).active()] == [ids[2]]  # nothing half done
+        proxy.restore()
+        with qtbot.waitSignal(actions.changed, timeout=10_000):
+            actions.lift(ids[2])
+        assert BlockBook(conn).active() == []
+    finally:
+        actions.close()
+        proxy.cut()
+        db.close()
