@@ -63,6 +63,8 @@ BENCHES = [
           "`serve` under steady traffic: RSS, fds, threads, WAL first vs last window"),
     Bench("agents", ("--mb", "200", "--idle", "60"), ("--mb", "20", "--idle", "5", "--files", "100"),
           "coding agents' logs: cold scan, re-scan, RSS, live latency, idle CPU vs a naive pass and ccusage"),
+    Bench("team_watch", ("--events", "1000000"), ("--events", "50000", "--repeat", "10"),
+          "the team dashboard's 2-s change poll on PostgreSQL vs max(id)+count(*) and a full count+sum"),
 ]
 
 

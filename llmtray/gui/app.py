@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QSystemTrayIcon
 from llmtray import autostart
 from llmtray import paths as pathsmod
 from llmtray.core.alerts import WebhookSink, load_webhook_url
+from llmtray.core.dburl import Database, is_team
 from llmtray.core.errors import LLMTrayError
 from llmtray.core.monitor import BudgetMonitor
 from llmtray.core.pricing import Pricer, load_overrides
@@ -37,6 +38,7 @@ from llmtray.gui.onboarding import UNSAFE_PORT, hook_snippet
 from llmtray.otel.setup import settings as otel_settings
 from llmtray.gui.query_worker import Sources
 from llmtray.ingest import discovery
+from llmtray.gui.team_watch import TeamWatch
 from llmtray.gui.tray import SummaryWorker, Tray, TrayActions
 from llmtray.mail.service import MailService
 from llmtray.platform_setup import set_app_user_model_id
@@ -189,6 +191,7 @@ def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
     bridge.committed.connect(desk.tray.request_refresh)
     if instance is not None:
         instance.show_requested.connect(actions.open_dashboard)
+    watch = watch_team_database(paths.db, window, desk.tray)
     try:
         desk.start(show_window=demo or ingest_error is not None or recovered is not None or is_first_start(paths))
         return app.exec()
@@ -197,10 +200,26 @@ def _run_app(ctx: Any, demo: bool, screenshot: str | None) -> int:
             feed.stop()
         if ingest is not None:
             ingest.stop()  # the writer's last commits still reach the monitor
+        if watch is not None:
+            watch.stop()
         desk.stop()
         window.shutdown()
         if instance is not None:
             instance.release()
+
+
+def watch_team_database(database: Database, window: LazyWindow, tray: Tray) -> TeamWatch | None:
+    """On a team database, other machines' writes and the server's reachability reach the
+    window and the tray through one `TeamWatch`; on SQLite the writer's commits suffice."""
+    if not is_team(database):
+        return None
+    watch = TeamWatch(database, parent=window)
+    watch.changed.connect(window.on_remote_change)
+    watch.changed.connect(tray.request_refresh)
+    watch.state_changed.connect(window.set_connection_state)
+    watch.state_changed.connect(tray.set_connection_state)
+    watch.start()
+    return watch
 
 
 def served_url(paths: pathsmod.Paths, config: Any, ingest: Any, squatted: bool = False) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout,
                                QWidget)
@@ -21,6 +21,7 @@ from llmtray.core.money import format_usd
 from llmtray.gui import theme
 from llmtray.gui.chart_parts import ChartCard, DayAxis, ValueAxis
 from llmtray.gui.kpis import KpiCard
+from llmtray.gui.qt_workarounds import WorkerThread
 
 NANOS = 1e9
 RELOAD_MS = 60_000
@@ -121,7 +122,7 @@ class BillTab(QWidget):
         self._timer = QTimer(self)
         self._timer.setInterval(RELOAD_MS)
         self._timer.timeout.connect(self.reload)
-        self._thread = QThread(self)
+        self._thread = WorkerThread(self)
         self._thread.setObjectName("llmtray-bill")
         self._loader = _Loader(db_path)
         self._loader.moveToThread(self._thread)

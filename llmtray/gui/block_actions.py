@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QMetaObject, QObject, Qt, Signal, Slot
 
 from llmtray.core import db as dbmod
-from llmtray.core.blocks import ALERT_BLOCK_S, BlockBook, describe_duration
+from llmtray.core.blocks import ALERT_BLOCK_S, Block, BlockBook, describe_duration
 from llmtray.core.budgets import Scope
 from llmtray.core.errors import LLMTrayError
+from llmtray.gui.connection import forget, on_live_connection, reason, unreachable
+from llmtray.gui.qt_workarounds import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +40,22 @@ class _Worker(QObject):
             self._conn = dbmod.connect(self._db_path)
         return BlockBook(self._conn)
 
+    def _with_book(self, action: Callable[[BlockBook], Block]) -> Block:
+        """`action` on the block book. On a team database a connection that died since the last
+        action is replaced once, and a server that can't be reached is an error saying so (the
+        next action connects afresh)."""
+        try:
+            return on_live_connection(lambda: action(self._book()), reused=self._conn is not None, drop=self.close)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            self.close()
+            raise LLMTrayError(f"the team database is unreachable ({reason(exc)})") from exc
+
     @Slot(str, str, str, int)
     def block_feature(self, feature: str, reason: str, created_by: str, for_s: int) -> None:
         try:
-            block = self._book().add(Scope(feature=feature), reason, created_by, for_s)
+            block = self._with_book(lambda book: book.add(Scope(feature=feature), reason, created_by, for_s))
         except (LLMTrayError, sqlite3.Error) as exc:
             self.failed.emit(f"Could not block feature {feature!r}: {exc}")
             return
@@ -49,7 +64,7 @@ class _Worker(QObject):
     @Slot(int)
     def lift(self, block_id: int) -> None:
         try:
-            block = self._book().lift(block_id)
+            block = self._with_book(lambda book: book.lift(block_id))
         except (LLMTrayError, sqlite3.Error) as exc:
             self.failed.emit(f"Could not unblock: {exc}")
             return
@@ -57,9 +72,8 @@ class _Worker(QObject):
 
     @Slot()
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        forget(self._conn)
+        self._conn = None
 
 
 class BlockActions(QObject):
@@ -72,7 +86,7 @@ class BlockActions(QObject):
 
     def __init__(self, db_path: Path, parent: QObject | None = None):
         super().__init__(parent)
-        self._thread = QThread(self)
+        self._thread = WorkerThread(self)
         self._thread.setObjectName("llmtray-blocks")
         self._worker = _Worker(db_path)
         self._worker.moveToThread(self._thread)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QMetaObject, QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -48,6 +48,7 @@ from llmtray.core.db import open_db
 from llmtray.core.money import format_usd
 from llmtray.core.queries import Queries
 from llmtray.core.wording import plural
+from llmtray.gui.qt_workarounds import WorkerThread
 
 log = logging.getLogger(__name__)
 ANY = "(any)"
@@ -208,7 +209,7 @@ class BudgetsDialog(QDialog):
         layout.addLayout(row)
         layout.addWidget(close)
 
-        self._thread = QThread(self)
+        self._thread = WorkerThread(self)
         self._worker = BudgetWorker(db_path, tz, week_start)
         self._worker.moveToThread(self._thread)
         self.request_load.connect(self._worker.load)

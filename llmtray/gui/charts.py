@@ -18,6 +18,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, Slot
 from PySide6.QtWidgets import QComboBox, QWidget
 
+from llmtray.core.dburl import MACHINE_TAG
 from llmtray.core.money import format_usd
 from llmtray.core.queries import DailySeries, LatencyStats, Totals
 from llmtray.core.sketch import ALPHA
@@ -270,7 +271,8 @@ def spend_tooltip(name: str, t: Totals, color: str) -> str:
 
 
 class BreakdownChart(BarListChart):
-    """Spend by feature, user, project, env, provider, source or a tag key — the user picks.
+    """Spend by feature, user, project, env, provider, source, machine (team events' `machine`
+    tag, offered once events carry it) or another tag key — the user picks.
 
     Signals: dimension_changed(str) (the combo's `currentTextChanged` re-emitted with the key)."""
 
@@ -287,8 +289,11 @@ class BreakdownChart(BarListChart):
         self.picker.clear()
         for d in dims:
             self.picker.addItem(d, d)
+        if MACHINE_TAG in tag_keys:
+            self.picker.addItem("machine", f"tag:{MACHINE_TAG}")
         for k in tag_keys:
-            self.picker.addItem(f"tag: {k}", f"tag:{k}")
+            if k != MACHINE_TAG:
+                self.picker.addItem(f"tag: {k}", f"tag:{k}")
         index = self.picker.findData(current) if current else 0
         self.picker.setCurrentIndex(max(index, 0))
         self.picker.blockSignals(False)

@@ -1,8 +1,9 @@
 """The dashboard window: filters, KPI strip, charts, events and alerts, kept live.
 
 Data flow (STYLE practice 8): the writer's commit reaches `on_committed` through the bridge's
-signal; a throttle turns bursts into at most a few refreshes a second; each refresh is a request
-to the two query lanes (live: KPIs, live view, newest events — charts: everything else), whose
+signal (on a team database, other machines' writes reach `on_remote_change` from `TeamWatch`);
+a throttle turns bursts into at most a few refreshes a second; each refresh is a request to the
+two query lanes (live: KPIs, live view, newest events — charts: everything else), whose
 answers arrive view by view and go to the widget that shows them. Nothing here runs a query.
 """
 
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (QGridLayout, QHBoxLayout, QLabel, QMainWindow, QS
 
 from llmtray.core.commits import Committed
 from llmtray.core.damage import DAMAGED
+from llmtray.core.dburl import MACHINE_TAG
 from llmtray.core.money import format_usd
 from llmtray.core.queries import Filters
 from llmtray.core.wording import plural
@@ -31,6 +33,7 @@ from llmtray.gui.blocks_panel import BlocksPanel
 from llmtray.gui.bill_tab import BillTab
 from llmtray.gui.charts import (BarListChart, BreakdownChart, CostPerRequestChart, DailySpendChart, LatencyChart,
                                 LiveChart, spend_tooltip, top_rows, usd_label)
+from llmtray.gui.connection import UNREACHABLE
 from llmtray.gui.events_table import EventsModel, EventsTable
 from llmtray.gui.filters import FilterBar
 from llmtray.gui.kpis import KpiStrip
@@ -76,6 +79,7 @@ class Dashboard(QMainWindow):
             lane.view_ready.connect(self._apply)
             lane.refreshed.connect(self._lane_done)
             lane.failed.connect(self._failed)
+            lane.lost.connect(self._lane_lost)
         self._throttle = Throttle(self.refresh, REFRESH_INTERVAL_MS, self)
         self._tick = QTimer(self)
         self._tick.setInterval(TICK_MS)
@@ -114,6 +118,9 @@ class Dashboard(QMainWindow):
         header.addStretch(1)
         outer.addLayout(header)
         self._failure: str | None = None  # this round's failed refresh, if any
+        self._offline = ""  # why the team database can't be reached; "" while it answers
+        self._lost_this_round = False
+        self._updated = ""  # when the figures shown were read (they stay while offline)
         self._notices: list[str] = []
         self.status = QLabel("loading…")
         self.status.setObjectName("muted")
@@ -125,6 +132,11 @@ class Dashboard(QMainWindow):
         self.notice.setWordWrap(True)
         self.notice.hide()
         outer.addWidget(self.notice)
+        self.connection = QLabel("")  # the team database is unreachable: shown only meanwhile
+        self.connection.setObjectName("warning")
+        self.connection.setWordWrap(True)
+        self.connection.hide()
+        outer.addWidget(self.connection)
         self.kpis = KpiStrip()
         outer.addWidget(self.kpis)
         self.unpriced = QLabel("")
@@ -227,6 +239,39 @@ class Dashboard(QMainWindow):
         else:
             self._stale = True
 
+    @Slot()
+    def on_remote_change(self) -> None:
+        """`TeamWatch.changed`: events were added, removed or repriced in the team database,
+        by another machine or this one (the pickers learn new values on their usual schedule)."""
+        self._changed(options=False)
+
+    @Slot(str)
+    def set_connection_state(self, why: str) -> None:
+        """`why` the team database can't be reached (the driver's words), or "" once it answers
+        again. Meanwhile the figures read last stay, dated; the watch (or the next tick) retries,
+        and the first answer refreshes everything."""
+        was, self._offline = self._offline, why
+        if why:
+            since = f"from {self._updated}" if self._updated else "not loaded yet"
+            self.connection.setText(f"⚠ Team database unreachable — retrying. The figures shown are {since}; "
+                                    "they update by themselves when it answers again.")
+            self.connection.setToolTip(why)
+            self.connection.show()
+            self.status.setText(UNREACHABLE)
+            self.status.setToolTip(why)
+            self.status.setStyleSheet(f"color: {theme.ERROR};")
+        elif was:
+            self.connection.hide()
+            self.status.setText("reconnected")
+            self.status.setToolTip("")
+            self.status.setStyleSheet("")
+            self._changed(options=False)
+
+    @Slot(str)
+    def _lane_lost(self, why: str) -> None:
+        self._lost_this_round = True
+        self.set_connection_state(why)
+
     @Slot(object)
     def on_imported(self, result: Any) -> None:
         """The import dialog stored a file's rows through its own Store, not the ingest writer
@@ -261,7 +306,9 @@ class Dashboard(QMainWindow):
 
     @Slot()
     def _on_tick(self) -> None:
-        if self._ranged_filters() != self.events_model.filters:
+        if self._offline:  # this tick is a retry: everything, so one answer brings it all back
+            self.refresh()
+        elif self._ranged_filters() != self.events_model.filters:
             self._filters_changed()  # past midnight: "last 30 days" now means other days
         else:
             self.live_lane.submit(self.request(("kpis", "live")))
@@ -367,15 +414,20 @@ class Dashboard(QMainWindow):
     def _show_options(self, options: FilterOptions) -> None:
         self.filter_bar.set_options(options)
         self.breakdown_chart.set_dimensions(BREAKDOWNS, options.tag_keys)
+        self.events.show_machines(MACHINE_TAG in options.tag_keys)
 
     @Slot(float)
     def _lane_done(self, seconds: float) -> None:
         self.refresh_count += 1
         if self.is_settled():
-            if self._failure is None:  # a lane that failed keeps its message until a clean round
-                self.status.setText(f"updated {time.strftime('%H:%M:%S')}")
+            if self._offline and not self._lost_this_round:  # read again: the watch may not know yet
+                self.set_connection_state("")
+            elif self._failure is None and not self._offline:  # a failed lane keeps its message
+                self._updated = time.strftime('%H:%M:%S')
+                self.status.setText(f"updated {self._updated}")
                 self.status.setStyleSheet("")
             self._failure = None
+            self._lost_this_round = False
             self.settled.emit()
 
     @Slot(str)

@@ -4,10 +4,14 @@ With millions of events, loading the table would take seconds and hundreds of me
 `canFetchMore`/`fetchMore` ask for more rows only as the view nears the end, and each page is a
 keyset query on the worker thread (`Queries.events_page`), so page 5,000 costs what page 1 does.
 Sorting is done by the database, not by the model, for the same reason.
+
+The Machine column (team events' `machine` tag, DESIGN §16) shows only while events carry the
+tag; it comes from the row's tags, which the database can't sort by, so it doesn't sort.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -15,8 +19,9 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
 
+from llmtray.core.dburl import MACHINE_TAG
 from llmtray.core.money import format_usd, nanos_to_decimal, nanos_to_str
-from llmtray.core.queries import Filters
+from llmtray.core.queries import PAGE_ORDERS, Filters
 from llmtray.gui import theme
 from llmtray.gui.query_worker import PageRequest
 from llmtray.gui.views import EVENTS_PAGE
@@ -24,8 +29,9 @@ from llmtray.gui.views import EVENTS_PAGE
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("Time", "ts"), ("Provider", "provider"), ("Model", "model"), ("Feature", "feature"), ("User", "user"),
     ("Input", "input_tokens"), ("Output", "output_tokens"), ("Cost", "cost_nanos"), ("Latency", "latency_ms"),
-    ("Status", "status"), ("Source", "source"),
+    ("Status", "status"), ("Source", "source"), ("Machine", MACHINE_TAG),
 )
+MACHINE_COLUMN = len(COLUMNS) - 1
 TEXT_COLUMN_MAX = 320  # px: a long feature name is elided past this, not the whole table
 _NUMERIC = {"input_tokens", "output_tokens", "cost_nanos", "latency_ms"}
 Index = QModelIndex | QPersistentModelIndex
@@ -97,6 +103,8 @@ class EventsModel(QAbstractTableModel):
             self._request((last["sort_key"], last["id"]))
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        if COLUMNS[column][1] not in PAGE_ORDERS:
+            return  # the view puts its sort indicator back (`EventsTable._keep_sortable`)
         self._order = COLUMNS[column][1]
         self._descending = order == Qt.SortOrder.DescendingOrder
         if self._started:
@@ -163,6 +171,8 @@ class EventsModel(QAbstractTableModel):
         self.page_wanted.emit(self._token, PageRequest(self._filters, self._order, self._descending, after))
 
     def _text(self, row: dict[str, Any], key: str) -> str:
+        if key == MACHINE_TAG:
+            return json.loads(row["tags"]).get(MACHINE_TAG, "") if row.get("tags") else ""
         value = row[key]
         if key == "ts":
             return datetime.fromtimestamp(value / 1e6, self._tz).strftime("%b %d %H:%M:%S")
@@ -211,8 +221,11 @@ class EventsTable(QWidget):
         header = self.view.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
-        for col, width in enumerate((130, 90, 230, 120, 80, 80, 80, 90, 80, 60)):
+        for col, width in enumerate((130, 90, 230, 120, 80, 80, 80, 90, 80, 60, 90)):
             self.view.setColumnWidth(col, width)
+        self.view.setColumnHidden(MACHINE_COLUMN, True)  # until events carry a machine tag
+        self._sorted = (0, Qt.SortOrder.DescendingOrder)
+        header.sortIndicatorChanged.connect(self._keep_sortable)
         layout.addWidget(self.view)
         self.status = QLabel("")
         self.status.setObjectName("muted")
@@ -221,6 +234,20 @@ class EventsTable(QWidget):
         model.modelReset.connect(self._update_status)
         model.rowsInserted.connect(self._fit_text_columns)
         self._total: int | None = None
+
+    def show_machines(self, shown: bool) -> None:
+        self.view.setColumnHidden(MACHINE_COLUMN, not shown)
+
+    @Slot(int, Qt.SortOrder)
+    def _keep_sortable(self, column: int, order: Qt.SortOrder) -> None:
+        """A click on a column the database can't sort by leaves the sort (and its arrow) as it was."""
+        if COLUMNS[column][1] in PAGE_ORDERS:
+            self._sorted = (column, order)
+            return
+        header = self.view.horizontalHeader()
+        header.blockSignals(True)
+        header.setSortIndicator(*self._sorted)
+        header.blockSignals(False)
 
     def set_total(self, total: int) -> None:
         self._total = total

@@ -1,4 +1,10 @@
-"""The filter bar: range, provider, model, feature, tag and source — applied to every view."""
+"""The filter bar: range, provider, model, feature, tag, source and machine — applied to every view.
+
+The machine picker is the team database's (DESIGN §16): each machine tags what it records with
+`machine`. It shows whenever events carry that tag — the data decides, not the backend: a solo
+user never sees an empty picker, and a database holding team events (a copy of one included)
+always offers it. Its pairs then leave the tag picker, which would list them a second time.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,12 @@ from collections.abc import Sequence
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QWidget
 
+from llmtray.core.dburl import MACHINE_TAG
 from llmtray.core.queries import Filters
 from llmtray.gui.views import RANGES, FilterOptions
 
 _PICKERS = (("provider", "All providers"), ("model", "All models"), ("feature", "All features"),
-            ("tag", "All tags"), ("source", "All sources"))
+            ("tag", "All tags"), ("source", "All sources"), ("machine", "All machines"))
 
 
 class FilterBar(QWidget):
@@ -39,6 +46,7 @@ class FilterBar(QWidget):
             combo.currentIndexChanged.connect(self._emit)
             layout.addWidget(combo)
             self.pickers[name] = combo
+        self.pickers["machine"].hide()  # until events carry a machine tag
         self.clear = QPushButton("Clear")
         self.clear.setToolTip("Show everything again")
         self.clear.clicked.connect(self.reset)
@@ -47,15 +55,19 @@ class FilterBar(QWidget):
 
     def set_options(self, options: FilterOptions) -> None:
         """Fill the pickers with the values seen, keeping what the user picked."""
+        machines = [value for key, value in options.tags if key == MACHINE_TAG]
         values: dict[str, Sequence[object]] = {
             "provider": options.providers, "model": options.models, "feature": options.features,
-            "source": options.sources, "tag": options.tags,
+            "source": options.sources, "tag": [t for t in options.tags if t[0] != MACHINE_TAG],
+            "machine": machines,
         }
         for name, combo in self.pickers.items():
             current = combo.currentData()
             wanted = list(values[name])
             if current is not None and current not in wanted:
                 wanted.append(current)
+            if name == "machine":
+                combo.setVisible(bool(wanted))
             if [combo.itemData(i) for i in range(1, combo.count())] == wanted:
                 continue
             combo.blockSignals(True)
@@ -69,13 +81,13 @@ class FilterBar(QWidget):
     def filters(self) -> Filters:
         """The picked filters, without time bounds (the range key carries those)."""
         pick = {name: combo.currentData() for name, combo in self.pickers.items()}
-        tag = pick.pop("tag")
+        tag, machine = pick.pop("tag"), pick.pop("machine")
         return Filters(
             provider=(pick["provider"],) if pick["provider"] else (),
             model=(pick["model"],) if pick["model"] else (),
             feature=(pick["feature"],) if pick["feature"] else (),
             source=(pick["source"],) if pick["source"] else (),
-            tags=(tuple(tag),) if tag else (),
+            tags=((tuple(tag),) if tag else ()) + (((MACHINE_TAG, machine),) if machine else ()),
         )
 
     def range_key(self) -> str:

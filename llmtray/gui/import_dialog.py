@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QMetaObject, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QMetaObject, QObject, Qt, Signal, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QTextCursor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -56,6 +56,7 @@ from llmtray.importers.engine import Importer, ImportResult, Progress
 from llmtray.importers.mapping import ColumnMapping, MappingStore, guess
 from llmtray.importers.overlap import describe, describe_imports
 from llmtray.importers.textfile import CsvReader, open_text
+from llmtray.gui.qt_workarounds import WorkerThread
 from llmtray.paths import Paths
 
 PREVIEW_ROWS = 8
@@ -319,7 +320,7 @@ class ImportDialog(QDialog):
         self._running = False
         self._cancel = threading.Event()
 
-        self._thread = QThread()
+        self._thread = WorkerThread()
         self._thread.setObjectName("llmtray-import")
         self._worker = ImportWorker(paths, self._cancel)
         self._worker.moveToThread(self._thread)

@@ -29,12 +29,15 @@ class LazyWindow(QObject):
         self.window: Dashboard | None = None
         self._notices: list[str] = []
         self._anchor: QWidget | None = None
+        self._offline = ""  # the team database's state, for a window built during an outage
 
     def get(self) -> Dashboard:
         if self.window is None:
             self.window = self._build()
             for notice in self._notices:
                 self.window.show_notice(notice)
+            if self._offline:
+                self.window.set_connection_state(self._offline)
         return self.window
 
     def dialog_parent(self) -> QWidget:
@@ -64,6 +67,17 @@ class LazyWindow(QObject):
     def on_committed(self, committed: Any) -> None:
         if self.window is not None:
             self.window.on_committed(committed)
+
+    @Slot()
+    def on_remote_change(self) -> None:
+        if self.window is not None:
+            self.window.on_remote_change()
+
+    @Slot(str)
+    def set_connection_state(self, why: str) -> None:
+        self._offline = why
+        if self.window is not None:
+            self.window.set_connection_state(why)
 
     @Slot(object)
     def on_imported(self, result: Any) -> None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 from PySide6.QtCore import QEventLoop
 from PySide6.QtWidgets import QApplication, QLabel, QProgressDialog
 
 from llmtray.core.db import migrate, pending_migrations
+from llmtray.core.dburl import Database, is_team
 from llmtray.core.recovery import Recovered, ensure_usable
 
 log = logging.getLogger(__name__)
@@ -30,15 +30,20 @@ UPGRADING = ("Upgrading the llmtray database to this version's format. This happ
              "about forty seconds per million recorded calls…")
 
 
-def prepare_database(app: QApplication, db: Path) -> Recovered | None:
-    """Repair (`ensure_usable`) then upgrade (`migrate`) the database at `db`; returns what the
-    repair did, if anything. An error other than damage (a database from a newer llmtray, a full
-    disk) is logged and left for the ingest service to report in the window."""
+def prepare_database(app: QApplication, db: Database) -> Recovered | None:
+    """Repair (`ensure_usable`) then upgrade (`migrate`) the database at `db` (a team database:
+    only the latter, over the network); returns what the repair did, if anything. An error
+    other than damage (a database from a newer llmtray, a full disk, an unreachable server) is
+    logged and left for the ingest service to report in the window."""
     phase = [CHECKING]
     outcome: list[Recovered | None | BaseException] = []
 
     def work() -> None:
         try:
+            if is_team(db):  # no file to salvage: the server's schema is created or checked (`core.pg`)
+                migrate(db)
+                outcome.append(None)
+                return
             recovered = ensure_usable(db, announce=lambda: phase.__setitem__(0, REPAIRING))
             if db.exists() and pending_migrations(db):
                 phase[0] = UPGRADING

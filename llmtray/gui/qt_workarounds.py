@@ -7,6 +7,7 @@ import ctypes
 import sys
 
 import PySide6
+from PySide6.QtCore import QThread
 
 _IMMORTAL = 1 << 48  # far more references than any process can ever drop
 
@@ -27,3 +28,17 @@ def immortal_singletons() -> None:
         refcount = ctypes.c_ssize_t.from_address(id(singleton))  # ob_refcnt leads every CPython object
         if refcount.value < _IMMORTAL:
             refcount.value += _IMMORTAL
+
+
+class WorkerThread(QThread):
+    """WORKAROUND for PySide6 (6.11, 6.12): the event loop of a plain QThread runs outside
+    Python, so the binding makes a fresh Python thread state for each slot it calls there and
+    drops it afterwards — every `threading.local` is forgotten between two slots. Peewee keeps
+    its connection per thread in one: a worker's `db.close()` then found "no connection" and
+    closed nothing (the socket leaked until garbage collection), and Peewee-model queries (the
+    alert history) opened a new connection on every refresh — on a team's PostgreSQL a new
+    server session each time. Running the loop from a Python `run()` keeps one thread state for
+    the thread's whole life. Remove when the binding keeps the thread state itself."""
+
+    def run(self) -> None:  # noqa: D102 - Qt API
+        self.exec()

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QMetaObject, QObject, Qt, Signal, Slot
 
 from llmtray.core.damage import DAMAGED, is_corruption, mark_damaged
 from llmtray.core.db import cannot_write, open_db, open_read_only
@@ -28,6 +28,8 @@ from llmtray.core.errors import LLMTrayError
 from llmtray.core.pricing import Pricer
 from llmtray.core.queries import Filters, Queries
 from llmtray.gui import views
+from llmtray.gui.connection import forget, on_live_connection, reason, unreachable
+from llmtray.gui.qt_workarounds import WorkerThread
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +64,15 @@ class QueryWorker(QObject):
     """Lives in its own QThread; opens its read connection there on first use.
 
     Signals: view_ready(generation, name, payload); done(generation, seconds); failed(generation, message);
-    page_ready(token, rows).
+    page_ready(token, rows); lost(reason) — the team database dropped or refused the connection
+    (closed here; the next request reconnects).
     """
 
     view_ready = Signal(int, str, object)
     done = Signal(int, float)
     failed = Signal(int, str)
     page_ready = Signal(int, object)
+    lost = Signal(str)
 
     def __init__(self, sources: Sources):
         super().__init__()
@@ -77,6 +81,7 @@ class QueryWorker(QObject):
         self._queries: Queries | None = None
         self._pricer: Pricer | None = None
         self._alert_history: Callable[[int], list[Any]] | None = None
+        self._closed = False  # by `close`: requests still queued behind it must not reopen
 
     def _connect(self) -> Queries:
         if self._queries is None:
@@ -98,33 +103,49 @@ class QueryWorker(QObject):
 
     @Slot(int, object)
     def run(self, generation: int, request: views.ViewRequest) -> None:
+        if self._closed:
+            return
         started = time.perf_counter()
         try:
-            q = self._connect()
-            assert self._pricer is not None
-            ctx = views.ViewContext(q, request, self._sources.clock(), self._pricer,
-                                    self._sources.budget_entries, self._alert_history)
-            q.conn.execute("BEGIN")  # one snapshot per refresh: the KPIs and charts agree
-            try:
-                for name, payload in views.compute(ctx):
-                    self.view_ready.emit(generation, name, payload)
-            finally:
-                q.conn.execute("COMMIT")
+            on_live_connection(lambda: self._compute(generation, request), reused=self._queries is not None,
+                               drop=self._drop)
         except Exception as exc:  # a failed refresh must not kill the lane; the window says why
-            log.exception("dashboard refresh failed")
-            self.failed.emit(generation, self._explain(exc))
+            self._fail(generation, exc, "dashboard refresh failed")
         self.done.emit(generation, time.perf_counter() - started)
+
+    def _compute(self, generation: int, request: views.ViewRequest) -> None:
+        q = self._connect()
+        assert self._pricer is not None
+        ctx = views.ViewContext(q, request, self._sources.clock(), self._pricer,
+                                self._sources.budget_entries, self._alert_history)
+        q.conn.execute("BEGIN")  # one snapshot per refresh: the KPIs and charts agree
+        try:
+            for name, payload in views.compute(ctx):
+                self.view_ready.emit(generation, name, payload)
+        finally:
+            q.conn.execute("COMMIT")
 
     @Slot(int, object)
     def page(self, token: int, request: PageRequest) -> None:
+        if self._closed:
+            return
         try:
-            rows = self._connect().events_page(request.filters, request.order, request.descending,
-                                               request.after, request.limit)
+            rows = on_live_connection(
+                lambda: self._connect().events_page(request.filters, request.order, request.descending,
+                                                    request.after, request.limit),
+                reused=self._queries is not None, drop=self._drop)
         except Exception as exc:
-            log.exception("events page failed")
-            self.failed.emit(-token, self._explain(exc))
+            self._fail(-token, exc, "events page failed")
             rows = []
         self.page_ready.emit(token, rows)
+
+    def _fail(self, generation: int, exc: Exception, what: str) -> None:
+        if unreachable(exc):  # an outage, not a bug: no traceback per refresh while it lasts
+            self._drop()
+            self.lost.emit(reason(exc))
+            return
+        log.exception(what)
+        self.failed.emit(generation, self._explain(exc))
 
     def _explain(self, exc: Exception) -> str:
         if is_corruption(exc):
@@ -138,28 +159,33 @@ class QueryWorker(QObject):
     @Slot()
     def close(self) -> None:
         """Runs in the worker thread: Peewee keeps the connection per thread."""
-        if self._db is not None:
-            self._db.close()
-            self._db = self._queries = None
+        self._closed = True
+        self._drop()
+
+    def _drop(self) -> None:
+        forget(self._db)  # a dead team connection is closed too: the next request opens a new one
+        self._db = self._queries = None
 
 
 class QueryLane(QObject):
     """The GUI-side handle of one worker thread.
 
     Signals: view_ready(name, payload) — only results of the newest request;
-    refreshed(seconds) — a request finished; failed(message).
+    refreshed(seconds) — a request finished; failed(message); lost(reason) — the team database
+    can't be reached.
     """
 
     view_ready = Signal(str, object)
     refreshed = Signal(float)
     failed = Signal(str)
+    lost = Signal(str)
     page_ready = Signal(int, object)
     _run = Signal(int, object)
     _page = Signal(int, object)
 
     def __init__(self, name: str, sources: Sources, parent: QObject | None = None):
         super().__init__(parent)
-        self._thread = QThread(self)
+        self._thread = WorkerThread(self)
         self._thread.setObjectName(f"llmtray-queries-{name}")
         self.worker = QueryWorker(sources)
         self.worker.moveToThread(self._thread)
@@ -169,6 +195,7 @@ class QueryLane(QObject):
         self.worker.done.connect(self._on_done)
         self.worker.failed.connect(self._on_failed)
         self.worker.page_ready.connect(self.page_ready)
+        self.worker.lost.connect(self.lost)
         self._generation = 0
         self._in_flight: views.ViewRequest | None = None
         self._superseded = False

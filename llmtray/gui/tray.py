@@ -17,14 +17,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QMetaObject, QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QGuiApplication, QIcon
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from llmtray.core.blocks import describe_scope, scope_from_dict
 from llmtray.core.queries import Queries
 from llmtray.otel.setup import TOOLS
+from llmtray.gui.connection import UNREACHABLE, forget, on_live_connection, reason, unreachable
 from llmtray.gui.gauge import gauge_icon
+from llmtray.gui.qt_workarounds import WorkerThread
 from llmtray.gui.throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -66,18 +68,24 @@ class SummaryWorker(QObject):
     def refresh(self) -> None:
         from llmtray.core.db import open_db
 
-        try:
+        def summarize() -> dict[str, Any]:
             if self._db is None:
                 self._db = open_db(self._db_path)
-            self.ready.emit(self._summarize(Queries(self._db.connection(), self._tz), datetime.now(UTC)))
-        except Exception:  # a locked or vanished DB must not kill the tray; next commit retries
-            log.exception("tray summary failed")
+            return self._summarize(Queries(self._db.connection(), self._tz), datetime.now(UTC))
+
+        try:
+            self.ready.emit(on_live_connection(summarize, reused=self._db is not None, drop=self.close))
+        except Exception as exc:  # a locked or vanished DB must not kill the tray; next commit retries
+            if not unreachable(exc):
+                log.exception("tray summary failed")
+                return
+            log.warning("tray summary: team database unreachable (%s)", reason(exc))  # TeamWatch tells the user
+            self.close()  # its connection is dead: the next refresh opens a new one
 
     @Slot()
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        forget(self._db)
+        self._db = None
 
 
 def top_budget(summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -155,6 +163,7 @@ class Tray(QObject):
         super().__init__(parent)
         self.actions = actions
         self.summary: dict[str, Any] = {}
+        self._offline = ""  # why the team database can't be reached; "" while it answers
         self.icon = QSystemTrayIcon(self)
         self.icon.setIcon(self._gauge(None, "none"))
         self.icon.setToolTip("llmtray")
@@ -167,7 +176,7 @@ class Tray(QObject):
         self._block_ids: list[int] = []
         self._build_menu()
 
-        self._thread = QThread(self)
+        self._thread = WorkerThread(self)
         self._thread.setObjectName("llmtray-tray-summary")
         self._worker = worker
         worker.moveToThread(self._thread)
@@ -233,9 +242,24 @@ class Tray(QObject):
             self.icon.setIcon(self._gauge(None, "none"))
         else:
             self.icon.setIcon(self._gauge(float(Decimal(str(top["percent"]))), top["state"]))
-        self.icon.setToolTip(tooltip_text(summary))
+        self._show_tooltip()
         self._show_lines()
         self._show_blocks()
+
+    @Slot(str)
+    def set_connection_state(self, why: str) -> None:
+        """`TeamWatch.state_changed`: while the team database can't be reached the tooltip says
+        so (the menu keeps the last figures); once it answers, the figures are read again."""
+        was, self._offline = self._offline, why
+        self._show_tooltip()
+        if was and not why:
+            self.request_refresh()
+
+    def _show_tooltip(self) -> None:
+        if self._offline:
+            self.icon.setToolTip(f"llmtray — {UNREACHABLE}")
+        elif self.summary:
+            self.icon.setToolTip(tooltip_text(self.summary))
 
     def _gauge(self, percent: float | None, state: str) -> QIcon:
         hints = QGuiApplication.styleHints()
