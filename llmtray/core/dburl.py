@@ -44,6 +44,11 @@ class PostgresUrl:
             params["password"] = password
         params.setdefault("connect_timeout", "10")
         params.setdefault("application_name", "llmtray")
+        # a network that drops without a reset (a laptop's Wi-Fi, a NAT forgetting the flow) is
+        # noticed within ~25 s instead of hanging a reader until the kernel gives up (hours)
+        for key, value in (("keepalives", "1"), ("keepalives_idle", "10"), ("keepalives_interval", "5"),
+                           ("keepalives_count", "3")):
+            params.setdefault(key, value)
         return params
 
 

@@ -238,11 +238,11 @@ class PgConnection:
 
     # what sqlite3 code calls
     def execute(self, sql: str, params: Sequence[Any] | None = ()) -> Any:
-        special = self._special(sql)
-        if special is not None:
-            return special
-        cur = self._live().cursor()
         try:
+            special = self._special(sql)
+            if special is not None:
+                return special
+            cur = self._live().cursor()
             cur.execute(translate(sql), tuple(params or ()))
         except psycopg.Error as exc:
             raise _as_sqlite(exc) from exc
@@ -250,11 +250,10 @@ class PgConnection:
 
     def executemany(self, sql: str, seq: Any) -> Any:
         rows = [tuple(r) for r in seq]
-        cur = self._live().cursor()
-        if not rows:
-            return cur
         try:
-            cur.executemany(translate(sql), rows)
+            cur = self._live().cursor()
+            if rows:
+                cur.executemany(translate(sql), rows)
         except psycopg.Error as exc:
             raise _as_sqlite(exc) from exc
         return cur
@@ -274,7 +273,10 @@ class PgConnection:
 
     def rollback(self) -> None:
         if self.in_transaction:  # a dropped connection has nothing left to roll back
-            self.raw.execute("ROLLBACK")
+            try:
+                self.raw.execute("ROLLBACK")
+            except psycopg.Error as exc:
+                raise _as_sqlite(exc) from exc
 
     def close(self) -> None:
         self._closed = True
@@ -438,7 +440,7 @@ def _trigger(sql: str) -> str:
     if m is None:
         raise ValueError(f"trigger not understood: {sql[:80]!r}")
     name, when, action, table, condition, body = m.groups()
-    statements = [translate(s).replace("%%", "%") for s in _split(body)]
+    statements = [translate(_without_null_names(s)).replace("%%", "%") for s in _split(body)]
     result = {"INSERT": "NEW", "UPDATE": "NEW", "DELETE": "OLD"}[action] if when == "INSTEAD OF" else "NULL"
     condition_sql = f" WHEN ({translate(condition).replace('%%', '%')})" if condition else ""
     return (f"CREATE FUNCTION {name}_fn() RETURNS trigger LANGUAGE plpgsql AS $fn$ BEGIN\n"
@@ -446,6 +448,18 @@ def _trigger(sql: str) -> str:
             + f"  RETURN {result};\nEND $fn$;\n"
             f"CREATE TRIGGER {name} {when} {action} ON {table} FOR EACH ROW{condition_sql}"
             f" EXECUTE FUNCTION {name}_fn();")
+
+
+_NAME_VALUES = re.compile(r"INSERT OR IGNORE INTO name \(text\) VALUES (.+)$", re.S)
+
+
+def _without_null_names(statement: str) -> str:
+    """SQLite's `INSERT OR IGNORE` also skips a row breaking NOT NULL (the repricing trigger adds
+    a NULL pricing version to the dictionary that way); PostgreSQL's ON CONFLICT does not."""
+    m = _NAME_VALUES.match(statement.strip())
+    if m is None:
+        return statement
+    return f"INSERT OR IGNORE INTO name (text) SELECT v.t FROM (VALUES {m.group(1)}) AS v(t) WHERE v.t IS NOT NULL"
 
 
 def _split(body: str) -> list[str]:

@@ -93,6 +93,21 @@ def test_reprice_after_new_override_updates_rollups(store: Store, data_dir: Path
     assert store.conn.execute("SELECT sum(unpriced) FROM rollup").fetchone()[0] == 0
 
 
+def test_reprice_back_to_unpriced_updates_rollups(store: Store, data_dir: Path):
+    """An override taken away: the events lose their price (no price-data version, no matched
+    model: NULL names in the dictionary's trigger) and the rollups count them unpriced again."""
+    (data_dir / "pricing.toml").write_text("[[model]]\nprovider='acme'\nmodel='big'\ninput_mtok=1\noutput_mtok=2\n")
+    store.pricer = Pricer(load_overrides(data_dir / "pricing.toml"))
+    store.add([ev(i, provider="acme", model="big") for i in range(3)], "api")
+    assert sums(store.conn)[1] > 0
+    store.pricer = Pricer()
+    assert store.reprice() == (3, 3)
+    assert sums(store.conn)[1:] == (0, 0)
+    assert store.conn.execute("SELECT sum(unpriced) FROM rollup").fetchone()[0] == 3
+    assert store.conn.execute("SELECT DISTINCT cost_source, pricing_version, priced_model FROM event").fetchall() == [
+        ("unpriced", None, None)]
+
+
 def test_migration_from_v1_keeps_data_and_backs_up(tmp_path: Path):
     path = tmp_path / "old.db"
     assert dbmod.migrate(path, upto=1) == 1

@@ -34,6 +34,8 @@ def test_a_crossing_shows_on_every_machine_and_reaches_the_team_sinks_once(team_
                 for url, screen, hook in zip(machines, screens, hooks)]
     for monitor in monitors:
         monitor.start()
+    for monitor in monitors:  # watching: what others record from now on is theirs to show
+        assert monitor.sync(20)
     try:
         notice = add(store, [event(now - timedelta(minutes=1), "12", feature="chat")])  # over the limit
         for monitor in monitors:  # every machine's writer would tell its monitor of its own commits;
