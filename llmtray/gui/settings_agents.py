@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QCheckBox, QComboBox, QGridLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
 from llmtray.core import db as dbmod
+from llmtray.core.dburl import Database
 from llmtray.agents.settings import LABELS, SOURCES, AgentsConfig
 
 BILLING_TEXT = {"api": "Pay per token (API)", "subscription": "Subscription (show API value, not spend)"}
@@ -27,16 +28,20 @@ class _StatusReader(QObject):
 
     loaded = Signal(object)
 
-    def start(self, db: Path, config: AgentsConfig) -> threading.Thread:
+    def start(self, db: Database, config: AgentsConfig, ledger: Path | None = None) -> threading.Thread:
+        """`ledger`: this machine's own record of the files read, in team mode."""
         def work() -> None:
             from llmtray.agents.status import status
 
             try:
                 conn = dbmod.connect(db, read_only=True)
+                local = dbmod.connect(ledger, read_only=True) if ledger is not None and ledger.exists() else None
                 try:
-                    rows = status(conn, config)
+                    rows = status(conn, config, ledger_conn=local)
                 finally:
                     conn.close()
+                    if local is not None:
+                        local.close()
             except sqlite3.Error as exc:  # no database yet, or an old schema: say so, don't fail
                 rows = [{"agent": s, "error": str(exc)} for s in SOURCES]
             self.loaded.emit(rows)
@@ -47,7 +52,8 @@ class _StatusReader(QObject):
 
 
 class AgentsSection(QGroupBox):
-    def __init__(self, config: AgentsConfig, db: Path, parent: QWidget | None = None):
+    def __init__(self, config: AgentsConfig, db: Database, parent: QWidget | None = None,
+                 ledger: Path | None = None):
         super().__init__("Coding agents", parent)
         self.master = QCheckBox("Read coding agents' usage logs on this machine")
         self.master.setChecked(config.enabled)
@@ -77,7 +83,7 @@ class AgentsSection(QGroupBox):
         layout.addLayout(grid)
         self._reader = _StatusReader()  # no parent: its thread may outlive a closed dialog
         self._reader.loaded.connect(self.show_status)
-        self.thread = self._reader.start(db, config)
+        self.thread = self._reader.start(db, config, ledger)
 
     @Slot(bool)
     def _master_toggled(self, on: bool) -> None:
