@@ -115,7 +115,7 @@ def translate(sql: str) -> str:
         out.append(token)
     text = "".join(out)
     if "INSERT OR IGNORE" in text:
-        text = text.replace("INSERT OR IGNORE", "INSERT") .rstrip().rstrip(";")
+        text = text.replace("INSERT OR IGNORE", "INSERT").rstrip().rstrip(";")
         head, returning, tail = text.partition(" RETURNING ")
         text = f"{head} ON CONFLICT DO NOTHING{returning}{tail}"
     table = _UPSERT_TABLE.search(text)
