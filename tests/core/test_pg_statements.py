@@ -1,0 +1,60 @@
+"""The store's multi-row INSERTs on a real PostgreSQL: how many rows a statement carries, and that
+a long statement's placeholder conversion is done once, not on every batch (bench/team.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from llmtray.core import dburl, pg
+from llmtray.core.compact import ROW_COLUMNS
+from llmtray.core.events import parse_event
+from llmtray.core.store import Batch, Store, _variable_limit
+
+T0 = datetime(2026, 1, 10, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def team_store(pg_server):
+    url = pg_server.new_database()
+    store = Store.open(dburl.parse(url))
+    yield store
+    store.close()
+    pg_server.drop_database(url)
+
+
+def batch(first: int, n: int) -> Batch:
+    return Batch([parse_event({"id": f"e{i}", "provider": "openai", "model": "gpt-4o-mini", "input_tokens": 1000 + i,
+                               "output_tokens": 7, "user": f"u{i % 3}", "ts": (T0 + timedelta(seconds=i)).isoformat()},
+                              now=T0 + timedelta(days=2)) for i in range(first, first + n)], "api")
+
+
+def test_a_500_event_batch_goes_in_128_row_statements_and_every_row_lands(team_store: Store):
+    conn = team_store.conn
+    assert _variable_limit(conn) // len(ROW_COLUMNS) >= 128  # SQLite's default 999 allowed 32 rows
+    results = team_store.add_many([batch(0, 500)])
+    assert results[0].accepted == 500
+    got = conn.execute("SELECT count(*), sum(input_tokens) FROM event").fetchone()
+    assert got == (500, sum(1000 + i for i in range(500)))
+    assert conn.execute("SELECT sum(events), sum(input_tokens) FROM rollup").fetchone() == got
+
+
+def test_an_unknown_limit_is_refused_not_invented(team_store: Store):
+    with pytest.raises(sqlite3.ProgrammingError, match="no PostgreSQL counterpart"):
+        team_store.conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+
+
+def test_a_long_statement_is_converted_once_and_reused_for_the_next_batches(team_store: Store):
+    pg._long_query2pg.cache_clear()
+    for k in range(4):
+        assert team_store.add(batch(k * 256, 256).events, "api").accepted == 256
+    info = pg._long_query2pg.cache_info()
+    assert info.misses >= 1 and info.hits >= 3 * info.misses  # converted in the first batch, reused after
+    conn = team_store.conn
+    assert conn.execute("SELECT count(*), count(DISTINCT event_id) FROM event").fetchone() == (1024, 1024)
+    # a duplicate batch through the cached statements stores nothing more
+    again = team_store.add(batch(0, 256).events, "api")
+    assert (again.accepted, again.duplicates) == (0, 256)
+    assert conn.execute("SELECT count(*) FROM event").fetchone() == (1024,)
