@@ -240,6 +240,13 @@ class PgConnection:
         self.raw = raw
         raw.autocommit = True
         raw.cursor_factory = _Cursor
+        # Our queries are index lookups and rollup sums, planned like SQLite's: none of the long
+        # scans that JIT compilation or parallel workers pay off on. Both were measured costing
+        # the dashboard (EXPLAIN ANALYZE in bench/team.py, 1M events): JIT compiled a 2 ms
+        # breakdown for 490 ms (a VALUES list of ranges is estimated at 100× its rows), and a
+        # parallel plan swept every `plan=pro` rollup row per day range (376 ms) where the serial
+        # one seeks each range in the primary key (12 ms).
+        raw.execute("SELECT set_config('jit', 'off', false), set_config('max_parallel_workers_per_gather', '0', false)")
         raw.adapters.register_loader("numeric", _IntegralNumeric)
         raw.adapters.register_dumper(bool, _BoolAsInt)
 

@@ -73,3 +73,16 @@ def test_a_statement_run_many_times_is_planned_for_its_values_never_generically(
     generic, custom = conn.raw.execute("SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0)"
                                        " FROM pg_prepared_statements WHERE statement LIKE '%t.key = ''x''%'").fetchone()
     assert generic == 0
+
+
+def test_every_connection_plans_serially_without_jit(team_store: Store, pg_server):
+    """JIT compiled a 2 ms dashboard query for 490 ms, and a parallel plan swept a rollup table
+    where the serial one seeks (bench/team.py): each of llmtray's connections turns both off —
+    the store's, and a raw one (`db.connect`)."""
+    raw = pg.connect(dburl.parse(pg_server.url(team_store.db.database)))
+    try:
+        for conn in (team_store.conn, raw):
+            assert conn.execute("SELECT current_setting('jit'), current_setting('max_parallel_workers_per_gather')"
+                                ).fetchone() == ("off", "0")
+    finally:
+        raw.close()
