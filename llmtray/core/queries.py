@@ -148,7 +148,12 @@ class LatencyStats:
 
 
 def _raw_clauses(f: Filters, *, dims: bool = True) -> tuple[list[str], list[Any]]:
-    """WHERE clauses over the event table (alias `e`) for a filter set."""
+    """WHERE clauses over the event table (alias `e`) for a filter set.
+
+    A model filter (the model and its dated snapshots: 3 patterns) picks the matching names
+    from the `name` dictionary first, where the event view's `model` comes from: PostgreSQL
+    looked each event's name up once per pattern, and the events of a rare model took 254 ms at
+    10M events (bench/team.py; 95 → 37 ms at 1M)."""
     clauses, args = ["1"], []
     if f.start_us is not None:
         clauses.append("e.ts >= ?")
@@ -158,7 +163,11 @@ def _raw_clauses(f: Filters, *, dims: bool = True) -> tuple[list[str], list[Any]
         args.append(f.end_us)
     if dims:
         for dim, values in f._dims().items():
-            clause, dim_args = _dim_clause(f"e.{dim}", dim, values)
+            if dim == "model":  # the names matched once, not each event's name per alias pattern
+                named, dim_args = _dim_clause("text", dim, values)
+                clause = f"e.model IN (SELECT text FROM name WHERE {named})"
+            else:
+                clause, dim_args = _dim_clause(f"e.{dim}", dim, values)
             clauses.append(clause)
             args.extend(dim_args)
     for key, value in f.tags:
