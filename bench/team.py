@@ -11,10 +11,11 @@ port, `LLMTRAY_MACHINE=m<i>`), and as many client processes posting pre-encoded 
 `--batch` events (bench/ingest.py's client) each to its own server: events/s over a fixed count,
 then the database must hold exactly the acknowledged events (and each machine's tag on its own)
 and every rollup level's sums must equal the events' (integers, exact). Beside it, in the same
-run: the store alone on PostgreSQL (`Store.add_many`, no HTTP), the store's multi-row INSERTs of
-pre-built rows, COPY of the same rows (the machine's ceiling), SQLite's `serve` (bench/ingest.py's
-case (b), same batches) — and where the CPU went (per process group, from /proc; `--profile`
-adds py-spy's top frames of one server).
+run: the store alone on PostgreSQL (`Store.add_many`, no HTTP, by COPY and by the multi-row
+INSERTs COPY replaced), its row write of pre-built rows (both ways), raw COPY of the same rows
+(the machine's ceiling), SQLite's `serve` (bench/ingest.py's case (b), same batches) — and
+where the CPU went (per process group, from /proc; `--profile` adds py-spy's top frames of one
+server).
 
 Dashboard: bench/dashboard.py's database of the chosen size (its demo generator, cached in
 bench/out/), copied table by table into PostgreSQL with COPY (triggers off: the rollups are
@@ -258,9 +259,23 @@ def prebuilt(url: str, n: int) -> list[tuple[Any, ...]]:
     return rows
 
 
-def multi_row_inserts(url: str, rows: list[tuple[Any, ...]], batch: int) -> float:
-    """The store's own INSERT path (`_insert_encoded`: multi-row statements) in transactions of
-    `batch` rows, with the write lock, into the real schema — no names, links or rollups."""
+@contextmanager
+def inserts_only() -> Iterator[None]:
+    """The store's writes as before COPY (`pg.copy_rows` declines every batch): multi-row
+    INSERTs, for the before/after figure in the same run."""
+    from llmtray.core import pg
+
+    saved, pg.COPY_FROM_ROWS = pg.COPY_FROM_ROWS, sys.maxsize
+    try:
+        yield
+    finally:
+        pg.COPY_FROM_ROWS = saved
+
+
+def store_rows(url: str, rows: list[tuple[Any, ...]], batch: int) -> float:
+    """The store's own row write (`_insert_encoded`: the key lookup and COPY, or the INSERTs
+    under `inserts_only`) in transactions of `batch` rows, with the write lock, into the real
+    schema — no names, links or rollups."""
     from llmtray.core import dburl, pg
     from llmtray.core.store import _insert_encoded
 
@@ -343,18 +358,23 @@ def ingest_section(server: postgres.PgServer, args: argparse.Namespace, tmp: Pat
 
     n = min(total, 100_000)
     alone = store_alone(server.new_database(), min(n, 50_000), args.batch)
+    with inserts_only():
+        alone_inserts = store_alone(server.new_database(), min(n, 50_000), args.batch)
     rows_db = server.new_database()
     rows = prebuilt(rows_db, n)
     server.drop_database(rows_db)
-    inserts = multi_row_inserts(server.new_database(), rows, args.batch)
+    copied_rows = store_rows(server.new_database(), rows, args.batch)
+    with inserts_only():
+        inserted_rows = store_rows(server.new_database(), rows, args.batch)
     copied = copy_rows(server.new_database(), rows, args.batch)
     sqlite = sqlite_serve(tmp, min(4, args.writers), args.batch, args.seconds)
 
     print(f"8 machines → PostgreSQL, over HTTP         {eps:10,.0f} events/s  (target ≥ {TARGET_EPS:,}: "
           f"{'met' if eps >= TARGET_EPS else 'NOT met'}; {run['wall']:.1f} s for {total:,})")
-    print(f"the store alone on PostgreSQL (add_many)   {alone:10,.0f} events/s  (one process, no HTTP)")
-    print(f"the store's multi-row INSERTs, pre-built   {inserts:10,.0f} events/s  (rows only: no names, links, "
-          f"rollups)")
+    print(f"the store alone on PostgreSQL (add_many)   {alone:10,.0f} events/s  (one process, no HTTP; with "
+          f"multi-row INSERTs instead of COPY: {alone_inserts:,.0f})")
+    print(f"the store's row write, pre-built rows      {copied_rows:10,.0f} events/s  (key lookup + COPY; "
+          f"its multi-row INSERTs: {inserted_rows:,.0f}; no names, links, rollups)")
     print(f"ceiling: COPY of the same rows             {copied:10,.0f} events/s  (one process, {args.batch}/transaction)")
     print(f"SQLite: one `serve`, {min(4, args.writers)} clients (bench/ingest.py b) {sqlite:9,.0f} events/s")
     cpu = {k[4:]: v for k, v in run.items() if k.startswith("cpu ")}
