@@ -63,6 +63,9 @@ BENCHES = [
           "`serve` under steady traffic: RSS, fds, threads, WAL first vs last window"),
     Bench("agents", ("--mb", "200", "--idle", "60"), ("--mb", "20", "--idle", "5", "--files", "100"),
           "coding agents' logs: cold scan, re-scan, RSS, live latency, idle CPU vs a naive pass and ccusage"),
+    Bench("team", ("--events", "200000", "--dashboard", "1M"),
+          ("--events", "40000", "--dashboard", "100k", "--repeat", "1", "--seconds", "1"),
+          "team mode: 8 `serve` processes into one PostgreSQL and the dashboard on it vs COPY, the store alone and SQLite"),
 ]
 
 

@@ -36,7 +36,6 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -385,6 +384,10 @@ def ingest_section(server: postgres.PgServer, args: argparse.Namespace, tmp: Pat
         print(f"  {group:16s} {seconds:7.1f} core-s  {seconds / total * 1e6:6.0f} µs/event  "
               f"({seconds / whole:.0%} of the machine's)")
     print(f"  {'other':16s} {whole - sum(cpu.values()):7.1f} core-s  (the kernel's and other users' share)")
+    ours = sum(cpu.values())
+    print(f"  on {os.cpu_count()} idle cores the same work would take at least {ours / (os.cpu_count() or 1):.1f} s: "
+          f"≤ {total / ours * (os.cpu_count() or 1):,.0f} events/s (CPU-bound; the write lock caps it "
+          f"too, at about the store-alone rate)")
     if profile is not None and profile.exists():
         print("where `serve` m0's time goes (py-spy, inclusive / own, all threads):")
         for frame, inc, self_ in top_frames(profile):
@@ -457,8 +460,8 @@ def dashboard_section(server: postgres.PgServer, label: str, repeat: int) -> boo
             cells.append(f"{ms:.0f}{' !' if over else ''} / {lite:.0f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     worst = max(ms for per in on_pg.values() for ms in per.values())
-    print(f"slowest view on PostgreSQL: {worst:.0f} ms (target < {TARGET_VIEW_MS:.0f} ms at 10M: "
-          f"{'met' if worst < TARGET_VIEW_MS else 'NOT met'})")
+    verdict = f": {'met' if worst < TARGET_VIEW_MS else 'NOT met'}" if label == "10M" else ""
+    print(f"slowest view on PostgreSQL: {worst:.0f} ms (target < {TARGET_VIEW_MS:.0f} ms at 10M{verdict})")
     print("naive baseline on PostgreSQL (30 days summed from the event view, no rollups): "
           + ", ".join(f"{k} {v:,.0f} ms" for k, v in naive.items()))
     print("exact: every scenario's breakdown and daily totals equal PostgreSQL's event table" if not wrong
