@@ -69,12 +69,13 @@ class _BoolAsInt(Dumper):
 class _LongStatements(_queries.PostgresQuery):
     """psycopg's query conversion (`%s` → `$n`), cached for long statements too.
 
-    psycopg caches the conversion only for statements under 4 kB with at most 50 parameters (an ORM's
-    ever-different `VALUES (…), (…)` would flood its cache); above that it re-parses the text on
-    every execution. Our long statements are the store's multi-row INSERTs — a few column sets
-    × power-of-two row counts — and re-parsing them (~1,000 placeholders each) was measured as
-    41% of `Store.add_many`'s time on PostgreSQL (bench/team.py: 13,000 → 30,000 events/s in
-    one process once cached).
+    psycopg caches the conversion only for statements under 4 kB with at most 50 parameters (an
+    ORM's ever-different `VALUES (…), (…)` would flood its cache); above that it re-parses the
+    text on every execution. Ours are the store's multi-row INSERTs — a few column sets ×
+    power-of-two row counts; batches too small for COPY go that way — and re-parsing them was
+    41% of `Store.add_many`'s time on PostgreSQL before COPY (bench/team.py: 13,000 → 30,000
+    events/s in one process once cached). psycopg's internals: where they are missing (another
+    psycopg version), connections keep psycopg's own cursor.
     """
 
     def convert(self, query: Any, vars: Any) -> None:
@@ -87,7 +88,8 @@ class _LongStatements(_queries.PostgresQuery):
         return None
 
 
-_long_query2pg = lru_cache(maxsize=64)(_queries._query2pg_nocache)  # a few MB at most: 64 × ~30 kB × its parts
+_CONVERT = getattr(_queries, "_query2pg_nocache", None)
+_long_query2pg = lru_cache(maxsize=64)(_CONVERT) if _CONVERT else None  # 64 × ~30 kB and its parts at most
 
 
 class _Cursor(psycopg.Cursor[Any]):
@@ -164,8 +166,8 @@ def _is_read(text: str) -> bool:
     then plans it once for any parameters — a generic plan can't see how much of the table
     `ts >= ? AND ts < ?` spans, and walked 90 days of events for a tag that has none (the
     dashboard's subscription view: 5 ms → 230 ms at 1M events, bench/team.py). Planned for its
-    values every time, as SQLite does. Writes stay prepared: planning the store's 128-row INSERT
-    on every batch cost ~15% of its throughput."""
+    values every time, as SQLite does. Writes stay prepared: re-planning the store's multi-row
+    INSERTs on every batch cost ~15% of its throughput (measured before COPY)."""
     return text.lstrip()[:6].upper() == "SELECT"
 
 
@@ -242,7 +244,8 @@ class PgConnection:
     def __init__(self, raw: psycopg.Connection):
         self.raw = raw
         raw.autocommit = True
-        raw.cursor_factory = _Cursor
+        if _long_query2pg is not None:
+            raw.cursor_factory = _Cursor
         # Our queries are index lookups and rollup sums, planned like SQLite's: none of the long
         # scans that JIT compilation or parallel workers pay off on. Both were measured costing
         # the dashboard (EXPLAIN ANALYZE in bench/team.py, 1M events): JIT compiled a 2 ms
@@ -302,12 +305,14 @@ class PgConnection:
                 seen = {k for (k,) in self.raw.execute(f"SELECT {key} FROM {table} WHERE {key} = ANY(%s)", (wanted,))}
                 fresh = []
                 for r in rows:
-                    if r[at] is None or r[at] not in seen:
+                    if r[at] is None:
+                        fresh.append(r)
+                    elif r[at] not in seen:
                         seen.add(r[at])
                         fresh.append(r)
                 rows = fresh
-            with self.raw.cursor().copy(f"COPY {table} ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)})"
-                                        " FROM STDIN") as copy:
+            quoted = ", ".join(f'"{c}"' for c in columns)
+            with self.raw.cursor().copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
                 for r in rows:
                     copy.write_row(r)
         except psycopg.Error as exc:
