@@ -419,10 +419,10 @@ def copy_database(sqlite_path: Path, url: str) -> tuple[int, float]:
                 continue
             cur = src.execute(f"SELECT * FROM {table}")
             columns = [d[0] for d in cur.description]
+            quoted = ", ".join(f'"{c}"' for c in columns)  # `user`, `offset`: reserved words there
             with conn.transaction():
                 conn.execute(f"DELETE FROM {table}")
-                with conn.cursor().copy(f"COPY {table} ({', '.join(f'{c!r}'.replace(chr(39), chr(34)) for c in columns)})"
-                                        " FROM STDIN") as copy:
+                with conn.cursor().copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
                     blob_at = columns.index("event_id") if table == "event_row" else -1
                     for row in cur:
                         if blob_at >= 0 and isinstance(row[blob_at], str):
