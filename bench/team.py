@@ -75,18 +75,20 @@ def pg_server() -> Iterator[postgres.PgServer]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def pg_pids() -> list[int]:
-    """The server's processes (the postmaster and every backend): the `postgres` user's."""
-    import pwd
-
-    uid = pwd.getpwnam("postgres").pw_uid if os.geteuid() == 0 else os.geteuid()
-    out = []
+def pg_pids(server: postgres.PgServer) -> list[int]:
+    """Our server's processes: its postmaster and the backends and workers it forked (other
+    PostgreSQL servers on the machine, a test session's, run as the same user); none for a
+    server given by LLMTRAY_TEST_POSTGRES_URL (not ours to read)."""
+    if server.data is None:
+        return []
+    postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
+    out = [postmaster]
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if entry.stat().st_uid == uid and b"postgres" in (entry / "cmdline").read_bytes()[:64]:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
                     out.append(int(entry.name))
-            except OSError:
+            except (OSError, IndexError, ValueError):
                 pass
     return out
 
@@ -155,7 +157,8 @@ def stop_serves(serves: list[Serve]) -> None:
             s.proc.kill()
 
 
-def post_all(serves: list[Serve], batch: int, requests: int, profile: Path | None) -> dict[str, float]:
+def post_all(server: postgres.PgServer, serves: list[Serve], batch: int, requests: int,
+             profile: Path | None) -> dict[str, float]:
     """One client process per server, `requests` batches each, started together; the clock runs
     from the first client's first request to the last one's last answer (every one a 200)."""
     ctx = mp.get_context("spawn")
@@ -166,7 +169,7 @@ def post_all(serves: list[Serve], batch: int, requests: int, profile: Path | Non
         p.start()
     time.sleep(1.0 + 0.3 * len(clients))  # every client builds its requests before the clock starts
     groups = {"llmtray serve": [s.proc.pid for s in serves], "clients": [p.pid for p in clients],
-              "postgres": pg_pids()}
+              "postgres": pg_pids(server)}
     before = {k: cpu_of(v) for k, v in groups.items()} | {"machine": machine_busy()}
     spy = None
     if profile is not None:
@@ -347,7 +350,7 @@ def ingest_section(server: postgres.PgServer, args: argparse.Namespace, tmp: Pat
     serves = start_serves(url, tmp, args.writers)
     profile = tmp / "serve-0.pyspy" if args.profile else None
     try:
-        run = post_all(serves, args.batch, requests, profile)
+        run = post_all(server, serves, args.batch, requests, profile)
     finally:
         stop_serves(serves)
     total = args.writers * per_writer
@@ -383,7 +386,7 @@ def ingest_section(server: postgres.PgServer, args: argparse.Namespace, tmp: Pat
     for group, seconds in cpu.items():
         print(f"  {group:16s} {seconds:7.1f} core-s  {seconds / total * 1e6:6.0f} µs/event  "
               f"({seconds / whole:.0%} of the machine's)")
-    print(f"  {'other':16s} {whole - sum(cpu.values()):7.1f} core-s  (the kernel's and other users' share)")
+    print(f"  {'other':16s} {whole - sum(cpu.values()):7.1f} core-s  (the kernel's, other users', and processes that came and went: autovacuum)")
     ours = sum(cpu.values())
     print(f"  on {os.cpu_count()} idle cores the same work would take at least {ours / (os.cpu_count() or 1):.1f} s: "
           f"≤ {total / ours * (os.cpu_count() or 1):,.0f} events/s (CPU-bound; the write lock caps it "
