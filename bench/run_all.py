@@ -65,6 +65,9 @@ BENCHES = [
           "coding agents' logs: cold scan, re-scan, RSS, live latency, idle CPU vs a naive pass and ccusage"),
     Bench("team_watch", ("--events", "1000000"), ("--events", "50000", "--repeat", "10"),
           "the team dashboard's 2-s change poll on PostgreSQL vs max(id)+count(*) and a full count+sum"),
+    Bench("team", ("--events", "200000", "--dashboard", "1M"),
+          ("--events", "40000", "--dashboard", "100k", "--repeat", "1", "--seconds", "1"),
+          "team mode: 8 `serve` processes into one PostgreSQL and the dashboard on it vs COPY, the store alone and SQLite"),
 ]
 
 

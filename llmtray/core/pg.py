@@ -33,7 +33,7 @@ from typing import Any
 
 import peewee as pw
 import psycopg
-from psycopg import errors as pg_errors, postgres
+from psycopg import _queries, errors as pg_errors, postgres
 from psycopg.adapt import Dumper
 from psycopg.pq import TransactionStatus
 from psycopg.types.numeric import NumericLoader
@@ -71,6 +71,36 @@ class _BoolAsInt(Dumper):
         return b"1" if obj else b"0"
 
 
+class _LongStatements(_queries.PostgresQuery):
+    """psycopg's query conversion (`%s` → `$n`), cached for long statements too.
+
+    psycopg caches the conversion only for statements under 4 kB with at most 50 parameters (an
+    ORM's ever-different `VALUES (…), (…)` would flood its cache); above that it re-parses the
+    text on every execution. Ours are the store's multi-row INSERTs — a few column sets ×
+    power-of-two row counts; batches too small for COPY go that way — and re-parsing them was
+    41% of `Store.add_many`'s time on PostgreSQL before COPY (bench/team.py: 13,000 → 30,000
+    events/s in one process once cached). psycopg's internals: where they are missing (another
+    psycopg version), connections keep psycopg's own cursor.
+    """
+
+    def convert(self, query: Any, vars: Any) -> None:
+        if vars is None or not isinstance(query, str) or (len(query) <= _queries.MAX_CACHED_STATEMENT_LENGTH
+                                                          and len(vars) <= _queries.MAX_CACHED_STATEMENT_PARAMS):
+            return super().convert(query, vars)
+        encoding = self._tx.encoding
+        self.query, self._want_formats, self._order, self._parts = _long_query2pg(query.encode(encoding), encoding)
+        self.dump(vars)
+        return None
+
+
+_CONVERT = getattr(_queries, "_query2pg_nocache", None)
+_long_query2pg = lru_cache(maxsize=64)(_CONVERT) if _CONVERT else None  # 64 × ~30 kB and its parts at most
+
+
+class _Cursor(psycopg.Cursor[Any]):
+    _query_cls = _LongStatements
+
+
 # --- the dialect ------------------------------------------------------------------------------
 
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|--[^\n]*|[^'\"-]+|-")
@@ -82,6 +112,9 @@ _WHERE_CONSTANT = re.compile(r"\b(WHERE|AND|OR) ([01])\b(?![.\d])")
 _GLOB = re.compile(r"([\w.]+) GLOB \?")
 _UPSERT_TABLE = re.compile(r"INSERT INTO (\w+)")
 _CONFLICT_NO_TARGET = "ON CONFLICT DO UPDATE"
+_COPY_HEAD = re.compile(r"INSERT INTO (\w+) \(([\w, ]+)\)")
+_COPY_SKIP = re.compile(r" ON CONFLICT\((\w+)\) DO NOTHING")
+COPY_FROM_ROWS = 16  # below this, COPY's extra round trips cost more than binding the rows
 _BARE_WORD = re.compile(r"(?<![\w.\"])(\w+|\"\w+\")(?![\w\"(.])")
 
 
@@ -135,6 +168,17 @@ def translate(sql: str) -> str:
 
         text = f"{head}DO UPDATE SET{_BARE_WORD.sub(qualified, sets)}"
     return text
+
+
+@lru_cache(maxsize=4096)
+def _is_read(text: str) -> bool:
+    """A SELECT, which runs unprepared: psycopg prepares a statement run 5 times, and PostgreSQL
+    then plans it once for any parameters — a generic plan can't see how much of the table
+    `ts >= ? AND ts < ?` spans, and walked 90 days of events for a tag that has none (the
+    dashboard's subscription view: 5 ms → 230 ms at 1M events, bench/team.py). Planned for its
+    values every time, as SQLite does. Writes stay prepared: re-planning the store's multi-row
+    INSERTs on every batch cost ~15% of its throughput (measured before COPY)."""
+    return text.lstrip()[:6].upper() == "SELECT"
 
 
 @lru_cache(maxsize=1)
@@ -222,6 +266,15 @@ class PgConnection:
         except psycopg.Error as exc:
             raise sqlite3.OperationalError(f"cannot connect to {self.url}: {' '.join(str(exc).split())}") from exc
         raw.autocommit = True
+        if _long_query2pg is not None:
+            raw.cursor_factory = _Cursor
+        # Our queries are index lookups and rollup sums, planned like SQLite's: none of the long
+        # scans that JIT compilation or parallel workers pay off on. Both were measured costing
+        # the dashboard (EXPLAIN ANALYZE in bench/team.py, 1M events): JIT compiled a 2 ms
+        # breakdown for 490 ms (a VALUES list of ranges is estimated at 100× its rows), and a
+        # parallel plan swept every `plan=pro` rollup row per day range (376 ms) where the serial
+        # one seeks each range in the primary key (12 ms).
+        raw.execute("SELECT set_config('jit', 'off', false), set_config('max_parallel_workers_per_gather', '0', false)")
         raw.adapters.register_loader("numeric", _IntegralNumeric)
         raw.adapters.register_dumper(bool, _BoolAsInt)
         if self.read_only:
@@ -243,7 +296,8 @@ class PgConnection:
             if special is not None:
                 return special
             cur = self._live().cursor()
-            cur.execute(translate(sql), tuple(params or ()))
+            text = translate(sql)
+            cur.execute(text, tuple(params or ()), prepare=False if _is_read(text) else None)
         except psycopg.Error as exc:
             raise _as_sqlite(exc) from exc
         return cur
@@ -257,6 +311,45 @@ class PgConnection:
         except psycopg.Error as exc:
             raise _as_sqlite(exc) from exc
         return cur
+
+    def copy_rows(self, statement: tuple[str, str, str], rows: Sequence[Sequence[Any]]) -> int | None:
+        """The store's multi-row INSERT (`store._insert_rows`: head, one row's placeholders,
+        tail) as one COPY; the rows inserted, or None to leave a statement to the INSERTs (too
+        few rows to pay for COPY's extra round trip, or a tail COPY can't honour).
+
+        COPY can't skip a conflict, so `ON CONFLICT(key) DO NOTHING` is done first: one lookup
+        of the batch's keys, and each key's first row only — what the INSERT would keep, as
+        long as no other writer adds keys meanwhile, which the write lock every store batch
+        holds guarantees. A 500-event batch went in 17 INSERTs of up to 999 parameters; COPY
+        streams the rows: the write lock is held 20–30% less per batch (bench/team.py)."""
+        head, _, tail = statement
+        target = _COPY_HEAD.fullmatch(head)
+        conflict = _COPY_SKIP.fullmatch(tail)
+        if len(rows) < COPY_FROM_ROWS or target is None or not (conflict or not tail) or not self.in_transaction:
+            return None
+        table, columns = target[1], [c.strip() for c in target[2].split(",")]
+        if conflict and conflict[1] not in columns:  # the key left to its default (a collided id's rows)
+            return None
+        try:
+            if conflict:
+                key, at = conflict[1], columns.index(conflict[1])
+                wanted = [r[at] for r in rows if r[at] is not None]
+                seen = {k for (k,) in self.raw.execute(f"SELECT {key} FROM {table} WHERE {key} = ANY(%s)", (wanted,))}
+                fresh = []
+                for r in rows:
+                    if r[at] is None:
+                        fresh.append(r)
+                    elif r[at] not in seen:
+                        seen.add(r[at])
+                        fresh.append(r)
+                rows = fresh
+            quoted = ", ".join(f'"{c}"' for c in columns)
+            with self.raw.cursor().copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
+                for r in rows:
+                    copy.write_row(r)
+        except psycopg.Error as exc:
+            raise _as_sqlite(exc) from exc
+        return len(rows)
 
     def executescript(self, script: str) -> Any:
         try:

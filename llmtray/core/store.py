@@ -409,6 +409,9 @@ def _insert_rows(conn: sqlite3.Connection, statement: tuple[str, str, str], rows
     """
     if not rows:
         return 0
+    copied = conn.copy_rows(statement, rows) if hasattr(conn, "copy_rows") else None  # PostgreSQL: one COPY
+    if copied is not None:
+        return copied
     width = len(rows[0])
     limit = max(1, min(_MAX_ROWS_PER_STATEMENT, _variable_limit(conn) // width))
     start = inserted = 0
