@@ -132,7 +132,9 @@ def encode(conn: sqlite3.Connection, dictionary: Dictionary, rows: Sequence[Sequ
 def find(conn: sqlite3.Connection, event_ids: Sequence[str]) -> dict[str, int]:
     """Row ids of the stored events with these idempotency keys (key -> row id), by the hash
     index; a key that collided with another's hash is found by its own partial index."""
-    wanted = {key_hash(i): i for i in event_ids}
+    wanted: dict[int | None, set[str]] = {}
+    for i in event_ids:  # two keys sharing a hash may both be asked for
+        wanted.setdefault(key_hash(i), set()).add(i)
     out: dict[str, int] = {}
     hashes = list(wanted)
     for start in range(0, len(hashes), 500):
@@ -140,7 +142,7 @@ def find(conn: sqlite3.Connection, event_ids: Sequence[str]) -> dict[str, int]:
         for row_id, key, stored_id in conn.execute(
                 f"SELECT r.id, r.key_hash, e.event_id FROM event_row r JOIN event e ON e.id = r.id"
                 f" WHERE r.key_hash IN ({', '.join('?' * len(chunk))})", chunk):
-            if stored_id == wanted[key]:
+            if stored_id in wanted[key]:
                 out[stored_id] = row_id
     rest = [i for i in event_ids if i not in out]
     if rest and conn.execute("SELECT 1 FROM event_row WHERE key_hash IS NULL AND event_id IS NOT NULL LIMIT 1").fetchone():

@@ -241,3 +241,16 @@ def test_import_ids_are_never_reused(store: Store):
     third = store.create_dataset("c.csv", "generic-csv", None)
     assert (first, second, third) == (1, 2, 3)
     assert isinstance(store.add([ev(1)], "import:generic-csv", second), sqlite3.IntegrityError)
+
+
+def test_a_repeated_id_and_one_hashed_alike_in_one_batch(store: Store, monkeypatch: pytest.MonkeyPatch):
+    """A 64-bit hash collision (forced): with `a` stored, a batch holding `a` again and `b`,
+    hashed like `a`, stores `b` (without a hash) and counts `a` as the duplicate it is."""
+    from llmtray.core import compact
+
+    real = compact.key_hash
+    monkeypatch.setattr(compact, "key_hash", lambda event_id: real("a" if event_id == "b" else event_id))
+    assert store.add([ev(0, id="a")], "api").accepted == 1
+    result = store.add([ev(1, id="a"), ev(2, id="b")], "api")
+    assert (result.accepted, result.duplicates) == (1, 1)
+    assert sorted(r[0] for r in store.conn.execute("SELECT event_id FROM event")) == ["a", "b"]
