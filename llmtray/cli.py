@@ -16,7 +16,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from pathlib import Path
 
 from llmtray import __version__, paths
 from llmtray.config import Config, load
@@ -45,9 +44,6 @@ class Context:
         from llmtray.core import dburl
 
         chosen = dburl.resolve(explicit, self.config.database_url, self.config.machine)
-        if isinstance(chosen, Path):  # a SQLite file elsewhere: its folder is the data dir
-            return replace(self, paths=replace(self.paths, data=chosen.parent)) if chosen.name == "llmtray.db" else \
-                _refuse_file_name(chosen)
         return replace(self, paths=replace(self.paths, database=chosen)) if chosen is not None else self
 
     def store(self, *, writes: bool = True):  # noqa: ANN201 - imported lazily so `--help` stays fast
@@ -79,11 +75,6 @@ class Context:
         from llmtray.core.queries import Queries
 
         return Queries(self.store(writes=False).conn, self.config.tz)
-
-
-def _refuse_file_name(path: Path) -> Context:
-    raise ConfigError(f"a SQLite database URL names a data dir's llmtray.db (sqlite:///DIR/llmtray.db), got {path}; "
-                      "or use --data-dir DIR")
 
 
 def build_parser() -> argparse.ArgumentParser:

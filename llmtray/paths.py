@@ -25,13 +25,18 @@ class Paths:
     data: Path
     config_dir: Path
     runtime_dir: Path
-    # A team's PostgreSQL (`--database`, DESIGN §16): then `db` is that, and the data dir's own
-    # file (`local_db`) only keeps what couldn't be delivered while it was unreachable.
-    database: PostgresUrl | None = None
+    # `--database` (DESIGN §16): a team's PostgreSQL, or a SQLite file elsewhere; then `db` is
+    # that. In team mode the data dir's own file (`local_db`) keeps this machine's own state.
+    database: Database | None = None
 
     @property
     def db(self) -> Database:
         return self.database if self.database is not None else self.local_db
+
+    @property
+    def team(self) -> bool:
+        """Whether the events go to a team's PostgreSQL."""
+        return isinstance(self.database, PostgresUrl)
 
     @property
     def local_db(self) -> Path:

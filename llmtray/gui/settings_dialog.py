@@ -173,7 +173,7 @@ class SettingsDialog(QDialog):
         # its own tab: stacked, they made a dialog 840 px tall, past a laptop's screen.
         self.email = EmailSection(current.email, db_path=paths.db, tz=current.tz)
         self.agents = AgentsSection(current.agents, paths.db,  # in team mode, this machine's ledger is its own
-                                    ledger=paths.local_db if paths.database is not None else None)
+                                    ledger=paths.local_db if paths.team else None)
         self.bills = BillsSection(paths)
         self.applies = QLabel(APPLIES_NOTE)
         self.applies.setWordWrap(True)

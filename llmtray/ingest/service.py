@@ -163,7 +163,7 @@ class IngestService:
         self._keyring_timeout = keyring_timeout
         # pricing.toml edits apply to the next commit, no restart (#17 item 16)
         # team mode: events recorded while the team database is unreachable wait in the data dir
-        spool = paths.data / SPOOL_NAME if paths.database is not None else None
+        spool = paths.data / SPOOL_NAME if paths.team else None
         self.writer = Writer(paths.db, current_pricer=PricingFile(paths.pricing_file).current, spool=spool)
         # whoever owns the database file backs it up (a team's server is backed up by its operator)
         self.backups = BackupScheduler(paths.db, first_after=backup_after) if isinstance(paths.db, Path) else None
@@ -194,7 +194,7 @@ class IngestService:
 
             self.agents = AgentWatcher(paths.db, self.writer, config.agents,  # subscription value: same prices as spend
                                        make_pricer=PricingFile(paths.pricing_file).current,
-                                       local_db=paths.local_db if paths.database is not None else None)
+                                       local_db=paths.local_db if paths.team else None)
 
     # --- configuration before start ------------------------------------------------------------
 
