@@ -28,7 +28,7 @@ import peewee as pw
 
 from llmtray.core.errors import ReadOnlyDatabaseError, SchemaTooNewError
 from llmtray.core import latency
-from llmtray.core.dburl import Database, PostgresUrl
+from llmtray.core.dburl import Database, PostgresUrl, causes
 from llmtray.core.compact import EVENT_COLUMNS, NAMED, ROW_COLUMNS, key_hash, split_id
 from llmtray.core.sketch import bin_of
 from llmtray.core.trust import private_file, tighten
@@ -950,14 +950,12 @@ def cannot_write(exc: BaseException) -> bool:
     a read-only file or folder, or on a team's PostgreSQL a role without write grants."""
     if isinstance(exc, PermissionError) or (isinstance(exc, OSError) and exc.errno == 30):  # EROFS
         return True
-    seen: BaseException | None = exc
-    while seen is not None:
+    for seen in causes(exc):
         if type(seen).__name__ in ("InsufficientPrivilege", "ReadOnlySqlTransaction"):  # psycopg's
             return True
         if (isinstance(seen, (sqlite3.OperationalError, pw.OperationalError))
                 and any(m in str(seen).lower() for m in _READ_ONLY_MESSAGES)):
             return True
-        seen = seen.__cause__ or seen.__context__
     return False
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -129,15 +131,43 @@ def machine_name(configured: str | None = None) -> str:
     return (os.environ.get("LLMTRAY_MACHINE") or configured or socket.gethostname() or "unknown").strip()
 
 
-def connection_failure(exc: BaseException) -> str | None:
-    """What went wrong, when `exc` is the team database refusing or failing a connection
-    (refused, timed out, bad password, TLS); None for anything else. Checked by class name, so a
-    SQLite-only run never imports psycopg."""
+# SQLSTATEs that mean the connection itself is gone: class 08 (connection exception) and the
+# server shutting down or starting up (57P01..57P03); a client-side failure has no SQLSTATE.
+_LOST_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what it was raised from, and so on (drivers' errors travel wrapped)."""
     seen: BaseException | None = exc
     while seen is not None:
-        if type(seen).__module__.startswith("psycopg") and type(seen).__name__ in ("OperationalError", "InterfaceError"):
-            return " ".join(str(exc).split())
+        yield seen
         seen = seen.__cause__ or seen.__context__
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc` (or what it was raised from) says the team database can't be reached or
+    dropped the connection — not a bad query, a timeout or a permission (those stay errors).
+    The writer spools on it, the GUI's workers reconnect on it. psycopg is only looked at when
+    something imported it: a SQLite-only run never pays for it."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return False
+    for seen in causes(exc):
+        if isinstance(seen, psycopg.InterfaceError):  # "the connection is closed"
+            return True
+        if isinstance(seen, psycopg.OperationalError):
+            state = getattr(seen, "sqlstate", None)
+            return state is None or state.startswith(_LOST_STATES)
+    return False
+
+
+def connection_failure(exc: BaseException) -> str | None:
+    """What went wrong, when `exc` is the team database refusing or failing a connection
+    (refused, timed out, bad password, TLS); None for anything else (the CLI's one-line error)."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and any(isinstance(s, (psycopg.OperationalError, psycopg.InterfaceError))
+                                   for s in causes(exc)):
+        return " ".join(str(exc).split())
     return None
 
 

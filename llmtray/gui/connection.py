@@ -14,29 +14,12 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import psycopg
+from llmtray.core.dburl import unreachable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 UNREACHABLE = "team database unreachable — retrying"  # what the window corner and the tray say
-# SQLSTATEs that mean the connection itself is gone: class 08 (connection exception) and the
-# server shutting down or starting up (57P01..57P03); a client-side failure has no SQLSTATE.
-_LOST_STATES = ("08", "57P01", "57P02", "57P03")
-
-
-def unreachable(exc: BaseException) -> bool:
-    """Whether `exc` (or what it was raised from) says the server can't be reached or dropped
-    the connection — not a bad query, a timeout or a permission (those stay errors)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, psycopg.InterfaceError):  # "the connection is closed"
-            return True
-        if isinstance(seen, psycopg.OperationalError):
-            state = getattr(seen, "sqlstate", None)
-            return state is None or state.startswith(_LOST_STATES)
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def forget(db: Any) -> None:

@@ -34,9 +34,9 @@ from llmtray.core.errors import LLMTrayError
 from llmtray.core.events import UsageEvent
 from llmtray.core.pricing import Pricer
 from llmtray.core.damage import is_corruption, mark_damaged
-from llmtray.core.dburl import Database
+from llmtray.core.dburl import Database, unreachable
 from llmtray.core.store import AddResult, Batch, Store
-from llmtray.team.spool import Spool, broken, unreachable
+from llmtray.team.spool import Spool, broken
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,6 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
-
 from llmtray.core import db as dbmod
 from llmtray.core.dburl import PostgresUrl
 from llmtray.core.pricing import Pricer
@@ -27,17 +25,6 @@ from llmtray.team.copy import CopyResult, copy_events
 
 log = logging.getLogger(__name__)
 SPOOL_NAME = "team-spool.db"
-
-
-def unreachable(exc: BaseException) -> bool:
-    """Whether `exc` means "the team database can't be used right now" (refused, timed out,
-    dropped, restarting, authentication failed) rather than a problem with what was written."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, (psycopg.OperationalError, psycopg.InterfaceError)):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def broken(store: Store) -> bool:
